@@ -1,0 +1,87 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Targets that touch raw memory: every unsafe expression must be marked `unsafe` (and, by house rule,
+/// carry a `// SAFETY:` line; `Tools/check-unsafe` enforces that).
+let auditedUnsafe: [SwiftSetting] = [
+    .strictMemorySafety(),
+    .treatWarning("StrictMemorySafety", as: .error),
+]
+
+let package = Package(
+    name: "RseqTrace",
+    products: [
+        .library(name: "RseqTrace", targets: ["RseqTrace"]),
+        .library(name: "RseqTraceConsumer", targets: ["RseqTraceConsumer"]),
+        .executable(name: "rseqtrace", targets: ["rseqtrace"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: C — only the rseq ABI, the asm critical sections and the syscalls Swift cannot call.
+        .target(
+            name: "CRseqTrace",
+            cSettings: [
+                .define("_GNU_SOURCE"),
+                // Debug builds (what `swift test` runs) carry the race-widening injection points;
+                // release builds (demo, benchmarks, the fast-path disassembly check) do not.
+                .define("RSEQTRACE_INJECTION", .when(configuration: .debug)),
+            ]
+        ),
+
+        // MARK: Producer library
+        .target(
+            name: "RseqTrace",
+            dependencies: [
+                "CRseqTrace",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+
+        // MARK: Consumer library
+        .target(
+            name: "RseqTraceConsumer",
+            dependencies: [
+                "RseqTrace", "CRseqTrace",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+
+        // MARK: Tools
+        .executableTarget(
+            name: "rseqtrace",
+            dependencies: [
+                "RseqTrace", "RseqTraceConsumer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/rseqtrace",
+            swiftSettings: auditedUnsafe
+        ),
+
+        // MARK: Test support
+        .target(
+            name: "CRseqTraceTestSupport",
+            path: "Tests/CRseqTraceTestSupport",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        .executableTarget(
+            name: "rseqtrace-testhelper",
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "CRseqTraceTestSupport"],
+            path: "Tests/rseqtrace-testhelper",
+            swiftSettings: auditedUnsafe
+        ),
+        .testTarget(
+            name: "RseqTraceTests",
+            dependencies: [
+                "RseqTrace", "RseqTraceConsumer", "CRseqTrace", "CRseqTraceTestSupport",
+                "rseqtrace-testhelper", "rseqtrace",
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

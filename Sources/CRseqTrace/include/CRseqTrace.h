@@ -1,0 +1,251 @@
+/*
+ * CRseqTrace — the only C in RseqTrace's producer path.
+ *
+ * What lives here, and why it cannot be Swift:
+ *   - the Linux rseq ABI (our own copy: the installed uapi header may be older than the kernel),
+ *   - the restartable critical sections themselves (`asm goto`: a descriptor in `__rseq_cs`, an abort
+ *     handler in `__rseq_failure` preceded by the signature, a single committing store),
+ *   - the per-thread rseq area used when glibc does not register one (a `__thread` object),
+ *   - thin wrappers for variadic or macro-only libc APIs (`syscall`, `CPU_SET`).
+ *
+ * Naming follows librseq: each critical-section helper is named after its pseudo-code and returns
+ *   0  success: the final store committed,
+ *   1  a compared value did not match (nothing was published),
+ *  -1  aborted by the kernel (preemption, signal, migration) or run on the wrong CPU.
+ * Pseudo-code vocabulary:
+ *   cbne(a, b, ne)     branch to `ne` when a != b
+ *   cbgtu(a, b, ne)    branch to `ne` when a > b (unsigned)
+ *   stamp([p])         store the cycle counter (rdtsc / cntvct_el0) at p
+ *   trystore(v, [p])   store that may be left behind by an abort; only ever targets memory past the
+ *                      published head, which no reader looks at
+ *   store(v, [p])      the committing store: the last instruction of the sequence
+ *
+ * Every helper first checks that the thread runs on the expected index (cpu_id or mm_cid); that
+ * check is what makes the same helper usable for the consumer's "run this on CPU n" slow path.
+ */
+#ifndef CRSEQTRACE_H
+#define CRSEQTRACE_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define RSEQTRACE_INLINE static inline __attribute__((__always_inline__))
+
+#define RSEQTRACE_STR_(x) #x
+#define RSEQTRACE_STR(x) RSEQTRACE_STR_(x)
+
+/* MARK: - Kernel ABI (include/uapi/linux/rseq.h, checked against kernel 6.18 and the 7.0 header) */
+
+/* The registered per-thread area. Offsets are part of the kernel ABI and checked in shim.c. */
+struct rseqtrace_rseq_abi {
+	uint32_t cpu_id_start; /* +0  kernel-owned */
+	uint32_t cpu_id;       /* +4  kernel-owned; -1 uninitialised, -2 registration failed */
+	uint64_t rseq_cs;      /* +8  user-owned: pointer to the active descriptor */
+	uint32_t flags;        /* +16 kernel-owned since 6.x: never written by us */
+	uint32_t node_id;      /* +20 kernel-owned (6.3+) */
+	uint32_t mm_cid;       /* +24 kernel-owned (6.3+) */
+	uint32_t slice_ctrl;   /* +28 7.0+ time-slice extension; unused here */
+} __attribute__((aligned(32)));
+
+#define RSEQTRACE_OFFSET_CPU_ID 4
+#define RSEQTRACE_OFFSET_RSEQ_CS 8
+#define RSEQTRACE_OFFSET_NODE_ID 20
+#define RSEQTRACE_OFFSET_MM_CID 24
+
+#define RSEQTRACE_CPU_ID_UNINITIALIZED ((uint32_t)-1)
+
+#if defined(__x86_64__)
+#define RSEQTRACE_SIG 0x53053053
+#elif defined(__aarch64__)
+#define RSEQTRACE_SIG 0xd428bc00
+#else
+#error "RseqTrace supports x86_64 and aarch64 only"
+#endif
+
+/* MARK: - Process-wide registration state (shim.c) */
+
+/* Offset of the registered rseq area from the thread pointer. Set once, before the first record. */
+extern long rseqtrace_rseq_offset;
+
+/* Race-widening delay (iterations of a `pause` loop) run inside every critical section in builds
+ * compiled with RSEQTRACE_INJECTION (debug builds); tests set it, release builds do not have it. */
+extern volatile uint32_t rseqtrace_inject_loops;
+
+/* How this process can use rseq. */
+enum rseqtrace_registration {
+	RSEQTRACE_REGISTRATION_NONE = 0,   /* rseq unusable: fallback protocol */
+	RSEQTRACE_REGISTRATION_GLIBC = 1,  /* glibc registered every thread (__rseq_offset) */
+	RSEQTRACE_REGISTRATION_SELF = 2,   /* we register each thread lazily in our own TLS area */
+};
+
+/* Outcome of the process-wide probe. */
+struct rseqtrace_probe_result {
+	int32_t registration;     /* enum rseqtrace_registration */
+	int32_t kernel_errno;     /* errno of the availability probe or registration, 0 if fine */
+	uint32_t feature_size;    /* usable ABI size (20 = no node_id/mm_cid) */
+	uint32_t glibc_rseq_size; /* __rseq_size as glibc exported it (0: glibc did not register) */
+};
+
+/* Decides, once, how rseq is used by this process, and sets rseqtrace_rseq_offset accordingly.
+ * `forbid_rseq` != 0 forces RSEQTRACE_REGISTRATION_NONE. Thread-safe; later calls return the first
+ * result. Never writes a kernel-owned field. */
+struct rseqtrace_probe_result rseqtrace_probe(int forbid_rseq);
+
+/* Self-registration mode: registers the calling thread's own area (full feature size from
+ * AT_RSEQ_FEATURE_SIZE) and arranges for it to be unregistered at thread exit.
+ * Returns 0 on success or an errno value. A no-op returning 0 in glibc mode. */
+int rseqtrace_register_current_thread(void);
+
+/* Number of rseq aborts observed by this thread is not tracked by the kernel; tests use the
+ * `rseq:rseq_ip_fixup` tracepoint instead. */
+
+/* MARK: - Thin syscall / libc wrappers (variadic or macro-only in C, so not importable into Swift) */
+
+long rseqtrace_gettid(void);
+/* mbind(2) with MPOL_PREFERRED on `node`; returns 0 or an errno value. */
+int rseqtrace_mbind_preferred(void *address, unsigned long length, int node);
+/* Pins the calling thread to `cpu`; saves the previous mask into `saved` (opaque, >= 128 bytes).
+ * Returns 0 or an errno value (EINVAL: the CPU is offline or outside the allowed set). */
+int rseqtrace_pin_to_cpu(int cpu, void *saved, size_t saved_size);
+/* Restores a mask saved by rseqtrace_pin_to_cpu. Returns 0 or an errno value. */
+int rseqtrace_restore_affinity(const void *saved, size_t saved_size);
+/* Number of CPUs the calling thread may run on, and whether `cpu` is one of them. */
+int rseqtrace_cpu_allowed(int cpu);
+/* Raises the caller to SCHED_FIFO priority 1 when permitted; returns 1 if raised, 0 if not.
+ * `saved_policy` / `saved_priority` receive what to restore. */
+int rseqtrace_enter_fifo(int *saved_policy, int *saved_priority);
+void rseqtrace_leave_fifo(int saved_policy, int saved_priority);
+/* sched_getcpu(), or -1. */
+int rseqtrace_getcpu(void);
+
+/* Initialises a process-shared, robust mutex in shared memory. Returns 0 or an errno value. */
+int rseqtrace_mutex_init_shared(void *mutex);
+/* Locks such a mutex, waiting at most `timeout_ns` (CLOCK_MONOTONIC). Returns 0 when locked
+ * (recovering it if the previous owner died), or an errno value (ETIMEDOUT). */
+int rseqtrace_mutex_lock(void *mutex, uint64_t timeout_ns);
+void rseqtrace_mutex_unlock(void *mutex);
+/* sizeof(pthread_mutex_t). */
+size_t rseqtrace_mutex_size(void);
+
+/* MARK: - Plans for the longer critical sections */
+
+/* Opening a sub-buffer publishes up to three records at once: the padding that closes the previous
+ * sub-buffer, the sub-buffer's begin record, and the first event record. When there is nothing to
+ * pad, pad_slot aliases begin_slot (the begin record's store then overwrites it). */
+struct rseqtrace_open_plan {
+	uint64_t *pad_slot;   /* +0  */
+	uint64_t pad_word;    /* +8  */
+	uint64_t *begin_slot; /* +16 begin record: [word][stamp][lost] */
+	uint64_t begin_word;  /* +24 */
+	uint64_t begin_lost;  /* +32 records overwritten before this sub-buffer */
+	uint64_t *record_slot;/* +40 first record: [word][stamp]... */
+	uint64_t record_word; /* +48 */
+};
+
+/* MARK: - Reading the registered area */
+
+RSEQTRACE_INLINE struct rseqtrace_rseq_abi *rseqtrace_abi(void)
+{
+	return (struct rseqtrace_rseq_abi *)((char *)__builtin_thread_pointer() + rseqtrace_rseq_offset);
+}
+
+/* cpu_id of the calling thread: a CPU number, or >= 0xfffffffe when the thread is not registered. */
+RSEQTRACE_INLINE uint32_t rseqtrace_current_cpu_id(void)
+{
+	return __atomic_load_n(&rseqtrace_abi()->cpu_id, __ATOMIC_RELAXED);
+}
+
+RSEQTRACE_INLINE uint32_t rseqtrace_current_mm_cid(void)
+{
+	return __atomic_load_n(&rseqtrace_abi()->mm_cid, __ATOMIC_RELAXED);
+}
+
+RSEQTRACE_INLINE uint32_t rseqtrace_current_node_id(void)
+{
+	return __atomic_load_n(&rseqtrace_abi()->node_id, __ATOMIC_RELAXED);
+}
+
+/* The cycle counter used for timestamps outside a critical section (fallback protocol). */
+RSEQTRACE_INLINE uint64_t rseqtrace_read_cycles(void)
+{
+#if defined(__x86_64__)
+	uint32_t lo, hi;
+	__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+#else
+	uint64_t v;
+	__asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(v));
+	return v;
+#endif
+}
+
+/* Frequency of the cycle counter when the architecture states it (aarch64), else 0. */
+RSEQTRACE_INLINE uint64_t rseqtrace_cycles_frequency_hint(void)
+{
+#if defined(__aarch64__)
+	uint64_t v;
+	__asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(v));
+	return v;
+#else
+	return 0;
+#endif
+}
+
+/* MARK: - Race-widening injection points (librseq style) */
+
+#if defined(RSEQTRACE_INJECTION)
+#if defined(__x86_64__)
+/* Spins rseqtrace_inject_loops times inside the critical section; clobbers eax, which every
+ * critical section already clobbers. */
+#define RSEQTRACE_INJECT_ASM \
+	"movl %[inject_loops], %%eax\n\t" \
+	"testl %%eax, %%eax\n\t" \
+	"jz 333f\n\t" \
+	"332:\n\t" \
+	"pause\n\t" \
+	"decl %%eax\n\t" \
+	"jnz 332b\n\t" \
+	"333:\n\t"
+#else
+#define RSEQTRACE_INJECT_ASM \
+	"ldr w17, %[inject_loops]\n\t" \
+	"cbz w17, 333f\n\t" \
+	"332:\n\t" \
+	"yield\n\t" \
+	"subs w17, w17, #1\n\t" \
+	"b.ne 332b\n\t" \
+	"333:\n\t"
+#endif
+#define RSEQTRACE_INJECT_INPUT , [inject_loops] "m" (rseqtrace_inject_loops)
+#else
+#define RSEQTRACE_INJECT_ASM ""
+#define RSEQTRACE_INJECT_INPUT
+#endif
+
+/* MARK: - Critical sections, one set per index field (cpu_id, mm_cid) */
+
+#if defined(__x86_64__)
+#define RSEQTRACE_T_INDEX RSEQTRACE_OFFSET_CPU_ID
+#define RSEQTRACE_T(name) name##__cpu_id
+#include "rseqtrace-ops-x86_64.h"
+#undef RSEQTRACE_T_INDEX
+#undef RSEQTRACE_T
+#define RSEQTRACE_T_INDEX RSEQTRACE_OFFSET_MM_CID
+#define RSEQTRACE_T(name) name##__mm_cid
+#include "rseqtrace-ops-x86_64.h"
+#undef RSEQTRACE_T_INDEX
+#undef RSEQTRACE_T
+#elif defined(__aarch64__)
+#define RSEQTRACE_T_INDEX RSEQTRACE_OFFSET_CPU_ID
+#define RSEQTRACE_T(name) name##__cpu_id
+#include "rseqtrace-ops-aarch64.h"
+#undef RSEQTRACE_T_INDEX
+#undef RSEQTRACE_T
+#define RSEQTRACE_T_INDEX RSEQTRACE_OFFSET_MM_CID
+#define RSEQTRACE_T(name) name##__mm_cid
+#include "rseqtrace-ops-aarch64.h"
+#undef RSEQTRACE_T_INDEX
+#undef RSEQTRACE_T
+#endif
+
+#endif /* CRSEQTRACE_H */

@@ -1,0 +1,55 @@
+/// The first 64-bit word of every record in a ring: how long the record is, what it is, whether it
+/// is still being written, and which lap of the ring it belongs to.
+///
+/// ```
+///  63            48 47            32 31   29  28  27  24 23                      0
+/// +----------------+----------------+-------+----+------+-------------------------+
+/// |  lap (16 bits) | event id (16)  | 0 0 0 |busy| kind |  length in bytes (24)   |
+/// +----------------+----------------+-------+----+------+-------------------------+
+/// ```
+///
+/// - `length` counts the whole record (this word, the timestamp word and the payload), always a
+///   multiple of 8 and at least 16.
+/// - `busy` is set while a reserved record is being written; the reserving thread clears it with a
+///   releasing store (the commit). Readers load the word with acquiring ordering.
+/// - `lap` is `(position / ringSize) & 0xffff`: a reader rejects a word left over from an earlier
+///   lap of the ring, or memory that was never written (all zeros has kind 0, which is invalid).
+@frozen
+public struct RecordWord: Hashable, Sendable {
+    public var rawValue: UInt64
+
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// What a record is.
+    @frozen
+    public enum Kind: UInt8, Sendable {
+        /// A traced event: `[word][timestamp][payload]`.
+        case event = 1
+        /// Filler closing a sub-buffer; its bytes carry no data.
+        case padding = 2
+        /// First record of every sub-buffer: `[word][timestamp][records lost before it]`.
+        case subbufferBegin = 3
+    }
+
+    @usableFromInline static let busyBit: UInt64 = 1 << 28
+
+    @inlinable
+    public init(length: Int, kind: Kind, eventID: UInt16, lap: UInt16, busy: Bool) {
+        rawValue = UInt64(truncatingIfNeeded: length) & 0xFF_FFFF
+            | UInt64(kind.rawValue) << 24
+            | (busy ? RecordWord.busyBit : 0)
+            | UInt64(eventID) << 32
+            | UInt64(lap) << 48
+    }
+
+    @inlinable public var length: Int { Int(truncatingIfNeeded: rawValue & 0xFF_FFFF) }
+    @inlinable public var kind: Kind? { Kind(rawValue: UInt8(truncatingIfNeeded: (rawValue >> 24) & 0xF)) }
+    @inlinable public var isBusy: Bool { rawValue & RecordWord.busyBit != 0 }
+    @inlinable public var eventID: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 32) }
+    @inlinable public var lap: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
+    /// Reserved bits 29...31 are zero in every valid word.
+    @inlinable public var hasReservedBitsClear: Bool { rawValue & (0b111 << 29) == 0 }
+
+    /// The same word with `busy` cleared: what the commit stores.
+    @inlinable public var committed: RecordWord { RecordWord(rawValue: rawValue & ~RecordWord.busyBit) }
+}

@@ -1,0 +1,131 @@
+import Synchronization
+
+/// A view of one ring inside a mapped trace object: its control words and its data bytes.
+///
+/// Memory-ordering rules (the full argument is in docs/BufferProtocol.md):
+/// - Control words and record words are only ever accessed atomically from Swift (through
+///   `Atomic<UInt64>` views) or by the rseq sequences in CRseqTrace, never by plain Swift loads.
+/// - A committed record word is stored with `.releasing` after the payload; readers load it with
+///   `.acquiring` before reading the payload.
+/// - `head` is published last in every reservation (release); readers load it with `.acquiring`.
+///
+/// The view does not own the mapping: the `SharedTraceBuffer` it came from must outlive it.
+@safe
+@frozen
+public struct RingView: @unchecked Sendable {
+    @usableFromInline let control: UnsafeMutableRawPointer
+    @usableFromInline let data: UnsafeMutableRawPointer
+    @usableFromInline let mask: UInt64
+
+    /// - Parameters:
+    ///   - control: start of the ring's 4 KiB control block.
+    ///   - data: start of the ring's data, `ringSize` bytes.
+    /// ## Safety
+    /// - Both regions must stay mapped for as long as the view (and any copy) is used.
+    @unsafe
+    @inlinable
+    public init(control: UnsafeMutableRawPointer, data: UnsafeMutableRawPointer, ringSize: Int) {
+        unsafe self.control = control
+        unsafe self.data = data
+        self.mask = UInt64(ringSize - 1)
+    }
+
+    @inlinable public var ringSize: Int { Int(mask) + 1 }
+
+    /// Orderings for loads of shared words (Synchronization needs them spelled as constants, so
+    /// they are forwarded through a switch that folds away when inlined).
+    @frozen public enum LoadOrdering: Sendable { case relaxed, acquiring }
+    /// Orderings for stores of shared words.
+    @frozen public enum StoreOrdering: Sendable { case relaxed, releasing }
+
+    // MARK: Control words
+
+    /// The control word at `field` as a C pointer, for the rseq sequences.
+    @unsafe
+    @inlinable
+    public func controlPointer(_ field: Int) -> UnsafeMutablePointer<UInt64> {
+        // SAFETY: `field` is one of the ControlField offsets (8-aligned, inside the 4 KiB block).
+        unsafe control.advanced(by: field).assumingMemoryBound(to: UInt64.self)
+    }
+
+    @inlinable
+    func atomicControl(_ field: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        // SAFETY: as above; Atomic<UInt64> has the size and alignment of UInt64.
+        unsafe control.advanced(by: field).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    @inlinable
+    public func load(_ field: Int, ordering: LoadOrdering) -> UInt64 {
+        // SAFETY: the word is inside the mapped control block; only accessed atomically.
+        let word = unsafe atomicControl(field)
+        switch ordering {
+        case .relaxed: return unsafe word.pointee.load(ordering: .relaxed)
+        case .acquiring: return unsafe word.pointee.load(ordering: .acquiring)
+        }
+    }
+
+    @inlinable
+    public func store(_ field: Int, _ value: UInt64, ordering: StoreOrdering) {
+        // SAFETY: as in `load`.
+        let word = unsafe atomicControl(field)
+        switch ordering {
+        case .relaxed: unsafe word.pointee.store(value, ordering: .relaxed)
+        case .releasing: unsafe word.pointee.store(value, ordering: .releasing)
+        }
+    }
+
+    /// Atomic add; only for rings using the locked protocol (never mixed with rseq updates).
+    @inlinable
+    public func atomicAdd(_ field: Int, _ value: UInt64) {
+        // SAFETY: as in `load`.
+        _ = unsafe atomicControl(field).pointee.wrappingAdd(value, ordering: .relaxed)
+    }
+
+    // MARK: Data
+
+    /// Address of the byte at ring position `position`.
+    @unsafe
+    @inlinable
+    public func pointer(at position: UInt64) -> UnsafeMutableRawPointer {
+        // SAFETY: the offset is masked into [0, ringSize).
+        unsafe data.advanced(by: Int(truncatingIfNeeded: position & mask))
+    }
+
+    @inlinable
+    func atomicWord(at position: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        precondition(position & 7 == 0, "record words are 8-byte aligned")
+        // SAFETY: masked into the data region and 8-aligned, so the whole word is inside it.
+        return unsafe pointer(at: position).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// Loads the 64-bit word at `position` (a record word, timestamp or count).
+    @inlinable
+    public func loadWord(at position: UInt64, ordering: LoadOrdering) -> UInt64 {
+        // SAFETY: see `atomicWord(at:)`.
+        let word = unsafe atomicWord(at: position)
+        switch ordering {
+        case .relaxed: return unsafe word.pointee.load(ordering: .relaxed)
+        case .acquiring: return unsafe word.pointee.load(ordering: .acquiring)
+        }
+    }
+
+    @inlinable
+    public func storeWord(at position: UInt64, _ value: UInt64, ordering: StoreOrdering) {
+        // SAFETY: see `atomicWord(at:)`.
+        let word = unsafe atomicWord(at: position)
+        switch ordering {
+        case .relaxed: unsafe word.pointee.store(value, ordering: .relaxed)
+        case .releasing: unsafe word.pointee.store(value, ordering: .releasing)
+        }
+    }
+
+    /// Copies `count` bytes starting at `position` (which must not cross the end of the ring).
+    public func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) {
+        let offset = Int(truncatingIfNeeded: position & mask)
+        precondition(count >= 0 && offset + count <= ringSize && count <= destination.count,
+                     "copy crosses the end of the ring or overflows the destination")
+        guard count > 0, let target = destination.baseAddress else { return }
+        // SAFETY: source range checked against the ring above, destination against its count.
+        unsafe target.copyMemory(from: data.advanced(by: offset), byteCount: count)
+    }
+}

@@ -1,0 +1,402 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CRseqTrace
+import Synchronization
+import SystemPackage
+
+/// A trace object in shared memory: per-CPU rings that producers in this and other processes of the
+/// same user write, and that a consumer drains.
+///
+/// Create one with `create(_:)` (owner-only permissions, `O_EXCL`, no symlink following) or attach
+/// to an existing one with `open(name:)`, which validates the header and rejects anything it does
+/// not understand. The mapping lives as long as this object; `Producer` and `RingView` values
+/// borrow it and must not outlive it.
+@safe
+public final class SharedTraceBuffer: @unchecked Sendable {
+    public let name: String
+    public let layout: TraceLayout
+    public let mode: BufferMode
+    public let ringProtocol: RingProtocol
+    public let indexing: RingIndexing
+    public let clock: CycleClock
+    public let bootID: [UInt8]
+    public let creatorPID: Int32
+    /// True for the object that created the name (and may remove it).
+    public let isCreator: Bool
+
+    private let base: UnsafeMutableRawPointer
+    private let mappedSize: Int
+    private let removeWhenClosed: Bool
+
+    /// /dev/shm path of a trace name.
+    public static func path(forName name: String) -> String { "/dev/shm/" + name }
+
+    // MARK: Creating
+
+    /// Creates a new trace object.
+    ///
+    /// - Throws: `TraceError` with `.invalidConfiguration`, `.invalidName`, `.alreadyExists`,
+    ///   `.permissionDenied` or `.systemCallFailed` (for example when /dev/shm is too small).
+    public static func create(_ configuration: TraceConfiguration) throws(TraceError) -> SharedTraceBuffer {
+        if let problem = TraceConfiguration.problem(withName: configuration.name) {
+            throw TraceError(.invalidName, problem)
+        }
+        let cpus = configuration.cpuRingCount ?? SystemInfo.possibleCPUCount
+        guard let layout = TraceLayout(cpuRingCount: cpus, ringSize: configuration.ringSize,
+                                       subbufferSize: configuration.subbufferSize) else {
+            throw TraceError(.invalidConfiguration, """
+                invalid ring geometry: ringSize \(configuration.ringSize) and subbufferSize \
+                \(configuration.subbufferSize) must be powers of two with 8 KiB <= ringSize <= 1 GiB, \
+                256 B <= subbufferSize <= min(16 MiB, ringSize / 2); cpu rings \(cpus) must be 1...4096
+                """)
+        }
+        let status = RseqRuntime.status
+        let ringProtocol: RingProtocol = status.mode.usesRseq ? .rseq : .locked
+        if configuration.indexing == .concurrencyID && !status.supportsConcurrencyID {
+            throw TraceError(.invalidConfiguration, """
+                mm_cid indexing needs rseq with node_id/mm_cid (Linux 6.3+); this process runs in \
+                \(status) mode: use cpu_id indexing
+                """)
+        }
+        let path = SharedTraceBuffer.path(forName: configuration.name)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(
+                FilePath(path), .readWrite,
+                options: [.create, .exclusiveCreate, .noFollow, .closeOnExec],
+                permissions: [.ownerReadWrite])
+        } catch let errno as Errno {
+            if errno == .fileExists {
+                throw TraceError(.alreadyExists, """
+                    a trace object named '\(configuration.name)' already exists at \(path): remove it \
+                    (rm \(path)) if no process uses it, or choose another name
+                    """, errno: errno)
+            }
+            throw TraceError(.systemCallFailed, "cannot create \(path)", errno: errno)
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
+        }
+        defer { try? fd.close() }
+        func fail(_ message: String, _ errno: Errno) -> TraceError {
+            _ = unsafe unlink(path)
+            return TraceError(.systemCallFailed, message, errno: errno)
+        }
+        if ftruncate(fd.rawValue, off_t(layout.totalSize)) != 0 {
+            throw fail("cannot size \(path) to \(layout.totalSize) bytes", Errno(rawValue: Glibc.errno))
+        }
+        guard let mapping = unsafe mmap(nil, layout.totalSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
+              unsafe mapping != MAP_FAILED else {
+            throw fail("cannot map \(path)", Errno(rawValue: Glibc.errno))
+        }
+        // SAFETY: mmap succeeded; the mapping is `totalSize` bytes long and owned by this object.
+        let base = unsafe UnsafeMutableRawPointer(mapping)
+        // Place each CPU's ring on that CPU's NUMA node before its pages are first touched.
+        for ring in 0..<layout.cpuRingCount where configuration.indexing == .cpuID {
+            if let node = SystemInfo.numaNode(ofCPU: ring) {
+                // SAFETY: the range is one ring of the mapping created above.
+                _ = unsafe rseqtrace_mbind_preferred(
+                    base.advanced(by: layout.ringsOffset + ring * layout.ringStride),
+                    UInt(layout.ringStride), Int32(node))
+            }
+        }
+        // Populate every page now: a /dev/shm too small then fails here with a clear error instead
+        // of SIGBUS in a producer, and the fast path never takes a first-touch fault.
+        // SAFETY: the whole range is our mapping.
+        if unsafe madvise(base, layout.totalSize, 23 /* MADV_POPULATE_WRITE */) != 0 {
+            let errno = Errno(rawValue: Glibc.errno)
+            if errno == .invalidArgument {
+                // Kernel without MADV_POPULATE_WRITE: reserve the pages with fallocate instead.
+                let rc = posix_fallocate(fd.rawValue, 0, off_t(layout.totalSize))
+                if rc != 0 {
+                    // SAFETY: unmapping our own mapping.
+                    unsafe munmap(base, layout.totalSize)
+                    throw fail("cannot allocate \(layout.totalSize) bytes for \(path): is /dev/shm large enough?",
+                               Errno(rawValue: rc))
+                }
+            } else {
+                // SAFETY: unmapping our own mapping.
+                unsafe munmap(base, layout.totalSize)
+                throw fail("cannot allocate \(layout.totalSize) bytes for \(path): is /dev/shm large enough (df -h /dev/shm)?",
+                           errno)
+            }
+        }
+        let clock = CycleClock.reference()
+        let bootID = SystemInfo.bootID
+        let header = unsafe HeaderWriter(base: unsafe base)
+        header.put(UInt64(TraceLayout.headerSize), at: HeaderField.headerSize, as: UInt32.self)
+        header.put(UInt64(TraceLayout.version), at: HeaderField.version, as: UInt32.self)
+        header.put(UInt64(layout.totalSize), at: HeaderField.totalSize, as: UInt64.self)
+        header.put(UInt64(layout.cpuRingCount), at: HeaderField.cpuRingCount, as: UInt32.self)
+        header.put(UInt64(layout.ringCount), at: HeaderField.ringCount, as: UInt32.self)
+        header.put(UInt64(layout.ringStride), at: HeaderField.ringStride, as: UInt64.self)
+        header.put(UInt64(layout.ringsOffset), at: HeaderField.ringsOffset, as: UInt64.self)
+        header.put(UInt64(layout.ringSize), at: HeaderField.ringSize, as: UInt64.self)
+        header.put(UInt64(layout.subbufferSize), at: HeaderField.subbufferSize, as: UInt64.self)
+        header.put(UInt64(TraceLayout.controlSize), at: HeaderField.controlSize, as: UInt64.self)
+        header.put(UInt64(ringProtocol.rawValue), at: HeaderField.ringProtocol, as: UInt32.self)
+        header.put(UInt64(configuration.mode.rawValue), at: HeaderField.bufferMode, as: UInt32.self)
+        header.put(UInt64(configuration.indexing.rawValue), at: HeaderField.indexing, as: UInt32.self)
+        header.put(UInt64(UInt32(bitPattern: getpid())), at: HeaderField.creatorPID, as: UInt32.self)
+        header.put(UInt64(geteuid()), at: HeaderField.creatorUID, as: UInt32.self)
+        header.put(clock.frequency, at: HeaderField.cycleFrequency, as: UInt64.self)
+        header.put(clock.cycleReference, at: HeaderField.cycleReference, as: UInt64.self)
+        header.put(clock.monotonicReference, at: HeaderField.monotonicReference, as: UInt64.self)
+        header.put(clock.realtimeReference, at: HeaderField.realtimeReference, as: UInt64.self)
+        header.putBytes(bootID, at: HeaderField.bootID, limit: 16)
+        header.putBytes(Array(CycleClock.sourceName.utf8), at: HeaderField.clockSource, limit: 16)
+        for ring in 0..<layout.ringCount {
+            // SAFETY: the mutex lives inside ring `ring`'s control block, 64-aligned, 64 bytes reserved.
+            let rc = unsafe rseqtrace_mutex_init_shared(
+                base.advanced(by: layout.ringsOffset + ring * layout.ringStride + ControlField.mutex))
+            if rc != 0 {
+                // SAFETY: unmapping our own mapping.
+                unsafe munmap(base, layout.totalSize)
+                throw fail("cannot initialise the ring mutex", Errno(rawValue: rc))
+            }
+        }
+        // The magic goes last: a reader that sees it sees a complete header.
+        header.put(TraceLayout.magic, at: HeaderField.magic, as: UInt64.self)
+        header.publishState(1)
+        return unsafe SharedTraceBuffer(
+            name: configuration.name, layout: layout, mode: configuration.mode, ringProtocol: ringProtocol,
+            indexing: configuration.indexing, clock: clock, bootID: bootID, creatorPID: getpid(),
+            isCreator: true, base: base, mappedSize: layout.totalSize,
+            removeWhenClosed: configuration.removeWhenClosed)
+    }
+
+    // MARK: Opening
+
+    /// Attaches to an existing trace object, validating everything about it.
+    ///
+    /// - Throws: `TraceError` with `.invalidName`, `.notFound`, `.permissionDenied` (symlink, other
+    ///   owner, group/other permissions), `.notATraceObject`, `.unsupportedVersion` or `.corrupted`.
+    public static func open(name: String) throws(TraceError) -> SharedTraceBuffer {
+        if let problem = TraceConfiguration.problem(withName: name) { throw TraceError(.invalidName, problem) }
+        let path = SharedTraceBuffer.path(forName: name)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(FilePath(path), .readWrite, options: [.noFollow, .closeOnExec])
+        } catch let errno as Errno {
+            switch errno {
+            case .noSuchFileOrDirectory:
+                throw TraceError(.notFound, "no trace object named '\(name)' (\(path) does not exist): is the traced program running?", errno: errno)
+            case .tooManySymbolicLinkLevels:
+                throw TraceError(.permissionDenied, "\(path) is a symbolic link: refusing to follow it", errno: errno)
+            case .permissionDenied:
+                throw TraceError(.permissionDenied, "cannot open \(path): it belongs to another user", errno: errno)
+            default:
+                throw TraceError(.systemCallFailed, "cannot open \(path)", errno: errno)
+            }
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot open \(path): \(error)")
+        }
+        defer { try? fd.close() }
+        var info = stat()
+        if unsafe fstat(fd.rawValue, &info) != 0 {
+            throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: Errno(rawValue: Glibc.errno))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw TraceError(.notATraceObject, "\(path) is not a regular file")
+        }
+        guard info.st_uid == geteuid() else {
+            throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.st_uid), not to you (uid \(geteuid())): refusing to use it")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            throw TraceError(.permissionDenied, "\(path) is accessible by other users (mode \(String(info.st_mode & 0o777, radix: 8))): refusing to use it")
+        }
+        let fileSize = Int(info.st_size)
+        guard fileSize >= TraceLayout.headerSize else {
+            throw TraceError(.notATraceObject, "\(path) is \(fileSize) bytes, too small to be a trace object")
+        }
+        guard let mapping = unsafe mmap(nil, fileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
+              unsafe mapping != MAP_FAILED else {
+            throw TraceError(.systemCallFailed, "cannot map \(path)", errno: Errno(rawValue: Glibc.errno))
+        }
+        // SAFETY: mmap succeeded for `fileSize` bytes.
+        let base = unsafe UnsafeMutableRawPointer(mapping)
+        do {
+            let validated = try unsafe validateHeader(base: base, fileSize: fileSize, path: path)
+            return unsafe SharedTraceBuffer(
+                name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
+                indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
+                creatorPID: validated.creatorPID, isCreator: false, base: base, mappedSize: fileSize,
+                removeWhenClosed: false)
+        } catch {
+            // SAFETY: unmapping the mapping made above, which nothing else references.
+            unsafe munmap(base, fileSize)
+            throw error
+        }
+    }
+
+    private struct ValidatedHeader {
+        var layout: TraceLayout, mode: BufferMode, ringProtocol: RingProtocol, indexing: RingIndexing
+        var clock: CycleClock, bootID: [UInt8], creatorPID: Int32
+    }
+
+    @unsafe
+    private static func validateHeader(base: UnsafeMutableRawPointer, fileSize: Int, path: String) throws(TraceError) -> ValidatedHeader {
+        let header = unsafe HeaderWriter(base: unsafe base)
+        guard header.get(HeaderField.magic, as: UInt64.self) == TraceLayout.magic else {
+            throw TraceError(.notATraceObject, "\(path) does not start with the RseqTrace magic: not a trace object (or not initialised yet)")
+        }
+        let version = UInt32(header.get(HeaderField.version, as: UInt32.self))
+        guard version == TraceLayout.version else {
+            throw TraceError(.unsupportedVersion, "\(path) has layout version \(version); this build reads version \(TraceLayout.version): use a matching rseqtrace")
+        }
+        func corrupted(_ what: String) -> TraceError {
+            TraceError(.corrupted, "\(path): \(what); the header is inconsistent, refusing to use it")
+        }
+        guard header.get(HeaderField.headerSize, as: UInt32.self) == UInt64(TraceLayout.headerSize),
+              header.get(HeaderField.controlSize, as: UInt64.self) == UInt64(TraceLayout.controlSize),
+              header.get(HeaderField.ringsOffset, as: UInt64.self) == UInt64(TraceLayout.headerSize) else {
+            throw corrupted("unexpected header, control block or rings offset sizes")
+        }
+        let cpuRings = Int(header.get(HeaderField.cpuRingCount, as: UInt32.self))
+        let ringSize = Int(clamping: header.get(HeaderField.ringSize, as: UInt64.self))
+        let subSize = Int(clamping: header.get(HeaderField.subbufferSize, as: UInt64.self))
+        guard let layout = TraceLayout(cpuRingCount: cpuRings, ringSize: ringSize, subbufferSize: subSize) else {
+            throw corrupted("invalid geometry (cpu rings \(cpuRings), ring size \(ringSize), sub-buffer size \(subSize))")
+        }
+        guard header.get(HeaderField.ringCount, as: UInt32.self) == UInt64(layout.ringCount),
+              header.get(HeaderField.ringStride, as: UInt64.self) == UInt64(layout.ringStride),
+              header.get(HeaderField.totalSize, as: UInt64.self) == UInt64(layout.totalSize) else {
+            throw corrupted("ring count, stride or total size do not match the geometry")
+        }
+        guard layout.totalSize == fileSize else {
+            throw corrupted("the file is \(fileSize) bytes but the header describes \(layout.totalSize) (truncated?)")
+        }
+        guard let ringProtocol = RingProtocol(rawValue: UInt32(header.get(HeaderField.ringProtocol, as: UInt32.self))),
+              let mode = BufferMode(rawValue: UInt32(header.get(HeaderField.bufferMode, as: UInt32.self))),
+              let indexing = RingIndexing(rawValue: UInt32(header.get(HeaderField.indexing, as: UInt32.self))) else {
+            throw corrupted("unknown protocol, mode or indexing value")
+        }
+        let state = header.loadState()
+        guard state == 1 || state == 2 else { throw corrupted("unknown state \(state)") }
+        let clock = CycleClock(
+            frequency: header.get(HeaderField.cycleFrequency, as: UInt64.self),
+            cycleReference: header.get(HeaderField.cycleReference, as: UInt64.self),
+            monotonicReference: header.get(HeaderField.monotonicReference, as: UInt64.self),
+            realtimeReference: header.get(HeaderField.realtimeReference, as: UInt64.self))
+        guard clock.frequency >= 1_000_000 else { throw corrupted("cycle counter frequency \(clock.frequency) Hz is implausible") }
+        return ValidatedHeader(
+            layout: layout, mode: mode, ringProtocol: ringProtocol, indexing: indexing, clock: clock,
+            bootID: header.getBytes(HeaderField.bootID, count: 16),
+            creatorPID: Int32(bitPattern: UInt32(header.get(HeaderField.creatorPID, as: UInt32.self))))
+    }
+
+    @unsafe
+    private init(name: String, layout: TraceLayout, mode: BufferMode, ringProtocol: RingProtocol,
+                 indexing: RingIndexing, clock: CycleClock, bootID: [UInt8], creatorPID: Int32,
+                 isCreator: Bool, base: UnsafeMutableRawPointer, mappedSize: Int, removeWhenClosed: Bool) {
+        self.name = name
+        self.layout = layout
+        self.mode = mode
+        self.ringProtocol = ringProtocol
+        self.indexing = indexing
+        self.clock = clock
+        self.bootID = bootID
+        self.creatorPID = creatorPID
+        self.isCreator = isCreator
+        unsafe self.base = base
+        self.mappedSize = mappedSize
+        self.removeWhenClosed = removeWhenClosed
+    }
+
+    deinit {
+        // SAFETY: the mapping belongs to this object; Producers and RingViews must not outlive it.
+        unsafe munmap(base, mappedSize)
+        if isCreator && removeWhenClosed { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }
+    }
+
+    // MARK: Access
+
+    /// Removes the name from /dev/shm (the mappings stay valid).
+    public func removeName() { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }
+
+    /// The view of ring `index` (`0..<layout.ringCount`; the last one is the slow lane).
+    public func ring(_ index: Int) -> RingView {
+        precondition(index >= 0 && index < layout.ringCount, "ring index out of range")
+        // SAFETY: index checked; the mapping outlives the view by the type's contract.
+        let control = unsafe base.advanced(by: layout.ringsOffset + index * layout.ringStride)
+        return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
+                               ringSize: layout.ringSize)
+    }
+
+    /// A producer handle for this process (see `Producer`).
+    public func makeProducer() -> Producer {
+        let path: Producer.Path
+        switch ringProtocol {
+        case .locked: path = .locked
+        case .rseq:
+            if !RseqRuntime.mode.usesRseq {
+                path = .slowLaneOnly          // never mix protocols: this process cannot run rseq
+            } else if indexing == .cpuID {
+                path = .rseqCPU
+            } else {
+                path = creatorPID == getpid() ? .rseqConcurrencyID : .slowLaneOnly
+            }
+        }
+        // SAFETY: the rings start inside the mapping this object owns.
+        return unsafe Producer(rings: base.advanced(by: layout.ringsOffset), layout: layout, path: path,
+                               mode: mode)
+    }
+
+    /// Marks the trace finished (producers are done); readers may use it to stop waiting.
+    public func markFinished() { unsafe HeaderWriter(base: unsafe base).publishState(2) }
+
+    /// Whether `markFinished()` was called.
+    public var isFinished: Bool { unsafe HeaderWriter(base: unsafe base).loadState() == 2 }
+
+    /// Registers this process as an additional producer (statistics only).
+    public func noteAttachedProducer() {
+        // SAFETY: the counter is an 8-aligned word of the mapped header.
+        _ = unsafe base.advanced(by: HeaderField.attachedProducers).assumingMemoryBound(to: Atomic<UInt64>.self)
+            .pointee.wrappingAdd(1, ordering: .relaxed)
+    }
+}
+
+/// Reads and writes header fields of a mapping.
+@safe
+struct HeaderWriter {
+    let base: UnsafeMutableRawPointer
+
+    func put(_ value: UInt64, at offset: Int, as type: UInt32.Type) {
+        // SAFETY: `offset` is a HeaderField offset inside the 4 KiB header, aligned for the type.
+        unsafe base.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: offset, as: UInt32.self)
+    }
+    func put(_ value: UInt64, at offset: Int, as type: UInt64.Type) {
+        // SAFETY: as above.
+        unsafe base.storeBytes(of: value, toByteOffset: offset, as: UInt64.self)
+    }
+    func putBytes(_ bytes: [UInt8], at offset: Int, limit: Int) {
+        for (i, b) in bytes.prefix(limit).enumerated() {
+            // SAFETY: at most `limit` bytes into a header field of that size.
+            unsafe base.storeBytes(of: b, toByteOffset: offset + i, as: UInt8.self)
+        }
+    }
+    func get(_ offset: Int, as type: UInt32.Type) -> UInt64 {
+        // SAFETY: as in `put`.
+        UInt64(unsafe base.load(fromByteOffset: offset, as: UInt32.self))
+    }
+    func get(_ offset: Int, as type: UInt64.Type) -> UInt64 {
+        // SAFETY: as in `put`.
+        unsafe base.load(fromByteOffset: offset, as: UInt64.self)
+    }
+    func getBytes(_ offset: Int, count: Int) -> [UInt8] {
+        // SAFETY: as in `putBytes`.
+        (0..<count).map { unsafe base.load(fromByteOffset: offset + $0, as: UInt8.self) }
+    }
+    private var state: UnsafeMutablePointer<Atomic<UInt32>> {
+        // SAFETY: the state word is 4-aligned inside the header.
+        unsafe base.advanced(by: HeaderField.state).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+    func publishState(_ value: UInt32) {
+        // SAFETY: see `state`.
+        unsafe state.pointee.store(value, ordering: .releasing)
+    }
+    func loadState() -> UInt32 {
+        // SAFETY: see `state`.
+        unsafe state.pointee.load(ordering: .acquiring)
+    }
+}

@@ -1,0 +1,47 @@
+/// How to create a shared trace object.
+public struct TraceConfiguration: Sendable, Hashable {
+    /// Name of the object under /dev/shm: 1 to 200 characters from `A-Z a-z 0-9 . _ -`, not
+    /// starting with a dot.
+    public var name: String
+    /// Bytes of ring per CPU (a power of two, 8 KiB ... 1 GiB).
+    public var ringSize: Int
+    /// Bytes per sub-buffer (a power of two, at least 256, at most ringSize / 2). A record's payload
+    /// can be at most `subbufferSize - 40` bytes.
+    public var subbufferSize: Int
+    /// What happens when a ring is full.
+    public var mode: BufferMode
+    /// What indexes the rings.
+    public var indexing: RingIndexing
+    /// Number of per-CPU rings; defaults to the number of possible CPUs.
+    public var cpuRingCount: Int?
+    /// Remove the name from /dev/shm when the creating `SharedTraceBuffer` is released.
+    public var removeWhenClosed: Bool
+
+    public init(name: String, ringSize: Int = 1 << 20, subbufferSize: Int = 1 << 16,
+                mode: BufferMode = .discard, indexing: RingIndexing = .cpuID,
+                cpuRingCount: Int? = nil, removeWhenClosed: Bool = true) {
+        self.name = name
+        self.ringSize = ringSize
+        self.subbufferSize = subbufferSize
+        self.mode = mode
+        self.indexing = indexing
+        self.cpuRingCount = cpuRingCount
+        self.removeWhenClosed = removeWhenClosed
+    }
+
+    /// Checks a shared-object name; returns a message saying what is wrong, or nil.
+    public static func problem(withName name: String) -> String? {
+        if name.isEmpty || name.utf8.count > 200 {
+            return "trace name '\(name)' must be 1 to 200 characters long"
+        }
+        if name.hasPrefix(".") { return "trace name '\(name)' must not start with a dot" }
+        for c in name.utf8 {
+            let ok = (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z"))
+                || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
+                || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+                || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
+            if !ok { return "trace name '\(name)' may only contain letters, digits, '.', '_' and '-'" }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#else
+#error("RseqTrace supports Linux with glibc only")
+#endif
+import SystemPackage
+
+/// Facts about the machine read from /sys and /proc, without Foundation.
+package enum SystemInfo {
+    /// Reads a small text file (at most `limit` bytes); `nil` if it cannot be read.
+    package static func readSmallFile(_ path: String, limit: Int = 4096) -> String? {
+        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+            return nil
+        }
+        defer { try? fd.close() }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        let count = unsafe (try? bytes.withUnsafeMutableBytes { buffer in
+            // SAFETY: `buffer` is the array's own storage, valid for the closure.
+            try unsafe fd.read(into: buffer)
+        }) ?? 0
+        return String(decoding: bytes[0..<count], as: UTF8.self)
+    }
+
+    /// Parses a kernel CPU list such as "0-3,8,10-11" into the highest CPU number + 1.
+    package static func cpuListUpperBound(_ list: String) -> Int? {
+        var upper = -1
+        for part in list.split(whereSeparator: { $0 == "," || $0 == "\n" }) {
+            let bounds = part.split(separator: "-")
+            guard let last = bounds.last, let value = Int(last.trimmingASCIIWhitespace()) else { return nil }
+            upper = max(upper, value)
+        }
+        return upper >= 0 ? upper + 1 : nil
+    }
+
+    /// Number of CPU numbers the kernel may ever use (`/sys/devices/system/cpu/possible`).
+    package static var possibleCPUCount: Int {
+        if let text = readSmallFile("/sys/devices/system/cpu/possible"), let n = cpuListUpperBound(text) {
+            return n
+        }
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_CONF))))
+    }
+
+    /// The NUMA node of `cpu`, from the `nodeN` link in its sysfs directory; `nil` if unknown.
+    package static func numaNode(ofCPU cpu: Int) -> Int? {
+        guard let dir = unsafe opendir("/sys/devices/system/cpu/cpu\(cpu)") else { return nil }
+        defer { unsafe closedir(dir) }
+        while let entry = unsafe readdir(dir) {
+            // SAFETY: `entry` is valid until the next readdir call; d_name is NUL-terminated.
+            let name = unsafe withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                unsafe String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.hasPrefix("node"), let node = Int(name.dropFirst(4)) { return node }
+        }
+        return nil
+    }
+
+    /// The boot id as 16 bytes (what LTTng uses as the clock UUID); zeros if unreadable.
+    package static var bootID: [UInt8] {
+        guard let text = readSmallFile("/proc/sys/kernel/random/boot_id") else {
+            return [UInt8](repeating: 0, count: 16)
+        }
+        return parseUUID(text) ?? [UInt8](repeating: 0, count: 16)
+    }
+
+    /// Parses "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" into 16 bytes.
+    package static func parseUUID(_ text: String) -> [UInt8]? {
+        let hex = text.utf8.filter { $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: "\n") }
+        guard hex.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            guard let hi = hexValue(hex[index]), let lo = hexValue(hex[index + 1]) else { return nil }
+            bytes.append(hi << 4 | lo)
+            index += 2
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// Nanoseconds of `clock`.
+    package static func nanoseconds(_ clock: clockid_t) -> UInt64 {
+        var ts = timespec()
+        unsafe clock_gettime(clock, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}
+
+extension Substring {
+    func trimmingASCIIWhitespace() -> Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\n" || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\n" || l == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,318 @@
+import CRseqTrace
+import RseqTrace
+import SystemPackage
+
+/// Drains the rings of a trace object, from this or another process.
+///
+/// - **Discard mode** never disturbs producers: it reads committed records up to the published
+///   head (acquiring) and then publishes how far it got (`consumed`, releasing). Producers only
+///   ever see `consumed` grow, so a stale view can only make them drop (and count) a record.
+/// - **Overwrite mode** (flight recorder) races with producers recycling old sub-buffers, so
+///   committing what was read must be atomic with them: the drainer copies the readable part of a
+///   ring, then publishes `consumed` with an rseq sequence that runs on the ring's CPU
+///   (`CPUPinner`) and only succeeds if no sub-buffer it copied was recycled meanwhile; rings of
+///   the locked protocol do the same under the ring mutex.
+/// - `quiescent: true` tells the drainer that no producer runs any more (all joined or exited),
+///   so it can read and publish without pinning.
+///
+/// Lost records are counted exactly: `dropped` and `tooLarge` counters per ring, plus the
+/// `lost` count carried by each sub-buffer begin record in overwrite mode.
+@safe
+public final class TraceDrainer {
+    public let buffer: SharedTraceBuffer
+    public let layout: TraceLayout
+
+    /// Per-ring totals since this drainer was created.
+    public struct RingStatistics: Sendable, Hashable {
+        /// Records delivered to the callback.
+        public var recorded: UInt64 = 0
+        /// Records overwritten before they could be read (overwrite mode).
+        public var overwritten: UInt64 = 0
+        /// Records refused because the ring was full or recycling was blocked (ring counter).
+        public var dropped: UInt64 = 0
+        /// Records refused because they could never fit (ring counter).
+        public var tooLarge: UInt64 = 0
+        /// Every record lost on this ring.
+        public var lost: UInt64 { overwritten + dropped + tooLarge }
+    }
+
+    public private(set) var statistics: [RingStatistics]
+    private let scratch: UnsafeMutableRawBufferPointer
+
+    public init(buffer: SharedTraceBuffer) {
+        self.buffer = buffer
+        self.layout = buffer.layout
+        self.statistics = Array(repeating: RingStatistics(), count: buffer.layout.ringCount)
+        // SAFETY: freshly allocated, freed in deinit, only used inside this object.
+        unsafe self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.layout.ringSize, alignment: 8)
+    }
+
+    deinit {
+        // SAFETY: allocated in init, not referenced elsewhere.
+        unsafe scratch.deallocate()
+    }
+
+    /// Total records delivered and lost over all rings.
+    public var totals: RingStatistics {
+        statistics.reduce(into: RingStatistics()) { sum, s in
+            sum.recorded += s.recorded
+            sum.overwritten += s.overwritten
+            sum.dropped += s.dropped
+            sum.tooLarge += s.tooLarge
+        }
+    }
+
+    /// Drains every ring once, calling `deliver` for each record in ring order.
+    /// - Returns: the number of records delivered in this round.
+    /// - Throws: `TraceError` (`.corrupted` names the ring and position of a damaged record;
+    ///   `.systemCallFailed` when a CPU cannot be reached in overwrite mode).
+    @discardableResult
+    public func drainOnce(quiescent: Bool = false, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
+        var delivered = 0
+        for index in 0..<layout.ringCount {
+            delivered += try drainRing(index, quiescent: quiescent, deliver)
+        }
+        refreshCounters()
+        return delivered
+    }
+
+    /// Re-reads the per-ring `dropped` and `tooLarge` counters.
+    public func refreshCounters() {
+        for index in 0..<layout.ringCount {
+            let ring = buffer.ring(index)
+            statistics[index].dropped = ring.load(ControlField.dropped, ordering: .relaxed)
+            statistics[index].tooLarge = ring.load(ControlField.tooLarge, ordering: .relaxed)
+        }
+    }
+
+    // MARK: - One ring
+
+    func drainRing(_ index: Int, quiescent: Bool, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
+        let ring = buffer.ring(index)
+        if buffer.mode == .discard || quiescent {
+            return try drainInPlace(ring: ring, index: index, deliver)
+        }
+        let usesRseq = buffer.ringProtocol == .rseq && index < layout.cpuRingCount
+        if !usesRseq {
+            // SAFETY: the mutex lives in this ring's control block.
+            let mutex = unsafe ring.controlPointer(ControlField.mutex)
+            let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
+            guard rc == 0 else {
+                throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))
+            }
+            let snapshot: Snapshot
+            do {
+                // SAFETY: locked just above; unlocked right after the snapshot.
+                defer { unsafe rseqtrace_mutex_unlock(mutex) }
+                snapshot = try takeSnapshot(ring: ring, index: index, commit: { limit, end in
+                    guard ring.load(ControlField.head, ordering: .relaxed) <= limit else { return false }
+                    ring.store(ControlField.consumed, end, ordering: .releasing)
+                    return true
+                })
+            }
+            return deliverSnapshot(snapshot, ring: index, deliver)
+        }
+        guard buffer.indexing == .cpuID else {
+            throw TraceError(.invalidConfiguration, "overwrite mode needs cpu_id indexing to reach a ring's CPU")
+        }
+        guard RseqRuntime.prepareCurrentThread() else {
+            throw TraceError(.invalidConfiguration, """
+                ring \(index) uses rseq but this consumer runs in \(RseqRuntime.status) mode: it cannot \
+                commit atomically with the producers; drain after they stop (quiescent) instead
+                """)
+        }
+        let snapshot: Snapshot
+        do {
+            snapshot = try CPUPinner.run(onCPU: index) { () throws(TraceError) -> Snapshot in
+                try takeSnapshot(ring: ring, index: index, commit: { limit, end in
+                    let cpu = UInt32(index)
+                    // SAFETY: control words of this ring; the sequence checks it runs on `cpu`.
+                    return unsafe rseqtrace_load_cbgtu_store__cpu_id(
+                        cpu, ring.controlPointer(ControlField.head), limit,
+                        ring.controlPointer(ControlField.consumed), end) == 0
+                })
+            }
+        } catch {
+            switch error {
+            case .pin(let pinError):
+                throw TraceError(.systemCallFailed, "ring \(index): \(pinError)", errno: pinError.errno)
+            case .body(let traceError):
+                throw traceError
+            }
+        }
+        return deliverSnapshot(snapshot, ring: index, deliver)
+    }
+
+    /// Discard mode (or no producers left): deliver straight from the ring, then publish.
+    private func drainInPlace(ring: RingView, index: Int, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
+        let head = ring.load(ControlField.head, ordering: .acquiring)
+        var start = ring.load(ControlField.consumed, ordering: .acquiring)
+        if buffer.mode == .overwrite { start = max(start, oldestValid(head: head)) }
+        var delivered = 0
+        let walk = RecordWalk.run(layout: layout, from: start, to: head,
+                                  word: { ring.loadWord(at: $0, ordering: .acquiring) },
+                                  visit: { position, word in
+            if word.kind == .event {
+                // SAFETY: a committed record inside the ring; the consumer owns it until `consumed` moves.
+                let record = unsafe DrainedRecord(
+                    ring: index, eventID: word.eventID,
+                    timestamp: ring.loadWord(at: position + 8, ordering: .relaxed), position: position,
+                    payload: UnsafeRawPointer(ring.pointer(at: position + UInt64(TraceLayout.recordHeaderSize))),
+                    payloadSize: word.length - TraceLayout.recordHeaderSize)
+                deliver(record)
+                delivered += 1
+            } else if word.kind == .subbufferBegin {
+                statistics[index].overwritten += ring.loadWord(at: position + 16, ordering: .relaxed)
+            }
+        })
+        if let problem = walk.problem { throw corruption(ring: index, problem) }
+        statistics[index].recorded += UInt64(delivered)
+        if walk.end != ring.load(ControlField.consumed, ordering: .relaxed) {
+            ring.store(ControlField.consumed, walk.end, ordering: .releasing)
+        }
+        return delivered
+    }
+
+    // MARK: - Overwrite-mode snapshots
+
+    struct Snapshot {
+        var start: UInt64 = 0
+        var end: UInt64 = 0
+        var overwritten: UInt64 = 0
+    }
+
+    /// First position whose sub-buffer has not been recycled for a given head.
+    func oldestValid(head: UInt64) -> UInt64 {
+        guard head > 0 else { return 0 }
+        let p = UInt64(layout.subbufferSize)
+        let current = (head - 1) / p
+        let count = UInt64(layout.subbuffersPerRing)
+        return current + 1 >= count ? (current + 1 - count) * p : 0
+    }
+
+    /// Copies the readable part of a ring into the scratch buffer and publishes it with `commit`
+    /// (`commit(limit, end)` must store `end` into `consumed` only if `head <= limit`, atomically
+    /// with the ring's producers). Retries when producers recycled what was being copied.
+    private func takeSnapshot(ring: RingView, index: Int,
+                              commit: (_ limit: UInt64, _ end: UInt64) -> Bool) throws(TraceError) -> Snapshot {
+        let p = UInt64(layout.subbufferSize)
+        let lapSpan = UInt64(layout.ringSize)
+        var lastProblem: RecordWalk.Problem?
+        for _ in 0..<64 {
+            let head = ring.load(ControlField.head, ordering: .acquiring)
+            let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
+            let start = max(consumed, oldestValid(head: head))
+            guard start < head else { return Snapshot(start: start, end: start) }
+            // Copy [start, head) — at most one ring — in up to two pieces around the ring end.
+            let count = Int(head - start)
+            var copied = 0
+            while copied < count {
+                let position = start + UInt64(copied)
+                let untilEnd = layout.ringSize - Int(position & (lapSpan - 1))
+                let piece = min(count - copied, untilEnd)
+                // SAFETY: `scratch` has ringSize bytes and copied + piece <= count <= ringSize.
+                unsafe ring.copyBytes(from: position, count: piece,
+                               into: unsafe UnsafeMutableRawBufferPointer(rebasing: scratch[copied..<(copied + piece)]))
+                copied += piece
+            }
+            var snapshot = Snapshot(start: start, end: start)
+            let walk = RecordWalk.run(layout: layout, from: start, to: head,
+                                      word: { position in
+                // SAFETY: position - start < count <= scratch.count, 8-aligned.
+                unsafe scratch.baseAddress!.load(fromByteOffset: Int(position - start), as: UInt64.self)
+            }, visit: { position, word in
+                if word.kind == .subbufferBegin {
+                    // SAFETY: the begin record is 24 bytes, inside the copied range.
+                    snapshot.overwritten += unsafe scratch.baseAddress!.load(fromByteOffset: Int(position - start) + 16, as: UInt64.self)
+                }
+            })
+            snapshot.end = walk.end
+            // Nothing copied from sub-buffer start/P on may have been recycled meanwhile.
+            let limit = (start / p + UInt64(layout.subbuffersPerRing)) * p
+            if commit(limit, walk.end) {
+                if let problem = walk.problem { throw corruption(ring: index, problem) }
+                return snapshot
+            }
+            lastProblem = walk.problem
+        }
+        if let lastProblem { throw corruption(ring: index, lastProblem) }
+        // Producers kept recycling under us: report nothing this round; losses stay counted in
+        // begin records the next round will read.
+        return Snapshot()
+    }
+
+    private func deliverSnapshot(_ snapshot: Snapshot, ring index: Int, _ deliver: (DrainedRecord) -> Void) -> Int {
+        guard snapshot.end > snapshot.start else { return 0 }
+        var delivered = 0
+        let start = snapshot.start
+        _ = RecordWalk.run(layout: layout, from: start, to: snapshot.end, word: { position in
+            // SAFETY: inside the committed copy.
+            unsafe scratch.baseAddress!.load(fromByteOffset: Int(position - start), as: UInt64.self)
+        }, visit: { position, word in
+            guard word.kind == .event else { return }
+            let offset = Int(position - start)
+            // SAFETY: the record lies inside the copy, which stays untouched until the next round.
+            let record = unsafe DrainedRecord(
+                ring: index, eventID: word.eventID,
+                timestamp: scratch.baseAddress!.load(fromByteOffset: offset + 8, as: UInt64.self),
+                position: position,
+                payload: UnsafeRawPointer(scratch.baseAddress!.advanced(by: offset + TraceLayout.recordHeaderSize)),
+                payloadSize: word.length - TraceLayout.recordHeaderSize)
+            deliver(record)
+            delivered += 1
+        })
+        statistics[index].recorded += UInt64(delivered)
+        statistics[index].overwritten += snapshot.overwritten
+        return delivered
+    }
+
+    private func corruption(ring: Int, _ problem: RecordWalk.Problem) -> TraceError {
+        TraceError(.corrupted, """
+            ring \(ring) of trace '\(buffer.name)' is damaged at position \(problem.position): \
+            \(problem.reason); something other than RseqTrace wrote into \(SharedTraceBuffer.path(forName: buffer.name))
+            """)
+    }
+}
+
+/// Walking and validating a chain of records.
+enum RecordWalk {
+    struct Problem {
+        var position: UInt64
+        var reason: String
+    }
+    struct Result {
+        /// Position after the last complete record (where a busy record or a problem stopped it).
+        var end: UInt64
+        var problem: Problem?
+    }
+
+    static func run(layout: TraceLayout, from: UInt64, to: UInt64, word load: (UInt64) -> UInt64,
+                    visit: (UInt64, RecordWord) -> Void) -> Result {
+        var position = from
+        let subSize = UInt64(layout.subbufferSize)
+        while position < to {
+            let word = RecordWord(rawValue: load(position))
+            if word.isBusy && word.kind == .event && word.lap == layout.lap(of: position) {
+                return Result(end: position)   // still being written
+            }
+            guard let kind = word.kind, word.hasReservedBitsClear, !word.isBusy else {
+                return Result(end: position, problem: Problem(position: position, reason: "invalid record word 0x\(String(word.rawValue, radix: 16))"))
+            }
+            guard word.lap == layout.lap(of: position) else {
+                return Result(end: position, problem: Problem(position: position, reason: "record from lap \(word.lap), expected lap \(layout.lap(of: position))"))
+            }
+            let length = UInt64(word.length)
+            let subEnd = (position / subSize + 1) * subSize
+            guard length >= 16 || (kind == .padding && length >= 8), length & 7 == 0, position + length <= subEnd,
+                  position + length <= to else {
+                return Result(end: position, problem: Problem(position: position, reason: "record length \(length) crosses its sub-buffer or the head"))
+            }
+            if kind == .subbufferBegin && (position & (subSize - 1) != 0 || length != UInt64(TraceLayout.beginRecordSize)) {
+                return Result(end: position, problem: Problem(position: position, reason: "misplaced sub-buffer begin record"))
+            }
+            visit(position, word)
+            position += length
+        }
+        return Result(end: position)
+    }
+}

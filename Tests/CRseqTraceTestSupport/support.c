@@ -1,0 +1,1 @@
+void rtts_placeholder(void) {}

@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import RseqTrace
+import RseqTraceConsumer
+import Synchronization
+
+/// Event ids of the built-in workload.
+enum DemoEvent {
+    /// `demo:tick`: `thread` (u32), `seq` (u64) and a check word derived from both.
+    static let tick: UInt16 = 1
+}
+
+/// Payload of `demo:tick`.
+struct DemoTick: BitwiseCopyable, Equatable {
+    var thread: UInt32
+    var reserved: UInt32 = 0
+    var sequence: UInt64
+    var check: UInt64
+
+    init(thread: UInt32, sequence: UInt64) {
+        self.thread = thread
+        self.sequence = sequence
+        self.check = DemoTick.check(thread: thread, sequence: sequence)
+    }
+
+    static func check(thread: UInt32, sequence: UInt64) -> UInt64 {
+        (UInt64(thread) << 40 ^ sequence ^ 0x5EED) &* 0x9E37_79B9_7F4A_7C15
+    }
+}
+
+/// What a demo run measured and verified.
+struct DemoResult {
+    var emitted: UInt64 = 0
+    var recorded: UInt64 = 0
+    var lost: UInt64 = 0
+    var intact: UInt64 = 0
+    var damaged: UInt64 = 0
+    var duplicates: UInt64 = 0
+    var timestampRegressions: UInt64 = 0
+    var cpuNanoseconds: UInt64 = 0
+    var wallNanoseconds: UInt64 = 0
+    var perRing: [TraceDrainer.RingStatistics] = []
+    var drainRounds = 0
+}
+
+/// Runs the built-in multi-threaded workload against a fresh trace object and drains it
+/// concurrently, checking every record.
+struct DemoWorkload {
+    var threads: Int
+    var eventsPerThread: Int
+    var configuration: TraceConfiguration
+
+    func run() throws(TraceError) -> (DemoResult, SharedTraceBuffer) {
+        let buffer = try SharedTraceBuffer.create(configuration)
+        let producer = buffer.makeProducer()
+        let drainer = TraceDrainer(buffer: buffer)
+        let finished = Atomic<Int>(0)
+        let cpuTime = Atomic<UInt64>(0)
+        let threads = self.threads
+        let events = self.eventsPerThread
+
+        var seen = [[Bool]](repeating: [Bool](repeating: false, count: events), count: threads)
+        var result = DemoResult()
+        var lastStamp = [UInt64](repeating: 0, count: buffer.layout.ringCount)
+        func check(_ record: DrainedRecord) {
+            guard record.eventID == DemoEvent.tick, record.payloadSize == MemoryLayout<DemoTick>.size else {
+                result.damaged += 1
+                return
+            }
+            if record.timestamp < lastStamp[record.ring] { result.timestampRegressions += 1 }
+            lastStamp[record.ring] = record.timestamp
+            let tick = record.load(fromByteOffset: 0, as: DemoTick.self)
+            guard Int(tick.thread) < threads, tick.sequence < UInt64(events),
+                  tick.check == DemoTick.check(thread: tick.thread, sequence: tick.sequence) else {
+                result.damaged += 1
+                return
+            }
+            if seen[Int(tick.thread)][Int(tick.sequence)] {
+                result.duplicates += 1
+            } else {
+                seen[Int(tick.thread)][Int(tick.sequence)] = true
+                result.intact += 1
+            }
+        }
+
+        let wallStart = SystemClock.monotonic()
+        let workers = WorkerThreads(count: threads) { index in
+            let thread = UInt32(index)
+            let start = SystemClock.threadCPUTime()
+            for sequence in 0..<UInt64(events) {
+                // Alternate the two producer APIs so both are exercised.
+                if sequence & 1 == 0 {
+                    _ = fastPathProbeCopyCommit(producer, thread, sequence)
+                } else {
+                    _ = fastPathProbeReserveCommit(producer, thread, sequence)
+                }
+            }
+            cpuTime.wrappingAdd(SystemClock.threadCPUTime() &- start, ordering: .relaxed)
+            finished.wrappingAdd(1, ordering: .releasing)
+        }
+        var drainError: TraceError?
+        while finished.load(ordering: .acquiring) < threads {
+            do {
+                if try drainer.drainOnce(check) == 0 { SystemClock.sleep(microseconds: 200) }
+                result.drainRounds += 1
+            } catch {
+                drainError = error
+                break
+            }
+        }
+        workers.join()
+        result.wallNanoseconds = SystemClock.monotonic() &- wallStart
+        if let drainError { throw drainError }
+        buffer.markFinished()
+        try drainer.drainOnce(quiescent: true, check)
+        result.drainRounds += 1
+
+        let totals = drainer.totals
+        result.emitted = UInt64(threads) * UInt64(events)
+        result.recorded = totals.recorded
+        result.lost = totals.lost
+        result.cpuNanoseconds = cpuTime.load(ordering: .relaxed)
+        result.perRing = drainer.statistics
+        return (result, buffer)
+    }
+}
+
+/// Clocks and sleeping without Foundation.
+enum SystemClock {
+    static func monotonic() -> UInt64 { read(CLOCK_MONOTONIC) }
+    static func threadCPUTime() -> UInt64 { read(CLOCK_THREAD_CPUTIME_ID) }
+    static func read(_ clock: clockid_t) -> UInt64 {
+        var ts = timespec()
+        unsafe clock_gettime(clock, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+    static func sleep(microseconds: Int) {
+        var ts = timespec(tv_sec: 0, tv_nsec: microseconds * 1000)
+        var rest = timespec()
+        // SAFETY: both arguments are local timespecs.
+        _ = unsafe nanosleep(&ts, &rest)
+    }
+}

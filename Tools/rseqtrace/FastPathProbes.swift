@@ -1,0 +1,23 @@
+import RseqTrace
+
+// Out-of-line copies of the producer fast paths, so that `Tools/check-fastpath` can disassemble
+// exactly what an instrumented call site compiles to and prove it makes no call into the Swift
+// runtime or libc (no retain/release, exclusivity check, allocation, lock or system call). The
+// demo runs them, so they are real code, not dead code.
+
+/// Copy-commit of a 24-byte payload.
+@inline(never)
+func fastPathProbeCopyCommit(_ producer: Producer, _ thread: UInt32, _ sequence: UInt64) -> Bool {
+    producer.write(eventID: DemoEvent.tick, value: DemoTick(thread: thread, sequence: sequence))
+}
+
+/// Reserve, fill in place, commit.
+@inline(never)
+func fastPathProbeReserveCommit(_ producer: Producer, _ thread: UInt32, _ sequence: UInt64) -> Bool {
+    guard let reservation = producer.reserve(eventID: DemoEvent.tick, payloadSize: MemoryLayout<DemoTick>.size) else {
+        return false
+    }
+    reservation.store(DemoTick(thread: thread, sequence: sequence), at: 0)
+    producer.commit(reservation)
+    return true
+}

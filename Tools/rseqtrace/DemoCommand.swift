@@ -38,7 +38,7 @@ struct DemoCommand: ParsableCommand {
     var mode: BufferMode = .discard
 
     @Option(name: .customLong("buffer-size"), help: "Ring size per CPU, a power of two (e.g. 256K, 1M).")
-    var bufferSize: ByteSize = ByteSize(argument: "4M")!
+    var bufferSize: ByteSize = ByteSize(argument: "16M")!
 
     @Option(name: .customLong("subbuffer-size"), help: "Sub-buffer size, a power of two (e.g. 16K, 64K).")
     var subbufferSize: ByteSize = ByteSize(argument: "64K")!

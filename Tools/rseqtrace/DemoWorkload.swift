@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CRseqTrace
 import RseqTrace
 import RseqTraceConsumer
 import Synchronization
@@ -86,6 +87,9 @@ struct DemoWorkload {
 
         let wallStart = SystemClock.monotonic()
         let workers = WorkerThreads(count: threads) { index in
+            // Producers run at a lower priority than the draining thread, as an application's
+            // threads would next to a tracing daemon; otherwise the drainer starves.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(rseqtrace_gettid()), 10)
             let thread = UInt32(index)
             let start = SystemClock.threadCPUTime()
             for sequence in 0..<UInt64(events) {

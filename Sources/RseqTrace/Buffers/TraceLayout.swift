@@ -37,6 +37,8 @@ public struct TraceLayout: Hashable, Sendable {
     public let cpuRingCount: Int
     public let ringSize: Int
     public let subbufferSize: Int
+    /// log2(ringSize): positions are split into lap and offset with shifts, never divisions.
+    public let ringShift: Int
 
     @inlinable public var ringCount: Int { cpuRingCount + 1 }
     @inlinable public var slowLaneRing: Int { cpuRingCount }
@@ -62,16 +64,17 @@ public struct TraceLayout: Hashable, Sendable {
         self.cpuRingCount = cpuRingCount
         self.ringSize = ringSize
         self.subbufferSize = subbufferSize
+        self.ringShift = ringSize.trailingZeroBitCount
     }
 
     /// Bytes a record with `payloadSize` bytes of payload occupies: header plus payload, rounded up to 8.
     @inlinable
     public static func recordSize(payloadSize: Int) -> Int {
-        (recordHeaderSize + payloadSize + 7) & ~7
+        (recordHeaderSize &+ payloadSize &+ 7) & ~7
     }
 
     @inlinable public func lap(of position: UInt64) -> UInt16 {
-        UInt16(truncatingIfNeeded: position / UInt64(ringSize))
+        UInt16(truncatingIfNeeded: position &>> UInt64(ringShift))
     }
 }
 

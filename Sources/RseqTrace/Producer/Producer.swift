@@ -44,6 +44,12 @@ public struct Producer: @unchecked Sendable {
     public let layout: TraceLayout
     public let path: Path
     public let mode: BufferMode
+    // Geometry precomputed so the fast path has no overflow checks or divisions.
+    @usableFromInline let stride: Int
+    @usableFromInline let subbufferSize: UInt64
+    @usableFromInline let subbufferMask: UInt64
+    @usableFromInline let cpuRings: UInt32
+    @usableFromInline let maximumPayloadSize: Int
 
     @unsafe
     @usableFromInline
@@ -52,13 +58,18 @@ public struct Producer: @unchecked Sendable {
         self.layout = layout
         self.path = path
         self.mode = mode
+        self.stride = layout.ringStride
+        self.subbufferSize = UInt64(layout.subbufferSize)
+        self.subbufferMask = UInt64(layout.subbufferSize - 1)
+        self.cpuRings = UInt32(layout.cpuRingCount)
+        self.maximumPayloadSize = layout.maximumPayloadSize
     }
 
     /// The view of ring `index`.
     @inlinable
     public func ring(_ index: Int) -> RingView {
         // SAFETY: callers pass an index below layout.ringCount; the mapping outlives `self`.
-        let control = unsafe rings.advanced(by: index &* layout.ringStride)
+        let control = unsafe rings.advanced(by: index &* stride)
         return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
                                ringSize: layout.ringSize)
     }
@@ -73,8 +84,9 @@ public struct Producer: @unchecked Sendable {
     /// - Complexity: O(1) on the fast path; no allocation, lock or system call. After
     ///   `maximumAttempts` failed sequences the record goes through the slow lane.
     @inlinable
+    @inline(__always)
     public func reserve(eventID: UInt16, payloadSize: Int) -> Reservation? {
-        guard payloadSize >= 0 && payloadSize <= layout.maximumPayloadSize else {
+        guard payloadSize >= 0 && payloadSize <= maximumPayloadSize else {
             refuseTooLarge()
             return nil
         }
@@ -110,6 +122,7 @@ public struct Producer: @unchecked Sendable {
 
     /// Writes `value`'s bytes as the payload of one record.
     @inlinable
+    @inline(__always)
     public func write<T: BitwiseCopyable>(eventID: UInt16, value: T) -> Bool {
         // SAFETY: `withUnsafeBytes(of:)` gives the value's bytes for the closure.
         unsafe withUnsafeBytes(of: value) { unsafe write(eventID: eventID, source: $0.baseAddress, size: $0.count) }
@@ -118,8 +131,9 @@ public struct Producer: @unchecked Sendable {
     /// Copy-commit core. `source` must point to `size` readable bytes (or be nil with size 0).
     @unsafe
     @inlinable
+    @inline(__always)
     func write(eventID: UInt16, source: UnsafeRawPointer?, size: Int) -> Bool {
-        guard size <= layout.maximumPayloadSize else {
+        guard size <= maximumPayloadSize else {
             refuseTooLarge()
             return false
         }
@@ -138,11 +152,11 @@ public struct Producer: @unchecked Sendable {
             var attempts = 0
             while attempts < Producer.maximumAttempts {
                 let index = currentIndex()
-                guard index < UInt32(layout.cpuRingCount) else { break }
+                guard index < cpuRings else { break }
                 let ring = self.ring(Int(index))
                 let head = ring.load(ControlField.head, ordering: .relaxed)
-                let inSub = head & UInt64(layout.subbufferSize &- 1)
-                guard inSub != 0 && inSub &+ UInt64(total) <= UInt64(layout.subbufferSize) else { break }
+                let inSub = head & subbufferMask
+                guard inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize else { break }
                 let word = RecordWord(length: total, kind: .event, eventID: eventID,
                                       lap: layout.lap(of: head), busy: false)
                 // SAFETY: the record [head, head + total) lies inside the open sub-buffer of this
@@ -151,7 +165,7 @@ public struct Producer: @unchecked Sendable {
                     index: index, head: ring.controlPointer(ControlField.head), expect: head,
                     destination: ring.pointer(at: head &+ 16).assumingMemoryBound(to: UInt64.self),
                     source: source.assumingMemoryBound(to: UInt64.self), full: UInt64(full), last: last,
-                    word: word.rawValue, newHead: head &+ UInt64(total))
+                    word: word.rawValue, newHead: head &+ UInt64(truncatingIfNeeded: total))
                 if outcome == 0 { return true }
                 attempts &+= 1
             }
@@ -170,19 +184,20 @@ public struct Producer: @unchecked Sendable {
 
     /// Reserves `total` bytes; returns the record start and the word its commit must store.
     @inlinable
+    @inline(__always)
     func reserveSlot(eventID: UInt16, total: Int) -> ReservedSlot? {
         switch path {
         case .rseqCPU, .rseqConcurrencyID:
             var attempts = 0
             while attempts < Producer.maximumAttempts {
                 let index = currentIndex()
-                guard index < UInt32(layout.cpuRingCount) else {
+                guard index < cpuRings else {
                     return reserveForUnregisteredThread(eventID: eventID, total: total)
                 }
                 let ring = self.ring(Int(index))
                 let head = ring.load(ControlField.head, ordering: .relaxed)
-                let inSub = head & UInt64(layout.subbufferSize &- 1)
-                if inSub != 0 && inSub &+ UInt64(total) <= UInt64(layout.subbufferSize) {
+                let inSub = head & subbufferMask
+                if inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize {
                     let word = RecordWord(length: total, kind: .event, eventID: eventID,
                                           lap: layout.lap(of: head), busy: true)
                     // SAFETY: [head, head + total) lies in the open sub-buffer of this ring.
@@ -191,7 +206,7 @@ public struct Producer: @unchecked Sendable {
                     let outcome = unsafe runReserve(
                         index: index, head: ring.controlPointer(ControlField.head), expect: head,
                         slot: record.assumingMemoryBound(to: UInt64.self), word: word.rawValue,
-                        newHead: head &+ UInt64(total))
+                        newHead: head &+ UInt64(truncatingIfNeeded: total))
                     if outcome == 0 { return unsafe ReservedSlot(record: record, committedWord: word.committed.rawValue) }
                 } else {
                     switch openSubbufferWithRseq(index: index, ring: ring, head: head, total: total, eventID: eventID) {
@@ -214,7 +229,7 @@ public struct Producer: @unchecked Sendable {
     @inlinable
     func currentIndex() -> UInt32 {
         let cpu = rseqtrace_current_cpu_id()
-        if path == .rseqConcurrencyID && cpu < UInt32(layout.cpuRingCount) {
+        if path == .rseqConcurrencyID && cpu < cpuRings {
             return rseqtrace_current_mm_cid()
         }
         return cpu
@@ -303,7 +318,7 @@ public struct Producer: @unchecked Sendable {
     func reserveForUnregisteredThread(eventID: UInt16, total: Int) -> ReservedSlot? {
         if RseqRuntime.prepareCurrentThread() {
             let index = currentIndex()
-            if index < UInt32(layout.cpuRingCount) {
+            if index < cpuRings {
                 return reserveSlot(eventID: eventID, total: total)
             }
         }
@@ -338,12 +353,12 @@ public struct Producer: @unchecked Sendable {
         // SAFETY: locked just above.
         defer { unsafe rseqtrace_mutex_unlock(mutex) }
         let head = ring.load(ControlField.head, ordering: .relaxed)
-        let inSub = head & UInt64(layout.subbufferSize &- 1)
-        if inSub != 0 && inSub &+ UInt64(total) <= UInt64(layout.subbufferSize) {
+        let inSub = head & subbufferMask
+        if inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize {
             let word = RecordWord(length: total, kind: .event, eventID: eventID, lap: layout.lap(of: head), busy: true)
             ring.storeWord(at: head &+ 8, CycleClock.now(), ordering: .relaxed)
             ring.storeWord(at: head, word.rawValue, ordering: .relaxed)
-            ring.store(ControlField.head, head &+ UInt64(total), ordering: .releasing)
+            ring.store(ControlField.head, head &+ UInt64(truncatingIfNeeded: total), ordering: .releasing)
             return unsafe ReservedSlot(record: ring.pointer(at: head), committedWord: word.committed.rawValue)
         }
         let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
@@ -384,7 +399,7 @@ public struct Producer: @unchecked Sendable {
     func countOnCurrentRing(_ field: Int) {
         for _ in 0..<Producer.maximumAttempts {
             let index = currentIndex()
-            guard index < UInt32(layout.cpuRingCount) else { break }
+            guard index < cpuRings else { break }
             let ring = self.ring(Int(index))
             let outcome: Int32
             if path == .rseqCPU {

@@ -61,6 +61,11 @@ extern const unsigned int __rseq_size __attribute__((weak));
 long rseqtrace_rseq_offset;
 volatile uint32_t rseqtrace_inject_loops;
 
+void rseqtrace_set_inject_loops(uint32_t loops)
+{
+	rseqtrace_inject_loops = loops;
+}
+
 /* Our own area for self-registration: 256 bytes, 256-aligned, comfortably above what kernels ask
  * for today (feature size 28, alignment 32 on 6.18; 33 / 64 on 7.0). cpu_id starts as "not
  * registered" in every new thread, so an unregistered thread never passes the index check. */

@@ -104,8 +104,9 @@ public final class TraceDrainer {
             do {
                 // SAFETY: locked just above; unlocked right after the snapshot.
                 defer { unsafe rseqtrace_mutex_unlock(mutex) }
-                snapshot = try takeSnapshot(ring: ring, index: index, commit: { limit, end in
-                    guard ring.load(ControlField.head, ordering: .relaxed) <= limit else { return false }
+                snapshot = try takeSnapshot(ring: ring, index: index, commit: { markerField, marker, limit, end in
+                    guard ring.load(markerField, ordering: .relaxed) == marker,
+                          ring.load(ControlField.head, ordering: .relaxed) <= limit else { return false }
                     ring.store(ControlField.consumed, end, ordering: .releasing)
                     return true
                 })
@@ -124,11 +125,12 @@ public final class TraceDrainer {
         let snapshot: Snapshot
         do {
             snapshot = try CPUPinner.run(onCPU: index) { () throws(TraceError) -> Snapshot in
-                try takeSnapshot(ring: ring, index: index, commit: { limit, end in
+                try takeSnapshot(ring: ring, index: index, commit: { markerField, marker, limit, end in
                     let cpu = UInt32(index)
                     // SAFETY: control words of this ring; the sequence checks it runs on `cpu`.
-                    return unsafe rseqtrace_load_cbgtu_store__cpu_id(
-                        cpu, ring.controlPointer(ControlField.head), limit,
+                    return unsafe rseqtrace_load_cbne_load_cbgtu_store__cpu_id(
+                        cpu, ring.controlPointer(markerField), marker,
+                        ring.controlPointer(ControlField.head), limit,
                         ring.controlPointer(ControlField.consumed), end) == 0
                 })
             }
@@ -147,7 +149,18 @@ public final class TraceDrainer {
     private func drainInPlace(ring: RingView, index: Int, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
         let head = ring.load(ControlField.head, ordering: .acquiring)
         var start = ring.load(ControlField.consumed, ordering: .acquiring)
-        if buffer.mode == .overwrite { start = max(start, oldestValid(head: head)) }
+        if buffer.mode == .overwrite {
+            // No producer runs any more: a slot declared recycled whose opening never happened
+            // will never report its loss through a begin record, so count it here.
+            let readable = readableRange(ring: ring, head: head, consumed: start)
+            start = readable.start
+            statistics[index].overwritten += readable.pendingLost
+            if readable.pendingLost > 0 {
+                // Never count that pending loss twice (the quiescent contract: no producer writes
+                // this ring any more, so the drainer may clear a producer-owned marker).
+                ring.store(ControlField.recycleMarker(slot: readable.pendingSlot), 0, ordering: .relaxed)
+            }
+        }
         var delivered = 0
         let walk = RecordWalk.run(layout: layout, from: start, to: head,
                                   word: { ring.loadWord(at: $0, ordering: .acquiring) },
@@ -190,19 +203,40 @@ public final class TraceDrainer {
         return current + 1 >= count ? (current + 1 - count) * p : 0
     }
 
+    /// Where reading may start in overwrite mode: after `consumed`, after recycled sub-buffers, and
+    /// after the oldest one if its slot was already declared recycled (step 1 of an opening that
+    /// has not committed yet, whose loss `pendingLost` will be reported by the begin record).
+    func readableRange(ring: RingView, head: UInt64, consumed: UInt64) -> (start: UInt64, pendingLost: UInt64, pendingSlot: Int) {
+        var start = max(consumed, oldestValid(head: head))
+        let p = UInt64(layout.subbufferSize)
+        let nextOpen = head % p == 0 ? head : (head / p + 1) * p
+        guard nextOpen >= UInt64(layout.ringSize) else { return (start, 0, 0) }
+        let slot = layout.slot(of: nextOpen)
+        let marker = RecycleMarker(rawValue: ring.load(ControlField.recycleMarker(slot: slot), ordering: .acquiring))
+        guard marker.tag == layout.subbufferTag(of: nextOpen) else { return (start, 0, slot) }
+        let deadEnd = nextOpen - UInt64(layout.ringSize) + p
+        if start < deadEnd { start = deadEnd }
+        return (start, marker.lost, slot)
+    }
+
     /// Copies the readable part of a ring into the scratch buffer and publishes it with `commit`
     /// (`commit(limit, end)` must store `end` into `consumed` only if `head <= limit`, atomically
     /// with the ring's producers). Retries when producers recycled what was being copied.
     private func takeSnapshot(ring: RingView, index: Int,
-                              commit: (_ limit: UInt64, _ end: UInt64) -> Bool) throws(TraceError) -> Snapshot {
+                              commit: (_ markerField: Int, _ marker: UInt64, _ limit: UInt64, _ end: UInt64) -> Bool)
+        throws(TraceError) -> Snapshot {
         let p = UInt64(layout.subbufferSize)
         let lapSpan = UInt64(layout.ringSize)
         var lastProblem: RecordWalk.Problem?
         for _ in 0..<64 {
             let head = ring.load(ControlField.head, ordering: .acquiring)
             let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
-            let start = max(consumed, oldestValid(head: head))
+            let start = readableRange(ring: ring, head: head, consumed: consumed).start
             guard start < head else { return Snapshot(start: start, end: start) }
+            // The first copied sub-buffer dies when its slot's marker changes; later ones only
+            // after the head passes `limit`.
+            let markerField = ControlField.recycleMarker(slot: layout.slot(of: start))
+            let marker = ring.load(markerField, ordering: .acquiring)
             // Copy [start, head) — at most one ring — in up to two pieces around the ring end.
             let count = Int(head - start)
             var copied = 0
@@ -229,7 +263,7 @@ public final class TraceDrainer {
             snapshot.end = walk.end
             // Nothing copied from sub-buffer start/P on may have been recycled meanwhile.
             let limit = (start / p + UInt64(layout.subbuffersPerRing)) * p
-            if commit(limit, walk.end) {
+            if commit(markerField, marker, limit, walk.end) {
                 if let problem = walk.problem { throw corruption(ring: index, problem) }
                 return snapshot
             }

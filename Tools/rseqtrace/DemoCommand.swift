@@ -48,8 +48,8 @@ struct DemoCommand: ParsableCommand {
         guard (1...100_000_000).contains(events) else { throw ValidationError("--events must be between 1 and 100000000, got \(events)") }
         guard TraceLayout(cpuRingCount: 1, ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes) != nil else {
             throw ValidationError("""
-                --buffer-size \(bufferSize.bytes) and --subbuffer-size \(subbufferSize.bytes) must be powers of two, \
-                8K <= buffer-size <= 1G, 256 <= subbuffer-size <= buffer-size / 2
+                --buffer-size \(bufferSize.bytes) and --subbuffer-size \(subbufferSize.bytes) must be powers of two \
+                with 8K <= buffer-size <= 1G, 256 <= subbuffer-size <= 16M, and 2 to 256 sub-buffers per buffer
                 """)
         }
     }

@@ -70,6 +70,8 @@ extern long rseqtrace_rseq_offset;
 /* Race-widening delay (iterations of a `pause` loop) run inside every critical section in builds
  * compiled with RSEQTRACE_INJECTION (debug builds); tests set it, release builds do not have it. */
 extern volatile uint32_t rseqtrace_inject_loops;
+/* Sets rseqtrace_inject_loops (for Swift, which cannot assign C globals in strict concurrency). */
+void rseqtrace_set_inject_loops(uint32_t loops);
 
 /* How this process can use rseq. */
 enum rseqtrace_registration {

@@ -225,9 +225,9 @@ ne:
 	return 1;
 }
 
-/* rseqtrace_load_cbgtu_store: see the x86_64 file. */
-RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbgtu_store)(
-	uint32_t index, uint64_t *v, uint64_t limit, uint64_t *w, uint64_t newv)
+/* rseqtrace_load_cbne_load_cbne_store: see the x86_64 file. */
+RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbne_load_cbne_store)(
+	uint32_t index, uint64_t *v, uint64_t expect, uint64_t *v2, uint64_t expect2, uint64_t *w, uint64_t newv)
 {
 	__asm__ __volatile__ goto (
 		RSEQTRACE_ASM_DEFINE_TABLE(3, 1f, 2f, 4f)
@@ -235,6 +235,42 @@ RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbgtu_store)(
 		RSEQTRACE_ASM_STORE_RSEQ_CS(1, 3b)
 		RSEQTRACE_ASM_CBNE_INDEX(RSEQTRACE_T_INDEX, 4f)
 		"ldr x17, [%[v]]\n\t"
+		"cmp x17, %[expect]\n\t"
+		"b.ne %l[ne]\n\t"
+		"ldr x17, [%[v2]]\n\t"
+		"cmp x17, %[expect2]\n\t"
+		"b.ne %l[ne]\n\t"
+		RSEQTRACE_INJECT_ASM
+		"stlr %[newv], [%[w]]\n\t"
+		"2:\n\t"
+		RSEQTRACE_ASM_DEFINE_ABORT(4, abort)
+		: /* no outputs */
+		: [abi] "r" (rseqtrace_abi()), [index] "r" (index),
+		  [v] "r" (v), [expect] "r" (expect), [v2] "r" (v2), [expect2] "r" (expect2),
+		  [w] "r" (w), [newv] "r" (newv)
+		  RSEQTRACE_INJECT_INPUT
+		: "memory", "cc", "x16", "x17"
+		: abort, ne);
+	return 0;
+abort:
+	return -1;
+ne:
+	return 1;
+}
+
+/* rseqtrace_load_cbne_load_cbgtu_store: see the x86_64 file. */
+RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbne_load_cbgtu_store)(
+	uint32_t index, uint64_t *v, uint64_t expect, uint64_t *v2, uint64_t limit, uint64_t *w, uint64_t newv)
+{
+	__asm__ __volatile__ goto (
+		RSEQTRACE_ASM_DEFINE_TABLE(3, 1f, 2f, 4f)
+		RSEQTRACE_ASM_DEFINE_EXIT_POINT(1f, %l[ne])
+		RSEQTRACE_ASM_STORE_RSEQ_CS(1, 3b)
+		RSEQTRACE_ASM_CBNE_INDEX(RSEQTRACE_T_INDEX, 4f)
+		"ldr x17, [%[v]]\n\t"
+		"cmp x17, %[expect]\n\t"
+		"b.ne %l[ne]\n\t"
+		"ldr x17, [%[v2]]\n\t"
 		"cmp x17, %[limit]\n\t"
 		"b.hi %l[ne]\n\t"
 		RSEQTRACE_INJECT_ASM
@@ -243,7 +279,8 @@ RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbgtu_store)(
 		RSEQTRACE_ASM_DEFINE_ABORT(4, abort)
 		: /* no outputs */
 		: [abi] "r" (rseqtrace_abi()), [index] "r" (index),
-		  [v] "r" (v), [limit] "r" (limit), [w] "r" (w), [newv] "r" (newv)
+		  [v] "r" (v), [expect] "r" (expect), [v2] "r" (v2), [limit] "r" (limit),
+		  [w] "r" (w), [newv] "r" (newv)
 		  RSEQTRACE_INJECT_INPUT
 		: "memory", "cc", "x16", "x17"
 		: abort, ne);

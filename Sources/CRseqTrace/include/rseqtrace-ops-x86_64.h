@@ -289,24 +289,69 @@ ne:
 }
 
 /*
- * rseqtrace_load_cbgtu_store(index, v, limit, w, newv)
+ * rseqtrace_load_cbne_load_cbne_store(index, v, expect, v2, expect2, w, newv)
  *
- * Consumer commit in overwrite mode: publish `newv` into `w` only if `*v` has not passed `limit`
- * (the data just copied was not recycled meanwhile).
+ * Overwrite mode, recycling a sub-buffer: publish its "recycled" marker only if neither the head
+ * nor the consumer position moved since the records in it were counted.
  * Pseudo-code:
  *   cbne(index_field, index, abort)
- *   load(r1, [v]); cbgtu(r1, limit, ne)
+ *   load(r1, [v]);  cbne(r1, expect, ne)
+ *   load(r2, [v2]); cbne(r2, expect2, ne)
  *   store(newv, [w])
  */
-RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbgtu_store)(
-	uint32_t index, uint64_t *v, uint64_t limit, uint64_t *w, uint64_t newv)
+RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbne_load_cbne_store)(
+	uint32_t index, uint64_t *v, uint64_t expect, uint64_t *v2, uint64_t expect2, uint64_t *w, uint64_t newv)
 {
 	__asm__ __volatile__ goto (
 		RSEQTRACE_ASM_DEFINE_TABLE(3, 1f, 2f, 4f)
 		RSEQTRACE_ASM_DEFINE_EXIT_POINT(1f, %l[ne])
 		RSEQTRACE_ASM_STORE_RSEQ_CS(1, 3b)
 		RSEQTRACE_ASM_CBNE_INDEX(RSEQTRACE_T_INDEX, 4f)
-		"cmpq %[limit], %[v]\n\t"
+		"cmpq %[v], %[expect]\n\t"
+		"jnz %l[ne]\n\t"
+		"cmpq %[v2], %[expect2]\n\t"
+		"jnz %l[ne]\n\t"
+		RSEQTRACE_INJECT_ASM
+		"movq %[newv], %[w]\n\t"
+		"2:\n\t"
+		RSEQTRACE_ASM_DEFINE_ABORT(4, abort)
+		: /* no outputs */
+		: [abi] "r" (rseqtrace_rseq_offset), [index] "r" (index),
+		  [v] "m" (*v), [expect] "r" (expect), [v2] "m" (*v2), [expect2] "r" (expect2),
+		  [w] "m" (*w), [newv] "r" (newv)
+		  RSEQTRACE_INJECT_INPUT
+		: "memory", "cc", "rax"
+		: abort, ne);
+	return 0;
+abort:
+	return -1;
+ne:
+	return 1;
+}
+
+/*
+ * rseqtrace_load_cbne_load_cbgtu_store(index, v, expect, v2, limit, w, newv)
+ *
+ * Consumer commit in overwrite mode: publish `newv` into `w` (the consumer position) only if the
+ * "recycled" marker of the oldest copied sub-buffer is unchanged and the head has not passed
+ * `limit` — i.e. nothing just copied was recycled meanwhile.
+ * Pseudo-code:
+ *   cbne(index_field, index, abort)
+ *   load(r1, [v]);  cbne(r1, expect, ne)
+ *   load(r2, [v2]); cbgtu(r2, limit, ne)
+ *   store(newv, [w])
+ */
+RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbne_load_cbgtu_store)(
+	uint32_t index, uint64_t *v, uint64_t expect, uint64_t *v2, uint64_t limit, uint64_t *w, uint64_t newv)
+{
+	__asm__ __volatile__ goto (
+		RSEQTRACE_ASM_DEFINE_TABLE(3, 1f, 2f, 4f)
+		RSEQTRACE_ASM_DEFINE_EXIT_POINT(1f, %l[ne])
+		RSEQTRACE_ASM_STORE_RSEQ_CS(1, 3b)
+		RSEQTRACE_ASM_CBNE_INDEX(RSEQTRACE_T_INDEX, 4f)
+		"cmpq %[v], %[expect]\n\t"
+		"jnz %l[ne]\n\t"
+		"cmpq %[limit], %[v2]\n\t"
 		"ja %l[ne]\n\t"
 		RSEQTRACE_INJECT_ASM
 		"movq %[newv], %[w]\n\t"
@@ -314,7 +359,8 @@ RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbgtu_store)(
 		RSEQTRACE_ASM_DEFINE_ABORT(4, abort)
 		: /* no outputs */
 		: [abi] "r" (rseqtrace_rseq_offset), [index] "r" (index),
-		  [v] "m" (*v), [limit] "r" (limit), [w] "m" (*w), [newv] "r" (newv)
+		  [v] "m" (*v), [expect] "r" (expect), [v2] "m" (*v2), [limit] "r" (limit),
+		  [w] "m" (*w), [newv] "r" (newv)
 		  RSEQTRACE_INJECT_INPUT
 		: "memory", "cc", "rax"
 		: abort, ne);

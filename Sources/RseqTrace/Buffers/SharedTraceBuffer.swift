@@ -48,7 +48,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             throw TraceError(.invalidConfiguration, """
                 invalid ring geometry: ringSize \(configuration.ringSize) and subbufferSize \
                 \(configuration.subbufferSize) must be powers of two with 8 KiB <= ringSize <= 1 GiB, \
-                256 B <= subbufferSize <= min(16 MiB, ringSize / 2); cpu rings \(cpus) must be 1...4096
+                256 B <= subbufferSize <= 16 MiB, 2 to 256 sub-buffers per ring; cpu rings \(cpus) must be 1...4096
                 """)
         }
         let status = RseqRuntime.status

@@ -32,6 +32,8 @@ public struct TraceLayout: Hashable, Sendable {
     public static let maximumRingSize = 1 << 30
     public static let minimumSubbufferSize = 256
     public static let maximumSubbufferSize = 1 << 24
+    /// Each sub-buffer has a recycle marker in the ring's control block (see `ControlField.recycleMarkers`).
+    public static let maximumSubbuffersPerRing = 256
 
     /// Rings indexed by CPU (or concurrency id); the slow-lane ring follows them.
     public let cpuRingCount: Int
@@ -59,7 +61,8 @@ public struct TraceLayout: Hashable, Sendable {
               subbufferSize >= TraceLayout.minimumSubbufferSize,
               subbufferSize <= TraceLayout.maximumSubbufferSize,
               subbufferSize & (subbufferSize - 1) == 0,
-              ringSize / subbufferSize >= 2
+              ringSize / subbufferSize >= 2,
+              ringSize / subbufferSize <= TraceLayout.maximumSubbuffersPerRing
         else { return nil }
         self.cpuRingCount = cpuRingCount
         self.ringSize = ringSize
@@ -71,6 +74,16 @@ public struct TraceLayout: Hashable, Sendable {
     @inlinable
     public static func recordSize(payloadSize: Int) -> Int {
         (recordHeaderSize &+ payloadSize &+ 7) & ~7
+    }
+
+    /// Low 16 bits of the sequence number of the sub-buffer starting at `position`.
+    @inlinable public func subbufferTag(of position: UInt64) -> UInt16 {
+        UInt16(truncatingIfNeeded: position / UInt64(subbufferSize))
+    }
+
+    /// Slot (0..<subbuffersPerRing) of the sub-buffer containing `position`.
+    @inlinable public func slot(of position: UInt64) -> Int {
+        Int(truncatingIfNeeded: (position / UInt64(subbufferSize)) % UInt64(subbuffersPerRing))
     }
 
     @inlinable public func lap(of position: UInt64) -> UInt16 {
@@ -123,6 +136,29 @@ public enum ControlField {
     /// running on the ring's CPU (or under the mutex), so that recycling and consuming exclude
     /// each other.
     public static let consumed = 128
+    /// Overwrite mode: one `RecycleMarker` word per sub-buffer slot (`recycleMarkers + 8 * slot`),
+    /// written like `head`. Committing a marker declares the slot's previous content dead (and how
+    /// many unread records died with it) before anything is written into that content.
+    public static let recycleMarkers = 512
+
+    /// Offset of the recycle marker of sub-buffer slot `slot`.
+    @inlinable public static func recycleMarker(slot: Int) -> Int { recycleMarkers + 8 * slot }
+}
+
+/// The recycle marker of a sub-buffer slot (overwrite mode):
+/// `tag` = low 16 bits of the sequence number (position / subbufferSize) of the sub-buffer whose
+/// opening recycled the slot; `lost` = unread records destroyed by that recycling, plus the
+/// still-unreported loss of the content it destroyed (saturating at 2^48 - 1).
+@frozen
+public struct RecycleMarker: Hashable, Sendable {
+    public var rawValue: UInt64
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+    @inlinable public init(tag: UInt16, lost: UInt64) {
+        rawValue = UInt64(tag) << 48 | min(lost, RecycleMarker.maximumLost)
+    }
+    public static let maximumLost: UInt64 = (1 << 48) - 1
+    @inlinable public var tag: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
+    @inlinable public var lost: UInt64 { rawValue & RecycleMarker.maximumLost }
 }
 
 /// How producers update a ring. Chosen when the object is created; never mixed on one ring.

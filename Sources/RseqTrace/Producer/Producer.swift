@@ -282,6 +282,24 @@ public struct Producer: @unchecked Sendable {
         case .full, .blocked:
             countOnCurrentRing(ControlField.dropped)
             return .refused
+        case .recycleFirst(let recycling):
+            // Step 1: declare the old content dead; the next attempt plans the opening itself.
+            let outcome: Int32
+            if path == .rseqCPU {
+                // SAFETY: control words of this ring.
+                outcome = unsafe rseqtrace_load_cbne_load_cbne_store__cpu_id(
+                    index, ring.controlPointer(ControlField.head), head,
+                    ring.controlPointer(ControlField.consumed), recycling.consumedExpected,
+                    ring.controlPointer(recycling.markerField), recycling.marker.rawValue)
+            } else {
+                // SAFETY: as above.
+                outcome = unsafe rseqtrace_load_cbne_load_cbne_store__mm_cid(
+                    index, ring.controlPointer(ControlField.head), head,
+                    ring.controlPointer(ControlField.consumed), recycling.consumedExpected,
+                    ring.controlPointer(recycling.markerField), recycling.marker.rawValue)
+            }
+            _ = outcome
+            return .retry
         }
         // SAFETY: every position of the plan lies in this ring (see SubbufferOpening.plan).
         var cPlan = unsafe rseqtrace_open_plan(
@@ -291,10 +309,10 @@ public struct Producer: @unchecked Sendable {
             begin_word: plan.beginWord.rawValue, begin_lost: plan.lost,
             record_slot: ring.pointer(at: plan.recordPosition).assumingMemoryBound(to: UInt64.self),
             record_word: plan.recordWord.rawValue)
-        // Overwrite mode compares `consumed` too, so a consumer commit in between invalidates the
-        // count of recycled records; discard mode compares the head twice.
-        let second = unsafe ring.controlPointer(mode == .overwrite ? ControlField.consumed : ControlField.head)
-        let expect2 = mode == .overwrite ? consumed : head
+        // Overwrite mode compares the slot's recycle marker too, discard mode the head again.
+        // SAFETY: a control word of this ring.
+        let second = unsafe ring.controlPointer(plan.secondField)
+        let expect2 = plan.secondExpected
         let outcome: Int32
         if path == .rseqCPU {
             // SAFETY: pointers into this ring; `cPlan` lives on this stack frame.
@@ -362,9 +380,16 @@ public struct Producer: @unchecked Sendable {
             return unsafe ReservedSlot(record: ring.pointer(at: head), committedWord: word.committed.rawValue)
         }
         let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
-        switch SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
-                                     total: total, eventID: eventID) {
-        case .full, .blocked:
+        var outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
+                                            total: total, eventID: eventID)
+        if case .recycleFirst(let recycling) = outcome {
+            // Step 1 under the mutex: one store, so a holder dying here leaves a consistent state.
+            ring.store(recycling.markerField, recycling.marker.rawValue, ordering: .releasing)
+            outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
+                                            total: total, eventID: eventID)
+        }
+        switch outcome {
+        case .full, .blocked, .recycleFirst:
             ring.atomicAdd(ControlField.dropped, 1)
             return nil
         case .ready(let plan):

@@ -8,10 +8,11 @@
 ///  ..[pad word ..................][word][stamp][lost]      [word][stamp][payload ...] newHead
 /// ```
 /// - Discard mode: the whole next sub-buffer must be free: `consumed >= nextStart + P - S`.
-/// - Overwrite mode: the next sub-buffer's previous content (one lap earlier) is recycled; every
-///   record in it that the consumer has not taken is counted into `lost`, including the `lost`
-///   counts carried by begin records in it, so that no loss is ever forgotten. A record there
-///   that is still being written blocks recycling: the new record is dropped instead.
+/// - Overwrite mode: the next sub-buffer's previous content (one lap earlier) is recycled in two
+///   steps. Step 1 commits the slot's `RecycleMarker` (unread records destroyed, plus the unreported
+///   loss of the destroyed begin record): from then on the old content is dead. Step 2 (this plan)
+///   compares that marker, so the try-stores of an aborted step 2 can only ever land in dead memory.
+///   A record still being written in the old content blocks recycling: the new record is dropped.
 @usableFromInline
 struct SubbufferOpening {
     @usableFromInline var padPosition: UInt64
@@ -22,13 +23,28 @@ struct SubbufferOpening {
     @usableFromInline var recordPosition: UInt64
     @usableFromInline var recordWord: RecordWord
     @usableFromInline var newHead: UInt64
+    /// Second word the opening sequence compares (besides `head`): the slot's recycle marker in
+    /// overwrite mode, `head` again otherwise.
+    @usableFromInline var secondField: Int
+    @usableFromInline var secondExpected: UInt64
+
+    /// Step 1 of recycling a slot in overwrite mode: publish its marker (compare `head` and
+    /// `consumed`, store the marker). Nothing is written into the old content before this commits.
+    @usableFromInline
+    struct Recycling {
+        @usableFromInline var markerField: Int
+        @usableFromInline var marker: RecycleMarker
+        @usableFromInline var consumedExpected: UInt64
+    }
 
     @usableFromInline
     enum Outcome {
         case ready(SubbufferOpening)
+        /// Overwrite mode: the slot must first be declared recycled (then plan again).
+        case recycleFirst(Recycling)
         /// Discard mode: the consumer has not freed the next sub-buffer yet.
         case full
-        /// Overwrite mode: the sub-buffer to recycle holds a record that is still being written
+        /// Overwrite mode: the content to recycle holds a record that is still being written
         /// (or a damaged record chain).
         case blocked
     }
@@ -41,20 +57,39 @@ struct SubbufferOpening {
         let inSub = head & (subSize &- 1)
         let nextStart = inSub == 0 ? head : (head | (subSize &- 1)) &+ 1
         var lost: UInt64 = 0
+        var secondField = ControlField.head
+        var secondExpected = head
         switch mode {
         case .discard:
             if nextStart &+ subSize > ringSize && consumed < nextStart &+ subSize &- ringSize { return .full }
         case .overwrite:
             if nextStart >= ringSize {
-                let oldStart = nextStart &- ringSize
-                let oldEnd = oldStart &+ subSize
-                if consumed < oldEnd {
-                    guard let count = RecordChain.countUnconsumed(
-                        ring: ring, layout: layout, from: max(consumed, oldStart), to: oldEnd) else {
-                        return .blocked
+                let field = ControlField.recycleMarker(slot: layout.slot(of: nextStart))
+                let marker = RecycleMarker(rawValue: ring.load(field, ordering: .acquiring))
+                let tag = layout.subbufferTag(of: nextStart)
+                if marker.tag != tag {
+                    // Count what the recycling destroys while the old content is still intact.
+                    let oldStart = nextStart &- ringSize
+                    let oldEnd = oldStart &+ subSize
+                    var destroyed: UInt64 = 0
+                    if consumed < oldEnd {
+                        guard let count = RecordChain.countUnconsumed(
+                            ring: ring, layout: layout, from: max(consumed, oldStart), to: oldEnd) else {
+                            return .blocked
+                        }
+                        destroyed = count
                     }
-                    lost = count
+                    // The old content's own begin record reported a loss; if the consumer never
+                    // read it, that loss is carried forward, not forgotten.
+                    let unreported = marker.tag == layout.subbufferTag(of: oldStart) && consumed <= oldStart
+                    return .recycleFirst(Recycling(
+                        markerField: field,
+                        marker: RecycleMarker(tag: tag, lost: destroyed &+ (unreported ? marker.lost : 0)),
+                        consumedExpected: consumed))
                 }
+                lost = marker.lost
+                secondField = field
+                secondExpected = marker.rawValue
             }
         }
         let padPosition = inSub == 0 ? nextStart : head
@@ -68,14 +103,14 @@ struct SubbufferOpening {
         return .ready(SubbufferOpening(
             padPosition: padPosition, padWord: padWord, beginPosition: nextStart, beginWord: beginWord,
             lost: lost, recordPosition: recordPosition, recordWord: recordWord,
-            newHead: recordPosition &+ UInt64(total)))
+            newHead: recordPosition &+ UInt64(total), secondField: secondField, secondExpected: secondExpected))
     }
 }
 
 /// Walking a chain of records in a ring.
 public enum RecordChain {
-    /// Counts the records in `[from, to)` a reader has not taken, adding the `lost` counts of begin
-    /// records. `nil` when a record there is still being written or the chain is damaged.
+    /// Counts the event records in `[from, to)`. `nil` when a record there is still being written
+    /// or the chain is damaged.
     public static func countUnconsumed(ring: RingView, layout: TraceLayout, from: UInt64, to: UInt64) -> UInt64? {
         var position = from
         var count: UInt64 = 0
@@ -86,11 +121,7 @@ public enum RecordChain {
                 return nil
             }
             if word.isBusy { return nil }
-            switch kind {
-            case .event: count &+= 1
-            case .subbufferBegin: count &+= ring.loadWord(at: position &+ 16, ordering: .relaxed)
-            case .padding: break
-            }
+            if kind == .event { count &+= 1 }
             position &+= UInt64(word.length)
         }
         return count

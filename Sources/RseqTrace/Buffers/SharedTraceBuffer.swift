@@ -59,6 +59,12 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 \(status) mode: use cpu_id indexing
                 """)
         }
+        if configuration.indexing == .concurrencyID && configuration.mode == .overwrite {
+            throw TraceError(.invalidConfiguration, """
+                overwrite mode needs cpu_id indexing: a consumer must run on a ring's CPU to read it \
+                atomically with its producers, and an mm_cid is not a CPU
+                """)
+        }
         let path = SharedTraceBuffer.path(forName: configuration.name)
         let fd: FileDescriptor
         do {

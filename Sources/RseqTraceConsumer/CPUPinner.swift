@@ -36,6 +36,7 @@ public enum CPUPinner {
         guard rc == 0 else { throw .pin(PinError(cpu: cpu, errno: Errno(rawValue: rc))) }
         var policy: Int32 = 0
         var priority: Int32 = 0
+        // SAFETY: both arguments are local integers.
         let raised = unsafe realtime && rseqtrace_enter_fifo(&policy, &priority) == 1
         defer {
             if raised { rseqtrace_leave_fifo(policy, priority) }

@@ -19,6 +19,7 @@ public struct DrainedRecord {
         self.eventID = eventID
         self.timestamp = timestamp
         self.position = position
+        // SAFETY: the caller vouches the payload is readable during the callback.
         unsafe self.payload = payload
         self.payloadSize = payloadSize
     }

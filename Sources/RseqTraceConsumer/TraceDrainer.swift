@@ -96,6 +96,7 @@ public final class TraceDrainer {
         if !usesRseq {
             // SAFETY: the mutex lives in this ring's control block.
             let mutex = unsafe ring.controlPointer(ControlField.mutex)
+            // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
             let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
             guard rc == 0 else {
                 throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))

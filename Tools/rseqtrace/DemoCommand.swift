@@ -98,6 +98,7 @@ struct DemoCommand: ParsableCommand {
 
 func printError(_ text: String) {
     var line = text + "\n"
+    // SAFETY: writing the string's own UTF-8 buffer, valid for the closure.
     line.withUTF8 { bytes in _ = unsafe write(2, bytes.baseAddress, bytes.count) }
 }
 

@@ -136,6 +136,7 @@ enum SystemClock {
     static func threadCPUTime() -> UInt64 { read(CLOCK_THREAD_CPUTIME_ID) }
     static func read(_ clock: clockid_t) -> UInt64 {
         var ts = timespec()
+        // SAFETY: `ts` is a local timespec.
         unsafe clock_gettime(clock, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }

@@ -25,7 +25,9 @@ public struct RingView: @unchecked Sendable {
     @unsafe
     @inlinable
     public init(control: UnsafeMutableRawPointer, data: UnsafeMutableRawPointer, ringSize: Int) {
+        // SAFETY: the caller vouches that both regions stay mapped (see `## Safety`).
         unsafe self.control = control
+        // SAFETY: as above.
         unsafe self.data = data
         self.mask = UInt64(ringSize - 1)
     }
@@ -59,8 +61,8 @@ public struct RingView: @unchecked Sendable {
         // SAFETY: the word is inside the mapped control block; only accessed atomically.
         let word = unsafe atomicControl(field)
         switch ordering {
-        case .relaxed: return unsafe word.pointee.load(ordering: .relaxed)
-        case .acquiring: return unsafe word.pointee.load(ordering: .acquiring)
+        case .relaxed: return unsafe word.pointee.load(ordering: .relaxed)  // SAFETY: word inside the mapped control block
+        case .acquiring: return unsafe word.pointee.load(ordering: .acquiring)  // SAFETY: as above
         }
     }
 
@@ -69,8 +71,8 @@ public struct RingView: @unchecked Sendable {
         // SAFETY: as in `load`.
         let word = unsafe atomicControl(field)
         switch ordering {
-        case .relaxed: unsafe word.pointee.store(value, ordering: .relaxed)
-        case .releasing: unsafe word.pointee.store(value, ordering: .releasing)
+        case .relaxed: unsafe word.pointee.store(value, ordering: .relaxed)  // SAFETY: word inside the mapped control block
+        case .releasing: unsafe word.pointee.store(value, ordering: .releasing)  // SAFETY: as above
         }
     }
 
@@ -104,8 +106,8 @@ public struct RingView: @unchecked Sendable {
         // SAFETY: see `atomicWord(at:)`.
         let word = unsafe atomicWord(at: position)
         switch ordering {
-        case .relaxed: return unsafe word.pointee.load(ordering: .relaxed)
-        case .acquiring: return unsafe word.pointee.load(ordering: .acquiring)
+        case .relaxed: return unsafe word.pointee.load(ordering: .relaxed)  // SAFETY: masked, aligned word of the data region
+        case .acquiring: return unsafe word.pointee.load(ordering: .acquiring)  // SAFETY: as above
         }
     }
 
@@ -114,8 +116,8 @@ public struct RingView: @unchecked Sendable {
         // SAFETY: see `atomicWord(at:)`.
         let word = unsafe atomicWord(at: position)
         switch ordering {
-        case .relaxed: unsafe word.pointee.store(value, ordering: .relaxed)
-        case .releasing: unsafe word.pointee.store(value, ordering: .releasing)
+        case .relaxed: unsafe word.pointee.store(value, ordering: .relaxed)  // SAFETY: masked, aligned word of the data region
+        case .releasing: unsafe word.pointee.store(value, ordering: .releasing)  // SAFETY: as above
         }
     }
 

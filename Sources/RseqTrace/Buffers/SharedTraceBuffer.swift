@@ -85,14 +85,16 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         }
         defer { try? fd.close() }
         func fail(_ message: String, _ errno: Errno) -> TraceError {
+            // SAFETY: unlinking the name this call just created, by value (a Swift string).
             _ = unsafe unlink(path)
             return TraceError(.systemCallFailed, message, errno: errno)
         }
         if ftruncate(fd.rawValue, off_t(layout.totalSize)) != 0 {
             throw fail("cannot size \(path) to \(layout.totalSize) bytes", Errno(rawValue: Glibc.errno))
         }
+        // SAFETY: mapping the descriptor opened above with the size just set; the result is checked.
         guard let mapping = unsafe mmap(nil, layout.totalSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
-              unsafe mapping != MAP_FAILED else {
+              unsafe mapping != MAP_FAILED else {  // SAFETY: comparing the returned address only
             throw fail("cannot map \(path)", Errno(rawValue: Glibc.errno))
         }
         // SAFETY: mmap succeeded; the mapping is `totalSize` bytes long and owned by this object.
@@ -129,6 +131,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         }
         let clock = CycleClock.reference()
         let bootID = SystemInfo.bootID
+        // SAFETY: the header is the first 4 KiB of the mapping created above.
         let header = unsafe HeaderWriter(base: unsafe base)
         header.put(UInt64(TraceLayout.headerSize), at: HeaderField.headerSize, as: UInt32.self)
         header.put(UInt64(TraceLayout.version), at: HeaderField.version, as: UInt32.self)
@@ -164,6 +167,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         // The magic goes last: a reader that sees it sees a complete header.
         header.put(TraceLayout.magic, at: HeaderField.magic, as: UInt64.self)
         header.publishState(1)
+        // SAFETY: ownership of the mapping moves to the new object, which unmaps it in deinit.
         return unsafe SharedTraceBuffer(
             name: configuration.name, layout: layout, mode: configuration.mode, ringProtocol: ringProtocol,
             indexing: configuration.indexing, clock: clock, bootID: bootID, creatorPID: getpid(),
@@ -199,6 +203,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         }
         defer { try? fd.close() }
         var info = stat()
+        // SAFETY: `info` is a local stat buffer.
         if unsafe fstat(fd.rawValue, &info) != 0 {
             throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: Errno(rawValue: Glibc.errno))
         }
@@ -215,14 +220,17 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         guard fileSize >= TraceLayout.headerSize else {
             throw TraceError(.notATraceObject, "\(path) is \(fileSize) bytes, too small to be a trace object")
         }
+        // SAFETY: mapping the validated descriptor with its fstat size; the result is checked.
         guard let mapping = unsafe mmap(nil, fileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
-              unsafe mapping != MAP_FAILED else {
+              unsafe mapping != MAP_FAILED else {  // SAFETY: comparing the returned address only
             throw TraceError(.systemCallFailed, "cannot map \(path)", errno: Errno(rawValue: Glibc.errno))
         }
         // SAFETY: mmap succeeded for `fileSize` bytes.
         let base = unsafe UnsafeMutableRawPointer(mapping)
         do {
+            // SAFETY: the mapping is `fileSize` bytes, which validateHeader checks before reading past 4 KiB.
             let validated = try unsafe validateHeader(base: base, fileSize: fileSize, path: path)
+            // SAFETY: ownership of the mapping moves to the new object, which unmaps it in deinit.
             return unsafe SharedTraceBuffer(
                 name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
                 indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
@@ -242,6 +250,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
 
     @unsafe
     private static func validateHeader(base: UnsafeMutableRawPointer, fileSize: Int, path: String) throws(TraceError) -> ValidatedHeader {
+        // SAFETY: validateHeader only reads header fields inside the first 4 KiB (fileSize >= 4096 checked).
         let header = unsafe HeaderWriter(base: unsafe base)
         guard header.get(HeaderField.magic, as: UInt64.self) == TraceLayout.magic else {
             throw TraceError(.notATraceObject, "\(path) does not start with the RseqTrace magic: not a trace object (or not initialised yet)")
@@ -304,6 +313,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         self.bootID = bootID
         self.creatorPID = creatorPID
         self.isCreator = isCreator
+        // SAFETY: the object owns the mapping from here on (unmapped in deinit).
         unsafe self.base = base
         self.mappedSize = mappedSize
         self.removeWhenClosed = removeWhenClosed
@@ -312,19 +322,20 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     deinit {
         // SAFETY: the mapping belongs to this object; Producers and RingViews must not outlive it.
         unsafe munmap(base, mappedSize)
-        if isCreator && removeWhenClosed { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }
+        if isCreator && removeWhenClosed { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }  // SAFETY: unlink takes the path by value
     }
 
     // MARK: Access
 
     /// Removes the name from /dev/shm (the mappings stay valid).
-    public func removeName() { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }
+    public func removeName() { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }  // SAFETY: unlink takes the path by value
 
     /// The view of ring `index` (`0..<layout.ringCount`; the last one is the slow lane).
     public func ring(_ index: Int) -> RingView {
         precondition(index >= 0 && index < layout.ringCount, "ring index out of range")
         // SAFETY: index checked; the mapping outlives the view by the type's contract.
         let control = unsafe base.advanced(by: layout.ringsOffset + index * layout.ringStride)
+        // SAFETY: index checked; the control block and data lie inside the mapping, which outlives the view.
         return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
                                ringSize: layout.ringSize)
     }
@@ -349,10 +360,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     }
 
     /// Marks the trace finished (producers are done); readers may use it to stop waiting.
-    public func markFinished() { unsafe HeaderWriter(base: unsafe base).publishState(2) }
+    public func markFinished() { unsafe HeaderWriter(base: unsafe base).publishState(2) }  // SAFETY: the header is inside the live mapping
 
     /// Whether `markFinished()` was called.
-    public var isFinished: Bool { unsafe HeaderWriter(base: unsafe base).loadState() == 2 }
+    public var isFinished: Bool { unsafe HeaderWriter(base: unsafe base).loadState() == 2 }  // SAFETY: the header is inside the live mapping
 
     /// Registers this process as an additional producer (statistics only).
     public func noteAttachedProducer() {

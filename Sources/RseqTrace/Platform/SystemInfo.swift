@@ -14,6 +14,7 @@ package enum SystemInfo {
         }
         defer { try? fd.close() }
         var bytes = [UInt8](repeating: 0, count: limit)
+        // SAFETY: reading into the array's own storage, at most its count.
         let count = unsafe (try? bytes.withUnsafeMutableBytes { buffer in
             // SAFETY: `buffer` is the array's own storage, valid for the closure.
             try unsafe fd.read(into: buffer)
@@ -42,8 +43,10 @@ package enum SystemInfo {
 
     /// The NUMA node of `cpu`, from the `nodeN` link in its sysfs directory; `nil` if unknown.
     package static func numaNode(ofCPU cpu: Int) -> Int? {
+        // SAFETY: opendir takes a path string; the handle is closed below.
         guard let dir = unsafe opendir("/sys/devices/system/cpu/cpu\(cpu)") else { return nil }
-        defer { unsafe closedir(dir) }
+        defer { unsafe closedir(dir) }  // SAFETY: closing the handle opened above, once
+        // SAFETY: readdir on the handle opened above; each entry is used before the next call.
         while let entry = unsafe readdir(dir) {
             // SAFETY: `entry` is valid until the next readdir call; d_name is NUL-terminated.
             let name = unsafe withUnsafeBytes(of: entry.pointee.d_name) { raw in
@@ -88,6 +91,7 @@ package enum SystemInfo {
     /// Nanoseconds of `clock`.
     package static func nanoseconds(_ clock: clockid_t) -> UInt64 {
         var ts = timespec()
+        // SAFETY: `ts` is a local timespec.
         unsafe clock_gettime(clock, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }

@@ -54,6 +54,7 @@ public struct Producer: @unchecked Sendable {
     @unsafe
     @usableFromInline
     init(rings: UnsafeMutableRawPointer, layout: TraceLayout, path: Path, mode: BufferMode) {
+        // SAFETY: the caller vouches that `rings` stays mapped for the producer's lifetime.
         unsafe self.rings = rings
         self.layout = layout
         self.path = path
@@ -70,6 +71,7 @@ public struct Producer: @unchecked Sendable {
     public func ring(_ index: Int) -> RingView {
         // SAFETY: callers pass an index below layout.ringCount; the mapping outlives `self`.
         let control = unsafe rings.advanced(by: index &* stride)
+        // SAFETY: the ring lies inside the mapping (index < ringCount), which outlives the producer.
         return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
                                ringSize: layout.ringSize)
     }
@@ -138,7 +140,7 @@ public struct Producer: @unchecked Sendable {
             return false
         }
         let total = TraceLayout.recordSize(payloadSize: size)
-        if (path == .rseqCPU || path == .rseqConcurrencyID) && size > 0, let source = unsafe source {
+        if (path == .rseqCPU || path == .rseqConcurrencyID) && size > 0, let source = unsafe source {  // SAFETY: unwrapping the caller's pointer; its `size` bytes are readable by contract
             let words = (size &+ 7) >> 3
             let full = words &- 1
             // The last, possibly partial, word is assembled here so the sequence never reads past
@@ -172,7 +174,7 @@ public struct Producer: @unchecked Sendable {
         }
         // Opening a sub-buffer, an empty payload, or not on the rseq path: reserve, copy, commit.
         guard let slot = reserveSlot(eventID: eventID, total: total) else { return false }
-        if size > 0, let source = unsafe source {
+        if size > 0, let source = unsafe source {  // SAFETY: as above
             // SAFETY: the reserved record has room for `size` payload bytes after its 16-byte header.
             unsafe slot.record.advanced(by: TraceLayout.recordHeaderSize).copyMemory(from: source, byteCount: size)
         }
@@ -207,6 +209,7 @@ public struct Producer: @unchecked Sendable {
                         index: index, head: ring.controlPointer(ControlField.head), expect: head,
                         slot: record.assumingMemoryBound(to: UInt64.self), word: word.rawValue,
                         newHead: head &+ UInt64(truncatingIfNeeded: total))
+                    // SAFETY: the sequence reserved [head, head + total) for this thread.
                     if outcome == 0 { return unsafe ReservedSlot(record: record, committedWord: word.committed.rawValue) }
                 } else {
                     switch openSubbufferWithRseq(index: index, ring: ring, head: head, total: total, eventID: eventID) {
@@ -219,7 +222,7 @@ public struct Producer: @unchecked Sendable {
             }
             return reserveInSlowLane(eventID: eventID, total: total)
         case .locked:
-            return reserveLocked(ringIndex: lockedRingIndex(), eventID: eventID, total: total)
+            return reserveWithFallbackProtocol(eventID: eventID, total: total)
         case .slowLaneOnly:
             return reserveInSlowLane(eventID: eventID, total: total)
         }
@@ -324,6 +327,7 @@ public struct Producer: @unchecked Sendable {
                 index, ring.controlPointer(ControlField.head), head, second, expect2, &cPlan, plan.newHead)
         }
         guard outcome == 0 else { return .retry }
+        // SAFETY: the opening sequence reserved the first record of the new sub-buffer for this thread.
         return .reserved(unsafe ReservedSlot(record: ring.pointer(at: plan.recordPosition),
                                              committedWord: plan.recordWord.committed.rawValue))
     }
@@ -350,7 +354,14 @@ public struct Producer: @unchecked Sendable {
         reserveLocked(ringIndex: layout.slowLaneRing, eventID: eventID, total: total)
     }
 
-    @inlinable
+    /// The fallback protocol: the ring of `sched_getcpu()`, under its mutex.
+    @inline(never)
+    @usableFromInline
+    func reserveWithFallbackProtocol(eventID: UInt16, total: Int) -> ReservedSlot? {
+        reserveLocked(ringIndex: lockedRingIndex(), eventID: eventID, total: total)
+    }
+
+    @usableFromInline
     func lockedRingIndex() -> Int {
         let cpu = Int(rseqtrace_getcpu())
         return cpu >= 0 && cpu < layout.cpuRingCount ? cpu : layout.slowLaneRing
@@ -364,6 +375,7 @@ public struct Producer: @unchecked Sendable {
         let ring = self.ring(ringIndex)
         // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
         let mutex = unsafe ring.control.advanced(by: ControlField.mutex)
+        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
         guard unsafe rseqtrace_mutex_lock(mutex, Producer.lockTimeoutNanoseconds) == 0 else {
             ring.atomicAdd(ControlField.dropped, 1)
             return nil
@@ -377,6 +389,7 @@ public struct Producer: @unchecked Sendable {
             ring.storeWord(at: head &+ 8, CycleClock.now(), ordering: .relaxed)
             ring.storeWord(at: head, word.rawValue, ordering: .relaxed)
             ring.store(ControlField.head, head &+ UInt64(truncatingIfNeeded: total), ordering: .releasing)
+            // SAFETY: reserved under the mutex: [head, head + total) belongs to this thread.
             return unsafe ReservedSlot(record: ring.pointer(at: head), committedWord: word.committed.rawValue)
         }
         let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
@@ -401,6 +414,7 @@ public struct Producer: @unchecked Sendable {
             ring.storeWord(at: plan.recordPosition &+ 8, stamp, ordering: .relaxed)
             ring.storeWord(at: plan.recordPosition, plan.recordWord.rawValue, ordering: .relaxed)
             ring.store(ControlField.head, plan.newHead, ordering: .releasing)
+            // SAFETY: reserved under the mutex: the first record of the new sub-buffer belongs to this thread.
             return unsafe ReservedSlot(record: ring.pointer(at: plan.recordPosition),
                                       committedWord: plan.recordWord.committed.rawValue)
         }
@@ -452,6 +466,7 @@ struct ReservedSlot {
     @unsafe
     @inlinable
     init(record: UnsafeMutableRawPointer, committedWord: UInt64) {
+        // SAFETY: the caller vouches for the reserved record.
         unsafe self.record = record
         self.committedWord = committedWord
     }

@@ -17,6 +17,7 @@ public struct Reservation: ~Copyable {
     @unsafe
     @inlinable
     init(record: UnsafeMutableRawPointer, committedWord: UInt64, payloadSize: Int) {
+        // SAFETY: the caller vouches for the reserved record (see `## Safety`).
         unsafe self.record = record
         self.committedWord = committedWord
         self.payloadSize = payloadSize

@@ -40,6 +40,7 @@ public enum RseqRuntime {
     /// The decision, taken on first use (thread-safe).
     public static let status: RseqStatus = {
         var forbid = false
+        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment.
         if let value = unsafe getenv(forceFallbackVariable) {
             // SAFETY: getenv returns a NUL-terminated string owned by the environment.
             let text = unsafe String(cString: value)

@@ -19,6 +19,7 @@ public final class WorkerThreads: @unchecked Sendable {
     /// Starts `count` threads running `body(index)`.
     public init(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         for index in 0..<count {
+            // SAFETY: the retained box is released exactly once, by the thread that runs it.
             let box = unsafe Unmanaged.passRetained(Box(index: index, body: body))
             var thread = pthread_t()
             // SAFETY: the box is retained until the thread takes it back; `thread` is a local.

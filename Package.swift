@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "RseqTrace", targets: ["RseqTrace"]),
         .library(name: "RseqTraceConsumer", targets: ["RseqTraceConsumer"]),
+        .library(name: "RseqTraceFormats", targets: ["RseqTraceFormats"]),
         .executable(name: "rseqtrace", targets: ["rseqtrace"]),
     ],
     dependencies: [
@@ -23,12 +24,10 @@ let package = Package(
         // MARK: C — only the rseq ABI, the asm critical sections and the syscalls Swift cannot call.
         .target(
             name: "CRseqTrace",
-            cSettings: [
-                .define("_GNU_SOURCE"),
-                // Debug builds (what `swift test` runs) carry the race-widening injection points;
-                // release builds (demo, benchmarks, the fast-path disassembly check) do not.
-                .define("RSEQTRACE_INJECTION", .when(configuration: .debug)),
-            ]
+            // Debug builds (what `swift test` runs) carry the race-widening injection points;
+            // release builds (demo, benchmarks, the fast-path disassembly check) do not. See the
+            // `__OPTIMIZE__` guard in CRseqTrace.h: the sections are compiled where imported.
+            cSettings: [.define("_GNU_SOURCE")]
         ),
 
         // MARK: Producer library
@@ -51,11 +50,21 @@ let package = Package(
             swiftSettings: auditedUnsafe
         ),
 
+        // MARK: Trace formats (CTF writer)
+        .target(
+            name: "RseqTraceFormats",
+            dependencies: [
+                "RseqTrace",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+
         // MARK: Tools
         .executableTarget(
             name: "rseqtrace",
             dependencies: [
-                "RseqTrace", "RseqTraceConsumer",
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/rseqtrace",

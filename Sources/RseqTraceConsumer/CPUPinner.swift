@@ -30,6 +30,9 @@ public enum CPUPinner {
     /// permitted, and restoring the previous affinity and scheduling policy afterwards.
     public static func run<R, E: Error>(onCPU cpu: Int, realtime: Bool = true,
                                        _ body: () throws(E) -> R) throws(PinnedError<E>) -> R {
+        guard cpu >= 0 && cpu < 1024 else {   // CPU_SETSIZE
+            throw .pin(PinError(cpu: cpu, errno: .invalidArgument))
+        }
         var saved = [UInt8](repeating: 0, count: 1024)
         // SAFETY: `saved` is a 1024-byte buffer, larger than cpu_set_t (128 bytes).
         let rc = unsafe saved.withUnsafeMutableBytes { unsafe rseqtrace_pin_to_cpu(Int32(cpu), $0.baseAddress, $0.count) }
@@ -65,5 +68,7 @@ public enum CPUPinner {
     }
 
     /// Whether this thread may run on `cpu`.
-    public static func isAllowed(cpu: Int) -> Bool { rseqtrace_cpu_allowed(Int32(cpu)) == 1 }
+    public static func isAllowed(cpu: Int) -> Bool {
+        cpu >= 0 && cpu < 1024 && rseqtrace_cpu_allowed(Int32(cpu)) == 1
+    }
 }

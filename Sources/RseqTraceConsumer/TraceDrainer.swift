@@ -112,7 +112,7 @@ public final class TraceDrainer {
                     return true
                 })
             }
-            return deliverSnapshot(snapshot, ring: index, deliver)
+            return try deliverSnapshot(snapshot, ring: index, deliver)
         }
         guard buffer.indexing == .cpuID else {
             throw TraceError(.invalidConfiguration, "overwrite mode needs cpu_id indexing to reach a ring's CPU")
@@ -143,7 +143,7 @@ public final class TraceDrainer {
                 throw traceError
             }
         }
-        return deliverSnapshot(snapshot, ring: index, deliver)
+        return try deliverSnapshot(snapshot, ring: index, deliver)
     }
 
     /// Discard mode (or no producers left): deliver straight from the ring, then publish.
@@ -179,11 +179,12 @@ public final class TraceDrainer {
                 statistics[index].overwritten += ring.loadWord(at: position + 16, ordering: .relaxed)
             }
         })
-        if let problem = walk.problem { throw corruption(ring: index, problem) }
+        // Account for what was delivered before reporting damage, so nothing is delivered twice.
         statistics[index].recorded += UInt64(delivered)
         if walk.end != ring.load(ControlField.consumed, ordering: .relaxed) {
             ring.store(ControlField.consumed, walk.end, ordering: .releasing)
         }
+        if let problem = walk.problem { throw corruption(ring: index, problem) }
         return delivered
     }
 
@@ -193,6 +194,8 @@ public final class TraceDrainer {
         var start: UInt64 = 0
         var end: UInt64 = 0
         var overwritten: UInt64 = 0
+        /// Damage found right after `end` (reported once the records before it are delivered).
+        var problem: RecordWalk.Problem?
     }
 
     /// First position whose sub-buffer has not been recycled for a given head.
@@ -265,7 +268,7 @@ public final class TraceDrainer {
             // Nothing copied from sub-buffer start/P on may have been recycled meanwhile.
             let limit = (start / p + UInt64(layout.subbuffersPerRing)) * p
             if commit(markerField, marker, limit, walk.end) {
-                if let problem = walk.problem { throw corruption(ring: index, problem) }
+                snapshot.problem = walk.problem
                 return snapshot
             }
             lastProblem = walk.problem
@@ -276,8 +279,11 @@ public final class TraceDrainer {
         return Snapshot()
     }
 
-    private func deliverSnapshot(_ snapshot: Snapshot, ring index: Int, _ deliver: (DrainedRecord) -> Void) -> Int {
-        guard snapshot.end > snapshot.start else { return 0 }
+    private func deliverSnapshot(_ snapshot: Snapshot, ring index: Int, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
+        guard snapshot.end > snapshot.start else {
+            if let problem = snapshot.problem { throw corruption(ring: index, problem) }
+            return 0
+        }
         var delivered = 0
         let start = snapshot.start
         _ = RecordWalk.run(layout: layout, from: start, to: snapshot.end, word: { position in
@@ -298,6 +304,7 @@ public final class TraceDrainer {
         })
         statistics[index].recorded += UInt64(delivered)
         statistics[index].overwritten += snapshot.overwritten
+        if let problem = snapshot.problem { throw corruption(ring: index, problem) }
         return delivered
     }
 
@@ -336,9 +343,10 @@ enum RecordWalk {
             guard word.lap == layout.lap(of: position) else {
                 return Result(end: position, problem: Problem(position: position, reason: "record from lap \(word.lap), expected lap \(layout.lap(of: position))"))
             }
-            let length = UInt64(word.length)
+            let length = UInt64(word.size)
             let subEnd = (position / subSize + 1) * subSize
-            guard length >= 16 || (kind == .padding && length >= 8), length & 7 == 0, position + length <= subEnd,
+            guard word.length >= 16 || (kind == .padding && word.length >= 8),
+                  kind == .event || word.length & 7 == 0, position + length <= subEnd,
                   position + length <= to else {
                 return Result(end: position, problem: Problem(position: position, reason: "record length \(length) crosses its sub-buffer or the head"))
             }

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import RseqTrace
 import RseqTraceConsumer
+import RseqTraceFormats
 
 extension BufferMode: ExpressibleByArgument {
     public init?(argument: String) {
@@ -43,6 +44,9 @@ struct DemoCommand: ParsableCommand {
     @Option(name: .customLong("subbuffer-size"), help: "Sub-buffer size, a power of two (e.g. 16K, 64K).")
     var subbufferSize: ByteSize = ByteSize(argument: "64K")!
 
+    @Option(help: "Write the drained events as a CTF trace into this new (or empty) directory.")
+    var output: String?
+
     func validate() throws {
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
         guard (1...100_000_000).contains(events) else { throw ValidationError("--events must be between 1 and 100000000, got \(events)") }
@@ -59,11 +63,30 @@ struct DemoCommand: ParsableCommand {
         let configuration = TraceConfiguration(
             name: "rseqtrace-demo-\(getpid())", ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes,
             mode: mode)
-        let workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration)
+        var workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration)
+        let traceWriter = TraceWriterBox()
+        if let output {
+            workload.sink = { record throws(TraceError) in
+                try traceWriter.writer(forRingCount: record.ring, output: output)?
+                    .append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp, payload: record.bytes)
+            }
+            workload.afterRound = { drainer throws(TraceError) in
+                traceWriter.prepare(buffer: drainer.buffer, output: output, schemas: [DemoEvent.tick: DemoTick.schema])
+                guard let writer = try traceWriter.writer(forRingCount: 0, output: output) else { return }
+                for (ring, statistics) in drainer.statistics.enumerated() {
+                    try writer.noteLost(ring: ring, total: statistics.lost)
+                }
+            }
+            workload.onStart = { buffer in
+                traceWriter.prepare(buffer: buffer, output: output, schemas: [DemoEvent.tick: DemoTick.schema])
+            }
+        }
         let result: DemoResult
         let buffer: SharedTraceBuffer
+        var summary: CTFTraceWriter.Summary?
         do {
             (result, buffer) = try workload.run()
+            if let writer = try traceWriter.writer(forRingCount: 0, output: output ?? "") { summary = try writer.finish() }
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure
@@ -85,6 +108,10 @@ struct DemoCommand: ParsableCommand {
         let rate = Double(result.emitted) / (Double(max(result.wallNanoseconds, 1)) / 1e9)
         print("verified: \(result.intact) records intact, \(result.damaged) damaged, \(result.duplicates) duplicated, \(result.timestampRegressions) per-CPU timestamp regressions (\(result.drainRounds) drain rounds)")
         print("cost: \(format(nsPerEvent)) ns of producer CPU time per event; \(format(rate / 1e6)) million events/s aggregate over \(format(Double(result.wallNanoseconds) / 1e6)) ms")
+        if let summary, let output {
+            print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event on disk, \(summary.discarded) discarded")
+            print("read it with: babeltrace2 \(output)")
+        }
         let balanced = result.recorded + result.lost == result.emitted
         if !balanced || result.damaged > 0 || result.duplicates > 0 || result.timestampRegressions > 0
             || result.intact != result.recorded {
@@ -118,4 +145,47 @@ func formatBytes(_ bytes: Int) -> String {
 func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - text.count))
     return right ? fill + text : text + fill
+}
+
+/// Creates the CTF writer once the trace buffer exists (the demo's drain loop calls back into it).
+final class TraceWriterBox {
+    private var writer: CTFTraceWriter?
+    private var failure: TraceError?
+    private var description: CTFTraceDescription?
+
+    func prepare(buffer: SharedTraceBuffer, output: String, schemas: [UInt16: EventSchema]) {
+        guard description == nil else { return }
+        description = CTFTraceDescription(
+            uuid: randomUUID(), clock: buffer.clock, bootID: buffer.bootID, hostname: hostname(),
+            traceName: "rseqtrace-demo", procname: "rseqtrace", pid: getpid(),
+            cpuRingCount: buffer.layout.cpuRingCount, schemas: schemas)
+    }
+
+    func writer(forRingCount _: Int, output: String) throws(TraceError) -> CTFTraceWriter? {
+        if let failure { throw failure }
+        if let writer { return writer }
+        guard let description, !output.isEmpty else { return nil }
+        do {
+            writer = try CTFTraceWriter(directory: output, description: description)
+        } catch {
+            failure = error
+            throw error
+        }
+        return writer
+    }
+}
+
+func hostname() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    // SAFETY: gethostname writes at most `count` bytes into the array.
+    guard unsafe gethostname(&name, name.count) == 0 else { return "localhost" }
+    return String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// A random version-4 UUID.
+func randomUUID() -> [UInt8] {
+    var bytes = SystemInfo.randomBytes(16)
+    bytes[6] = bytes[6] & 0x0F | 0x40
+    bytes[8] = bytes[8] & 0x3F | 0x80
+    return bytes
 }

@@ -12,12 +12,16 @@ enum DemoEvent {
     static let tick: UInt16 = 1
 }
 
-/// Payload of `demo:tick`.
+/// Payload of `demo:tick`: 20 bytes (MemoryLayout.size), packed in this field order.
 struct DemoTick: BitwiseCopyable, Equatable {
-    var thread: UInt32
-    var reserved: UInt32 = 0
     var sequence: UInt64
     var check: UInt64
+    var thread: UInt32
+
+    /// The schema that describes this payload to readers (CTF metadata).
+    static let schema = EventSchema(name: "demo:tick", fields: [
+        EventField("seq", .uint64), EventField("check", .uint64), EventField("thread", .uint32),
+    ])
 
     init(thread: UInt32, sequence: UInt64) {
         self.thread = thread
@@ -51,9 +55,15 @@ struct DemoWorkload {
     var threads: Int
     var eventsPerThread: Int
     var configuration: TraceConfiguration
+    /// Receives every drained record (in ring order) and, after each drain round, the drainer.
+    var sink: ((DrainedRecord) throws(TraceError) -> Void)?
+    var afterRound: ((TraceDrainer) throws(TraceError) -> Void)?
+    /// Called once the trace buffer exists, before producers start.
+    var onStart: ((SharedTraceBuffer) -> Void)?
 
     func run() throws(TraceError) -> (DemoResult, SharedTraceBuffer) {
         let buffer = try SharedTraceBuffer.create(configuration)
+        onStart?(buffer)
         let producer = buffer.makeProducer()
         let drainer = TraceDrainer(buffer: buffer)
         let finished = Atomic<Int>(0)
@@ -64,7 +74,11 @@ struct DemoWorkload {
         var seen = [[Bool]](repeating: [Bool](repeating: false, count: events), count: threads)
         var result = DemoResult()
         var lastStamp = [UInt64](repeating: 0, count: buffer.layout.ringCount)
+        var sinkError: TraceError?
         func check(_ record: DrainedRecord) {
+            if let sink, sinkError == nil {
+                do { try sink(record) } catch { sinkError = error }
+            }
             guard record.eventID == DemoEvent.tick, record.payloadSize == MemoryLayout<DemoTick>.size else {
                 result.damaged += 1
                 return
@@ -105,9 +119,11 @@ struct DemoWorkload {
         }
         var drainError: TraceError?
         while finished.load(ordering: .acquiring) < threads {
-            do {
+            do throws(TraceError) {
                 if try drainer.drainOnce(check) == 0 { SystemClock.sleep(microseconds: 200) }
                 result.drainRounds += 1
+                if let sinkError { throw sinkError }
+                try afterRound?(drainer)
             } catch {
                 drainError = error
                 break
@@ -119,6 +135,8 @@ struct DemoWorkload {
         buffer.markFinished()
         try drainer.drainOnce(quiescent: true, check)
         result.drainRounds += 1
+        if let sinkError { throw sinkError }
+        try afterRound?(drainer)
 
         let totals = drainer.totals
         result.emitted = UInt64(threads) * UInt64(events)

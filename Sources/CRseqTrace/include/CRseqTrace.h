@@ -67,8 +67,8 @@ struct rseqtrace_rseq_abi {
 /* Offset of the registered rseq area from the thread pointer. Set once, before the first record. */
 extern long rseqtrace_rseq_offset;
 
-/* Race-widening delay (iterations of a `pause` loop) run inside every critical section in builds
- * compiled with RSEQTRACE_INJECTION (debug builds); tests set it, release builds do not have it. */
+/* Race-widening delay (iterations of a `pause` loop) run inside every critical section of
+ * unoptimised (debug) builds; tests set it, release builds do not have it. */
 extern volatile uint32_t rseqtrace_inject_loops;
 /* Sets rseqtrace_inject_loops (for Swift, which cannot assign C globals in strict concurrency). */
 void rseqtrace_set_inject_loops(uint32_t loops);
@@ -195,7 +195,10 @@ RSEQTRACE_INLINE uint64_t rseqtrace_cycles_frequency_hint(void)
 
 /* MARK: - Race-widening injection points (librseq style) */
 
-#if defined(RSEQTRACE_INJECTION)
+/* The critical sections are compiled wherever this header is imported (the Swift modules), where
+ * the C target's own defines do not apply; so unoptimised builds (what `swift test` runs) get the
+ * injection points and optimised builds never do. */
+#if defined(RSEQTRACE_INJECTION) || !defined(__OPTIMIZE__)
 #if defined(__x86_64__)
 /* Spins rseqtrace_inject_loops times inside the critical section; clobbers eax, which every
  * critical section already clobbers. */

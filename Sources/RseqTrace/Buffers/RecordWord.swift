@@ -8,8 +8,9 @@
 /// +----------------+----------------+-------+----+------+-------------------------+
 /// ```
 ///
-/// - `length` counts the whole record (this word, the timestamp word and the payload), always a
-///   multiple of 8 and at least 16.
+/// - `length` counts this word, the timestamp word and the payload exactly (at least 16 for an
+///   event, 8 for padding); the record occupies `length` rounded up to 8 (`size`), so readers
+///   know the exact payload size and never see the alignment bytes.
 /// - `busy` is set while a reserved record is being written; the reserving thread clears it with a
 ///   releasing store (the commit). Readers load the word with acquiring ordering.
 /// - `lap` is `(position / ringSize) & 0xffff`: a reader rejects a word left over from an earlier
@@ -43,6 +44,8 @@ public struct RecordWord: Hashable, Sendable {
     }
 
     @inlinable public var length: Int { Int(truncatingIfNeeded: rawValue & 0xFF_FFFF) }
+    /// Bytes the record occupies in the ring: `length` rounded up to 8.
+    @inlinable public var size: Int { (length &+ 7) & ~7 }
     @inlinable public var kind: Kind? { Kind(rawValue: UInt8(truncatingIfNeeded: (rawValue >> 24) & 0xF)) }
     @inlinable public var isBusy: Bool { rawValue & RecordWord.busyBit != 0 }
     @inlinable public var eventID: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 32) }

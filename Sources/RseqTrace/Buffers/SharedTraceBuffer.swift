@@ -28,6 +28,9 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     private let base: UnsafeMutableRawPointer
     private let mappedSize: Int
     private let removeWhenClosed: Bool
+    /// Device and inode of the file this object mapped: the name is only ever removed while it
+    /// still designates that file (not a newer object created under the same name).
+    private let fileIdentity: (device: UInt64, inode: UInt64)
 
     /// /dev/shm path of a trace name.
     public static func path(forName name: String) -> String { "/dev/shm/" + name }
@@ -88,6 +91,11 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             // SAFETY: unlinking the name this call just created, by value (a Swift string).
             _ = unsafe unlink(path)
             return TraceError(.systemCallFailed, message, errno: errno)
+        }
+        var created = stat()
+        // SAFETY: `created` is a local stat buffer.
+        if unsafe fstat(fd.rawValue, &created) != 0 {
+            throw fail("cannot stat \(path)", Errno(rawValue: Glibc.errno))
         }
         if ftruncate(fd.rawValue, off_t(layout.totalSize)) != 0 {
             throw fail("cannot size \(path) to \(layout.totalSize) bytes", Errno(rawValue: Glibc.errno))
@@ -172,7 +180,8 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             name: configuration.name, layout: layout, mode: configuration.mode, ringProtocol: ringProtocol,
             indexing: configuration.indexing, clock: clock, bootID: bootID, creatorPID: getpid(),
             isCreator: true, base: base, mappedSize: layout.totalSize,
-            removeWhenClosed: configuration.removeWhenClosed)
+            removeWhenClosed: configuration.removeWhenClosed,
+            fileIdentity: (UInt64(created.st_dev), UInt64(created.st_ino)))
     }
 
     // MARK: Opening
@@ -195,6 +204,8 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 throw TraceError(.permissionDenied, "\(path) is a symbolic link: refusing to follow it", errno: errno)
             case .permissionDenied:
                 throw TraceError(.permissionDenied, "cannot open \(path): it belongs to another user", errno: errno)
+            case .isDirectory:
+                throw TraceError(.notATraceObject, "\(path) is a directory, not a trace object", errno: errno)
             default:
                 throw TraceError(.systemCallFailed, "cannot open \(path)", errno: errno)
             }
@@ -235,7 +246,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
                 indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
                 creatorPID: validated.creatorPID, isCreator: false, base: base, mappedSize: fileSize,
-                removeWhenClosed: false)
+                removeWhenClosed: false, fileIdentity: (UInt64(info.st_dev), UInt64(info.st_ino)))
         } catch {
             // SAFETY: unmapping the mapping made above, which nothing else references.
             unsafe munmap(base, fileSize)
@@ -303,7 +314,8 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     @unsafe
     private init(name: String, layout: TraceLayout, mode: BufferMode, ringProtocol: RingProtocol,
                  indexing: RingIndexing, clock: CycleClock, bootID: [UInt8], creatorPID: Int32,
-                 isCreator: Bool, base: UnsafeMutableRawPointer, mappedSize: Int, removeWhenClosed: Bool) {
+                 isCreator: Bool, base: UnsafeMutableRawPointer, mappedSize: Int, removeWhenClosed: Bool,
+                 fileIdentity: (device: UInt64, inode: UInt64)) {
         self.name = name
         self.layout = layout
         self.mode = mode
@@ -317,18 +329,29 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         unsafe self.base = base
         self.mappedSize = mappedSize
         self.removeWhenClosed = removeWhenClosed
+        self.fileIdentity = fileIdentity
     }
 
     deinit {
         // SAFETY: the mapping belongs to this object; Producers and RingViews must not outlive it.
         unsafe munmap(base, mappedSize)
-        if isCreator && removeWhenClosed { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }  // SAFETY: unlink takes the path by value
+        if isCreator && removeWhenClosed { removeName() }
     }
 
     // MARK: Access
 
-    /// Removes the name from /dev/shm (the mappings stay valid).
-    public func removeName() { _ = unsafe unlink(SharedTraceBuffer.path(forName: name)) }  // SAFETY: unlink takes the path by value
+    /// Removes the name from /dev/shm (the mappings stay valid), if it still designates this
+    /// object's file; a newer object created under the same name is left alone.
+    public func removeName() {
+        let path = SharedTraceBuffer.path(forName: name)
+        var current = stat()
+        // SAFETY: `current` is a local stat buffer; lstat does not follow a symlink at the name.
+        guard unsafe lstat(path, &current) == 0,
+              UInt64(current.st_dev) == fileIdentity.device, UInt64(current.st_ino) == fileIdentity.inode else {
+            return
+        }
+        _ = unsafe unlink(path)  // SAFETY: unlink takes the path by value
+    }
 
     /// The view of ring `index` (`0..<layout.ringCount`; the last one is the slow lane).
     public func ring(_ index: Int) -> RingView {

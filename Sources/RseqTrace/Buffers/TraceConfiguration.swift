@@ -1,6 +1,6 @@
 /// How to create a shared trace object.
 public struct TraceConfiguration: Sendable, Hashable {
-    /// Name of the object under /dev/shm: 1 to 200 characters from `A-Z a-z 0-9 . _ -`, not
+    /// Name of the object under /dev/shm: 1 to 200 bytes from `A-Z a-z 0-9 . _ -`, not
     /// starting with a dot.
     public var name: String
     /// Bytes of ring per CPU (a power of two, 8 KiB ... 1 GiB).
@@ -32,7 +32,7 @@ public struct TraceConfiguration: Sendable, Hashable {
     /// Checks a shared-object name; returns a message saying what is wrong, or nil.
     public static func problem(withName name: String) -> String? {
         if name.isEmpty || name.utf8.count > 200 {
-            return "trace name '\(name)' must be 1 to 200 characters long"
+            return "trace name '\(name)' must be 1 to 200 bytes long"
         }
         if name.hasPrefix(".") { return "trace name '\(name)' must not start with a dot" }
         for c in name.utf8 {

@@ -22,6 +22,18 @@ package enum SystemInfo {
         return String(decoding: bytes[0..<count], as: UTF8.self)
     }
 
+    /// `count` random bytes from /dev/urandom (zeros if it cannot be read).
+    package static func randomBytes(_ count: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard let fd = try? FileDescriptor.open(FilePath("/dev/urandom"), .readOnly, options: [.closeOnExec]) else {
+            return bytes
+        }
+        defer { try? fd.close() }
+        // SAFETY: reading into the array's own storage, at most its count.
+        _ = try? unsafe bytes.withUnsafeMutableBytes { try unsafe fd.read(into: $0) }
+        return bytes
+    }
+
     /// Parses a kernel CPU list such as "0-3,8,10-11" into the highest CPU number + 1.
     package static func cpuListUpperBound(_ list: String) -> Int? {
         var upper = -1
@@ -41,18 +53,27 @@ package enum SystemInfo {
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_CONF))))
     }
 
-    /// The NUMA node of `cpu`, from the `nodeN` link in its sysfs directory; `nil` if unknown.
-    package static func numaNode(ofCPU cpu: Int) -> Int? {
+    /// Names in a directory (without "." and ".."); `nil` if it cannot be listed.
+    package static func directoryEntries(_ path: String) -> [String]? {
         // SAFETY: opendir takes a path string; the handle is closed below.
-        guard let dir = unsafe opendir("/sys/devices/system/cpu/cpu\(cpu)") else { return nil }
+        guard let dir = unsafe opendir(path) else { return nil }
         defer { unsafe closedir(dir) }  // SAFETY: closing the handle opened above, once
+        var names: [String] = []
         // SAFETY: readdir on the handle opened above; each entry is used before the next call.
         while let entry = unsafe readdir(dir) {
             // SAFETY: `entry` is valid until the next readdir call; d_name is NUL-terminated.
             let name = unsafe withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 unsafe String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            if name.hasPrefix("node"), let node = Int(name.dropFirst(4)) { return node }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// The NUMA node of `cpu`, from the `nodeN` link in its sysfs directory; `nil` if unknown.
+    package static func numaNode(ofCPU cpu: Int) -> Int? {
+        for name in directoryEntries("/sys/devices/system/cpu/cpu\(cpu)") ?? [] where name.hasPrefix("node") {
+            if let node = Int(name.dropFirst(4)) { return node }
         }
         return nil
     }

@@ -92,9 +92,10 @@ public struct Producer: @unchecked Sendable {
             refuseTooLarge()
             return nil
         }
-        let total = TraceLayout.recordSize(payloadSize: payloadSize)
-        guard let slot = reserveSlot(eventID: eventID, total: total) else { return nil }
-        // SAFETY: `slot` is a reserved record of `total` bytes, room for `payloadSize`.
+        guard let slot = reserveSlot(eventID: eventID, length: TraceLayout.recordHeaderSize &+ payloadSize) else {
+            return nil
+        }
+        // SAFETY: `slot` is a reserved record with room for `payloadSize` bytes of payload.
         return unsafe Reservation(record: slot.record, committedWord: slot.committedWord, payloadSize: payloadSize)
     }
 
@@ -119,6 +120,13 @@ public struct Producer: @unchecked Sendable {
     @inlinable
     public func write(eventID: UInt16, bytes: RawSpan) -> Bool {
         // SAFETY: the span guarantees its bytes are readable for the closure.
+        unsafe bytes.withUnsafeBytes { unsafe write(eventID: eventID, source: $0.baseAddress, size: $0.count) }
+    }
+
+    /// Writes the bytes of `bytes` as the payload of one record.
+    @inlinable
+    public func write(eventID: UInt16, bytes: Span<UInt8>) -> Bool {
+        // SAFETY: the span guarantees its elements are readable for the closure.
         unsafe bytes.withUnsafeBytes { unsafe write(eventID: eventID, source: $0.baseAddress, size: $0.count) }
     }
 
@@ -159,7 +167,7 @@ public struct Producer: @unchecked Sendable {
                 let head = ring.load(ControlField.head, ordering: .relaxed)
                 let inSub = head & subbufferMask
                 guard inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize else { break }
-                let word = RecordWord(length: total, kind: .event, eventID: eventID,
+                let word = RecordWord(length: TraceLayout.recordHeaderSize &+ size, kind: .event, eventID: eventID,
                                       lap: layout.lap(of: head), busy: false)
                 // SAFETY: the record [head, head + total) lies inside the open sub-buffer of this
                 // ring; `source` holds `size` bytes of which the sequence reads `full` words.
@@ -173,7 +181,7 @@ public struct Producer: @unchecked Sendable {
             }
         }
         // Opening a sub-buffer, an empty payload, or not on the rseq path: reserve, copy, commit.
-        guard let slot = reserveSlot(eventID: eventID, total: total) else { return false }
+        guard let slot = reserveSlot(eventID: eventID, length: TraceLayout.recordHeaderSize &+ size) else { return false }
         if size > 0, let source = unsafe source {  // SAFETY: as above
             // SAFETY: the reserved record has room for `size` payload bytes after its 16-byte header.
             unsafe slot.record.advanced(by: TraceLayout.recordHeaderSize).copyMemory(from: source, byteCount: size)
@@ -184,23 +192,25 @@ public struct Producer: @unchecked Sendable {
 
     // MARK: - Shared reservation logic
 
-    /// Reserves `total` bytes; returns the record start and the word its commit must store.
+    /// Reserves a record of `length` bytes (header + payload; it occupies `length` rounded up to 8);
+    /// returns the record start and the word its commit must store.
     @inlinable
     @inline(__always)
-    func reserveSlot(eventID: UInt16, total: Int) -> ReservedSlot? {
+    func reserveSlot(eventID: UInt16, length: Int) -> ReservedSlot? {
+        let total = (length &+ 7) & ~7
         switch path {
         case .rseqCPU, .rseqConcurrencyID:
             var attempts = 0
             while attempts < Producer.maximumAttempts {
                 let index = currentIndex()
                 guard index < cpuRings else {
-                    return reserveForUnregisteredThread(eventID: eventID, total: total)
+                    return reserveForUnregisteredThread(eventID: eventID, length: length)
                 }
                 let ring = self.ring(Int(index))
                 let head = ring.load(ControlField.head, ordering: .relaxed)
                 let inSub = head & subbufferMask
                 if inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize {
-                    let word = RecordWord(length: total, kind: .event, eventID: eventID,
+                    let word = RecordWord(length: length, kind: .event, eventID: eventID,
                                           lap: layout.lap(of: head), busy: true)
                     // SAFETY: [head, head + total) lies in the open sub-buffer of this ring.
                     let record = unsafe ring.pointer(at: head)
@@ -212,7 +222,7 @@ public struct Producer: @unchecked Sendable {
                     // SAFETY: the sequence reserved [head, head + total) for this thread.
                     if outcome == 0 { return unsafe ReservedSlot(record: record, committedWord: word.committed.rawValue) }
                 } else {
-                    switch openSubbufferWithRseq(index: index, ring: ring, head: head, total: total, eventID: eventID) {
+                    switch openSubbufferWithRseq(index: index, ring: ring, head: head, length: length, eventID: eventID) {
                     case .reserved(let slot): return slot
                     case .refused: return nil
                     case .retry: break
@@ -220,11 +230,11 @@ public struct Producer: @unchecked Sendable {
                 }
                 attempts &+= 1
             }
-            return reserveInSlowLane(eventID: eventID, total: total)
+            return reserveInSlowLane(eventID: eventID, length: length)
         case .locked:
-            return reserveWithFallbackProtocol(eventID: eventID, total: total)
+            return reserveWithFallbackProtocol(eventID: eventID, length: length)
         case .slowLaneOnly:
-            return reserveInSlowLane(eventID: eventID, total: total)
+            return reserveInSlowLane(eventID: eventID, length: length)
         }
     }
 
@@ -276,11 +286,11 @@ public struct Producer: @unchecked Sendable {
     /// space for the next, writes its begin record and the first record in one sequence.
     @inline(never)
     @usableFromInline
-    func openSubbufferWithRseq(index: UInt32, ring: RingView, head: UInt64, total: Int, eventID: UInt16) -> OpenOutcome {
+    func openSubbufferWithRseq(index: UInt32, ring: RingView, head: UInt64, length: Int, eventID: UInt16) -> OpenOutcome {
         let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
         let plan: SubbufferOpening
         switch SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
-                                     total: total, eventID: eventID) {
+                                     length: length, eventID: eventID) {
         case .ready(let p): plan = p
         case .full, .blocked:
             countOnCurrentRing(ControlField.dropped)
@@ -337,28 +347,28 @@ public struct Producer: @unchecked Sendable {
     /// A thread whose rseq index is invalid: register it (self-registration mode) or use the slow lane.
     @inline(never)
     @usableFromInline
-    func reserveForUnregisteredThread(eventID: UInt16, total: Int) -> ReservedSlot? {
+    func reserveForUnregisteredThread(eventID: UInt16, length: Int) -> ReservedSlot? {
         if RseqRuntime.prepareCurrentThread() {
             let index = currentIndex()
             if index < cpuRings {
-                return reserveSlot(eventID: eventID, total: total)
+                return reserveSlot(eventID: eventID, length: length)
             }
         }
-        return reserveInSlowLane(eventID: eventID, total: total)
+        return reserveInSlowLane(eventID: eventID, length: length)
     }
 
     /// The shared slow-lane ring, under its mutex.
     @inline(never)
     @usableFromInline
-    func reserveInSlowLane(eventID: UInt16, total: Int) -> ReservedSlot? {
-        reserveLocked(ringIndex: layout.slowLaneRing, eventID: eventID, total: total)
+    func reserveInSlowLane(eventID: UInt16, length: Int) -> ReservedSlot? {
+        reserveLocked(ringIndex: layout.slowLaneRing, eventID: eventID, length: length)
     }
 
     /// The fallback protocol: the ring of `sched_getcpu()`, under its mutex.
     @inline(never)
     @usableFromInline
-    func reserveWithFallbackProtocol(eventID: UInt16, total: Int) -> ReservedSlot? {
-        reserveLocked(ringIndex: lockedRingIndex(), eventID: eventID, total: total)
+    func reserveWithFallbackProtocol(eventID: UInt16, length: Int) -> ReservedSlot? {
+        reserveLocked(ringIndex: lockedRingIndex(), eventID: eventID, length: length)
     }
 
     @usableFromInline
@@ -371,7 +381,8 @@ public struct Producer: @unchecked Sendable {
     /// with the head published last by a releasing store.
     @inline(never)
     @usableFromInline
-    func reserveLocked(ringIndex: Int, eventID: UInt16, total: Int) -> ReservedSlot? {
+    func reserveLocked(ringIndex: Int, eventID: UInt16, length: Int) -> ReservedSlot? {
+        let total = (length &+ 7) & ~7
         let ring = self.ring(ringIndex)
         // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
         let mutex = unsafe ring.control.advanced(by: ControlField.mutex)
@@ -385,7 +396,7 @@ public struct Producer: @unchecked Sendable {
         let head = ring.load(ControlField.head, ordering: .relaxed)
         let inSub = head & subbufferMask
         if inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize {
-            let word = RecordWord(length: total, kind: .event, eventID: eventID, lap: layout.lap(of: head), busy: true)
+            let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: head), busy: true)
             ring.storeWord(at: head &+ 8, CycleClock.now(), ordering: .relaxed)
             ring.storeWord(at: head, word.rawValue, ordering: .relaxed)
             ring.store(ControlField.head, head &+ UInt64(truncatingIfNeeded: total), ordering: .releasing)
@@ -394,12 +405,12 @@ public struct Producer: @unchecked Sendable {
         }
         let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
         var outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
-                                            total: total, eventID: eventID)
+                                            length: length, eventID: eventID)
         if case .recycleFirst(let recycling) = outcome {
             // Step 1 under the mutex: one store, so a holder dying here leaves a consistent state.
             ring.store(recycling.markerField, recycling.marker.rawValue, ordering: .releasing)
             outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
-                                            total: total, eventID: eventID)
+                                            length: length, eventID: eventID)
         }
         switch outcome {
         case .full, .blocked, .recycleFirst:

@@ -53,7 +53,7 @@ public struct Reservation: ~Copyable {
     deinit {
         // Abandoned: keep length and lap, make it padding so readers skip it.
         let word = RecordWord(rawValue: committedWord)
-        let padding = RecordWord(length: word.length, kind: .padding, eventID: 0, lap: word.lap, busy: false)
+        let padding = RecordWord(length: word.size, kind: .padding, eventID: 0, lap: word.lap, busy: false)
         // SAFETY: as in commit.
         unsafe record.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(padding.rawValue, ordering: .releasing)
     }

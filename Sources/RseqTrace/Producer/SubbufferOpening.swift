@@ -51,7 +51,8 @@ struct SubbufferOpening {
 
     @usableFromInline
     static func plan(layout: TraceLayout, mode: BufferMode, ring: RingView, head: UInt64, consumed: UInt64,
-                     total: Int, eventID: UInt16) -> Outcome {
+                     length: Int, eventID: UInt16) -> Outcome {
+        let total = (length &+ 7) & ~7
         let subSize = UInt64(layout.subbufferSize)
         let ringSize = UInt64(layout.ringSize)
         let inSub = head & (subSize &- 1)
@@ -98,7 +99,7 @@ struct SubbufferOpening {
         let beginWord = RecordWord(length: TraceLayout.beginRecordSize, kind: .subbufferBegin, eventID: 0,
                                    lap: layout.lap(of: nextStart), busy: false)
         let recordPosition = nextStart &+ UInt64(TraceLayout.beginRecordSize)
-        let recordWord = RecordWord(length: total, kind: .event, eventID: eventID,
+        let recordWord = RecordWord(length: length, kind: .event, eventID: eventID,
                                     lap: layout.lap(of: recordPosition), busy: true)
         return .ready(SubbufferOpening(
             padPosition: padPosition, padWord: padWord, beginPosition: nextStart, beginWord: beginWord,
@@ -117,12 +118,12 @@ public enum RecordChain {
         while position < to {
             let word = RecordWord(rawValue: ring.loadWord(at: position, ordering: .acquiring))
             guard let kind = word.kind, word.hasReservedBitsClear, word.lap == layout.lap(of: position),
-                  word.length >= 8, word.length & 7 == 0, position &+ UInt64(word.length) <= to else {
+                  word.length >= 8, position &+ UInt64(word.size) <= to else {
                 return nil
             }
             if word.isBusy { return nil }
             if kind == .event { count &+= 1 }
-            position &+= UInt64(word.length)
+            position &+= UInt64(word.size)
         }
         return count
     }

@@ -1,0 +1,203 @@
+import RseqTrace
+
+/// What the CTF metadata of a trace says about it.
+public struct CTFTraceDescription: Sendable {
+    /// Random per trace; every packet header repeats it.
+    public var uuid: [UInt8]
+    /// Clock conversion of the source buffer (cycle counter → CLOCK_MONOTONIC / CLOCK_REALTIME).
+    public var clock: CycleClock
+    /// Boot id: the clock UUID, so traces of the same boot (LTTng's too) correlate.
+    public var bootID: [UInt8]
+    public var hostname: String
+    public var traceName: String
+    public var procname: String
+    public var pid: Int32
+    /// Per-CPU rings; the slow lane is written as one more stream with cpu_id = cpuRingCount.
+    public var cpuRingCount: Int
+    /// Event schemas by id. Ids without a schema are written as `rseqtrace:unknown_<id>` events
+    /// carrying their raw payload as a byte sequence.
+    public var schemas: [UInt16: EventSchema]
+
+    public init(uuid: [UInt8], clock: CycleClock, bootID: [UInt8], hostname: String, traceName: String,
+                procname: String, pid: Int32, cpuRingCount: Int, schemas: [UInt16: EventSchema]) {
+        self.uuid = uuid
+        self.clock = clock
+        self.bootID = bootID
+        self.hostname = hostname
+        self.traceName = traceName
+        self.procname = procname
+        self.pid = pid
+        self.cpuRingCount = cpuRingCount
+        self.schemas = schemas
+    }
+}
+
+/// Generates the TSDL (CTF 1.8) metadata text.
+///
+/// Event header, as LTTng-UST's compact header: a 5-bit id and a 27-bit timestamp in one 32-bit
+/// word (ids 0...30, less than 2^27 ns since the stream's previous timestamp), or id 31 followed by
+/// a 32-bit id and a 64-bit timestamp. Fields are byte-aligned little-endian, so record payloads
+/// are copied verbatim.
+public enum CTFMetadata {
+    public static let packetMagic: UInt32 = 0xC1FC_1FC1
+    public static let extendedID: UInt32 = 31
+
+    public static func text(_ d: CTFTraceDescription, unknownIDs: Set<UInt16>) -> String {
+        let offsetNs = Int64(bitPattern: d.clock.realtimeReference) - Int64(bitPattern: d.clock.monotonicReference)
+        let offsetSeconds = offsetNs >= 0 ? offsetNs / 1_000_000_000 : (offsetNs - 999_999_999) / 1_000_000_000
+        let offsetRemainder = offsetNs - offsetSeconds * 1_000_000_000
+        var out = """
+            /* CTF 1.8 */
+
+            typealias integer { size = 8; align = 8; signed = false; } := uint8_t;
+            typealias integer { size = 16; align = 8; signed = false; } := uint16_t;
+            typealias integer { size = 32; align = 8; signed = false; } := uint32_t;
+            typealias integer { size = 64; align = 8; signed = false; } := uint64_t;
+            typealias integer { size = 5; align = 1; signed = false; } := uint5_t;
+
+            trace {
+            \tmajor = 1;
+            \tminor = 8;
+            \tuuid = "\(uuidString(d.uuid))";
+            \tbyte_order = le;
+            \tpacket.header := struct {
+            \t\tuint32_t magic;
+            \t\tuint8_t uuid[16];
+            \t\tuint32_t stream_id;
+            \t\tuint64_t stream_instance_id;
+            \t} align(8);
+            };
+
+            env {
+            \thostname = "\(escape(d.hostname))";
+            \tdomain = "ust";
+            \ttracer_name = "rseqtrace";
+            \ttracer_major = 0;
+            \ttracer_minor = 1;
+            \ttrace_name = "\(escape(d.traceName))";
+            \ttrace_creation_datetime = "\(iso8601(nanoseconds: d.clock.realtimeReference))";
+            \tprocname = "\(escape(d.procname))";
+            \tvpid = \(d.pid);
+            \tcycle_counter = "\(CycleClock.sourceName)";
+            \tcycle_counter_frequency = \(d.clock.frequency);
+            };
+
+            clock {
+            \tname = "monotonic";
+            \tuuid = "\(uuidString(d.bootID))";
+            \tdescription = "Monotonic Clock";
+            \tfreq = 1000000000;
+            \tprecision = 1;
+            \toffset_s = \(offsetSeconds);
+            \toffset = \(offsetRemainder);
+            \tabsolute = TRUE;
+            };
+
+            typealias integer { size = 27; align = 1; signed = false; map = clock.monotonic.value; } := uint27_clock_monotonic_t;
+            typealias integer { size = 64; align = 8; signed = false; map = clock.monotonic.value; } := uint64_clock_monotonic_t;
+
+            struct packet_context {
+            \tuint64_clock_monotonic_t timestamp_begin;
+            \tuint64_clock_monotonic_t timestamp_end;
+            \tuint64_t content_size;
+            \tuint64_t packet_size;
+            \tuint64_t packet_seq_num;
+            \tuint64_t events_discarded;
+            \tuint32_t cpu_id;
+            } align(8);
+
+            struct event_header {
+            \tenum : uint5_t { compact = 0 ... 30, extended = 31 } id;
+            \tvariant <id> {
+            \t\tstruct { uint27_clock_monotonic_t timestamp; } compact;
+            \t\tstruct { uint32_t id; uint64_clock_monotonic_t timestamp; } extended;
+            \t} v;
+            } align(8);
+
+            stream {
+            \tid = 0;
+            \tevent.header := struct event_header;
+            \tpacket.context := struct packet_context;
+            };
+
+
+            """
+        for id in d.schemas.keys.sorted() {
+            let schema = d.schemas[id]!
+            out += "event {\n\tname = \"\(escape(schema.name))\";\n\tid = \(id);\n\tstream_id = 0;\n\tfields := struct {\n"
+            for field in schema.fields {
+                out += "\t\t\(declaration(field.type)) _\(field.name);\n"
+            }
+            out += "\t};\n};\n\n"
+        }
+        for id in unknownIDs.sorted() where d.schemas[id] == nil {
+            out += """
+                event {
+                \tname = "rseqtrace:unknown_\(id)";
+                \tid = \(id);
+                \tstream_id = 0;
+                \tfields := struct {
+                \t\tuint32_t _length;
+                \t\tuint8_t _payload[_length];
+                \t};
+                };
+
+
+                """
+        }
+        return out
+    }
+
+    /// The TSDL type of a field (byte-aligned, little-endian).
+    static func declaration(_ type: FieldType) -> String {
+        switch type {
+        case .unsigned(let bits): return "integer { size = \(bits); align = 8; signed = false; }"
+        case .signed(let bits): return "integer { size = \(bits); align = 8; signed = true; }"
+        case .float32: return "floating_point { exp_dig = 8; mant_dig = 24; align = 8; }"
+        case .float64: return "floating_point { exp_dig = 11; mant_dig = 53; align = 8; }"
+        case .bool: return "integer { size = 8; align = 8; signed = false; }"
+        }
+    }
+
+    public static func uuidString(_ bytes: [UInt8]) -> String {
+        let hex = bytes.prefix(16).map { b -> String in
+            let s = String(b, radix: 16)
+            return b < 16 ? "0" + s : s
+        }.joined()
+        guard hex.count == 32 else { return "00000000-0000-0000-0000-000000000000" }
+        let c = Array(hex)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-"
+            + String(c[16..<20]) + "-" + String(c[20..<32])
+    }
+
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for c in text.unicodeScalars {
+            switch c {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where c.value < 0x20 || c.value > 0x7E: out += "_"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
+    /// "2026-11-22T03:25:21Z" from nanoseconds since the epoch (UTC, civil-from-days algorithm).
+    static func iso8601(nanoseconds: UInt64) -> String {
+        let seconds = Int64(nanoseconds / 1_000_000_000)
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(year)-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))Z"
+    }
+}

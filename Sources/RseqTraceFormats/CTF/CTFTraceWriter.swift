@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import RseqTrace
+import SystemPackage
+
+/// Writes a CTF 1.8 trace directory: a text `metadata` file and one stream file per ring
+/// (`channel0_<ring>`, the slow lane last), readable by babeltrace2 and Trace Compass.
+///
+/// Feed it records in ring order (as a `TraceDrainer` delivers them), report each ring's
+/// cumulative loss with `noteLost(ring:total:)`, then call `finish()`. Packets close when they
+/// reach `packetCapacity` bytes or when a ring's loss count changes, so that babeltrace2 reports
+/// discarded events near where they happened and its totals equal ours.
+public final class CTFTraceWriter {
+    public let directory: String
+    public private(set) var description: CTFTraceDescription
+    public let packetCapacity: Int
+
+    /// What was written.
+    public struct Summary: Sendable {
+        public var events: UInt64
+        public var discarded: UInt64
+        public var packets: UInt64
+        public var streamBytes: UInt64
+        public var metadataBytes: UInt64
+        /// Stream bytes (packet headers included) per event.
+        public var bytesPerEvent: Double { events == 0 ? 0 : Double(streamBytes) / Double(events) }
+    }
+
+    private var streams: [CTFStream]
+    private var unknownIDs = Set<UInt16>()
+    private var finished = false
+
+    /// Creates `directory` (which must not exist yet, or be an empty directory).
+    public init(directory: String, description: CTFTraceDescription, packetCapacity: Int = 256 << 10) throws(TraceError) {
+        self.directory = directory
+        self.description = description
+        self.packetCapacity = max(4096, packetCapacity)
+        // SAFETY: mkdir takes the path by value.
+        if unsafe mkdir(directory, 0o755) != 0 {
+            let errno = Errno(rawValue: Glibc.errno)
+            guard errno == .fileExists else {
+                throw TraceError(.systemCallFailed, "cannot create output directory \(directory)", errno: errno)
+            }
+            // Accept an existing empty directory only: never mix or overwrite traces.
+            guard let entries = SystemInfo.directoryEntries(directory) else {
+                throw TraceError(.alreadyExists, "\(directory) exists and is not a directory: choose another output path")
+            }
+            guard entries.isEmpty else {
+                throw TraceError(.alreadyExists, "output directory \(directory) is not empty: choose another output path or remove it")
+            }
+        }
+        var streams: [CTFStream] = []
+        for ring in 0...description.cpuRingCount {
+            let path = directory + "/channel0_\(ring)"
+            do {
+                let fd = try FileDescriptor.open(FilePath(path), .writeOnly,
+                                                 options: [.create, .truncate, .closeOnExec],
+                                                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
+                streams.append(CTFStream(fd: fd, path: path, cpu: UInt32(ring)))
+            } catch {
+                for s in streams { try? s.fd.close() }
+                throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
+            }
+        }
+        self.streams = streams
+    }
+
+    deinit {
+        for s in streams { try? s.fd.close() }
+    }
+
+    /// Appends one event to its ring's stream. `cycles` is the record's cycle-counter timestamp.
+    public func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: [UInt8]) throws(TraceError) {
+        precondition(!finished, "append after finish")
+        let stream = streams[ring]
+        let timestamp = monotonic(cycles)
+        if stream.events.isEmpty { stream.begin = max(timestamp, stream.end) }
+        let known = description.schemas[eventID] != nil
+        if !known { unknownIDs.insert(eventID) }
+        let previous = stream.events.isEmpty ? stream.begin : stream.last
+        let stamp = max(timestamp, previous)   // a stream's clock never goes back
+        if UInt32(eventID) < CTFMetadata.extendedID && stamp - previous < (1 << 27) {
+            stream.events.appendLittleEndian(UInt32(eventID) | UInt32(truncatingIfNeeded: stamp & 0x7FF_FFFF) << 5)
+        } else {
+            stream.events.append(UInt8(CTFMetadata.extendedID))
+            stream.events.appendLittleEndian(UInt32(eventID))
+            stream.events.appendLittleEndian(stamp)
+        }
+        if !known { stream.events.appendLittleEndian(UInt32(payload.count)) }
+        stream.events.append(contentsOf: payload)
+        stream.last = stamp
+        stream.eventCount += 1
+        if stream.events.count >= packetCapacity { try flush(ring) }
+    }
+
+    /// Records that `total` events were lost so far on `ring` (a cumulative, never decreasing
+    /// count). Closes the current packet first if the count changed, so that the loss is reported
+    /// after the events that preceded it.
+    public func noteLost(ring: Int, total: UInt64) throws(TraceError) {
+        let stream = streams[ring]
+        guard total != stream.lostReported && total != stream.lostPending else { return }
+        if !stream.events.isEmpty { try flush(ring) }
+        stream.lostPending = max(stream.lostPending, total)
+    }
+
+    /// Writes the remaining packets and the metadata file.
+    @discardableResult
+    public func finish() throws(TraceError) -> Summary {
+        precondition(!finished, "finish called twice")
+        for ring in streams.indices {
+            let stream = streams[ring]
+            if !stream.events.isEmpty || stream.lostPending != stream.lostReported { try flush(ring) }
+        }
+        finished = true
+        let metadata = Array(CTFMetadata.text(description, unknownIDs: unknownIDs).utf8)
+        let path = directory + "/metadata"
+        do {
+            let fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
+            defer { try? fd.close() }
+            _ = try unsafe metadata.withUnsafeBytes { try unsafe fd.writeAll($0) }  // SAFETY: the array's own bytes
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot write \(path): \(error)")
+        }
+        var summary = Summary(events: 0, discarded: 0, packets: 0, streamBytes: 0, metadataBytes: UInt64(metadata.count))
+        for s in streams {
+            summary.events += s.eventCount
+            summary.discarded += s.lostReported
+            summary.packets += s.sequence
+            summary.streamBytes += s.bytesWritten
+        }
+        return summary
+    }
+
+    // MARK: - Packets
+
+    private func monotonic(_ cycles: UInt64) -> UInt64 {
+        let clock = description.clock
+        if cycles >= clock.cycleReference {
+            let delta = (cycles - clock.cycleReference).multipliedFullWidth(by: 1_000_000_000)
+            let (ns, _) = clock.frequency.dividingFullWidth(delta)
+            return clock.monotonicReference &+ ns
+        }
+        let delta = (clock.cycleReference - cycles).multipliedFullWidth(by: 1_000_000_000)
+        let (ns, _) = clock.frequency.dividingFullWidth(delta)
+        return clock.monotonicReference >= ns ? clock.monotonicReference - ns : 0
+    }
+
+    private static let headerSize = 4 + 16 + 4 + 8 + 8 * 6 + 4
+
+    private func flush(_ ring: Int) throws(TraceError) {
+        let stream = streams[ring]
+        let begin = stream.events.isEmpty ? max(stream.end, stream.begin) : stream.begin
+        let end = stream.events.isEmpty ? begin : stream.last
+        var packet: [UInt8] = []
+        packet.reserveCapacity(CTFTraceWriter.headerSize + stream.events.count)
+        packet.appendLittleEndian(CTFMetadata.packetMagic)
+        packet.append(contentsOf: description.uuid.prefix(16))
+        packet.appendLittleEndian(UInt32(0))                  // stream_id
+        packet.appendLittleEndian(UInt64(ring))               // stream_instance_id
+        let bits = UInt64(CTFTraceWriter.headerSize + stream.events.count) * 8
+        packet.appendLittleEndian(begin)                      // timestamp_begin
+        packet.appendLittleEndian(end)                        // timestamp_end
+        packet.appendLittleEndian(bits)                       // content_size
+        packet.appendLittleEndian(bits)                       // packet_size
+        packet.appendLittleEndian(stream.sequence)            // packet_seq_num
+        packet.appendLittleEndian(stream.lostPending)         // events_discarded
+        packet.appendLittleEndian(stream.cpu)                 // cpu_id
+        packet.append(contentsOf: stream.events)
+        do {
+            _ = try unsafe packet.withUnsafeBytes { try unsafe stream.fd.writeAll($0) }  // SAFETY: the array's own bytes
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot write \(stream.path): \(error)")
+        }
+        stream.bytesWritten += UInt64(packet.count)
+        stream.sequence += 1
+        stream.lostReported = stream.lostPending
+        stream.end = end
+        stream.begin = end
+        stream.events.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Per-ring state of a stream being written.
+final class CTFStream {
+    let fd: FileDescriptor
+    let path: String
+    let cpu: UInt32
+    var events: [UInt8] = []
+    var begin: UInt64 = 0
+    var end: UInt64 = 0
+    var last: UInt64 = 0
+    var sequence: UInt64 = 0
+    var lostPending: UInt64 = 0
+    var lostReported: UInt64 = 0
+    var eventCount: UInt64 = 0
+    var bytesWritten: UInt64 = 0
+
+    init(fd: FileDescriptor, path: String, cpu: UInt32) {
+        self.fd = fd
+        self.path = path
+        self.cpu = cpu
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
+        var v = value.littleEndian
+        for _ in 0..<MemoryLayout<T>.size {
+            append(UInt8(truncatingIfNeeded: v))
+            v >>= 8
+        }
+    }
+}

@@ -66,6 +66,12 @@ struct DemoCommand: ParsableCommand {
         var workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration)
         let traceWriter = TraceWriterBox()
         if let output {
+            do {
+                try CTFTraceWriter.prepareDirectory(output)
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode.failure
+            }
             workload.sink = { record throws(TraceError) in
                 try traceWriter.writer(forRingCount: record.ring, output: output)?
                     .append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp, payload: record.bytes)

@@ -36,20 +36,7 @@ public final class CTFTraceWriter {
         self.directory = directory
         self.description = description
         self.packetCapacity = max(4096, packetCapacity)
-        // SAFETY: mkdir takes the path by value.
-        if unsafe mkdir(directory, 0o755) != 0 {
-            let errno = Errno(rawValue: Glibc.errno)
-            guard errno == .fileExists else {
-                throw TraceError(.systemCallFailed, "cannot create output directory \(directory)", errno: errno)
-            }
-            // Accept an existing empty directory only: never mix or overwrite traces.
-            guard let entries = SystemInfo.directoryEntries(directory) else {
-                throw TraceError(.alreadyExists, "\(directory) exists and is not a directory: choose another output path")
-            }
-            guard entries.isEmpty else {
-                throw TraceError(.alreadyExists, "output directory \(directory) is not empty: choose another output path or remove it")
-            }
-        }
+        try CTFTraceWriter.prepareDirectory(directory)
         var streams: [CTFStream] = []
         for ring in 0...description.cpuRingCount {
             let path = directory + "/channel0_\(ring)"
@@ -68,6 +55,25 @@ public final class CTFTraceWriter {
 
     deinit {
         for s in streams { try? s.fd.close() }
+    }
+
+    /// Creates `path` as the output directory, or accepts it if it exists and is empty: a trace is
+    /// never mixed with or written over other files. Call early to fail before doing any work.
+    public static func prepareDirectory(_ path: String) throws(TraceError) {
+        // SAFETY: mkdir takes the path by value.
+        if unsafe mkdir(path, 0o755) != 0 {
+            let errno = Errno(rawValue: Glibc.errno)
+            guard errno == .fileExists else {
+                throw TraceError(.systemCallFailed, "cannot create output directory \(path)", errno: errno)
+            }
+            // Accept an existing empty directory only: never mix or overwrite traces.
+            guard let entries = SystemInfo.directoryEntries(path) else {
+                throw TraceError(.alreadyExists, "\(path) exists and is not a directory: choose another output directory")
+            }
+            guard entries.isEmpty else {
+                throw TraceError(.alreadyExists, "output directory \(path) is not empty: choose another output directory or remove it")
+            }
+        }
     }
 
     /// Appends one event to its ring's stream. `cycles` is the record's cycle-counter timestamp.

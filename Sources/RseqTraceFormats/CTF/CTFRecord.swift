@@ -1,0 +1,128 @@
+/// What iterating a CTF trace yields: an event, or a count of events the tracer discarded.
+public enum CTFRecord: Sendable, Equatable {
+    case event(CTFEvent)
+    case discarded(CTFDiscardedEvents)
+
+    /// Monotonic nanoseconds used to order records: the event's timestamp, or the beginning of
+    /// the discarded range.
+    public var timestamp: UInt64 {
+        switch self {
+        case .event(let e): return e.timestamp
+        case .discarded(let d): return d.begin
+        }
+    }
+
+    /// The stream file (`channel0_<n>`) the record came from.
+    public var stream: String {
+        switch self {
+        case .event(let e): return e.stream
+        case .discarded(let d): return d.stream
+        }
+    }
+
+    public var cpuID: UInt32 {
+        switch self {
+        case .event(let e): return e.cpuID
+        case .discarded(let d): return d.cpuID
+        }
+    }
+}
+
+/// One decoded event.
+public struct CTFEvent: Sendable, Equatable {
+    /// Stream file name (`channel0_<n>`).
+    public var stream: String
+    public var streamInstanceID: UInt64
+    /// `cpu_id` of the packet.
+    public var cpuID: UInt32
+    public var id: UInt32
+    public var name: String
+    /// CLOCK_MONOTONIC nanoseconds.
+    public var timestamp: UInt64
+    /// CLOCK_REALTIME nanoseconds since the epoch (`timestamp` + the clock offset).
+    public var realtime: Int64
+    public var fields: [CTFFieldValue]
+    /// Byte offset of the event header in the stream file.
+    public var offset: Int
+
+    public init(stream: String, streamInstanceID: UInt64, cpuID: UInt32, id: UInt32, name: String,
+                timestamp: UInt64, realtime: Int64, fields: [CTFFieldValue], offset: Int) {
+        self.stream = stream
+        self.streamInstanceID = streamInstanceID
+        self.cpuID = cpuID
+        self.id = id
+        self.name = name
+        self.timestamp = timestamp
+        self.realtime = realtime
+        self.fields = fields
+        self.offset = offset
+    }
+
+    /// The value of field `name`, if the event has it.
+    public subscript(field name: String) -> CTFValue? {
+        fields.first { $0.name == name }?.value
+    }
+}
+
+/// A named field value of an event.
+public struct CTFFieldValue: Sendable, Equatable {
+    public var name: String
+    public var value: CTFValue
+
+    public init(name: String, value: CTFValue) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// A decoded field value.
+public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
+    case unsigned(UInt64)
+    case signed(Int64)
+    case float32(Float)
+    case float64(Double)
+    case bytes([UInt8])
+
+    /// babeltrace2-like rendering.
+    public var description: String {
+        switch self {
+        case .unsigned(let v): return "\(v)"
+        case .signed(let v): return "\(v)"
+        case .float32(let v): return "\(v)"
+        case .float64(let v): return "\(v)"
+        case .bytes(let b):
+            if b.isEmpty { return "[ ]" }
+            return "[ " + b.enumerated().map { "[\($0.offset)] = \($0.element)" }.joined(separator: ", ") + " ]"
+        }
+    }
+}
+
+/// Events a stream's tracer discarded, as the `events_discarded` difference between a packet
+/// and the previous packet of its stream (for the first packet: its own count).
+public struct CTFDiscardedEvents: Sendable, Equatable {
+    public var stream: String
+    public var streamInstanceID: UInt64
+    public var cpuID: UInt32
+    public var count: UInt64
+    /// Monotonic ns: the previous packet's `timestamp_end` (first packet: its `timestamp_begin`).
+    public var begin: UInt64
+    /// Monotonic ns: this packet's `timestamp_end`.
+    public var end: UInt64
+    public var realtimeBegin: Int64
+    public var realtimeEnd: Int64
+    /// `packet_seq_num` of the packet that reported the loss.
+    public var packetSequence: UInt64
+
+    public init(stream: String, streamInstanceID: UInt64, cpuID: UInt32, count: UInt64, begin: UInt64, end: UInt64,
+                realtimeBegin: Int64, realtimeEnd: Int64, packetSequence: UInt64) {
+        self.stream = stream
+        self.streamInstanceID = streamInstanceID
+        self.cpuID = cpuID
+        self.count = count
+        self.begin = begin
+        self.end = end
+        self.realtimeBegin = realtimeBegin
+        self.realtimeEnd = realtimeEnd
+        self.packetSequence = packetSequence
+    }
+}

@@ -1,0 +1,117 @@
+/// What a reader learned from a trace's `metadata` file (the TSDL dialect `CTFMetadata` writes).
+public struct CTFTraceMetadata: Sendable, Equatable {
+    /// The trace uuid (16 bytes); every packet header must repeat it.
+    public var uuid: [UInt8]
+    public var clock: CTFClockDescription
+    /// `env` entries in declaration order.
+    public var environment: [(key: String, value: CTFEnvironmentValue)]
+    /// Event declarations by id.
+    public var events: [UInt32: CTFEventDeclaration]
+
+    public init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
+                events: [UInt32: CTFEventDeclaration]) {
+        self.uuid = uuid
+        self.clock = clock
+        self.environment = environment
+        self.events = events
+    }
+
+    /// The value of env entry `key`, if present.
+    public func environmentValue(_ key: String) -> CTFEnvironmentValue? {
+        environment.first { $0.key == key }?.value
+    }
+
+    public static func == (a: CTFTraceMetadata, b: CTFTraceMetadata) -> Bool {
+        a.uuid == b.uuid && a.clock == b.clock && a.events == b.events
+            && a.environment.map(\.key) == b.environment.map(\.key)
+            && a.environment.map(\.value) == b.environment.map(\.value)
+    }
+}
+
+/// The `clock` block: timestamps are in cycles of `frequency` Hz since boot; adding
+/// `offsetSeconds` s + `offsetCycles` cycles gives the time since the Unix epoch.
+public struct CTFClockDescription: Sendable, Equatable {
+    public var name: String
+    public var uuid: [UInt8]
+    public var description: String
+    public var frequency: UInt64
+    public var precision: UInt64
+    public var offsetSeconds: Int64
+    public var offsetCycles: Int64
+    public var absolute: Bool
+
+    public init(name: String, uuid: [UInt8], description: String, frequency: UInt64, precision: UInt64,
+                offsetSeconds: Int64, offsetCycles: Int64, absolute: Bool) {
+        self.name = name
+        self.uuid = uuid
+        self.description = description
+        self.frequency = frequency
+        self.precision = precision
+        self.offsetSeconds = offsetSeconds
+        self.offsetCycles = offsetCycles
+        self.absolute = absolute
+    }
+
+    /// Nanoseconds to add to a monotonic timestamp to get realtime (ns since the epoch).
+    /// The parser checks that this does not overflow.
+    public var offsetNanoseconds: Int64 { offsetSeconds &* 1_000_000_000 &+ offsetCycles }
+}
+
+/// A value of the `env` block.
+public enum CTFEnvironmentValue: Sendable, Hashable, CustomStringConvertible {
+    case string(String)
+    case integer(Int64)
+
+    public var description: String {
+        switch self {
+        case .string(let s): return s
+        case .integer(let i): return "\(i)"
+        }
+    }
+}
+
+/// One `event` block.
+public struct CTFEventDeclaration: Sendable, Hashable {
+    public var id: UInt32
+    public var name: String
+    public var fields: [CTFFieldDeclaration]
+
+    public init(id: UInt32, name: String, fields: [CTFFieldDeclaration]) {
+        self.id = id
+        self.name = name
+        self.fields = fields
+    }
+}
+
+/// One field of an event payload. `name` is the TSDL identifier without its leading underscore
+/// (as babeltrace2 shows it).
+public struct CTFFieldDeclaration: Sendable, Hashable {
+    public var name: String
+    public var type: CTFFieldType
+
+    public init(name: String, type: CTFFieldType) {
+        self.name = name
+        self.type = type
+    }
+}
+
+/// Field types of the rseqtrace dialect: byte-aligned little-endian scalars, and byte sequences
+/// whose length is an earlier unsigned field.
+public enum CTFFieldType: Sendable, Hashable {
+    case unsigned(bits: Int)
+    case signed(bits: Int)
+    case float32
+    case float64
+    /// `uint8_t name[lengthField];` — `lengthField` is the index of an earlier unsigned field.
+    case bytes(lengthField: Int)
+
+    /// Bytes of a scalar field; nil for sequences.
+    public var fixedByteCount: Int? {
+        switch self {
+        case .unsigned(let bits), .signed(let bits): return bits / 8
+        case .float32: return 4
+        case .float64: return 8
+        case .bytes: return nil
+        }
+    }
+}

@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "RseqTraceConsumer", targets: ["RseqTraceConsumer"]),
         .library(name: "RseqTraceFormats", targets: ["RseqTraceFormats"]),
         .executable(name: "rseqtrace", targets: ["rseqtrace"]),
+        .executable(name: "rseqtrace-example", targets: ["rseqtrace-example"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
@@ -71,6 +72,13 @@ let package = Package(
             swiftSettings: auditedUnsafe
         ),
 
+        // An instrumented example program that `rseqtrace record` can trace.
+        .executableTarget(
+            name: "rseqtrace-example",
+            dependencies: ["RseqTrace", "RseqTraceConsumer"],
+            swiftSettings: auditedUnsafe
+        ),
+
         // MARK: Test support
         .target(
             name: "CRseqTraceTestSupport",
@@ -87,7 +95,7 @@ let package = Package(
             name: "RseqTraceTests",
             dependencies: [
                 "RseqTrace", "RseqTraceConsumer", "CRseqTrace", "CRseqTraceTestSupport",
-                "rseqtrace-testhelper", "rseqtrace",
+                "rseqtrace-testhelper", "rseqtrace", "rseqtrace-example",
             ],
             swiftSettings: auditedUnsafe
         ),

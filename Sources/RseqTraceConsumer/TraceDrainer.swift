@@ -348,7 +348,7 @@ enum RecordWalk {
             guard word.length >= 16 || (kind == .padding && word.length >= 8),
                   kind == .event || word.length & 7 == 0, position + length <= subEnd,
                   position + length <= to else {
-                return Result(end: position, problem: Problem(position: position, reason: "record length \(length) crosses its sub-buffer or the head"))
+                return Result(end: position, problem: Problem(position: position, reason: "record length \(word.length) crosses its sub-buffer or the head"))
             }
             if kind == .subbufferBegin && (position & (subSize - 1) != 0 || length != UInt64(TraceLayout.beginRecordSize)) {
                 return Result(end: position, problem: Problem(position: position, reason: "misplaced sub-buffer begin record"))

@@ -1,1 +1,39 @@
-print("helper")
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// rseqtrace-testhelper: the out-of-process half of the stress tests (Tests/RseqTraceTests/
+// ProcessStressTests.swift). Subcommands print one machine-readable `key=value` line on stdout;
+// diagnostics go to stderr. Exit status: 0 success, 1 verification failed, 2 usage, 3 setup error.
+
+let usage = """
+    usage: rseqtrace-testhelper <command> [options]
+      \(StressCommand.usage)
+      \(AttachWriteCommand.usage)
+      \(SingleStepTargetCommand.usage)
+      mode
+    """
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 2 else {
+    printError(usage)
+    finish(2)
+}
+let rest = arguments.dropFirst(2)
+do {
+    switch arguments[1] {
+    case "stress": finish(try StressCommand.run(rest))
+    case "attach-write": finish(try AttachWriteCommand.run(rest))
+    case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
+    case "mode": finish(ModeCommand.run())
+    case "help", "--help", "-h":
+        print(usage)
+        finish(0)
+    default:
+        printError("unknown command '\(arguments[1])'\n\(usage)")
+        finish(2)
+    }
+} catch {
+    printError("error: \(error.message)\n\(usage)")
+    finish(2)
+}

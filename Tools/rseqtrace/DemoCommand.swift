@@ -63,8 +63,6 @@ struct DemoCommand: ParsableCommand {
         let configuration = TraceConfiguration(
             name: "rseqtrace-demo-\(getpid())", ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes,
             mode: mode)
-        var workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration)
-        let traceWriter = TraceWriterBox()
         if let output {
             do {
                 try CTFTraceWriter.prepareDirectory(output)
@@ -72,27 +70,13 @@ struct DemoCommand: ParsableCommand {
                 printError("error: \(error)")
                 throw ExitCode.failure
             }
-            workload.sink = { record throws(TraceError) in
-                try traceWriter.writer(forRingCount: record.ring, output: output)?
-                    .append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp, payload: record.bytes)
-            }
-            workload.afterRound = { drainer throws(TraceError) in
-                traceWriter.prepare(buffer: drainer.buffer, output: output, schemas: [DemoEvent.tick: DemoTick.schema])
-                guard let writer = try traceWriter.writer(forRingCount: 0, output: output) else { return }
-                for (ring, statistics) in drainer.statistics.enumerated() {
-                    try writer.noteLost(ring: ring, total: statistics.lost)
-                }
-            }
-            workload.onStart = { buffer in
-                traceWriter.prepare(buffer: buffer, output: output, schemas: [DemoEvent.tick: DemoTick.schema])
-            }
         }
+        let workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration, output: output)
         let result: DemoResult
         let buffer: SharedTraceBuffer
-        var summary: CTFTraceWriter.Summary?
+        let summary: CTFTraceWriter.Summary?
         do {
-            (result, buffer) = try workload.run()
-            if let writer = try traceWriter.writer(forRingCount: 0, output: output ?? "") { summary = try writer.finish() }
+            (result, buffer, summary) = try workload.run()
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure
@@ -129,8 +113,8 @@ struct DemoCommand: ParsableCommand {
     }
 }
 
-func printError(_ text: String) {
-    var line = text + "\n"
+func printError(_ text: String, newline: Bool = true) {
+    var line = newline ? text + "\n" : text
     // SAFETY: writing the string's own UTF-8 buffer, valid for the closure.
     line.withUTF8 { bytes in _ = unsafe write(2, bytes.baseAddress, bytes.count) }
 }
@@ -151,47 +135,4 @@ func formatBytes(_ bytes: Int) -> String {
 func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - text.count))
     return right ? fill + text : text + fill
-}
-
-/// Creates the CTF writer once the trace buffer exists (the demo's drain loop calls back into it).
-final class TraceWriterBox {
-    private var writer: CTFTraceWriter?
-    private var failure: TraceError?
-    private var description: CTFTraceDescription?
-
-    func prepare(buffer: SharedTraceBuffer, output: String, schemas: [UInt16: EventSchema]) {
-        guard description == nil else { return }
-        description = CTFTraceDescription(
-            uuid: randomUUID(), clock: buffer.clock, bootID: buffer.bootID, hostname: hostname(),
-            traceName: "rseqtrace-demo", procname: "rseqtrace", pid: getpid(),
-            cpuRingCount: buffer.layout.cpuRingCount, schemas: schemas)
-    }
-
-    func writer(forRingCount _: Int, output: String) throws(TraceError) -> CTFTraceWriter? {
-        if let failure { throw failure }
-        if let writer { return writer }
-        guard let description, !output.isEmpty else { return nil }
-        do {
-            writer = try CTFTraceWriter(directory: output, description: description)
-        } catch {
-            failure = error
-            throw error
-        }
-        return writer
-    }
-}
-
-func hostname() -> String {
-    var name = [CChar](repeating: 0, count: 256)
-    // SAFETY: gethostname writes at most `count` bytes into the array.
-    guard unsafe gethostname(&name, name.count) == 0 else { return "localhost" }
-    return String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-/// A random version-4 UUID.
-func randomUUID() -> [UInt8] {
-    var bytes = SystemInfo.randomBytes(16)
-    bytes[6] = bytes[6] & 0x0F | 0x40
-    bytes[8] = bytes[8] & 0x3F | 0x80
-    return bytes
 }

@@ -4,6 +4,7 @@ import Glibc
 import CRseqTrace
 import RseqTrace
 import RseqTraceConsumer
+import RseqTraceFormats
 import Synchronization
 
 /// Event ids of the built-in workload.
@@ -55,17 +56,16 @@ struct DemoWorkload {
     var threads: Int
     var eventsPerThread: Int
     var configuration: TraceConfiguration
-    /// Receives every drained record (in ring order) and, after each drain round, the drainer.
-    var sink: ((DrainedRecord) throws(TraceError) -> Void)?
-    var afterRound: ((TraceDrainer) throws(TraceError) -> Void)?
-    /// Called once the trace buffer exists, before producers start.
-    var onStart: ((SharedTraceBuffer) -> Void)?
+    /// Where to write the drained events as a CTF trace (a prepared directory), if anywhere.
+    var output: String?
 
-    func run() throws(TraceError) -> (DemoResult, SharedTraceBuffer) {
+    func run() throws(TraceError) -> (DemoResult, SharedTraceBuffer, CTFTraceWriter.Summary?) {
         let buffer = try SharedTraceBuffer.create(configuration)
-        onStart?(buffer)
+        let tick = try buffer.registerEvent(DemoTick.schema)
+        precondition(tick == DemoEvent.tick, "demo:tick is the first event registered")
         let producer = buffer.makeProducer()
-        let drainer = TraceDrainer(buffer: buffer)
+        let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-demo",
+                                         procname: "rseqtrace", pid: getpid())
         let finished = Atomic<Int>(0)
         let cpuTime = Atomic<UInt64>(0)
         let threads = self.threads
@@ -74,11 +74,7 @@ struct DemoWorkload {
         var seen = [[Bool]](repeating: [Bool](repeating: false, count: events), count: threads)
         var result = DemoResult()
         var lastStamp = [UInt64](repeating: 0, count: buffer.layout.ringCount)
-        var sinkError: TraceError?
         func check(_ record: DrainedRecord) {
-            if let sink, sinkError == nil {
-                do { try sink(record) } catch { sinkError = error }
-            }
             guard record.eventID == DemoEvent.tick, record.payloadSize == MemoryLayout<DemoTick>.size else {
                 result.damaged += 1
                 return
@@ -120,10 +116,8 @@ struct DemoWorkload {
         var drainError: TraceError?
         while finished.load(ordering: .acquiring) < threads {
             do throws(TraceError) {
-                if try drainer.drainOnce(check) == 0 { SystemClock.sleep(microseconds: 200) }
+                if try recorder.round(check) == 0 { SystemClock.sleep(microseconds: 200) }
                 result.drainRounds += 1
-                if let sinkError { throw sinkError }
-                try afterRound?(drainer)
             } catch {
                 drainError = error
                 break
@@ -133,18 +127,17 @@ struct DemoWorkload {
         result.wallNanoseconds = SystemClock.monotonic() &- wallStart
         if let drainError { throw drainError }
         buffer.markFinished()
-        try drainer.drainOnce(quiescent: true, check)
+        try recorder.round(quiescent: true, check)
         result.drainRounds += 1
-        if let sinkError { throw sinkError }
-        try afterRound?(drainer)
+        let summary = try recorder.finish()
 
-        let totals = drainer.totals
+        let totals = recorder.drainer.totals
         result.emitted = UInt64(threads) * UInt64(events)
         result.recorded = totals.recorded
         result.lost = totals.lost
         result.cpuNanoseconds = cpuTime.load(ordering: .relaxed)
-        result.perRing = drainer.statistics
-        return (result, buffer)
+        result.perRing = recorder.drainer.statistics
+        return (result, buffer, summary)
     }
 }
 

@@ -25,12 +25,28 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// True for the object that created the name (and may remove it).
     public let isCreator: Bool
 
-    private let base: UnsafeMutableRawPointer
+    let base: UnsafeMutableRawPointer
     private let mappedSize: Int
     private let removeWhenClosed: Bool
     /// Device and inode of the file this object mapped: the name is only ever removed while it
     /// still designates that file (not a newer object created under the same name).
     private let fileIdentity: (device: UInt64, inode: UInt64)
+
+    /// The environment variable through which `rseqtrace record` hands its trace object to the
+    /// program it runs.
+    public static let environmentVariable = "RSEQTRACE_BUFFER"
+
+    /// Attaches to the trace object named by `RSEQTRACE_BUFFER`, or returns nil when it is unset
+    /// (the program runs untraced).
+    public static func openFromEnvironment() throws(TraceError) -> SharedTraceBuffer? {
+        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment.
+        guard let value = unsafe getenv(environmentVariable) else { return nil }
+        // SAFETY: as above.
+        let name = unsafe String(cString: value)
+        let buffer = try open(name: name)
+        buffer.noteAttachedProducer()
+        return buffer
+    }
 
     /// /dev/shm path of a trace name.
     public static func path(forName name: String) -> String { "/dev/shm/" + name }
@@ -172,6 +188,13 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 throw fail("cannot initialise the ring mutex", Errno(rawValue: rc))
             }
         }
+        // SAFETY: the registry mutex lives in the header, 64-aligned, 64 bytes reserved.
+        let registryMutex = unsafe rseqtrace_mutex_init_shared(base.advanced(by: HeaderField.registryMutex))
+        if registryMutex != 0 {
+            // SAFETY: unmapping our own mapping.
+            unsafe munmap(base, layout.totalSize)
+            throw fail("cannot initialise the registry mutex", Errno(rawValue: registryMutex))
+        }
         // The magic goes last: a reader that sees it sees a complete header.
         header.put(TraceLayout.magic, at: HeaderField.magic, as: UInt64.self)
         header.publishState(1)
@@ -275,7 +298,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         }
         guard header.get(HeaderField.headerSize, as: UInt32.self) == UInt64(TraceLayout.headerSize),
               header.get(HeaderField.controlSize, as: UInt64.self) == UInt64(TraceLayout.controlSize),
-              header.get(HeaderField.ringsOffset, as: UInt64.self) == UInt64(TraceLayout.headerSize) else {
+              header.get(HeaderField.ringsOffset, as: UInt64.self) == UInt64(TraceLayout.registryOffset + TraceLayout.registrySize) else {
             throw corrupted("unexpected header, control block or rings offset sizes")
         }
         let cpuRings = Int(header.get(HeaderField.cpuRingCount, as: UInt32.self))

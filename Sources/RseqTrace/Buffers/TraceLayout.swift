@@ -3,7 +3,9 @@
 /// ```
 /// +----------------------+  0
 /// | object header        |  4 KiB: magic, version, geometry, clock, identity (see `HeaderField`)
-/// +----------------------+  ringsOffset = 4096
+/// +----------------------+  4096
+/// | event registry       |  60 KiB: schemas of the events producers registered (EventRegistry)
+/// +----------------------+  ringsOffset = 65536
 /// | ring 0 control       |  4 KiB: producer line (head, counters, mutex) + consumer line (consumed)
 /// | ring 0 data          |  ringSize bytes, split into sub-buffers of subbufferSize bytes
 /// +----------------------+  ringsOffset + ringStride
@@ -23,6 +25,9 @@ public struct TraceLayout: Hashable, Sendable {
     /// Version of everything described here. Readers reject other versions.
     public static let version: UInt32 = 1
     public static let headerSize = 4096
+    /// The event registry follows the header.
+    public static let registryOffset = 4096
+    public static let registrySize = 61_440
     public static let controlSize = 4096
     /// Size of a `subbufferBegin` record.
     public static let beginRecordSize = 24
@@ -45,7 +50,7 @@ public struct TraceLayout: Hashable, Sendable {
     @inlinable public var ringCount: Int { cpuRingCount + 1 }
     @inlinable public var slowLaneRing: Int { cpuRingCount }
     @inlinable public var ringStride: Int { TraceLayout.controlSize + ringSize }
-    @inlinable public var ringsOffset: Int { TraceLayout.headerSize }
+    @inlinable public var ringsOffset: Int { TraceLayout.registryOffset + TraceLayout.registrySize }
     @inlinable public var totalSize: Int { ringsOffset + ringCount * ringStride }
     @inlinable public var subbuffersPerRing: Int { ringSize / subbufferSize }
     /// Largest payload one record can carry: a sub-buffer minus its begin record and a record header.
@@ -117,6 +122,8 @@ public enum HeaderField {
     public static let bootID = 128         // 16 bytes: /proc/sys/kernel/random/boot_id
     public static let clockSource = 144    // 16 bytes, NUL-padded: "tsc", "cntvct"
     public static let attachedProducers = 160 // UInt64 (atomic): processes that attached as producers
+    public static let registryUsed = 168   // UInt64 (atomic): bytes of registry entries published
+    public static let registryMutex = 192  // 64 bytes: process-shared robust mutex of the registry
 }
 
 /// Fixed byte offsets inside a ring's control block.

@@ -76,6 +76,11 @@ public final class CTFTraceWriter {
         }
     }
 
+    /// Adds schemas registered since the writer was created (ids already known keep their schema).
+    public func updateSchemas(_ schemas: [UInt16: EventSchema]) {
+        description.schemas.merge(schemas) { current, _ in current }
+    }
+
     /// Appends one event to its ring's stream. `cycles` is the record's cycle-counter timestamp.
     public func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: [UInt8]) throws(TraceError) {
         precondition(!finished, "append after finish")
@@ -157,23 +162,37 @@ public final class CTFTraceWriter {
 
     private func flush(_ ring: Int) throws(TraceError) {
         let stream = streams[ring]
-        let begin = stream.events.isEmpty ? max(stream.end, stream.begin) : stream.begin
+        let begin = stream.events.isEmpty ? max(stream.end, stream.begin, description.clock.monotonicReference) : stream.begin
         let end = stream.events.isEmpty ? begin : stream.last
+        if stream.sequence == 0 && stream.lostPending > 0 {
+            // A reader cannot know where a stream's discarded-events counter started, so it only
+            // reports a count between two packets: open every stream with a packet saying 0.
+            try writePacket(stream, ring: ring, events: [], begin: begin, end: begin, discarded: 0)
+        }
+        try writePacket(stream, ring: ring, events: stream.events, begin: begin, end: end, discarded: stream.lostPending)
+        stream.lostReported = stream.lostPending
+        stream.end = end
+        stream.begin = end
+        stream.events.removeAll(keepingCapacity: true)
+    }
+
+    private func writePacket(_ stream: CTFStream, ring: Int, events: [UInt8], begin: UInt64, end: UInt64,
+                             discarded: UInt64) throws(TraceError) {
         var packet: [UInt8] = []
-        packet.reserveCapacity(CTFTraceWriter.headerSize + stream.events.count)
+        packet.reserveCapacity(CTFTraceWriter.headerSize + events.count)
         packet.appendLittleEndian(CTFMetadata.packetMagic)
         packet.append(contentsOf: description.uuid.prefix(16))
         packet.appendLittleEndian(UInt32(0))                  // stream_id
         packet.appendLittleEndian(UInt64(ring))               // stream_instance_id
-        let bits = UInt64(CTFTraceWriter.headerSize + stream.events.count) * 8
+        let bits = UInt64(CTFTraceWriter.headerSize + events.count) * 8
         packet.appendLittleEndian(begin)                      // timestamp_begin
         packet.appendLittleEndian(end)                        // timestamp_end
         packet.appendLittleEndian(bits)                       // content_size
         packet.appendLittleEndian(bits)                       // packet_size
         packet.appendLittleEndian(stream.sequence)            // packet_seq_num
-        packet.appendLittleEndian(stream.lostPending)         // events_discarded
+        packet.appendLittleEndian(discarded)                  // events_discarded
         packet.appendLittleEndian(stream.cpu)                 // cpu_id
-        packet.append(contentsOf: stream.events)
+        packet.append(contentsOf: events)
         do {
             _ = try unsafe packet.withUnsafeBytes { try unsafe stream.fd.writeAll($0) }  // SAFETY: the array's own bytes
         } catch {
@@ -181,10 +200,6 @@ public final class CTFTraceWriter {
         }
         stream.bytesWritten += UInt64(packet.count)
         stream.sequence += 1
-        stream.lostReported = stream.lostPending
-        stream.end = end
-        stream.begin = end
-        stream.events.removeAll(keepingCapacity: true)
     }
 }
 

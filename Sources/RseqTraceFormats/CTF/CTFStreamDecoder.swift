@@ -1,0 +1,231 @@
+import RseqTrace
+
+/// Decodes the packets and events of one stream file (`channel0_<n>`), in file order, checking
+/// every read against the packet's content and the file's end.
+///
+/// Yields, per packet, a `.discarded` record first when the packet's `events_discarded` grew
+/// (the first packet: when it is not zero), then the packet's events.
+public struct CTFStreamDecoder {
+    /// The stream file's name (`channel0_<n>`) and full path.
+    public let name: String
+    public let path: String
+    let bytes: [UInt8]
+    let metadata: CTFTraceMetadata
+
+    static let packetHeaderSize = 4 + 16 + 4 + 8
+    static let packetContextSize = 8 * 6 + 4
+    static let headerSize = packetHeaderSize + packetContextSize
+
+    // Position.
+    private var nextPacket = 0
+    private var cursor = 0
+    private var contentEnd = 0
+    private var packetEnd = 0
+    private var inPacket = false
+
+    // Per-packet and per-stream state.
+    private var clock: UInt64 = 0
+    private var timestampEnd: UInt64 = 0
+    private var previousEnd: UInt64?
+    private var previousSequence: UInt64?
+    private var previousDiscarded: UInt64 = 0
+    private var instanceID: UInt64?
+    private var cpu: UInt32?
+
+    init(name: String, path: String, bytes: [UInt8], metadata: CTFTraceMetadata) {
+        self.name = name
+        self.path = path
+        self.bytes = bytes
+        self.metadata = metadata
+    }
+
+    /// `stream_instance_id` and `cpu_id` of the stream, once its first packet was read.
+    public var streamInstanceID: UInt64? { instanceID }
+    public var cpuID: UInt32? { cpu }
+
+    /// The next record, nil at the end of the file.
+    public mutating func next() throws(TraceError) -> CTFRecord? {
+        while true {
+            if inPacket {
+                if cursor < contentEnd { return .event(try decodeEvent()) }
+                inPacket = false
+                nextPacket = packetEnd
+            }
+            if nextPacket >= bytes.count { return nil }
+            if let discarded = try openPacket() { return .discarded(discarded) }
+        }
+    }
+
+    // MARK: - Reads
+
+    private func fail(_ offset: Int, _ what: String) -> TraceError {
+        TraceError(.corrupted, "\(path): byte offset \(offset): \(what)")
+    }
+
+    /// Little-endian unsigned integer of `size` bytes at `offset`, which must end at or before `limit`.
+    private func load(_ offset: Int, _ size: Int, limit: Int, _ what: String) throws(TraceError) -> UInt64 {
+        guard offset >= 0, size <= limit - offset, limit <= bytes.count else {
+            throw fail(offset, "\(what) (\(size) bytes) runs past \(limit == contentEnd && inPacket ? "the packet's content_size" : "the end of the file") at byte offset \(limit)")
+        }
+        var value: UInt64 = 0
+        for i in 0..<size { value |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
+        return value
+    }
+
+    private func realtime(_ ns: UInt64) -> Int64 { Int64(bitPattern: ns) &+ metadata.clock.offsetNanoseconds }
+
+    // MARK: - Packets
+
+    private mutating func openPacket() throws(TraceError) -> CTFDiscardedEvents? {
+        let start = nextPacket
+        let remaining = bytes.count - start
+        guard remaining >= CTFStreamDecoder.headerSize else {
+            throw fail(start, "truncated packet header: \(remaining) bytes left, a packet header and context take \(CTFStreamDecoder.headerSize)")
+        }
+        let end = bytes.count
+        let magic = try load(start, 4, limit: end, "magic")
+        guard magic == UInt64(CTFMetadata.packetMagic) else {
+            throw fail(start, "bad packet magic 0x\(String(magic, radix: 16)), expected 0x\(String(CTFMetadata.packetMagic, radix: 16))")
+        }
+        let uuid = Array(bytes[(start + 4)..<(start + 20)])
+        guard uuid == metadata.uuid else {
+            throw fail(start + 4, "packet uuid \(CTFMetadata.uuidString(uuid)) does not match the trace uuid \(CTFMetadata.uuidString(metadata.uuid)) of the metadata")
+        }
+        let streamID = try load(start + 20, 4, limit: end, "stream_id")
+        guard streamID == 0 else { throw fail(start + 20, "stream_id \(streamID) is not declared (only stream 0 is)") }
+        let instance = try load(start + 24, 8, limit: end, "stream_instance_id")
+        var o = start + CTFStreamDecoder.packetHeaderSize
+        let begin = try load(o, 8, limit: end, "timestamp_begin")
+        let packetTimestampEnd = try load(o + 8, 8, limit: end, "timestamp_end")
+        let contentBits = try load(o + 16, 8, limit: end, "content_size")
+        let packetBits = try load(o + 24, 8, limit: end, "packet_size")
+        let sequence = try load(o + 32, 8, limit: end, "packet_seq_num")
+        let discarded = try load(o + 40, 8, limit: end, "events_discarded")
+        let cpuID = UInt32(truncatingIfNeeded: try load(o + 48, 4, limit: end, "cpu_id"))
+        o = start + CTFStreamDecoder.headerSize
+
+        if let instanceID, instance != instanceID {
+            throw fail(start + 24, "stream_instance_id \(instance) differs from \(instanceID) in the earlier packets of this file")
+        }
+        if let cpu, cpuID != cpu {
+            throw fail(start + 80, "cpu_id \(cpuID) differs from \(cpu) in the earlier packets of this file")
+        }
+        let ctx = start + CTFStreamDecoder.packetHeaderSize
+        guard contentBits % 8 == 0, packetBits % 8 == 0 else {
+            throw fail(ctx + 16, "content_size \(contentBits) or packet_size \(packetBits) bits is not a whole number of bytes")
+        }
+        guard contentBits <= packetBits else {
+            throw fail(ctx + 16, "content_size \(contentBits) bits exceeds packet_size \(packetBits) bits")
+        }
+        guard contentBits / 8 >= UInt64(CTFStreamDecoder.headerSize) else {
+            throw fail(ctx + 16, "content_size \(contentBits) bits is smaller than the packet header and context (\(CTFStreamDecoder.headerSize * 8) bits)")
+        }
+        guard packetBits / 8 <= UInt64(remaining) else {
+            throw fail(ctx + 24, "packet_size \(packetBits / 8) bytes exceeds the \(remaining) bytes left in the file (truncated stream?)")
+        }
+        guard begin <= packetTimestampEnd else {
+            throw fail(ctx, "timestamp_begin \(begin) is after timestamp_end \(packetTimestampEnd)")
+        }
+        if let previousEnd, begin < previousEnd {
+            throw fail(ctx, "timestamp_begin \(begin) goes back before the previous packet's timestamp_end \(previousEnd)")
+        }
+        if let previousSequence {
+            guard sequence == previousSequence &+ 1 else {
+                throw fail(ctx + 32, "packet_seq_num \(sequence) does not follow \(previousSequence)")
+            }
+        } else if sequence != 0 {
+            throw fail(ctx + 32, "the first packet's packet_seq_num is \(sequence), expected 0")
+        }
+        guard discarded >= previousDiscarded else {
+            throw fail(ctx + 40, "events_discarded \(discarded) is lower than the previous packet's \(previousDiscarded) (it is cumulative)")
+        }
+
+        let delta = discarded - previousDiscarded
+        let rangeBegin = previousEnd ?? begin
+        instanceID = instance
+        cpu = cpuID
+        previousSequence = sequence
+        previousDiscarded = discarded
+        previousEnd = packetTimestampEnd
+        timestampEnd = packetTimestampEnd
+        clock = begin
+        cursor = o
+        contentEnd = start + Int(contentBits / 8)
+        packetEnd = start + Int(packetBits / 8)
+        inPacket = true
+        guard delta > 0 else { return nil }
+        return CTFDiscardedEvents(
+            stream: name, streamInstanceID: instance, cpuID: cpuID, count: delta, begin: rangeBegin,
+            end: packetTimestampEnd, realtimeBegin: realtime(rangeBegin), realtimeEnd: realtime(packetTimestampEnd),
+            packetSequence: sequence)
+    }
+
+    // MARK: - Events
+
+    private mutating func decodeEvent() throws(TraceError) -> CTFEvent {
+        let start = cursor
+        let first = try load(start, 1, limit: contentEnd, "event header")
+        let id: UInt32
+        var timestamp: UInt64
+        if first & 31 < UInt64(CTFMetadata.extendedID) {
+            let word = try load(start, 4, limit: contentEnd, "compact event header")
+            id = UInt32(word & 31)
+            let low = word >> 5
+            let mask: UInt64 = (1 << 27) - 1
+            timestamp = (clock & ~mask) | low
+            if low < clock & mask {
+                let (wrapped, overflow) = timestamp.addingReportingOverflow(1 << 27)
+                guard !overflow else { throw fail(start, "compact timestamp wraps the 64-bit clock") }
+                timestamp = wrapped
+            }
+            cursor = start + 4
+        } else {
+            id = UInt32(try load(start + 1, 4, limit: contentEnd, "extended event header id"))
+            timestamp = try load(start + 5, 8, limit: contentEnd, "extended event header timestamp")
+            guard timestamp >= clock else {
+                throw fail(start + 5, "event timestamp \(timestamp) goes backwards (the stream's clock is at \(clock))")
+            }
+            cursor = start + 13
+        }
+        guard timestamp <= timestampEnd else {
+            throw fail(start, "event timestamp \(timestamp) is after the packet's timestamp_end \(timestampEnd)")
+        }
+        clock = timestamp
+        guard let declaration = metadata.events[id] else {
+            throw fail(start, "unknown event id \(id) (not declared in the metadata)")
+        }
+        var values: [CTFFieldValue] = []
+        values.reserveCapacity(declaration.fields.count)
+        for field in declaration.fields {
+            let what = "field \(field.name) of \(declaration.name)"
+            let value: CTFValue
+            switch field.type {
+            case .unsigned(let bits):
+                value = .unsigned(try load(cursor, bits / 8, limit: contentEnd, what))
+            case .signed(let bits):
+                let raw = try load(cursor, bits / 8, limit: contentEnd, what)
+                let shift = UInt64(64 - bits)
+                value = .signed(Int64(bitPattern: raw << shift) >> Int64(shift))
+            case .float32:
+                value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: try load(cursor, 4, limit: contentEnd, what))))
+            case .float64:
+                value = .float64(Double(bitPattern: try load(cursor, 8, limit: contentEnd, what)))
+            case .bytes(let lengthField):
+                guard lengthField < values.count, case .unsigned(let length) = values[lengthField].value else {
+                    throw fail(cursor, "\(what): its length field is not an unsigned integer")
+                }
+                guard length <= UInt64(contentEnd - cursor) else {
+                    throw fail(cursor, "\(what): \(length) bytes run past the packet's content_size at byte offset \(contentEnd)")
+                }
+                value = .bytes(Array(bytes[cursor..<(cursor + Int(length))]))
+                values.append(CTFFieldValue(name: field.name, value: value))
+                cursor += Int(length)
+                continue
+            }
+            values.append(CTFFieldValue(name: field.name, value: value))
+            cursor += field.type.fixedByteCount ?? 0
+        }
+        return CTFEvent(stream: name, streamInstanceID: instanceID ?? 0, cpuID: cpu ?? 0, id: id, name: declaration.name,
+                        timestamp: timestamp, realtime: realtime(timestamp), fields: values, offset: start)
+    }
+}

@@ -1,0 +1,201 @@
+import Glibc
+import Testing
+
+/// `rseqtrace demo --output` traces read by stock babeltrace2 and by its Python bindings (bt2):
+/// every event and every lost event must be accounted for, exactly as the demo reported.
+@Suite("CTF end to end: demo traces read by babeltrace2 and bt2", .serialized)
+struct CTFEndToEndTests {
+    static let babeltrace = "/usr/bin/babeltrace2"
+    static let python = "/usr/bin/python3"
+    static var rseqtrace: String { HelperProcess.buildDirectory + "/rseqtrace" }
+
+    /// Counts events and discarded events through bt2, and checks (thread, seq) pairs.
+    static let bt2Script = """
+        import bt2, sys, collections
+        seen = collections.defaultdict(set)
+        events = discarded = duplicates = regressions = 0
+        last = {}
+        for m in bt2.TraceCollectionMessageIterator(sys.argv[1]):
+            if type(m) is bt2._EventMessageConst:
+                e = m.event
+                if e.name != "demo:tick":
+                    print("unexpected event", e.name); sys.exit(2)
+                t, s = int(e.payload_field["thread"]), int(e.payload_field["seq"])
+                duplicates += s in seen[t]
+                seen[t].add(s)
+                events += 1
+                cpu = int(e.packet.context_field["cpu_id"])
+                ts = m.default_clock_snapshot.ns_from_origin
+                regressions += ts < last.get(cpu, ts)
+                last[cpu] = ts
+            elif type(m) is bt2._DiscardedEventsMessageConst:
+                discarded += m.count
+        complete = sum(1 for t in seen if seen[t] == set(range(int(sys.argv[2]))))
+        print(f"bt2: events={events} discarded={discarded} duplicates={duplicates} regressions={regressions} complete_threads={complete}")
+        """
+
+    static func temporaryDirectory(_ tag: String) -> String {
+        "/tmp/rseqtrace-ctf-\(getpid())-\(tag)"
+    }
+
+    static func removeTree(_ path: String) {
+        _ = try? HelperProcess.run("/bin/rm", ["-rf", path], environment: HelperProcess.childEnvironment(),
+                                   timeout: .seconds(30))
+    }
+
+    struct DemoRun {
+        var emitted: Int
+        var recorded: Int
+        var lost: Int
+    }
+
+    static func runDemo(_ arguments: [String], output: String) throws -> DemoRun {
+        let outcome = try HelperProcess.run(rseqtrace, ["demo"] + arguments + ["--output", output],
+                                            environment: HelperProcess.childEnvironment(), timeout: .seconds(120))
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        #expect(outcome.stdout.contains("read it with: babeltrace2 \(output)"), "\(outcome.stdout)")
+        let fields = try #require(outcome.fields(of: "summary:"), "\(outcome)")
+        return DemoRun(emitted: try #require(Int(fields["emitted"] ?? "")),
+                       recorded: try #require(Int(fields["recorded"] ?? "")),
+                       lost: try #require(Int(fields["lost"] ?? "")))
+    }
+
+    @Test("babeltrace2 prints every recorded event, reports exactly the lost ones, and nothing else on stderr",
+          .enabled(if: HelperProcess.isExecutable(babeltrace)),
+          .timeLimit(.minutes(3)),
+          arguments: [["--mode", "discard"], ["--mode", "overwrite"]])
+    func babeltraceCountsMatch(mode: [String]) throws {
+        let output = Self.temporaryDirectory("bt-\(mode[1])")
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
+        let demo = try Self.runDemo(mode + ["--threads", "3", "--events", "20000", "--buffer-size", "16K",
+                                            "--subbuffer-size", "1K"], output: output)
+        #expect(demo.recorded + demo.lost == demo.emitted)
+        #expect(demo.lost > 0, "a 16 KiB ring must lose events in this run")
+        let read = try HelperProcess.run(Self.babeltrace, [output], environment: HelperProcess.childEnvironment(),
+                                         timeout: .seconds(120))
+        #expect(read.exitCode == 0, "\(read.stderr)")
+        let lines = read.stdout.split(separator: "\n")
+        #expect(lines.count == demo.recorded)
+        #expect(lines.allSatisfy { $0.contains(" demo:tick: { cpu_id = ") && $0.contains("thread = ") && $0.contains("seq = ") })
+        var discarded = 0
+        for line in read.stderr.split(separator: "\n") {
+            // The only messages allowed: babeltrace2's discarded-events reports with a count
+            // ("discarded 1 event" / "discarded 7 events"; never "may have discarded").
+            let words = line.split(separator: " ")
+            guard line.hasPrefix("WARNING: Tracer discarded "), words.count > 4, let count = Int(words[3]),
+                  words[4] == (count == 1 ? "event" : "events") else {
+                Issue.record("unexpected babeltrace2 message: \(line)")
+                continue
+            }
+            discarded += count
+        }
+        #expect(discarded == demo.lost)
+    }
+
+    @Test("bt2 sees every (thread, seq) exactly once in a lossless run, and exact counts in a lossy one",
+          .enabled(if: HelperProcess.isExecutable(python) && HelperProcess.isExecutable(babeltrace)),
+          .timeLimit(.minutes(3)))
+    func bt2SeesEverySequence() throws {
+        let events = 5000
+        let lossless = Self.temporaryDirectory("bt2-full")
+        let lossy = Self.temporaryDirectory("bt2-lossy")
+        for dir in [lossless, lossy] { Self.removeTree(dir) }
+        defer { for dir in [lossless, lossy] { Self.removeTree(dir) } }
+
+        let full = try Self.runDemo(["--threads", "3", "--events", "\(events)"], output: lossless)
+        #expect(full.lost == 0 && full.recorded == 3 * events)
+        let fullRead = try HelperProcess.run(Self.python, ["-c", Self.bt2Script, lossless, "\(events)"],
+                                             environment: HelperProcess.childEnvironment(), timeout: .seconds(120))
+        let fullFields = try #require(fullRead.fields(of: "bt2:"), "\(fullRead)")
+        #expect(fullFields == ["events": "\(3 * events)", "discarded": "0", "duplicates": "0",
+                               "regressions": "0", "complete_threads": "3"])
+
+        let partial = try Self.runDemo(["--threads", "4", "--events", "\(events)", "--mode", "overwrite",
+                                        "--buffer-size", "16K", "--subbuffer-size", "1K"], output: lossy)
+        let lossyRead = try HelperProcess.run(Self.python, ["-c", Self.bt2Script, lossy, "\(events)"],
+                                              environment: HelperProcess.childEnvironment(), timeout: .seconds(120))
+        let lossyFields = try #require(lossyRead.fields(of: "bt2:"), "\(lossyRead)")
+        #expect(lossyFields["events"] == "\(partial.recorded)")
+        #expect(lossyFields["discarded"] == "\(partial.lost)")
+        #expect(lossyFields["duplicates"] == "0")
+        #expect(lossyFields["regressions"] == "0")
+    }
+
+    @Test("an output directory that is not empty is refused with a clear error, and nothing is written into it",
+          .timeLimit(.minutes(1)))
+    func nonEmptyOutputIsRefused() throws {
+        let output = Self.temporaryDirectory("busy")
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
+        // SAFETY: mkdir and open take the paths by value.
+        let made = unsafe mkdir(output, 0o755)
+        #expect(made == 0)
+        // SAFETY: as above.
+        let fd = unsafe open(output + "/keep.txt", O_CREAT | O_WRONLY, 0o644)
+        #expect(fd >= 0)
+        close(fd)
+        let outcome = try HelperProcess.run(Self.rseqtrace, ["demo", "--events", "100", "--output", output],
+                                            environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(outcome.exitCode == 1)
+        #expect(outcome.stderr.contains("error: output directory \(output) is not empty"), "\(outcome.stderr)")
+        // SAFETY: access takes the path by value.
+        let traceWritten = unsafe access(output + "/metadata", F_OK) == 0
+        #expect(!traceWritten)
+    }
+
+    @Test("record runs the example program, drains it from this separate process and exits with its status",
+          .enabled(if: HelperProcess.isExecutable(babeltrace)),
+          .timeLimit(.minutes(2)))
+    func recordTracesAnotherProcess() throws {
+        let output = Self.temporaryDirectory("record")
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
+        let example = HelperProcess.buildDirectory + "/rseqtrace-example"
+        let run = try HelperProcess.run(Self.rseqtrace, ["record", "--output", output, "--", example, "3", "4000"],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(90))
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.stdout.contains("rseqtrace-example: 3 threads x 4000 events, traced: true"), "\(run.stdout)")
+        #expect(run.stdout.contains("recorded 12000 events, lost 0"), "\(run.stdout)")
+        let read = try HelperProcess.run(Self.babeltrace, [output], environment: HelperProcess.childEnvironment(),
+                                         timeout: .seconds(60))
+        #expect(read.exitCode == 0 && read.stderr.isEmpty, "\(read.stderr)")
+        let lines = read.stdout.split(separator: "\n")
+        #expect(lines.count == 12000)
+        // Every (worker, iteration) pair arrives exactly once.
+        var seen = Set<String>()
+        for line in lines {
+            // "... example:work: { cpu_id = 0 }, { worker = 0, iteration = 1, value = 42 }"
+            var fields: [String: String] = [:]
+            for pair in (line.split(separator: "{").last ?? "").split(separator: ",") {
+                let parts = pair.split(separator: "=").map { $0.filter { $0 != " " && $0 != "}" } }
+                if parts.count == 2 { fields[parts[0]] = parts[1] }
+            }
+            guard let worker = fields["worker"], let iteration = fields["iteration"], fields["value"] != nil else {
+                Issue.record("unexpected line: \(line)")
+                continue
+            }
+            seen.insert(worker + "/" + iteration)
+        }
+        #expect(seen.count == 12000)
+    }
+
+    @Test("record passes the program's exit status through, and reports a program it cannot run",
+          .timeLimit(.minutes(1)))
+    func recordExitStatus() throws {
+        let output = Self.temporaryDirectory("record-status")
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
+        let failing = try HelperProcess.run(Self.rseqtrace, ["record", "--output", output, "--", "/bin/sh", "-c", "exit 7"],
+                                            environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(failing.exitCode == 7, "\(failing)")
+        Self.removeTree(output)
+        let missing = try HelperProcess.run(Self.rseqtrace, ["record", "--output", output, "--", "/nonexistent/program"],
+                                            environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(missing.exitCode == 1)
+        #expect(missing.stderr.hasPrefix("error: cannot run /nonexistent/program"), "\(missing.stderr)")
+        let usage = try HelperProcess.run(Self.rseqtrace, ["record", "--output", output],
+                                          environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(usage.exitCode == 64, "\(usage)")
+    }
+}

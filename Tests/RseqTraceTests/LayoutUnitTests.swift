@@ -1,0 +1,295 @@
+import Testing
+@testable import RseqTrace
+
+/// Pure arithmetic: the record word's bit layout, ring geometry validation and position helpers.
+@Suite("Layout: RecordWord bit layout")
+struct RecordWordUnitTests {
+    typealias Kind = RecordWord.Kind
+
+    @Test("every field survives an encode/decode round trip, at both ends of its range",
+          arguments: [Kind.event, .padding, .subbufferBegin])
+    func everyFieldRoundTrips(kind: Kind) {
+        let lengths = [0, 8, 16, 24, 1000, 0x7F_FFF8, 0xFF_FFF8, 0xFF_FFFF]
+        let ids: [UInt16] = [0, 1, 0x00FF, 0x8000, 0xFFFF]
+        let laps: [UInt16] = [0, 1, 0x1234, 0xFFFE, 0xFFFF]
+        for length in lengths {
+            for id in ids {
+                for lap in laps {
+                    for busy in [false, true] {
+                        let word = RecordWord(length: length, kind: kind, eventID: id, lap: lap, busy: busy)
+                        let decoded = RecordWord(rawValue: word.rawValue)
+                        #expect(decoded.length == length)
+                        #expect(decoded.kind == kind)
+                        #expect(decoded.eventID == id)
+                        #expect(decoded.lap == lap)
+                        #expect(decoded.isBusy == busy)
+                        #expect(decoded.hasReservedBitsClear)
+                        #expect(decoded == word)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("each field occupies exactly the documented bits")
+    func bitPositions() {
+        #expect(RecordWord(length: 0xFF_FFFF, kind: .subbufferBegin, eventID: 0xFFFF, lap: 0xFFFF, busy: true).rawValue
+                == 0xFFFF_FFFF_13FF_FFFF)
+        #expect(RecordWord(length: 0xFF_FFFF, kind: .event, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_01FF_FFFF)
+        #expect(RecordWord(length: 0, kind: .event, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_0100_0000)
+        #expect(RecordWord(length: 0, kind: .padding, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_0200_0000)
+        #expect(RecordWord(length: 0, kind: .subbufferBegin, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_0300_0000)
+        #expect(RecordWord(length: 0, kind: .event, eventID: 0, lap: 0, busy: true).rawValue == 0x0000_0000_1100_0000)
+        #expect(RecordWord(length: 0, kind: .event, eventID: 0xABCD, lap: 0, busy: false).rawValue == 0x0000_ABCD_0100_0000)
+        #expect(RecordWord(length: 0, kind: .event, eventID: 0, lap: 0x1234, busy: false).rawValue == 0x1234_0000_0100_0000)
+        #expect(RecordWord(length: 40, kind: .event, eventID: 7, lap: 3, busy: true).rawValue == 0x0003_0007_1100_0028)
+    }
+
+    @Test("a length wider than 24 bits is truncated and never leaks into kind, busy or reserved bits")
+    func oversizedLengthIsMasked() {
+        let word = RecordWord(length: 0x0300_0010, kind: .padding, eventID: 9, lap: 2, busy: false)
+        #expect(word.length == 0x10)
+        #expect(word.kind == .padding)
+        #expect(word.isBusy == false)
+        #expect(word.hasReservedBitsClear)
+        #expect(word.eventID == 9)
+        #expect(word.lap == 2)
+        let all = RecordWord(length: -1, kind: .event, eventID: 0, lap: 0, busy: false)
+        #expect(all.length == 0xFF_FFFF)
+        #expect(all.kind == .event)
+        #expect(all.hasReservedBitsClear)
+    }
+
+    @Test("size is the length rounded up to 8: the bytes a record occupies in the ring")
+    func sizeRoundsLengthUp() {
+        let cases: [(length: Int, size: Int)] = [
+            (0, 0), (1, 8), (7, 8), (8, 8), (9, 16), (15, 16), (16, 16), (17, 24), (20, 24), (23, 24), (24, 24),
+            (25, 32), (1000, 1000), (1001, 1008), (0xFF_FFF8, 0xFF_FFF8), (0xFF_FFF9, 0x100_0000), (0xFF_FFFF, 0x100_0000),
+        ]
+        for c in cases {
+            for kind in [Kind.event, .padding, .subbufferBegin] {
+                let word = RecordWord(length: c.length, kind: kind, eventID: 0xFFFF, lap: 0xFFFF, busy: true)
+                #expect(word.length == c.length, "\(kind) length \(c.length)")
+                #expect(word.size == c.size, "\(kind) length \(c.length)")
+                // Rounding never touches the stored word.
+                #expect(word.committed.size == c.size)
+            }
+        }
+        // An event word stores 16 + the exact payload size; its size is the ring footprint.
+        for payload in 0...2000 {
+            let word = RecordWord(length: TraceLayout.recordHeaderSize + payload, kind: .event, eventID: 1, lap: 0, busy: false)
+            #expect(word.length - TraceLayout.recordHeaderSize == payload)
+            #expect(word.size == TraceLayout.recordSize(payloadSize: payload), "payload \(payload)")
+            #expect(word.size % 8 == 0 && word.size - word.length < 8)
+        }
+    }
+
+    @Test("committed clears only the busy bit")
+    func committedClearsOnlyBusy() {
+        let busy = RecordWord(length: 0xFF_FFFF, kind: .event, eventID: 0xFFFF, lap: 0xFFFF, busy: true)
+        let committed = busy.committed
+        #expect(committed.rawValue == busy.rawValue & ~(UInt64(1) << 28))
+        #expect(committed.isBusy == false)
+        #expect(committed.length == 0xFF_FFFF)
+        #expect(committed.kind == .event)
+        #expect(committed.eventID == 0xFFFF)
+        #expect(committed.lap == 0xFFFF)
+        #expect(committed.committed == committed)
+        let idle = RecordWord(length: 24, kind: .subbufferBegin, eventID: 0, lap: 5, busy: false)
+        #expect(idle.committed == idle)
+        // Reserved bits are left as they are (commit never repairs a damaged word).
+        let odd = RecordWord(rawValue: busy.rawValue | UInt64(1) << 30)
+        #expect(odd.committed.rawValue == odd.rawValue & ~(UInt64(1) << 28))
+        #expect(odd.committed.hasReservedBitsClear == false)
+    }
+
+    @Test("any of reserved bits 29...31 is detected, without disturbing the other fields", arguments: [29, 30, 31])
+    func reservedBitsAreDetected(bit: Int) {
+        let base = RecordWord(length: 48, kind: .event, eventID: 3, lap: 4, busy: false)
+        let damaged = RecordWord(rawValue: base.rawValue | UInt64(1) << UInt64(bit))
+        #expect(damaged.hasReservedBitsClear == false)
+        #expect(damaged.length == 48)
+        #expect(damaged.kind == .event)
+        #expect(damaged.eventID == 3)
+        #expect(damaged.lap == 4)
+        #expect(damaged.isBusy == false)
+    }
+
+    @Test("kind decodes 1, 2, 3 only; 0 (never-written memory) and 4...15 are invalid")
+    func kindDecoding() {
+        for value in UInt64(0)...15 {
+            let word = RecordWord(rawValue: value << 24 | 16)
+            switch value {
+            case 1: #expect(word.kind == .event)
+            case 2: #expect(word.kind == .padding)
+            case 3: #expect(word.kind == .subbufferBegin)
+            default: #expect(word.kind == nil, "kind nibble \(value)")
+            }
+        }
+        #expect(RecordWord(rawValue: 0).kind == nil)
+        #expect(Kind.event.rawValue == 1)
+        #expect(Kind.padding.rawValue == 2)
+        #expect(Kind.subbufferBegin.rawValue == 3)
+    }
+}
+
+@Suite("Layout: TraceLayout geometry")
+struct TraceLayoutUnitTests {
+    @Test("valid geometries are accepted and every derived size follows from them")
+    func acceptsValidGeometries() throws {
+        let cases: [(cpus: Int, ring: Int, sub: Int)] = [
+            (1, 8192, 256), (1, 8192, 4096), (2, 8192, 1024), (4096, 8192, 4096),
+            (3, 1 << 20, 1 << 16), (1, 1 << 30, 1 << 24), (1, 1 << 25, 1 << 24), (64, 1 << 16, 256),
+            (1, 1 << 18, 1 << 10), (2, 1 << 30, 1 << 22),
+        ]
+        for c in cases {
+            let layout = try #require(TraceLayout(cpuRingCount: c.cpus, ringSize: c.ring, subbufferSize: c.sub),
+                                      "cpus \(c.cpus) ring \(c.ring) sub \(c.sub)")
+            #expect(layout.cpuRingCount == c.cpus)
+            #expect(layout.ringSize == c.ring)
+            #expect(layout.subbufferSize == c.sub)
+            #expect(layout.ringCount == c.cpus + 1)
+            #expect(layout.slowLaneRing == c.cpus)
+            #expect(layout.ringStride == 4096 + c.ring)
+            #expect(layout.ringsOffset == TraceLayout.registryOffset + TraceLayout.registrySize)
+            #expect(layout.ringsOffset == 65_536)
+            #expect(layout.totalSize == 65_536 + (c.cpus + 1) * (4096 + c.ring))
+            #expect(layout.subbuffersPerRing == c.ring / c.sub)
+            #expect(layout.subbuffersPerRing >= 2 && layout.subbuffersPerRing <= TraceLayout.maximumSubbuffersPerRing)
+            #expect(1 << layout.ringShift == c.ring)
+            #expect(layout.maximumPayloadSize == c.sub - 40)
+        }
+    }
+
+    @Test("geometries that are not powers of two, out of range, or with fewer than 2 or more than 256 sub-buffers are rejected")
+    func rejectsInvalidGeometries() {
+        let cases: [(cpus: Int, ring: Int, sub: Int, why: String)] = [
+            (1, 12288, 1024, "ring not a power of two"),
+            (1, 8192 + 8, 256, "ring not a power of two"),
+            (1, 65536, 384, "sub-buffer not a power of two"),
+            (1, 65536, 1000, "sub-buffer not a power of two"),
+            (1, 8192, 8192, "sub-buffer == ring (one sub-buffer)"),
+            (1, 8192, 16384, "sub-buffer > ring"),
+            (1, 1 << 20, 1 << 20, "sub-buffer == ring"),
+            (1, 4096, 256, "ring < 8 KiB"),
+            (1, 0, 256, "ring 0"),
+            (1, -8192, 256, "negative ring"),
+            (1, 1 << 31, 1 << 16, "ring > 1 GiB"),
+            (1, 1 << 40, 1 << 16, "ring > 1 GiB"),
+            (1, 8192, 128, "sub-buffer < 256"),
+            (1, 8192, 0, "sub-buffer 0"),
+            (1, 8192, -256, "negative sub-buffer"),
+            (1, 1 << 30, 1 << 25, "sub-buffer > 16 MiB"),
+            (1, 1 << 17, 256, "512 sub-buffers"),
+            (1, 1 << 20, 256, "4096 sub-buffers"),
+            (1, 1 << 30, 1 << 16, "16384 sub-buffers"),
+            (0, 8192, 1024, "cpu count 0"),
+            (-1, 8192, 1024, "negative cpu count"),
+            (4097, 8192, 1024, "cpu count > 4096"),
+        ]
+        for c in cases {
+            #expect(TraceLayout(cpuRingCount: c.cpus, ringSize: c.ring, subbufferSize: c.sub) == nil, "\(c.why)")
+        }
+    }
+
+    @Test("recordSize(payloadSize:) is the 16-byte header plus the payload, rounded up to 8")
+    func recordSizeRounding() {
+        #expect(TraceLayout.recordSize(payloadSize: 0) == 16)
+        #expect(TraceLayout.recordSize(payloadSize: 1) == 24)
+        #expect(TraceLayout.recordSize(payloadSize: 7) == 24)
+        #expect(TraceLayout.recordSize(payloadSize: 8) == 24)
+        #expect(TraceLayout.recordSize(payloadSize: 9) == 32)
+        #expect(TraceLayout.recordSize(payloadSize: 24) == 40)
+        #expect(TraceLayout.recordSize(payloadSize: 984) == 1000)
+        #expect(TraceLayout.recordSize(payloadSize: 985) == 1008)
+        for payload in 0...4100 {
+            let size = TraceLayout.recordSize(payloadSize: payload)
+            #expect(size % 8 == 0 && size >= 16 + payload && size < 16 + payload + 8, "payload \(payload) -> \(size)")
+        }
+    }
+
+    @Test("lap(of:) is position / ringSize truncated to 16 bits")
+    func lapOfPosition() throws {
+        let layout = try #require(TraceLayout(cpuRingCount: 2, ringSize: 8192, subbufferSize: 1024))
+        #expect(layout.lap(of: 0) == 0)
+        #expect(layout.lap(of: 8191) == 0)
+        #expect(layout.lap(of: 8192) == 1)
+        #expect(layout.lap(of: 8192 * 3 + 5) == 3)
+        #expect(layout.lap(of: 8192 * 65535) == 65535)
+        #expect(layout.lap(of: 8192 * 65536) == 0)
+        #expect(layout.lap(of: 8192 * 65537 + 8191) == 1)
+        #expect(layout.lap(of: UInt64.max) == 0xFFFF)
+        let big = try #require(TraceLayout(cpuRingCount: 1, ringSize: 1 << 30, subbufferSize: 1 << 24))
+        #expect(big.lap(of: (1 << 30) - 1) == 0)
+        #expect(big.lap(of: 1 << 30) == 1)
+        #expect(big.lap(of: UInt64(1) << 46) == 0)       // 65536 laps
+    }
+
+    @Test("maximumPayloadSize is exactly what fits a sub-buffer after its begin record", arguments: [256, 1024, 1 << 16, 1 << 24])
+    func maximumPayloadFillsASubbuffer(subbufferSize: Int) throws {
+        let layout = try #require(TraceLayout(cpuRingCount: 1, ringSize: max(8192, 2 * subbufferSize), subbufferSize: subbufferSize))
+        let maximum = layout.maximumPayloadSize
+        #expect(maximum == subbufferSize - 24 - 16)
+        #expect(TraceLayout.beginRecordSize + TraceLayout.recordSize(payloadSize: maximum) == subbufferSize)
+        #expect(TraceLayout.beginRecordSize + TraceLayout.recordSize(payloadSize: maximum + 1) > subbufferSize)
+    }
+
+    @Test("the magic reads RSEQTRC\\x01 in memory order and the constants match the documented layout")
+    func constants() {
+        let bytes = (0..<8).map { UInt8(truncatingIfNeeded: TraceLayout.magic >> (8 * UInt64($0))) }
+        #expect(bytes == Array("RSEQTRC".utf8) + [1])
+        #expect(TraceLayout.version == 1)
+        #expect(TraceLayout.headerSize == 4096)
+        #expect(TraceLayout.controlSize == 4096)
+        #expect(TraceLayout.beginRecordSize == 24)
+        #expect(TraceLayout.recordHeaderSize == 16)
+        #expect(TraceLayout.minimumRingSize == 8192)
+        #expect(TraceLayout.maximumRingSize == 1 << 30)
+        #expect(TraceLayout.minimumSubbufferSize == 256)
+        #expect(TraceLayout.maximumSubbufferSize == 1 << 24)
+        #expect(TraceLayout.maximumSubbuffersPerRing == 256)
+        // Control words live on distinct cache lines as documented (producer line vs consumer line).
+        #expect(ControlField.head == 0 && ControlField.dropped == 8 && ControlField.tooLarge == 16)
+        #expect(ControlField.mutex == 64 && ControlField.consumed == 128)
+    }
+}
+
+@Suite("Layout: TraceConfiguration name checks")
+struct TraceNameUnitTests {
+    static let lengthMessage = "must be 1 to 200 bytes long"
+    static let dotMessage = "must not start with a dot"
+    static let charactersMessage = "may only contain letters, digits, '.', '_' and '-'"
+
+    @Test("names that are empty or longer than 200 bytes are refused")
+    func lengthLimits() {
+        #expect(TraceConfiguration.problem(withName: "") == "trace name '' \(Self.lengthMessage)")
+        let long = String(repeating: "a", count: 201)
+        #expect(TraceConfiguration.problem(withName: long) == "trace name '\(long)' \(Self.lengthMessage)")
+        #expect(TraceConfiguration.problem(withName: String(repeating: "a", count: 200)) == nil)
+        #expect(TraceConfiguration.problem(withName: String(repeating: "Z", count: 1)) == nil)
+    }
+
+    @Test("a leading dot is refused", arguments: [".", "..", ".hidden", ".a-b", "../x", "./a"])
+    func leadingDot(name: String) {
+        #expect(TraceConfiguration.problem(withName: name) == "trace name '\(name)' \(Self.dotMessage)")
+    }
+
+    @Test("characters outside A-Z a-z 0-9 . _ - are refused",
+          arguments: ["a/b", "/", "x/../y", "a b", " lead", "trail ", "tab\there", "new\nline", "nul\u{0}x",
+                      "café", "日本", "emoji🙂", "a:b", "a*b", "a\\b", "percent%", "plus+"])
+    func forbiddenCharacters(name: String) {
+        #expect(TraceConfiguration.problem(withName: name) == "trace name '\(name)' \(Self.charactersMessage)")
+    }
+
+    @Test("a unicode name over 200 bytes fails the length check first")
+    func unicodeLengthCountsBytes() {
+        let name = String(repeating: "é", count: 101)    // 101 characters, 202 UTF-8 bytes
+        #expect(TraceConfiguration.problem(withName: name) == "trace name '\(name)' \(Self.lengthMessage)")
+    }
+
+    @Test("valid names are accepted",
+          arguments: ["a", "A", "0", "-", "_", "trace", "trace-1.2_x", "x.", "a..b", "UPPER_lower-09.dat", "9-lives"])
+    func validNames(name: String) {
+        #expect(TraceConfiguration.problem(withName: name) == nil)
+    }
+}

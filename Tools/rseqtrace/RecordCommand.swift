@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import RseqTrace
+import RseqTraceConsumer
+import RseqTraceFormats
+
+/// `rseqtrace record -- CMD [ARGS...]`: runs an instrumented program with tracing on, drains its
+/// buffers from this process while it runs, writes the trace, and exits with the program's status.
+struct RecordCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "record",
+        abstract: "Run an instrumented program with tracing on and write its trace (CTF).",
+        discussion: """
+            The program finds the trace object through the RSEQTRACE_BUFFER environment variable \
+            (SharedTraceBuffer.openFromEnvironment()). rseqtrace drains it while the program runs, \
+            shows progress on a terminal, writes the trace, and exits with the program's exit status \
+            (128 + signal number if it was killed).
+            """)
+
+    @Option(help: "Directory for the trace (created; must not exist or be empty).")
+    var output: String = "rseqtrace-record"
+
+    @Option(help: "Full-buffer policy: discard or overwrite.")
+    var mode: BufferMode = .discard
+
+    @Option(name: .customLong("buffer-size"), help: "Ring size per CPU, a power of two (e.g. 1M, 16M).")
+    var bufferSize: ByteSize = ByteSize(argument: "4M")!
+
+    @Option(name: .customLong("subbuffer-size"), help: "Sub-buffer size, a power of two (e.g. 64K).")
+    var subbufferSize: ByteSize = ByteSize(argument: "64K")!
+
+    @Option(name: .customLong("interval-ms"), help: "Milliseconds between drain rounds (1-10000).")
+    var intervalMilliseconds: Int = 20
+
+    @Argument(parsing: .postTerminator, help: "The program to run and its arguments (after --).")
+    var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else { throw ValidationError("missing the program to run: rseqtrace record [options] -- CMD [ARGS...]") }
+        guard (1...10_000).contains(intervalMilliseconds) else {
+            throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
+        }
+        guard TraceLayout(cpuRingCount: 1, ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes) != nil else {
+            throw ValidationError("""
+                --buffer-size \(bufferSize.bytes) and --subbuffer-size \(subbufferSize.bytes) must be powers of two \
+                with 8K <= buffer-size <= 1G, 256 <= subbuffer-size <= 16M, and 2 to 256 sub-buffers per buffer
+                """)
+        }
+    }
+
+    func run() throws {
+        do {
+            let status = try record()
+            if status != 0 { throw ExitCode(status) }
+        } catch let error as TraceError {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    private func record() throws(TraceError) -> Int32 {
+        try CTFTraceWriter.prepareDirectory(output)
+        let buffer = try SharedTraceBuffer.create(TraceConfiguration(
+            name: "rseqtrace-record-\(getpid())", ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes,
+            mode: mode))
+        let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-record",
+                                         procname: command[0].split(separator: "/").last.map(String.init) ?? command[0],
+                                         pid: getpid())
+        // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
+        signal(SIGINT, SIG_IGN)
+        let child = try ChildProcess.spawn(command, adding: [SharedTraceBuffer.environmentVariable: buffer.name])
+        let progress = ProgressLine(enabled: isatty(2) == 1)
+        var exitStatus: Int32?
+        var idleRounds = 0
+        // Drain while the program runs, then until a round finds nothing (its children may still
+        // be writing for a moment).
+        while exitStatus == nil || idleRounds < 2 {
+            let drained = try recorder.round()
+            progress.update(recorder.drainer.totals)
+            if exitStatus == nil { exitStatus = child.exitStatus() }
+            if exitStatus != nil { idleRounds = drained == 0 ? idleRounds + 1 : 0 }
+            if drained == 0 { SystemClock.sleep(microseconds: intervalMilliseconds * 1000) }
+        }
+        buffer.markFinished()
+        try recorder.round(quiescent: true)
+        progress.clear()
+        let summary = try recorder.finish()
+        let totals = recorder.drainer.totals
+        print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge))")
+        if let summary {
+            print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
+            print("read it with: babeltrace2 \(output)")
+        }
+        return exitStatus ?? 1
+    }
+}
+
+/// A program started with posix_spawnp.
+struct ChildProcess {
+    let pid: pid_t
+
+    /// Starts `command` with the current environment plus `adding`.
+    static func spawn(_ command: [String], adding: [String: String]) throws(TraceError) -> ChildProcess {
+        var environment: [String] = []
+        // SAFETY: `environ` is the process environment, a NULL-terminated array of C strings.
+        var entry = unsafe environ
+        // SAFETY: walking the NULL-terminated array until its terminator.
+        while let pointer = unsafe entry.pointee {
+            // SAFETY: each entry is a NUL-terminated C string.
+            let text = unsafe String(cString: pointer)
+            if let key = text.split(separator: "=", maxSplits: 1).first, adding[String(key)] == nil {
+                environment.append(text)
+            }
+            // SAFETY: still inside the array (the terminator was not reached).
+            unsafe entry = entry.advanced(by: 1)
+        }
+        environment += adding.map { "\($0.key)=\($0.value)" }
+        var pid: pid_t = 0
+        var attributes = posix_spawnattr_t()
+        // SAFETY: `attributes` and `defaults` are locals initialised by these calls, destroyed below.
+        unsafe posix_spawnattr_init(&attributes)
+        defer { unsafe posix_spawnattr_destroy(&attributes) }  // SAFETY: initialised above
+        // The program gets default SIGINT handling even though rseqtrace ignores it.
+        var defaults = sigset_t()
+        // SAFETY: see above.
+        unsafe sigemptyset(&defaults)
+        // SAFETY: see above.
+        unsafe sigaddset(&defaults, SIGINT)
+        // SAFETY: see above.
+        unsafe posix_spawnattr_setsigdefault(&attributes, &defaults)
+        // SAFETY: see above.
+        unsafe posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+        // SAFETY: strdup'ed copies, NULL-terminated, freed below after posix_spawnp returned.
+        let argv = unsafe command.map { unsafe strdup($0) } + [nil]
+        // SAFETY: as above.
+        let envp = unsafe environment.map { unsafe strdup($0) } + [nil]
+        // SAFETY: argv/envp are NULL-terminated arrays of live C strings; argv[0] is the program.
+        let rc = unsafe posix_spawnp(&pid, argv[0]!, nil, &attributes, argv, envp)
+        // SAFETY: each pointer came from strdup above and is freed once.
+        unsafe (argv + envp).forEach { unsafe free($0) }
+        guard rc == 0 else {
+            throw TraceError(.systemCallFailed, "cannot run \(command[0]): check the path (it is looked up in PATH)",
+                             errno: .init(rawValue: rc))
+        }
+        return ChildProcess(pid: pid)
+    }
+
+    /// The exit status once the program has ended (128 + signal if killed), else nil.
+    func exitStatus() -> Int32? {
+        var status: Int32 = 0
+        // SAFETY: `status` is a local integer.
+        guard unsafe waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        if status & 0x7F == 0 { return (status >> 8) & 0xFF }
+        return 128 + (status & 0x7F)
+    }
+}
+
+/// One self-redrawing status line on stderr (only on a terminal).
+final class ProgressLine {
+    let enabled: Bool
+    private var lastDraw: UInt64 = 0
+    private let start = SystemClock.monotonic()
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ totals: TraceDrainer.RingStatistics) {
+        guard enabled else { return }
+        let now = SystemClock.monotonic()
+        guard now - lastDraw >= 250_000_000 else { return }
+        lastDraw = now
+        let seconds = max(Double(now - start) / 1e9, 1e-9)
+        let rate = Double(totals.recorded) / seconds
+        printError("\r\u{1B}[2Krecording: \(totals.recorded) events (\(format(rate / 1e3)) k/s), lost \(totals.lost), \(format(seconds)) s", newline: false)
+    }
+
+    func clear() {
+        if enabled { printError("\r\u{1B}[2K", newline: false) }
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import RseqTraceFormats
+
+/// `rseqtrace view DIR`: prints a CTF trace's events, one line each, like babeltrace2.
+struct ViewCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "view",
+        abstract: "Print the events of a CTF trace written by rseqtrace, in time order.",
+        discussion: """
+            One line per event, with realtime UTC time of day and the delta from the previous line:
+              [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N name: { field = value, ... }
+            and one line per loss a stream reported:
+              discarded N events on cpu C between [HH:MM:SS.nnnnnnnnn] and [HH:MM:SS.nnnnnnnnn]
+            --event and --cpu filter events (--cpu also filters losses); --limit stops after N events.
+            """)
+
+    @Argument(help: "The trace directory (holding `metadata` and the `channel0_<n>` stream files).")
+    var directory: String
+
+    @Option(name: .customLong("event"), help: "Only events whose name matches this pattern (`*` matches any text, e.g. demo:*). Repeatable.")
+    var events: [String] = []
+
+    @Option(name: .customLong("cpu"), help: "Only this CPU's events and losses (the packets' cpu_id). Repeatable.")
+    var cpus: [Int] = []
+
+    @Option(help: "Print at most this many events.")
+    var limit: Int?
+
+    func validate() throws {
+        if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
+        if let bad = cpus.first(where: { $0 < 0 || $0 > Int(UInt32.max) }) {
+            throw ValidationError("--cpu must be a CPU number (0 or more), got \(bad)")
+        }
+        if let bad = events.first(where: \.isEmpty) { throw ValidationError("--event needs a non-empty pattern, got '\(bad)'") }
+    }
+
+    func run() throws {
+        let reader = try TraceText.open(directory)
+        var records = reader.records()
+        var printed = 0
+        var previous: Int64?
+        do {
+            while limit.map({ printed < $0 }) ?? true, let record = try records.next() {
+                if !cpus.isEmpty && !cpus.contains(Int(record.cpuID)) { continue }
+                switch record {
+                case .event(let event):
+                    if !events.isEmpty && !events.contains(where: { TraceText.matches($0, event.name) }) { continue }
+                    let delta = previous.map { "+" + TraceText.seconds(UInt64(max(0, event.realtime &- $0))) } ?? "+?.?????????"
+                    previous = event.realtime
+                    let fields = event.fields.map { "\($0.name) = \($0.value)" }.joined(separator: ", ")
+                    print("[\(TraceText.timeOfDay(event.realtime))] (\(delta)) cpu \(event.cpuID) \(event.name): { \(fields.isEmpty ? "" : fields + " ")}")
+                    printed += 1
+                case .discarded(let loss):
+                    print("discarded \(loss.count) events on cpu \(loss.cpuID) between [\(TraceText.timeOfDay(loss.realtimeBegin))] and [\(TraceText.timeOfDay(loss.realtimeEnd))]")
+                }
+            }
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}

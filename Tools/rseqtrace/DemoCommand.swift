@@ -35,14 +35,7 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Events per thread (1-100000000).")
     var events: Int = 250_000
 
-    @Option(help: "Full-buffer policy: discard (drop and count) or overwrite (flight recorder).")
-    var mode: BufferMode = .discard
-
-    @Option(name: .customLong("buffer-size"), help: "Ring size per CPU, a power of two (e.g. 256K, 1M).")
-    var bufferSize: ByteSize = ByteSize(argument: "16M")!
-
-    @Option(name: .customLong("subbuffer-size"), help: "Sub-buffer size, a power of two (e.g. 16K, 64K).")
-    var subbufferSize: ByteSize = ByteSize(argument: "64K")!
+    @OptionGroup var buffer: BufferOptions
 
     @Option(help: "Write the drained events as a CTF trace into this new (or empty) directory.")
     var output: String?
@@ -50,19 +43,11 @@ struct DemoCommand: ParsableCommand {
     func validate() throws {
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
         guard (1...100_000_000).contains(events) else { throw ValidationError("--events must be between 1 and 100000000, got \(events)") }
-        guard TraceLayout(cpuRingCount: 1, ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes) != nil else {
-            throw ValidationError("""
-                --buffer-size \(bufferSize.bytes) and --subbuffer-size \(subbufferSize.bytes) must be powers of two \
-                with 8K <= buffer-size <= 1G, 256 <= subbuffer-size <= 16M, and 2 to 256 sub-buffers per buffer
-                """)
-        }
     }
 
     func run() throws {
         let status = RseqRuntime.status
-        let configuration = TraceConfiguration(
-            name: "rseqtrace-demo-\(getpid())", ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes,
-            mode: mode)
+        let configuration = buffer.configuration(name: "rseqtrace-demo-\(getpid())")
         if let output {
             do {
                 try CTFTraceWriter.prepareDirectory(output)
@@ -73,16 +58,16 @@ struct DemoCommand: ParsableCommand {
         }
         let workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration, output: output)
         let result: DemoResult
-        let buffer: SharedTraceBuffer
+        let traceBuffer: SharedTraceBuffer
         let summary: CTFTraceWriter.Summary?
         do {
-            (result, buffer, summary) = try workload.run()
+            (result, traceBuffer, summary) = try workload.run()
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }
-        let layout = buffer.layout
-        print("rseqtrace demo: \(threads) threads x \(events) events, \(mode) mode, \(formatBytes(layout.ringSize)) ring per CPU (\(formatBytes(layout.subbufferSize)) sub-buffers), \(layout.cpuRingCount) CPU rings")
+        let layout = traceBuffer.layout
+        print("rseqtrace demo: \(threads) threads x \(events) events, \(buffer.mode) mode, \(formatBytes(layout.ringSize)) ring per CPU (\(formatBytes(layout.subbufferSize)) sub-buffers), \(layout.cpuRingCount) CPU rings")
         print("producer mode: \(status)\(status.mode.usesRseq ? " (rseq area feature size \(status.featureSize))" : "")")
         print("")
         print("ring          emitted    recorded        lost   (dropped / overwritten / too-large)")

@@ -22,14 +22,7 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Directory for the trace (created; must not exist or be empty).")
     var output: String = "rseqtrace-record"
 
-    @Option(help: "Full-buffer policy: discard or overwrite.")
-    var mode: BufferMode = .discard
-
-    @Option(name: .customLong("buffer-size"), help: "Ring size per CPU, a power of two (e.g. 1M, 16M).")
-    var bufferSize: ByteSize = ByteSize(argument: "4M")!
-
-    @Option(name: .customLong("subbuffer-size"), help: "Sub-buffer size, a power of two (e.g. 64K).")
-    var subbufferSize: ByteSize = ByteSize(argument: "64K")!
+    @OptionGroup var buffer: BufferOptions
 
     @Option(name: .customLong("interval-ms"), help: "Milliseconds between drain rounds (1-10000).")
     var intervalMilliseconds: Int = 20
@@ -41,12 +34,6 @@ struct RecordCommand: ParsableCommand {
         guard !command.isEmpty else { throw ValidationError("missing the program to run: rseqtrace record [options] -- CMD [ARGS...]") }
         guard (1...10_000).contains(intervalMilliseconds) else {
             throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
-        }
-        guard TraceLayout(cpuRingCount: 1, ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes) != nil else {
-            throw ValidationError("""
-                --buffer-size \(bufferSize.bytes) and --subbuffer-size \(subbufferSize.bytes) must be powers of two \
-                with 8K <= buffer-size <= 1G, 256 <= subbuffer-size <= 16M, and 2 to 256 sub-buffers per buffer
-                """)
         }
     }
 
@@ -62,9 +49,7 @@ struct RecordCommand: ParsableCommand {
 
     private func record() throws(TraceError) -> Int32 {
         try CTFTraceWriter.prepareDirectory(output)
-        let buffer = try SharedTraceBuffer.create(TraceConfiguration(
-            name: "rseqtrace-record-\(getpid())", ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes,
-            mode: mode))
+        let buffer = try SharedTraceBuffer.create(self.buffer.configuration(name: "rseqtrace-record-\(getpid())"))
         let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-record",
                                          procname: command[0].split(separator: "/").last.map(String.init) ?? command[0],
                                          pid: getpid())

@@ -33,7 +33,7 @@ struct DemoCommand: ParsableCommand {
     var threads: Int = 4
 
     @Option(help: "Events per thread (1-100000000).")
-    var events: Int = 250_000
+    var events: Int = 100_000
 
     @OptionGroup var buffer: BufferOptions
 

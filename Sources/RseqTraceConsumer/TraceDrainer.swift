@@ -13,7 +13,10 @@ import SystemPackage
 ///   (`CPUPinner`) and only succeeds if no sub-buffer it copied was recycled meanwhile; rings of
 ///   the locked protocol do the same under the ring mutex.
 /// - `quiescent: true` tells the drainer that no producer runs any more (all joined or exited),
-///   so it can read and publish without pinning.
+///   so it can read and publish without pinning, and a record still marked as being written was
+///   abandoned by a producer that died between reserve and commit: it is skipped and counted
+///   (`abandoned`). A live drain stops at such a record (it cannot tell a dead producer from a
+///   slow one), so that ring waits for the final quiescent drain.
 ///
 /// Lost records are counted exactly: `dropped` and `tooLarge` counters per ring, plus the
 /// `lost` count carried by each sub-buffer begin record in overwrite mode.
@@ -32,8 +35,10 @@ public final class TraceDrainer {
         public var dropped: UInt64 = 0
         /// Records refused because they could never fit (ring counter).
         public var tooLarge: UInt64 = 0
+        /// Records reserved by a producer that died before committing them (found by a quiescent drain).
+        public var abandoned: UInt64 = 0
         /// Every record lost on this ring.
-        public var lost: UInt64 { overwritten + dropped + tooLarge }
+        public var lost: UInt64 { overwritten + dropped + tooLarge + abandoned }
     }
 
     public private(set) var statistics: [RingStatistics]
@@ -59,6 +64,7 @@ public final class TraceDrainer {
             sum.overwritten += s.overwritten
             sum.dropped += s.dropped
             sum.tooLarge += s.tooLarge
+            sum.abandoned += s.abandoned
         }
     }
 
@@ -90,7 +96,7 @@ public final class TraceDrainer {
     func drainRing(_ index: Int, quiescent: Bool, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
         let ring = buffer.ring(index)
         if buffer.mode == .discard || quiescent {
-            return try drainInPlace(ring: ring, index: index, deliver)
+            return try drainInPlace(ring: ring, index: index, quiescent: quiescent, deliver)
         }
         let usesRseq = buffer.ringProtocol == .rseq && index < layout.cpuRingCount
         if !usesRseq {
@@ -147,7 +153,8 @@ public final class TraceDrainer {
     }
 
     /// Discard mode (or no producers left): deliver straight from the ring, then publish.
-    private func drainInPlace(ring: RingView, index: Int, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
+    private func drainInPlace(ring: RingView, index: Int, quiescent: Bool,
+                              _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
         let head = ring.load(ControlField.head, ordering: .acquiring)
         var start = ring.load(ControlField.consumed, ordering: .acquiring)
         if buffer.mode == .overwrite {
@@ -163,10 +170,12 @@ public final class TraceDrainer {
             }
         }
         var delivered = 0
-        let walk = RecordWalk.run(layout: layout, from: start, to: head,
+        let walk = RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent,
                                   word: { ring.loadWord(at: $0, ordering: .acquiring) },
                                   visit: { position, word in
-            if word.kind == .event {
+            if word.isBusy {
+                statistics[index].abandoned += 1   // its producer died between reserve and commit
+            } else if word.kind == .event {
                 // SAFETY: a committed record inside the ring; the consumer owns it until `consumed` moves.
                 let record = unsafe DrainedRecord(
                     ring: index, eventID: word.eventID,
@@ -328,14 +337,23 @@ enum RecordWalk {
         var problem: Problem?
     }
 
-    static func run(layout: TraceLayout, from: UInt64, to: UInt64, word load: (UInt64) -> UInt64,
-                    visit: (UInt64, RecordWord) -> Void) -> Result {
+    /// - Parameter abandonBusy: true when no producer can run any more: a record still being
+    ///   written was abandoned (its producer died between reserve and commit); it is passed to
+    ///   `visit` (busy) and skipped instead of stopping the walk.
+    static func run(layout: TraceLayout, from: UInt64, to: UInt64, abandonBusy: Bool = false,
+                    word load: (UInt64) -> UInt64, visit: (UInt64, RecordWord) -> Void) -> Result {
         var position = from
         let subSize = UInt64(layout.subbufferSize)
         while position < to {
             let word = RecordWord(rawValue: load(position))
             if word.isBusy && word.kind == .event && word.lap == layout.lap(of: position) {
-                return Result(end: position)   // still being written
+                guard abandonBusy, word.length >= 16, position + UInt64(word.size) <= to,
+                      position + UInt64(word.size) <= (position / subSize + 1) * subSize else {
+                    return Result(end: position)   // still being written
+                }
+                visit(position, word)
+                position += UInt64(word.size)
+                continue
             }
             guard let kind = word.kind, word.hasReservedBitsClear, !word.isBusy else {
                 return Result(end: position, problem: Problem(position: position, reason: "invalid record word 0x\(String(word.rawValue, radix: 16))"))

@@ -1,4 +1,6 @@
 import Glibc
+import RseqTrace
+import RseqTraceConsumer
 import Testing
 
 /// `rseqtrace demo --output` traces read by stock babeltrace2 and by its Python bindings (bt2):
@@ -197,5 +199,53 @@ struct CTFEndToEndTests {
         let usage = try HelperProcess.run(Self.rseqtrace, ["record", "--output", output],
                                           environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
         #expect(usage.exitCode == 64, "\(usage)")
+    }
+
+    @Test("a producer killed between reserve and commit blocks live drains only: the quiescent drain skips its record and counts it",
+          .timeLimit(.minutes(1)))
+    func deadProducerIsSkippedAndCounted() throws {
+        let name = "rseqtrace-test-dead-\(getpid())"
+        let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name, ringSize: 1 << 16, subbufferSize: 4096))
+        let outcome = try HelperProcess.runHelper(["die-mid-record", "--name", name, "--events", "50"], timeout: .seconds(30))
+        #expect(outcome.signal == SIGKILL, "\(outcome)")
+        #expect(outcome.stdout.contains("die-mid-record: committed=50 reserved=1"), "\(outcome)")
+        let drainer = TraceDrainer(buffer: buffer)
+        var sequences: [UInt64] = []
+        // Live drains deliver what precedes the abandoned record and stop there, every time.
+        for _ in 0..<3 {
+            try drainer.drainOnce { sequences.append($0.load(fromByteOffset: 0, as: UInt64.self)) }
+        }
+        #expect(sequences == Array(0..<50))
+        #expect(drainer.totals.abandoned == 0)
+        // The producer is gone: the quiescent drain skips and counts its half-written record.
+        try drainer.drainOnce(quiescent: true) { sequences.append($0.load(fromByteOffset: 0, as: UInt64.self)) }
+        #expect(sequences == Array(0..<50))
+        #expect(drainer.totals.recorded == 50)
+        #expect(drainer.totals.abandoned == 1)
+        #expect(drainer.totals.lost == 1)
+        // And the ring is usable again past it.
+        #expect(buffer.makeProducer().write(eventID: 7, value: UInt64(99)))
+        try drainer.drainOnce(quiescent: true) { sequences.append($0.load(fromByteOffset: 0, as: UInt64.self)) }
+        #expect(sequences.last == 99)
+    }
+
+    @Test("record of a program SIGKILLed mid-record: exit status 137, the abandoned record is counted, babeltrace2 reports it",
+          .enabled(if: HelperProcess.isExecutable(babeltrace)),
+          .timeLimit(.minutes(1)))
+    func recordSurvivesKilledProducer() throws {
+        let output = Self.temporaryDirectory("record-killed")
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
+        let run = try HelperProcess.run(Self.rseqtrace, ["record", "--output", output, "--", HelperProcess.helperPath,
+                                                         "die-mid-record", "--events", "30"],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(run.exitCode == 128 + SIGKILL, "\(run)")
+        #expect(run.stdout.contains("recorded 30 events, lost 1 (dropped 0, overwritten 0, too large 0, abandoned by dead producers 1)"),
+                "\(run.stdout)")
+        let read = try HelperProcess.run(Self.babeltrace, [output], environment: HelperProcess.childEnvironment(),
+                                         timeout: .seconds(60))
+        #expect(read.stdout.split(separator: "\n").count == 30)
+        #expect(read.stdout.contains("rseqtrace:unknown_7"), "unregistered id 7 is written with its raw payload")
+        #expect(read.stderr.contains("WARNING: Tracer discarded 1 event between"), "\(read.stderr)")
     }
 }

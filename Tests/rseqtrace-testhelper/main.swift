@@ -11,6 +11,7 @@ let usage = """
       \(StressCommand.usage)
       \(AttachWriteCommand.usage)
       \(SingleStepTargetCommand.usage)
+      \(DieMidRecordCommand.usage)
       mode
     """
 
@@ -25,6 +26,7 @@ do {
     case "stress": finish(try StressCommand.run(rest))
     case "attach-write": finish(try AttachWriteCommand.run(rest))
     case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
+    case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

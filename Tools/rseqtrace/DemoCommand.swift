@@ -70,12 +70,12 @@ struct DemoCommand: ParsableCommand {
         print("rseqtrace demo: \(threads) threads x \(events) events, \(buffer.mode) mode, \(formatBytes(layout.ringSize)) ring per CPU (\(formatBytes(layout.subbufferSize)) sub-buffers), \(layout.cpuRingCount) CPU rings")
         print("producer mode: \(status)\(status.mode.usesRseq ? " (rseq area feature size \(status.featureSize))" : "")")
         print("")
-        print("ring          emitted    recorded        lost   (dropped / overwritten / too-large)")
+        print("ring          emitted    recorded        lost   (dropped / overwritten / too-large / abandoned)")
         for (index, ring) in result.perRing.enumerated() {
             let name = index == layout.slowLaneRing ? "slow lane" : "cpu \(index)"
             print(pad(name, 9) + pad("\(ring.recorded + ring.lost)", 12, right: true)
                   + pad("\(ring.recorded)", 12, right: true) + pad("\(ring.lost)", 12, right: true)
-                  + "   (\(ring.dropped) / \(ring.overwritten) / \(ring.tooLarge))")
+                  + "   (\(ring.dropped) / \(ring.overwritten) / \(ring.tooLarge) / \(ring.abandoned))")
         }
         print("")
         let events = Double(max(result.emitted, 1))

@@ -73,7 +73,7 @@ struct RecordCommand: ParsableCommand {
         progress.clear()
         let summary = try recorder.finish()
         let totals = recorder.drainer.totals
-        print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge))")
+        print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))")
         if let summary {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
             print("read it with: babeltrace2 \(output)")

@@ -248,4 +248,39 @@ struct CTFEndToEndTests {
         #expect(read.stdout.contains("rseqtrace:unknown_7"), "unregistered id 7 is written with its raw payload")
         #expect(read.stderr.contains("WARNING: Tracer discarded 1 event between"), "\(read.stderr)")
     }
+
+    @Test("export --format chrome writes JSON that accounts for every event and every lost event",
+          .enabled(if: HelperProcess.isExecutable(python)),
+          .timeLimit(.minutes(1)))
+    func chromeExport() throws {
+        let output = Self.temporaryDirectory("export")
+        let json = output + ".json"
+        Self.removeTree(output)
+        defer { Self.removeTree(output); Self.removeTree(json) }
+        let demo = try Self.runDemo(["--threads", "2", "--events", "4000", "--mode", "overwrite", "--buffer-size", "16K",
+                                     "--subbuffer-size", "1K"], output: output)
+        let export = try HelperProcess.run(Self.rseqtrace, ["export", output, "--format", "chrome", "--output", json],
+                                           environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(export.exitCode == 0, "\(export)")
+        #expect(export.stdout.hasPrefix("exported \(demo.recorded) events"), "\(export.stdout)")
+        let script = """
+            import json, sys
+            d = json.load(open(sys.argv[1]))
+            ev = d["traceEvents"]
+            inst = [e for e in ev if e["ph"] == "i"]
+            lost = sum(e["args"]["count"] for e in ev if e["ph"] == "X" and e["name"] == "discarded events")
+            pairs = {(e["args"]["thread"], e["args"]["seq"]) for e in inst if e["name"] == "demo:tick"}
+            print(f"json: events={len(inst)} unique={len(pairs)} lost={lost} unit={d['displayTimeUnit']}")
+            """
+        let check = try HelperProcess.run(Self.python, ["-c", script, json], environment: HelperProcess.childEnvironment(),
+                                          timeout: .seconds(60))
+        let fields = try #require(check.fields(of: "json:"), "\(check)")
+        #expect(fields == ["events": "\(demo.recorded)", "unique": "\(demo.recorded)", "lost": "\(demo.lost)", "unit": "ns"])
+        let bad = try HelperProcess.run(Self.rseqtrace, ["export", output, "--format", "pdf", "--output", json],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(bad.exitCode == 64)
+        let missing = try HelperProcess.run(Self.rseqtrace, ["export", output + "-missing", "--format", "chrome", "--output", json],
+                                            environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(missing.exitCode == 1 && missing.stderr.hasPrefix("error: "), "\(missing)")
+    }
 }

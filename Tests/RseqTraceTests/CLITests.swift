@@ -179,7 +179,7 @@ private enum RseqTraceTool {
 struct CLITests {
     @Test("demo --threads 3 --events 3000 exits 0 and its summary balances: emitted 9000 == recorded + lost")
     func demoDiscardBalances() throws {
-        let run = RseqTraceTool.run(["demo", "--threads", "3", "--events", "3000"])
+        let run = RseqTraceTool.run(["demo", "--no-output", "--threads", "3", "--events", "3000"])
         #expect(run.exitStatus == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
         let last = try #require(run.stdoutLines.last, "\(run)")
@@ -197,7 +197,7 @@ struct CLITests {
 
     @Test("demo in overwrite mode with 16K rings loses records, counts every one, and still verifies")
     func demoOverwriteBalances() throws {
-        let run = RseqTraceTool.run(["demo", "--mode", "overwrite", "--buffer-size", "16K", "--subbuffer-size", "1K",
+        let run = RseqTraceTool.run(["demo", "--no-output", "--mode", "overwrite", "--buffer-size", "16K", "--subbuffer-size", "1K",
                                      "--threads", "2", "--events", "5000"])
         #expect(run.exitStatus == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
@@ -215,7 +215,7 @@ struct CLITests {
           arguments: [["--threads", "2", "--events", "2000"],
                       ["--mode", "overwrite", "--buffer-size", "16K", "--subbuffer-size", "1K", "--threads", "2", "--events", "5000"]])
     func demoFallbackBalances(arguments: [String]) throws {
-        let run = RseqTraceTool.run(["demo"] + arguments, extraEnvironment: ["RSEQTRACE_FORCE_FALLBACK": "1"])
+        let run = RseqTraceTool.run(["demo", "--no-output"] + arguments, extraEnvironment: ["RSEQTRACE_FORCE_FALLBACK": "1"])
         #expect(run.exitStatus == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
         #expect(run.stdout.contains("producer mode: fallback (RSEQTRACE_FORCE_FALLBACK is set)"), "\(run)")

@@ -283,4 +283,61 @@ struct CTFEndToEndTests {
                                             environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
         #expect(missing.exitCode == 1 && missing.stderr.hasPrefix("error: "), "\(missing)")
     }
+
+    @Test("demo writes ./rseqtrace-demo by default, replaces it on the next run, and refuses it once it holds other files",
+          .enabled(if: HelperProcess.isExecutable(babeltrace)),
+          .timeLimit(.minutes(1)))
+    func demoDefaultOutput() throws {
+        let home = Self.temporaryDirectory("default-home")
+        Self.removeTree(home)
+        defer { Self.removeTree(home) }
+        // SAFETY: mkdir takes the path by value.
+        let made = unsafe mkdir(home, 0o755)
+        #expect(made == 0)
+        func demo(_ events: Int) throws -> HelperProcess.Outcome {
+            try HelperProcess.run("/bin/sh", ["-c", "cd '\(home)' && exec '\(Self.rseqtrace)' demo --threads 2 --events \(events)"],
+                                  environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        }
+        for events in [700, 300] {
+            let run = try demo(events)
+            #expect(run.exitCode == 0, "\(run)")
+            #expect(run.stdout.contains("read it with: babeltrace2 rseqtrace-demo"), "\(run.stdout)")
+            let read = try HelperProcess.run(Self.babeltrace, [home + "/rseqtrace-demo"],
+                                             environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+            #expect(read.stdout.split(separator: "\n").count == 2 * events, "the previous run's trace was replaced")
+        }
+        // SAFETY: open takes the path by value.
+        let fd = unsafe open(home + "/rseqtrace-demo/notes.txt", O_CREAT | O_WRONLY, 0o644)
+        #expect(fd >= 0)
+        close(fd)
+        let refused = try demo(100)
+        #expect(refused.exitCode == 1)
+        #expect(refused.stderr.contains("error: output directory rseqtrace-demo is not empty"), "\(refused.stderr)")
+        // SAFETY: access takes the path by value.
+        #expect(unsafe access(home + "/rseqtrace-demo/notes.txt", F_OK) == 0, "nothing of the user's is removed")
+    }
+
+    @Test("record across processes is exact in both modes: recorded + lost equals what the program emitted",
+          .timeLimit(.minutes(2)),
+          arguments: ["discard", "overwrite"])
+    func recordIsExactUnderLoad(mode: String) throws {
+        let output = Self.temporaryDirectory("record-\(mode)")
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
+        let example = HelperProcess.buildDirectory + "/rseqtrace-example"
+        let run = try HelperProcess.run(Self.rseqtrace, ["record", "--output", output, "--mode", mode, "--buffer-size", "16K",
+                                                         "--subbuffer-size", "1K", "--interval-ms", "1", "--", example, "4", "30000"],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(90))
+        #expect(run.exitCode == 0, "\(run)")
+        let line = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("recorded ") }, "\(run.stdout)")
+        let words = line.split(separator: " ")
+        let recorded = try #require(Int(words[1]))
+        let lost = try #require(Int(words[4]))
+        #expect(recorded + lost == 4 * 30_000, "\(line)")
+        #expect(lost > 0, "a 16 KiB ring must lose events here: \(line)")
+        let stats = try HelperProcess.run(Self.rseqtrace, ["stats", output], environment: HelperProcess.childEnvironment(),
+                                          timeout: .seconds(60))
+        let fields = try #require(stats.fields(of: "stats:"), "\(stats)")
+        #expect(fields["events"] == "\(recorded)" && fields["discarded"] == "\(lost)", "\(stats.stdout)")
+    }
 }

@@ -37,8 +37,17 @@ struct DemoCommand: ParsableCommand {
 
     @OptionGroup var buffer: BufferOptions
 
-    @Option(help: "Write the drained events as a CTF trace into this new (or empty) directory.")
-    var output: String?
+    /// Where the demo writes its trace unless told otherwise; each run replaces the previous one.
+    static let defaultOutput = "rseqtrace-demo"
+
+    @Option(help: """
+        Directory for the CTF trace. The default, ./rseqtrace-demo, is replaced by each run; any \
+        other directory must not exist or be empty.
+        """)
+    var output: String = DemoCommand.defaultOutput
+
+    @Flag(name: .customLong("no-output"), help: "Do not write a trace.")
+    var noOutput = false
 
     func validate() throws {
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
@@ -48,9 +57,10 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         let status = RseqRuntime.status
         let configuration = buffer.configuration(name: "rseqtrace-demo-\(getpid())")
+        let output = noOutput ? nil : self.output
         if let output {
             do {
-                try CTFTraceWriter.prepareDirectory(output)
+                try CTFTraceWriter.prepareDirectory(output, replacingPreviousTrace: output == DemoCommand.defaultOutput)
             } catch {
                 printError("error: \(error)")
                 throw ExitCode.failure

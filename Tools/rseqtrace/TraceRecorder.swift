@@ -34,6 +34,9 @@ final class TraceRecorder {
             visit(record)
             guard failure == nil else { return }
             do throws(TraceError) {
+                // A producer registers an event before publishing its first record, so a record
+                // of an id not seen yet means the registry has grown since the round began.
+                if !writer.hasDecided(record.eventID) { writer.updateSchemas(try buffer.registeredEvents()) }
                 try writer.append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp,
                                   payload: record.bytes)
             } catch {

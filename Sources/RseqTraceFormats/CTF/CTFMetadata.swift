@@ -40,6 +40,8 @@ public struct CTFTraceDescription: Sendable {
 /// are copied verbatim.
 public enum CTFMetadata {
     public static let packetMagic: UInt32 = 0xC1FC_1FC1
+    /// First line of every metadata file.
+    public static let signature = "/* CTF 1.8 */"
     public static let extendedID: UInt32 = 31
 
     public static func text(_ d: CTFTraceDescription, unknownIDs: Set<UInt16>) -> String {

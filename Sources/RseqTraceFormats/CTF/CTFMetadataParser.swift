@@ -24,7 +24,7 @@ struct CTFMetadataParser {
         }
     }
 
-    static let signature = "/* CTF 1.8 */"
+    static let signature = CTFMetadata.signature
 
     /// The fixed part, up to the first `event` block; `@NAME` marks a value to capture.
     static let preamble = """

@@ -58,8 +58,10 @@ public final class CTFTraceWriter {
     }
 
     /// Creates `path` as the output directory, or accepts it if it exists and is empty: a trace is
-    /// never mixed with or written over other files. Call early to fail before doing any work.
-    public static func prepareDirectory(_ path: String) throws(TraceError) {
+    /// never mixed with or written over other files. With `replacingPreviousTrace`, a directory
+    /// holding only a trace rseqtrace wrote (its `metadata` and `channel0_<n>` files) is emptied
+    /// first — anything else in it is refused. Call early to fail before doing any work.
+    public static func prepareDirectory(_ path: String, replacingPreviousTrace: Bool = false) throws(TraceError) {
         // SAFETY: mkdir takes the path by value.
         if unsafe mkdir(path, 0o755) != 0 {
             let errno = Errno(rawValue: Glibc.errno)
@@ -70,15 +72,34 @@ public final class CTFTraceWriter {
             guard let entries = SystemInfo.directoryEntries(path) else {
                 throw TraceError(.alreadyExists, "\(path) exists and is not a directory: choose another output directory")
             }
-            guard entries.isEmpty else {
+            guard !entries.isEmpty else { return }
+            let isOurTrace = entries.allSatisfy { $0 == "metadata" || ($0.hasPrefix("channel0_") && Int($0.dropFirst(9)) != nil) }
+                && (SystemInfo.readSmallFile(path + "/metadata")).map {
+                    $0.hasPrefix(CTFMetadata.signature) && $0.contains("tracer_name = \"rseqtrace\";")
+                } == true
+            guard replacingPreviousTrace && isOurTrace else {
                 throw TraceError(.alreadyExists, "output directory \(path) is not empty: choose another output directory or remove it")
+            }
+            for entry in entries {
+                // SAFETY: unlink takes the path by value; only the trace files listed above.
+                if unsafe unlink(path + "/" + entry) != 0 {
+                    throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path)",
+                                     errno: Errno(rawValue: Glibc.errno))
+                }
             }
         }
     }
 
-    /// Adds schemas registered since the writer was created (ids already known keep their schema).
+    /// Adds schemas registered since the writer was created. Ids already known keep their schema,
+    /// and an id already written without a schema (as `rseqtrace:unknown_<id>`) stays so: its
+    /// events in the streams are encoded that way.
     public func updateSchemas(_ schemas: [UInt16: EventSchema]) {
-        description.schemas.merge(schemas) { current, _ in current }
+        description.schemas.merge(schemas.filter { !unknownIDs.contains($0.key) }) { current, _ in current }
+    }
+
+    /// Whether events of `id` are written with a schema (or were already written without one).
+    public func hasDecided(_ id: UInt16) -> Bool {
+        description.schemas[id] != nil || unknownIDs.contains(id)
     }
 
     /// Appends one event to its ring's stream. `cycles` is the record's cycle-counter timestamp.

@@ -43,11 +43,14 @@ public final class TraceDrainer {
 
     public private(set) var statistics: [RingStatistics]
     private let scratch: UnsafeMutableRawBufferPointer
+    /// Counts taken out of the ring counters by `resetCounters()`, per ring (dropped, tooLarge).
+    private var resetBase: [(dropped: UInt64, tooLarge: UInt64)]
 
     public init(buffer: SharedTraceBuffer) {
         self.buffer = buffer
         self.layout = buffer.layout
         self.statistics = Array(repeating: RingStatistics(), count: buffer.layout.ringCount)
+        self.resetBase = Array(repeating: (0, 0), count: buffer.layout.ringCount)
         // SAFETY: freshly allocated, freed in deinit, only used inside this object.
         unsafe self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.layout.ringSize, alignment: 8)
     }
@@ -86,9 +89,74 @@ public final class TraceDrainer {
     public func refreshCounters() {
         for index in 0..<layout.ringCount {
             let ring = buffer.ring(index)
-            statistics[index].dropped = ring.load(ControlField.dropped, ordering: .relaxed)
-            statistics[index].tooLarge = ring.load(ControlField.tooLarge, ordering: .relaxed)
+            statistics[index].dropped = resetBase[index].dropped + ring.load(ControlField.dropped, ordering: .relaxed)
+            statistics[index].tooLarge = resetBase[index].tooLarge + ring.load(ControlField.tooLarge, ordering: .relaxed)
         }
+    }
+
+    /// Sets every ring's `dropped` and `tooLarge` counters back to zero, atomically with the
+    /// producers that update them, so another tool (or a new session on the same object) starts
+    /// from zero. This drainer's totals keep counting what was reset, so they stay exact.
+    ///
+    /// Rings of the rseq protocol are reset by a compare-and-zero sequence run on the ring's CPU
+    /// (`CPUPinner`), which fails and is retried if a producer counted in between; locked rings
+    /// under their mutex.
+    /// - Throws: `.systemCallFailed` when a CPU cannot be reached (offline, outside the allowed set).
+    public func resetCounters() throws(TraceError) {
+        for index in 0..<layout.ringCount {
+            let ring = buffer.ring(index)
+            let usesRseq = buffer.ringProtocol == .rseq && index < layout.cpuRingCount
+            var taken: (dropped: UInt64, tooLarge: UInt64) = (0, 0)
+            if usesRseq {
+                guard buffer.indexing == .cpuID, RseqRuntime.prepareCurrentThread() else {
+                    throw TraceError(.invalidConfiguration, "ring \(index): resetting rseq counters needs cpu_id indexing and an rseq-capable consumer")
+                }
+                do {
+                    taken = try CPUPinner.run(onCPU: index) { () throws(TraceError) -> (dropped: UInt64, tooLarge: UInt64) in
+                        (try zeroOnCPU(ring, index, ControlField.dropped), try zeroOnCPU(ring, index, ControlField.tooLarge))
+                    }
+                } catch {
+                    switch error {
+                    case .pin(let pinError):
+                        throw TraceError(.systemCallFailed, "ring \(index): \(pinError)", errno: pinError.errno)
+                    case .body(let traceError):
+                        throw traceError
+                    }
+                }
+            } else {
+                // SAFETY: the mutex lives in this ring's control block.
+                let mutex = unsafe ring.controlPointer(ControlField.mutex)
+                // SAFETY: as above.
+                let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
+                guard rc == 0 else {
+                    throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))
+                }
+                taken = (ring.load(ControlField.dropped, ordering: .relaxed), ring.load(ControlField.tooLarge, ordering: .relaxed))
+                ring.store(ControlField.dropped, 0, ordering: .relaxed)
+                ring.store(ControlField.tooLarge, 0, ordering: .relaxed)
+                // SAFETY: locked above.
+                unsafe rseqtrace_mutex_unlock(mutex)
+            }
+            resetBase[index].dropped += taken.dropped
+            resetBase[index].tooLarge += taken.tooLarge
+        }
+        refreshCounters()
+    }
+
+    /// Compare-and-zero of a counter on its ring's CPU (the caller is pinned there); returns the
+    /// value it took out.
+    private func zeroOnCPU(_ ring: RingView, _ index: Int, _ field: Int) throws(TraceError) -> UInt64 {
+        for _ in 0..<1000 {
+            let value = ring.load(field, ordering: .relaxed)
+            if value == 0 { return 0 }
+            // SAFETY: a control word of this ring; the sequence checks it runs on CPU `index`.
+            let counter = unsafe ring.controlPointer(field)
+            // SAFETY: as above (the try-store targets the counter itself and is overwritten by the commit).
+            if unsafe rseqtrace_load_cbne_trystore_store__cpu_id(UInt32(index), counter, value, counter, 0, 0) == 0 {
+                return value
+            }
+        }
+        throw TraceError(.systemCallFailed, "ring \(index): could not reset its counter on CPU \(index) (producers kept counting)")
     }
 
     // MARK: - One ring

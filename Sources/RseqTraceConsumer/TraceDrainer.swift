@@ -106,36 +106,18 @@ public final class TraceDrainer {
         for index in 0..<layout.ringCount {
             let ring = buffer.ring(index)
             let usesRseq = buffer.ringProtocol == .rseq && index < layout.cpuRingCount
-            var taken: (dropped: UInt64, tooLarge: UInt64) = (0, 0)
+            let taken: (dropped: UInt64, tooLarge: UInt64)
             if usesRseq {
-                guard buffer.indexing == .cpuID, RseqRuntime.prepareCurrentThread() else {
-                    throw TraceError(.invalidConfiguration, "ring \(index): resetting rseq counters needs cpu_id indexing and an rseq-capable consumer")
-                }
-                do {
-                    taken = try CPUPinner.run(onCPU: index) { () throws(TraceError) -> (dropped: UInt64, tooLarge: UInt64) in
-                        (try zeroOnCPU(ring, index, ControlField.dropped), try zeroOnCPU(ring, index, ControlField.tooLarge))
-                    }
-                } catch {
-                    switch error {
-                    case .pin(let pinError):
-                        throw TraceError(.systemCallFailed, "ring \(index): \(pinError)", errno: pinError.errno)
-                    case .body(let traceError):
-                        throw traceError
-                    }
+                taken = try onRingCPU(index, purpose: "resetting its counters") { () throws(TraceError) in
+                    (try zeroOnCPU(ring, index, ControlField.dropped), try zeroOnCPU(ring, index, ControlField.tooLarge))
                 }
             } else {
-                // SAFETY: the mutex lives in this ring's control block.
-                let mutex = unsafe ring.controlPointer(ControlField.mutex)
-                // SAFETY: as above.
-                let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
-                guard rc == 0 else {
-                    throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))
+                taken = try withRingMutex(ring, index) {
+                    let counts = (ring.load(ControlField.dropped, ordering: .relaxed), ring.load(ControlField.tooLarge, ordering: .relaxed))
+                    ring.store(ControlField.dropped, 0, ordering: .relaxed)
+                    ring.store(ControlField.tooLarge, 0, ordering: .relaxed)
+                    return counts
                 }
-                taken = (ring.load(ControlField.dropped, ordering: .relaxed), ring.load(ControlField.tooLarge, ordering: .relaxed))
-                ring.store(ControlField.dropped, 0, ordering: .relaxed)
-                ring.store(ControlField.tooLarge, 0, ordering: .relaxed)
-                // SAFETY: locked above.
-                unsafe rseqtrace_mutex_unlock(mutex)
             }
             resetBase[index].dropped += taken.dropped
             resetBase[index].tooLarge += taken.tooLarge
@@ -159,6 +141,43 @@ public final class TraceDrainer {
         throw TraceError(.systemCallFailed, "ring \(index): could not reset its counter on CPU \(index) (producers kept counting)")
     }
 
+    /// Runs `body` on ring `index`'s CPU (the cpu_opv emulation), mapping failures to TraceError.
+    private func onRingCPU<R>(_ index: Int, purpose: String, _ body: () throws(TraceError) -> R) throws(TraceError) -> R {
+        guard buffer.indexing == .cpuID else {
+            throw TraceError(.invalidConfiguration, "ring \(index): \(purpose) needs cpu_id indexing to reach the ring's CPU")
+        }
+        guard RseqRuntime.prepareCurrentThread() else {
+            throw TraceError(.invalidConfiguration, """
+                ring \(index) uses rseq but this consumer runs in \(RseqRuntime.status) mode: it cannot act \
+                atomically with the producers (\(purpose)); drain after they stop (quiescent) instead
+                """)
+        }
+        do {
+            return try CPUPinner.run(onCPU: index, body)
+        } catch {
+            switch error {
+            case .pin(let pinError):
+                throw TraceError(.systemCallFailed, "ring \(index): \(pinError)", errno: pinError.errno)
+            case .body(let traceError):
+                throw traceError
+            }
+        }
+    }
+
+    /// Runs `body` holding ring `index`'s mutex (rings of the locked protocol).
+    private func withRingMutex<R>(_ ring: RingView, _ index: Int, _ body: () throws(TraceError) -> R) throws(TraceError) -> R {
+        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
+        let mutex = unsafe ring.controlPointer(ControlField.mutex)
+        // SAFETY: as above.
+        let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
+        guard rc == 0 else {
+            throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))
+        }
+        // SAFETY: locked just above.
+        defer { unsafe rseqtrace_mutex_unlock(mutex) }
+        return try body()
+    }
+
     // MARK: - One ring
 
     func drainRing(_ index: Int, quiescent: Bool, _ deliver: (DrainedRecord) -> Void) throws(TraceError) -> Int {
@@ -168,18 +187,8 @@ public final class TraceDrainer {
         }
         let usesRseq = buffer.ringProtocol == .rseq && index < layout.cpuRingCount
         if !usesRseq {
-            // SAFETY: the mutex lives in this ring's control block.
-            let mutex = unsafe ring.controlPointer(ControlField.mutex)
-            // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
-            let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
-            guard rc == 0 else {
-                throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))
-            }
-            let snapshot: Snapshot
-            do {
-                // SAFETY: locked just above; unlocked right after the snapshot.
-                defer { unsafe rseqtrace_mutex_unlock(mutex) }
-                snapshot = try takeSnapshot(ring: ring, index: index, commit: { markerField, marker, limit, end in
+            let snapshot = try withRingMutex(ring, index) { () throws(TraceError) in
+                try takeSnapshot(ring: ring, index: index, commit: { markerField, marker, limit, end in
                     guard ring.load(markerField, ordering: .relaxed) == marker,
                           ring.load(ControlField.head, ordering: .relaxed) <= limit else { return false }
                     ring.store(ControlField.consumed, end, ordering: .releasing)
@@ -188,34 +197,15 @@ public final class TraceDrainer {
             }
             return try deliverSnapshot(snapshot, ring: index, deliver)
         }
-        guard buffer.indexing == .cpuID else {
-            throw TraceError(.invalidConfiguration, "overwrite mode needs cpu_id indexing to reach a ring's CPU")
-        }
-        guard RseqRuntime.prepareCurrentThread() else {
-            throw TraceError(.invalidConfiguration, """
-                ring \(index) uses rseq but this consumer runs in \(RseqRuntime.status) mode: it cannot \
-                commit atomically with the producers; drain after they stop (quiescent) instead
-                """)
-        }
-        let snapshot: Snapshot
-        do {
-            snapshot = try CPUPinner.run(onCPU: index) { () throws(TraceError) -> Snapshot in
-                try takeSnapshot(ring: ring, index: index, commit: { markerField, marker, limit, end in
-                    let cpu = UInt32(index)
-                    // SAFETY: control words of this ring; the sequence checks it runs on `cpu`.
-                    return unsafe rseqtrace_load_cbne_load_cbgtu_store__cpu_id(
-                        cpu, ring.controlPointer(markerField), marker,
-                        ring.controlPointer(ControlField.head), limit,
-                        ring.controlPointer(ControlField.consumed), end) == 0
-                })
-            }
-        } catch {
-            switch error {
-            case .pin(let pinError):
-                throw TraceError(.systemCallFailed, "ring \(index): \(pinError)", errno: pinError.errno)
-            case .body(let traceError):
-                throw traceError
-            }
+        let snapshot = try onRingCPU(index, purpose: "reading it in overwrite mode") { () throws(TraceError) in
+            try takeSnapshot(ring: ring, index: index, commit: { markerField, marker, limit, end in
+                let cpu = UInt32(index)
+                // SAFETY: control words of this ring; the sequence checks it runs on `cpu`.
+                return unsafe rseqtrace_load_cbne_load_cbgtu_store__cpu_id(
+                    cpu, ring.controlPointer(markerField), marker,
+                    ring.controlPointer(ControlField.head), limit,
+                    ring.controlPointer(ControlField.consumed), end) == 0
+            })
         }
         return try deliverSnapshot(snapshot, ring: index, deliver)
     }

@@ -85,16 +85,23 @@ let package = Package(
             path: "Tests/CRseqTraceTestSupport",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        .target(
+            name: "RseqTraceTestPayloads",
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "CRseqTraceTestSupport"],
+            path: "Tests/RseqTraceTestPayloads",
+            swiftSettings: auditedUnsafe
+        ),
         .executableTarget(
             name: "rseqtrace-testhelper",
-            dependencies: ["RseqTrace", "RseqTraceConsumer", "CRseqTraceTestSupport"],
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "CRseqTraceTestSupport", "RseqTraceTestPayloads"],
             path: "Tests/rseqtrace-testhelper",
             swiftSettings: auditedUnsafe
         ),
         .testTarget(
             name: "RseqTraceTests",
             dependencies: [
-                "RseqTrace", "RseqTraceConsumer", "CRseqTrace", "CRseqTraceTestSupport",
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTrace", "CRseqTraceTestSupport",
+                "RseqTraceTestPayloads",
                 "rseqtrace-testhelper", "rseqtrace", "rseqtrace-example",
             ],
             swiftSettings: auditedUnsafe

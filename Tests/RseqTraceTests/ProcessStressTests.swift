@@ -1,3 +1,4 @@
+import RseqTraceTestPayloads
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -178,7 +179,7 @@ struct ProcessStressTests {
         let finished = Atomic<Int>(0)
         let localEmitted = Atomic<UInt64>(0)
         let workers = WorkerThreads(count: localThreads) { index in
-            var writer = TestPayloadWriter()
+            var writer = PayloadWriter()
             for sequence in 0..<UInt64(events) {
                 _ = writer.emit(producer, thread: UInt32(index), sequence: sequence)
                 if sequence % 500 == 499 { sched_yield() }
@@ -302,7 +303,7 @@ struct ProcessStressTests {
         let drainer = TraceDrainer(buffer: buffer)
         var records: [(ring: Int, id: UInt64?)] = []
         try drainer.drainOnce(quiescent: true) { record in
-            records.append((record.ring, verifiedPayloadID(record)))
+            records.append((record.ring, Payloads.verifiedID(record)))
         }
         #expect(drainer.totals.lost == 0)
         #expect(records.count == events + 1)
@@ -416,63 +417,6 @@ struct ProcessStressTests {
 
 // MARK: - Payloads written and checked by this process (format: CRseqTraceTestSupport.h)
 
-/// The payload of `record` if every byte of it is what its id says, else nil.
-func verifiedPayloadID(_ record: DrainedRecord) -> UInt64? {
-    guard record.payloadSize >= 16 else { return nil }
-    let id = record.load(fromByteOffset: 0, as: UInt64.self)
-    let size = Int(rtts_payload_size(id))
-    guard record.payloadSize == size, record.eventID == rtts_payload_event(id) else { return nil }
-    let full = size / 8
-    for k in 0..<full where record.load(fromByteOffset: k * 8, as: UInt64.self) != rtts_payload_word(id, UInt32(size), UInt32(k)) {
-        return nil
-    }
-    if size % 8 != 0 {
-        let last = rtts_payload_word(id, UInt32(size), UInt32(full))
-        for j in 0..<(size % 8)
-        where record.load(fromByteOffset: full * 8 + j, as: UInt8.self) != UInt8(truncatingIfNeeded: last >> UInt64(8 * j)) {
-            return nil
-        }
-    }
-    return id
-}
-
-struct TestFixedPayload: BitwiseCopyable {
-    var id: UInt64
-    var check: UInt64
-    var filler: UInt64
-}
-
-/// Writes test payloads with the three producer APIs in turn (as the helper does).
-struct TestPayloadWriter {
-    private var words = [UInt64](repeating: 0, count: 16)
-
-    mutating func emit(_ producer: Producer, thread: UInt32, sequence: UInt64) -> Bool {
-        let id = rtts_payload_id(thread, sequence)
-        let size = Int(rtts_payload_size(id))
-        let size32 = UInt32(size)
-        let event = rtts_payload_event(id)
-        switch sequence % 3 {
-        case 0:
-            for k in 0..<((size + 7) / 8) { words[k] = rtts_payload_word(id, size32, UInt32(k)) }
-            // SAFETY: UInt64 has no padding bytes; the span lives only for the call.
-            return unsafe producer.write(eventID: event, bytes: words.span.bytes.extracting(first: size))
-        case 1:
-            guard let reservation = producer.reserve(eventID: event, payloadSize: size) else { return false }
-            let full = size / 8
-            for k in 0..<full { reservation.store(rtts_payload_word(id, size32, UInt32(k)), at: k * 8) }
-            let last = rtts_payload_word(id, size32, UInt32(full))
-            for j in 0..<(size % 8) {
-                reservation.store(UInt8(truncatingIfNeeded: last >> UInt64(8 * j)), at: full * 8 + j)
-            }
-            producer.commit(reservation)
-            return true
-        default:
-            return producer.write(eventID: event, value: TestFixedPayload(
-                id: id, check: rtts_payload_word(id, size32, 1), filler: rtts_payload_word(id, size32, 2)))
-        }
-    }
-}
-
 /// Checks drained records of any process: integrity, duplicates, per-ring timestamp order.
 struct TestRecordVerifier {
     let slowLaneRing: Int
@@ -497,7 +441,7 @@ struct TestRecordVerifier {
             if problems.count < 10 { problems.append("ring \(record.ring) @\(record.position): timestamp went back") }
         }
         lastStamp[record.ring] = max(lastStamp[record.ring], record.timestamp)
-        guard let id = verifiedPayloadID(record) else {
+        guard let id = Payloads.verifiedID(record) else {
             damaged += 1
             if problems.count < 10 { problems.append("ring \(record.ring) @\(record.position): damaged") }
             return

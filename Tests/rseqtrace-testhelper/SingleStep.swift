@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import RseqTrace
+import RseqTraceTestPayloads
 
 /// `singlestep-target`: writes records from one thread between two SIGSTOPs, so that a tracer
 /// can single-step exactly the write loop.

@@ -4,6 +4,7 @@ import Glibc
 import CRseqTrace
 import CRseqTraceTestSupport
 import RseqTrace
+import RseqTraceTestPayloads
 import RseqTraceConsumer
 import Synchronization
 

@@ -25,14 +25,7 @@ enum AttachWriteCommand {
         Environment.prepare(inject: inject, signals: options.has("signals"))
         let status = RseqRuntime.status
 
-        let buffer: SharedTraceBuffer
-        do {
-            buffer = try SharedTraceBuffer.open(name: name)
-        } catch {
-            printError("error: \(error)")
-            return 3
-        }
-        buffer.noteAttachedProducer()
+        guard let buffer = attachAsProducer(name: name) else { return 3 }
         let producer = buffer.makeProducer()
         let state = WorkloadState(threads: threads)
         let settings = WorkloadSettings(

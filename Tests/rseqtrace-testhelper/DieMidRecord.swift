@@ -13,20 +13,7 @@ enum DieMidRecordCommand {
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
         let options = try Options(arguments, flagNames: [], valueNames: ["name", "events"])
         let events = try options.int("events", in: 0...1_000_000)
-        let buffer: SharedTraceBuffer
-        do {
-            if let name = options.values["name"] {
-                buffer = try SharedTraceBuffer.open(name: name)
-            } else if let attached = try SharedTraceBuffer.openFromEnvironment() {
-                buffer = attached
-            } else {
-                printError("error: no --name and no \(SharedTraceBuffer.environmentVariable)")
-                return 3
-            }
-        } catch {
-            printError("error: \(error)")
-            return 3
-        }
+        guard let buffer = attachAsProducer(name: options.values["name"]) else { return 3 }
         let producer = buffer.makeProducer()
         for sequence in 0..<UInt64(events) {
             guard producer.write(eventID: 7, value: sequence) else {
@@ -46,5 +33,26 @@ enum DieMidRecordCommand {
         raise(SIGKILL)
         _ = consume reservation   // never reached
         return 1
+    }
+}
+
+/// Attaches to an existing buffer as an extra producer process: by name, or through
+/// RSEQTRACE_BUFFER when `name` is nil. Prints the error and returns nil when it cannot.
+func attachAsProducer(name: String?) -> SharedTraceBuffer? {
+    do {
+        let buffer: SharedTraceBuffer
+        if let name {
+            buffer = try SharedTraceBuffer.open(name: name)
+            buffer.noteAttachedProducer()
+        } else if let attached = try SharedTraceBuffer.openFromEnvironment() {
+            buffer = attached
+        } else {
+            printError("error: no --name and no \(SharedTraceBuffer.environmentVariable)")
+            return nil
+        }
+        return buffer
+    } catch {
+        printError("error: \(error)")
+        return nil
     }
 }

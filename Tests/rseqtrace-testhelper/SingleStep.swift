@@ -16,14 +16,7 @@ enum SingleStepTargetCommand {
         let base = UInt32(try options.int("id", default: 0, in: 0...(1 << 23)))
         let warmup = try options.int("warmup", default: 1, in: 0...1000)
         let status = RseqRuntime.status
-        let buffer: SharedTraceBuffer
-        do {
-            buffer = try SharedTraceBuffer.open(name: name)
-        } catch {
-            printError("error: \(error)")
-            return 3
-        }
-        buffer.noteAttachedProducer()
+        guard let buffer = attachAsProducer(name: name) else { return 3 }
         let producer = buffer.makeProducer()
         var writer = PayloadWriter()
         var stored = 0

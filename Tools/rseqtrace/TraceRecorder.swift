@@ -6,7 +6,7 @@ import RseqTraceConsumer
 import RseqTraceFormats
 
 /// Drains a trace buffer round by round and, with an output directory, writes what it drains as
-/// a CTF trace (event schemas come from the buffer's registry, read before every round).
+/// a CTF trace (event schemas come from the buffer's registry, read when the writer starts and again whenever a record carries an id it has not seen).
 final class TraceRecorder {
     let buffer: SharedTraceBuffer
     let drainer: TraceDrainer
@@ -28,7 +28,6 @@ final class TraceRecorder {
     @discardableResult
     func round(quiescent: Bool = false, _ visit: (DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
         guard let writer else { return try drainer.drainOnce(quiescent: quiescent, visit) }
-        writer.updateSchemas(try buffer.registeredEvents())
         var failure: TraceError?
         let count = try drainer.drainOnce(quiescent: quiescent) { record in
             visit(record)

@@ -45,7 +45,7 @@ public struct RecordWord: Hashable, Sendable {
 
     @inlinable public var length: Int { Int(truncatingIfNeeded: rawValue & 0xFF_FFFF) }
     /// Bytes the record occupies in the ring: `length` rounded up to 8.
-    @inlinable public var size: Int { (length &+ 7) & ~7 }
+    @inlinable public var size: Int { TraceLayout.occupiedSize(length: length) }
     @inlinable public var kind: Kind? { Kind(rawValue: UInt8(truncatingIfNeeded: (rawValue >> 24) & 0xF)) }
     @inlinable public var isBusy: Bool { rawValue & RecordWord.busyBit != 0 }
     @inlinable public var eventID: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 32) }

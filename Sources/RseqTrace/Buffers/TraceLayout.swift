@@ -78,7 +78,13 @@ public struct TraceLayout: Hashable, Sendable {
     /// Bytes a record with `payloadSize` bytes of payload occupies: header plus payload, rounded up to 8.
     @inlinable
     public static func recordSize(payloadSize: Int) -> Int {
-        (recordHeaderSize &+ payloadSize &+ 7) & ~7
+        occupiedSize(length: recordHeaderSize &+ payloadSize)
+    }
+
+    /// Bytes a record of `length` bytes (header + payload) occupies: `length` rounded up to 8.
+    @inlinable
+    public static func occupiedSize(length: Int) -> Int {
+        (length &+ 7) & ~7
     }
 
     /// Low 16 bits of the sequence number of the sub-buffer starting at `position`.

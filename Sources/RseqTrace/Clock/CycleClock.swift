@@ -72,15 +72,17 @@ public struct CycleClock: Sendable, Hashable {
         return (best.cycles, best.monotonic)
     }
 
-    /// Converts a timestamp to CLOCK_MONOTONIC nanoseconds.
+    /// Converts a timestamp to CLOCK_MONOTONIC nanoseconds: exact integer arithmetic (so the
+    /// conversion is monotonic), saturating at 0 and UInt64.max for values no clock produces.
     public func monotonicNanoseconds(_ cycles: UInt64) -> UInt64 {
-        let delta = Double(Int64(bitPattern: cycles &- cycleReference))
-        let ns = Double(monotonicReference) + delta * 1e9 / Double(frequency)
-        return ns <= 0 ? 0 : UInt64(ns)
-    }
-
-    /// Converts a duration in ticks to nanoseconds.
-    public func nanoseconds(ofTicks ticks: UInt64) -> Double {
-        Double(ticks) * 1e9 / Double(frequency)
+        guard frequency > 0 else { return monotonicReference }
+        let forward = cycles >= cycleReference
+        let product = (forward ? cycles - cycleReference : cycleReference - cycles).multipliedFullWidth(by: 1_000_000_000)
+        let ns = product.high >= frequency ? UInt64.max : frequency.dividingFullWidth(product).quotient
+        if forward {
+            let (sum, overflow) = monotonicReference.addingReportingOverflow(ns)
+            return overflow ? .max : sum
+        }
+        return monotonicReference >= ns ? monotonicReference - ns : 0
     }
 }

@@ -165,8 +165,7 @@ public struct Producer: @unchecked Sendable {
                 guard index < cpuRings else { break }
                 let ring = self.ring(Int(index))
                 let head = ring.load(ControlField.head, ordering: .relaxed)
-                let inSub = head & subbufferMask
-                guard inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize else { break }
+                guard fitsOpenSubbuffer(head: head, total: total) else { break }
                 let word = RecordWord(length: TraceLayout.recordHeaderSize &+ size, kind: .event, eventID: eventID,
                                       lap: layout.lap(of: head), busy: false)
                 // SAFETY: the record [head, head + total) lies inside the open sub-buffer of this
@@ -197,7 +196,7 @@ public struct Producer: @unchecked Sendable {
     @inlinable
     @inline(__always)
     func reserveSlot(eventID: UInt16, length: Int) -> ReservedSlot? {
-        let total = (length &+ 7) & ~7
+        let total = TraceLayout.occupiedSize(length: length)
         switch path {
         case .rseqCPU, .rseqConcurrencyID:
             var attempts = 0
@@ -208,8 +207,7 @@ public struct Producer: @unchecked Sendable {
                 }
                 let ring = self.ring(Int(index))
                 let head = ring.load(ControlField.head, ordering: .relaxed)
-                let inSub = head & subbufferMask
-                if inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize {
+                if fitsOpenSubbuffer(head: head, total: total) {
                     let word = RecordWord(length: length, kind: .event, eventID: eventID,
                                           lap: layout.lap(of: head), busy: true)
                     // SAFETY: [head, head + total) lies in the open sub-buffer of this ring.
@@ -236,6 +234,15 @@ public struct Producer: @unchecked Sendable {
         case .slowLaneOnly:
             return reserveInSlowLane(eventID: eventID, length: length)
         }
+    }
+
+    /// Whether a record of `total` bytes fits the sub-buffer `head` is in, which is open (it has a
+    /// begin record) unless `head` sits on a sub-buffer boundary.
+    @inlinable
+    @inline(__always)
+    func fitsOpenSubbuffer(head: UInt64, total: Int) -> Bool {
+        let inSub = head & subbufferMask
+        return inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize
     }
 
     /// The index field of the calling thread, or a value >= cpuRingCount when it is not registered.
@@ -296,22 +303,21 @@ public struct Producer: @unchecked Sendable {
             countOnCurrentRing(ControlField.dropped)
             return .refused
         case .recycleFirst(let recycling):
-            // Step 1: declare the old content dead; the next attempt plans the opening itself.
-            let outcome: Int32
+            // Step 1: declare the old content dead; the next attempt plans the opening itself
+            // (whether this sequence committed or not).
             if path == .rseqCPU {
                 // SAFETY: control words of this ring.
-                outcome = unsafe rseqtrace_load_cbne_load_cbne_store__cpu_id(
+                _ = unsafe rseqtrace_load_cbne_load_cbne_store__cpu_id(
                     index, ring.controlPointer(ControlField.head), head,
                     ring.controlPointer(ControlField.consumed), recycling.consumedExpected,
                     ring.controlPointer(recycling.markerField), recycling.marker.rawValue)
             } else {
                 // SAFETY: as above.
-                outcome = unsafe rseqtrace_load_cbne_load_cbne_store__mm_cid(
+                _ = unsafe rseqtrace_load_cbne_load_cbne_store__mm_cid(
                     index, ring.controlPointer(ControlField.head), head,
                     ring.controlPointer(ControlField.consumed), recycling.consumedExpected,
                     ring.controlPointer(recycling.markerField), recycling.marker.rawValue)
             }
-            _ = outcome
             return .retry
         }
         // SAFETY: every position of the plan lies in this ring (see SubbufferOpening.plan).
@@ -382,7 +388,7 @@ public struct Producer: @unchecked Sendable {
     @inline(never)
     @usableFromInline
     func reserveLocked(ringIndex: Int, eventID: UInt16, length: Int) -> ReservedSlot? {
-        let total = (length &+ 7) & ~7
+        let total = TraceLayout.occupiedSize(length: length)
         let ring = self.ring(ringIndex)
         // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
         let mutex = unsafe ring.control.advanced(by: ControlField.mutex)
@@ -394,8 +400,7 @@ public struct Producer: @unchecked Sendable {
         // SAFETY: locked just above.
         defer { unsafe rseqtrace_mutex_unlock(mutex) }
         let head = ring.load(ControlField.head, ordering: .relaxed)
-        let inSub = head & subbufferMask
-        if inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize {
+        if fitsOpenSubbuffer(head: head, total: total) {
             let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: head), busy: true)
             ring.storeWord(at: head &+ 8, CycleClock.now(), ordering: .relaxed)
             ring.storeWord(at: head, word.rawValue, ordering: .relaxed)

@@ -52,7 +52,7 @@ struct SubbufferOpening {
     @usableFromInline
     static func plan(layout: TraceLayout, mode: BufferMode, ring: RingView, head: UInt64, consumed: UInt64,
                      length: Int, eventID: UInt16) -> Outcome {
-        let total = (length &+ 7) & ~7
+        let total = TraceLayout.occupiedSize(length: length)
         let subSize = UInt64(layout.subbufferSize)
         let ringSize = UInt64(layout.ringSize)
         let inSub = head & (subSize &- 1)

@@ -106,7 +106,7 @@ public final class CTFTraceWriter {
     public func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: [UInt8]) throws(TraceError) {
         precondition(!finished, "append after finish")
         let stream = streams[ring]
-        let timestamp = monotonic(cycles)
+        let timestamp = description.clock.monotonicNanoseconds(cycles)
         if stream.events.isEmpty { stream.begin = max(timestamp, stream.end) }
         let known = description.schemas[eventID] != nil
         if !known { unknownIDs.insert(eventID) }
@@ -166,18 +166,6 @@ public final class CTFTraceWriter {
     }
 
     // MARK: - Packets
-
-    private func monotonic(_ cycles: UInt64) -> UInt64 {
-        let clock = description.clock
-        if cycles >= clock.cycleReference {
-            let delta = (cycles - clock.cycleReference).multipliedFullWidth(by: 1_000_000_000)
-            let (ns, _) = clock.frequency.dividingFullWidth(delta)
-            return clock.monotonicReference &+ ns
-        }
-        let delta = (clock.cycleReference - cycles).multipliedFullWidth(by: 1_000_000_000)
-        let (ns, _) = clock.frequency.dividingFullWidth(delta)
-        return clock.monotonicReference >= ns ? clock.monotonicReference - ns : 0
-    }
 
     private static let headerSize = 4 + 16 + 4 + 8 + 8 * 6 + 4
 

@@ -1,4 +1,5 @@
 // swift-tools-version: 6.2
+import CompilerPluginSupport
 import PackageDescription
 
 /// Targets that touch raw memory: every unsafe expression must be marked `unsafe` (and, by house rule,
@@ -16,10 +17,22 @@ let package = Package(
         .library(name: "RseqTraceFormats", targets: ["RseqTraceFormats"]),
         .executable(name: "rseqtrace", targets: ["rseqtrace"]),
         .executable(name: "rseqtrace-example", targets: ["rseqtrace-example"]),
+        // Opt-in: `@TraceEvent` / `#trace`. Only targets that import RseqTraceMacros build swift-syntax.
+        .library(name: "RseqTraceMacros", targets: ["RseqTraceMacros"]),
+        // Forwards typed events to LTTng-UST; links liblttng-ust only with `--traits LTTng`.
+        .library(name: "RseqTraceLTTng", targets: ["RseqTraceLTTng"]),
+    ],
+    traits: [
+        .trait(
+            name: "LTTng",
+            description: "Build the LTTng-UST bridge (RseqTraceLTTng, `rseqtrace demo --backend lttng`). Needs liblttng-ust-dev and pkg-config."
+        ),
+        .default(enabledTraits: []),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
     ],
     targets: [
         // MARK: C — only the rseq ABI, the asm critical sections and the syscalls Swift cannot call.
@@ -67,6 +80,7 @@ let package = Package(
             dependencies: [
                 "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .target(name: "RseqTraceLTTng", condition: .when(traits: ["LTTng"])),
             ],
             path: "Tools/rseqtrace",
             swiftSettings: auditedUnsafe
@@ -76,6 +90,66 @@ let package = Package(
         .executableTarget(
             name: "rseqtrace-example",
             dependencies: ["RseqTrace", "RseqTraceConsumer"],
+            swiftSettings: auditedUnsafe
+        ),
+
+        // MARK: Macros (opt-in; swift-syntax stays out of the producer library and the release demo)
+        .macro(
+            name: "RseqTraceMacroPlugin",
+            dependencies: [
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+            ],
+            path: "Sources/RseqTraceMacroPlugin"
+        ),
+        .target(
+            name: "RseqTraceMacros",
+            dependencies: ["RseqTrace", "RseqTraceMacroPlugin"],
+            swiftSettings: auditedUnsafe
+        ),
+
+        // MARK: LTTng bridge (trait LTTng)
+        // liblttng-ust 2.13 through pkg-config; only targets built with the trait link it.
+        .systemLibrary(
+            name: "CLTTngUST",
+            pkgConfig: "lttng-ust",
+            providers: [.apt(["liblttng-ust-dev"])]
+        ),
+        // The tracepoint provider (C only because LTTng-UST's provider API is C). Without the trait it
+        // compiles to stubs, so `swift build` needs no liblttng-ust (SwiftPM still compiles it).
+        .target(
+            name: "CRseqTraceLTTng",
+            dependencies: [.target(name: "CLTTngUST", condition: .when(traits: ["LTTng"]))],
+            cSettings: [
+                .define("_GNU_SOURCE"),
+                .define("RSEQTRACE_WITH_LTTNG", to: "1", .when(traits: ["LTTng"])),
+                .headerSearchPath("provider"),
+            ]
+        ),
+        .target(
+            name: "RseqTraceLTTng",
+            dependencies: ["RseqTrace", "CRseqTraceLTTng"],
+            swiftSettings: auditedUnsafe
+        ),
+
+        // MARK: Benchmarks (Tools/bench)
+        // Not a product: built and run by Tools/bench (release). The C part holds the baselines and
+        // the malloc interposer that counts allocations; the LTTng-UST workload is a separate C
+        // program Tools/bench compiles with gcc (Benchmarks/lttng), so liblttng-ust is optional.
+        .target(
+            name: "CRseqTraceBench",
+            path: "Benchmarks/CRseqTraceBench",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        .executableTarget(
+            name: "rseqtrace-bench",
+            dependencies: [
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTraceBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/rseqtrace-bench",
             swiftSettings: auditedUnsafe
         ),
 
@@ -93,7 +167,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "rseqtrace-testhelper",
-            dependencies: ["RseqTrace", "RseqTraceConsumer", "CRseqTraceTestSupport", "RseqTraceTestPayloads"],
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTraceTestSupport",
+                           "RseqTraceTestPayloads"],
             path: "Tests/rseqtrace-testhelper",
             swiftSettings: auditedUnsafe
         ),
@@ -103,6 +178,15 @@ let package = Package(
                 "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTrace", "CRseqTraceTestSupport",
                 "RseqTraceTestPayloads",
                 "rseqtrace-testhelper", "rseqtrace", "rseqtrace-example",
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+        .testTarget(
+            name: "RseqTraceMacroTests",
+            dependencies: [
+                "RseqTraceMacroPlugin", "RseqTraceMacros", "RseqTrace", "RseqTraceConsumer",
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
             ],
             swiftSettings: auditedUnsafe
         ),

@@ -8,6 +8,7 @@
 
 #include "CRseqTrace.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -252,6 +253,12 @@ void rseqtrace_leave_fifo(int saved_policy, int saved_priority)
 int rseqtrace_getcpu(void)
 {
 	return sched_getcpu();
+}
+
+int rseqtrace_is_static_storage(const void *address)
+{
+	Dl_info info;
+	return dladdr(address, &info) != 0 && info.dli_fname != NULL;
 }
 
 int rseqtrace_mutex_init_shared(void *mutex)

@@ -177,14 +177,14 @@ private enum RseqTraceTool {
 
 @Suite("CLI: the rseqtrace executable", .enabled(if: RseqTraceTool.isBuilt, "the rseqtrace executable is built next to the tests"))
 struct CLITests {
-    @Test("demo --threads 3 --events 3000 exits 0 and its summary balances: emitted 9000 == recorded + lost")
+    @Test("demo --threads 3 --events 3000 exits 0 and its summary balances: emitted 9009 (9000 ticks + 9 demo:types) == recorded + lost")
     func demoDiscardBalances() throws {
         let run = RseqTraceTool.run(["demo", "--no-output", "--threads", "3", "--events", "3000"])
         #expect(run.exitStatus == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
         let last = try #require(run.stdoutLines.last, "\(run)")
         let summary = try #require(DemoSummary(last), "last line: \(last)")
-        #expect(summary.emitted == 9000)
+        #expect(summary.emitted == 9009)
         // The child inherits this environment, so it makes the same rseq decision as this process
         // (glibc 2.36 registers rseq on this kernel: "rseq").
         #expect(summary.mode == RseqRuntime.mode.rawValue)
@@ -192,7 +192,7 @@ struct CLITests {
         #expect(summary.nsPerEvent > 0)
         // 9000 records of 40 bytes cannot fill 4 MiB rings that are drained concurrently.
         #expect(summary.lost == 0)
-        #expect(run.stdout.contains("verified: \(summary.recorded) records intact, 0 damaged, 0 duplicated, 0 per-CPU timestamp regressions"))
+        #expect(run.stdout.contains("verified: 9000 demo:tick and 9 demo:types records intact, 0 damaged, 0 duplicated, 0 per-CPU timestamp regressions"), "\(run)")
     }
 
     @Test("demo in overwrite mode with 16K rings loses records, counts every one, and still verifies")
@@ -203,12 +203,12 @@ struct CLITests {
         #expect(run.stderr.isEmpty, "\(run)")
         let last = try #require(run.stdoutLines.last, "\(run)")
         let summary = try #require(DemoSummary(last), "last line: \(last)")
-        #expect(summary.emitted == 10000)
+        #expect(summary.emitted == 10010)
         #expect(summary.lost > 0)
         #expect(summary.recorded > 0)
         #expect(summary.recorded + summary.lost == summary.emitted)
         #expect(run.stdout.contains("overwrite mode, 16 KiB ring per CPU (1 KiB sub-buffers)"))
-        #expect(run.stdout.contains("verified: \(summary.recorded) records intact, 0 damaged, 0 duplicated, 0 per-CPU timestamp regressions"))
+        #expect(run.stdout.contains(" records intact, 0 damaged, 0 duplicated, 0 per-CPU timestamp regressions"), "\(run)")
     }
 
     @Test("with RSEQTRACE_FORCE_FALLBACK=1 the demo runs the locked protocol and still balances exactly",
@@ -222,7 +222,7 @@ struct CLITests {
         let last = try #require(run.stdoutLines.last, "\(run)")
         let summary = try #require(DemoSummary(last), "last line: \(last)")
         #expect(summary.mode == "fallback")
-        #expect(summary.emitted == (arguments.contains("overwrite") ? 10000 : 4000))
+        #expect(summary.emitted == (arguments.contains("overwrite") ? 10010 : 4004))
         #expect(summary.recorded + summary.lost == summary.emitted)
         if !arguments.contains("overwrite") { #expect(summary.lost == 0) }
     }

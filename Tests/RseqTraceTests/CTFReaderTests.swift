@@ -126,7 +126,7 @@ private struct TraceBuilder {
             name = schema.name
             var offset = 0
             for field in schema.fields {
-                let size = field.type.byteCount
+                let size = field.type.fixedByteCount ?? 0   // TraceBuilder's schemas are all fixed-size
                 var raw: UInt64 = 0
                 for i in 0..<size { raw |= UInt64(payload[offset + i]) << UInt64(8 * i) }
                 offset += size
@@ -138,6 +138,7 @@ private struct TraceBuilder {
                                     : Int64(bitPattern: raw) - (raw >> UInt64(bits - 1) == 1 ? Int64(1) << Int64(bits) : 0))
                 case .float32: value = .float32(Float(bitPattern: UInt32(raw)))
                 case .float64: value = .float64(Double(bitPattern: raw))
+                case .string, .bytes, .enumeration: preconditionFailure("TraceBuilder's schemas are all scalars")
                 }
                 fields.append(CTFFieldValue(name: field.name, value: value))
             }
@@ -171,7 +172,7 @@ private struct TraceBuilder {
             case (.signed, 2): raw = UInt64(bitPattern: -1)
             default: break
             }
-            for i in 0..<field.type.byteCount { bytes.append(UInt8(truncatingIfNeeded: raw >> UInt64(8 * i))) }
+            for i in 0..<(field.type.fixedByteCount ?? 0) { bytes.append(UInt8(truncatingIfNeeded: raw >> UInt64(8 * i))) }
         }
         return bytes
     }
@@ -264,6 +265,7 @@ struct CTFReaderTests {
                 case .float32: #expect(d.type == .float32)
                 case .float64: #expect(d.type == .float64)
                 case .bool: #expect(d.type == .unsigned(bits: 8))
+                case .string, .bytes, .enumeration: Issue.record("TraceBuilder's schemas are all scalars")
                 }
             }
         }
@@ -656,9 +658,11 @@ struct CTFReaderCLITests {
         #expect(view.status == 0, "\(view)")
         #expect(view.stderr.isEmpty, "\(view)")
         let eventLines = view.lines.filter { $0.hasPrefix("[") }
+        let tickLines = eventLines.filter { $0.contains(" demo:tick: ") }
         #expect(UInt64(eventLines.count) == events)
         #expect(UInt64(view.lines.count - eventLines.count) == view.lines.filter { $0.hasPrefix("discarded ") }.count.asUInt64)
-        for line in eventLines.prefix(50) {
+        #expect(tickLines.count >= eventLines.count * 99 / 100, "demo:tick dominates; demo:types is one in 1000")
+        for line in tickLines.prefix(50) {
             // [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N demo:tick: { seq = s, check = c, thread = t }
             let parts = line.split(separator: " ")
             #expect(parts.count >= 6 && parts[0].count == 20 && parts[0].hasSuffix("]") && parts[1].hasPrefix("(+")

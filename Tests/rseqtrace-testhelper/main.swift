@@ -12,6 +12,7 @@ let usage = """
       \(AttachWriteCommand.usage)
       \(SingleStepTargetCommand.usage)
       \(DieMidRecordCommand.usage)
+      \(InstrumentedCommand.usage)
       mode
     """
 
@@ -27,6 +28,7 @@ do {
     case "attach-write": finish(try AttachWriteCommand.run(rest))
     case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
     case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
+    case "instrumented": finish(try InstrumentedCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

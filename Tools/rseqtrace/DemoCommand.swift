@@ -23,8 +23,9 @@ struct DemoCommand: ParsableCommand {
         commandName: "demo",
         abstract: "Run a built-in multi-threaded workload, drain it concurrently and verify every record.",
         discussion: """
-            Each thread emits `demo:tick` events (thread, seq, check word), alternating copy-commit and \
-            reserve/commit. The consumer drains while they run. The last line is machine-readable:
+            Each thread emits `demo:tick` events (thread, seq, check word), rotating through copy-commit, \
+            reserve/commit and a typed Tracepoint, and every 1000th sequence a `demo:types` event carrying \
+            one field of every supported type. The consumer drains while they run and checks every field. The last line is machine-readable:
               summary: mode=<rseq|rseq-self|fallback> emitted=<n> recorded=<n> lost=<n> ns_per_event=<x>
             Set RSEQTRACE_FORCE_FALLBACK=1 to use the fallback protocol.
             """)
@@ -36,6 +37,13 @@ struct DemoCommand: ParsableCommand {
     var events: Int = 100_000
 
     @OptionGroup var buffer: BufferOptions
+
+    @Option(help: """
+        Where the events go: buffer (RseqTrace's per-CPU buffers, the default), lttng (LTTng-UST: \
+        enable 'demo:*' in an lttng session first) or both. With lttng or both every event goes \
+        through the typed tracepoints; lttng and both need a build with `--traits LTTng`.
+        """)
+    var backend: TraceBackend = .buffer
 
     /// Where the demo writes its trace unless told otherwise; each run replaces the previous one.
     static let defaultOutput = "rseqtrace-demo"
@@ -56,8 +64,13 @@ struct DemoCommand: ParsableCommand {
 
     func run() throws {
         let status = RseqRuntime.status
+        if backend.usesLTTng && !TraceBackend.lttngAvailable {
+            printError("error: --backend \(backend.rawValue): \(TraceBackend.missingTraitMessage)")
+            throw ExitCode.failure
+        }
         let configuration = buffer.configuration(name: "rseqtrace-demo-\(getpid())")
-        let output = noOutput ? nil : self.output
+        // With LTTng only, the trace is the lttng session's; RseqTrace's buffers stay empty.
+        let output = noOutput || backend == .lttng ? nil : self.output
         if let output {
             do {
                 try CTFTraceWriter.prepareDirectory(output, replacingPreviousTrace: output == DemoCommand.defaultOutput)
@@ -66,7 +79,8 @@ struct DemoCommand: ParsableCommand {
                 throw ExitCode.failure
             }
         }
-        let workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration, output: output)
+        let workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration, output: output,
+                                    backend: backend)
         let result: DemoResult
         let traceBuffer: SharedTraceBuffer
         let summary: CTFTraceWriter.Summary?
@@ -88,18 +102,27 @@ struct DemoCommand: ParsableCommand {
                   + "   (\(ring.dropped) / \(ring.overwritten) / \(ring.tooLarge) / \(ring.abandoned))")
         }
         print("")
-        let events = Double(max(result.emitted, 1))
+        let events = Double(max(result.emitted, result.forwarded, 1))
         let nsPerEvent = Double(result.cpuNanoseconds) / events
-        let rate = Double(result.emitted) / (Double(max(result.wallNanoseconds, 1)) / 1e9)
-        print("verified: \(result.intact) records intact, \(result.damaged) damaged, \(result.duplicates) duplicated, \(result.timestampRegressions) per-CPU timestamp regressions (\(result.drainRounds) drain rounds)")
+        let rate = Double(max(result.emitted, result.forwarded)) / (Double(max(result.wallNanoseconds, 1)) / 1e9)
+        print("verified: \(result.intact) demo:tick and \(result.typesIntact) demo:types records intact, \(result.damaged) damaged, \(result.duplicates) duplicated, \(result.timestampRegressions) per-CPU timestamp regressions (\(result.drainRounds) drain rounds)")
         print("cost: \(format(nsPerEvent)) ns of producer CPU time per event; \(format(rate / 1e6)) million events/s aggregate over \(format(Double(result.wallNanoseconds) / 1e6)) ms")
         if let summary, let output {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event on disk, \(summary.discarded) discarded")
             print("read it with: babeltrace2 \(output)")
         }
+        if backend.usesLTTng {
+            let ticks = UInt64(threads) * UInt64(self.events)
+            print("lttng: forwarded \(result.forwarded) events to LTTng-UST (demo:tick=\(ticks) demo:types=\(result.forwarded - ticks)); read them from the lttng session's trace")
+            for problem in TraceBackend.lttngProblems { printError("lttng: \(problem)") }
+        }
+        if backend == .lttng {
+            print("summary: mode=\(status.mode) backend=lttng forwarded=\(result.forwarded) ns_per_event=\(format(nsPerEvent))")
+            return
+        }
         let balanced = result.recorded + result.lost == result.emitted
         if !balanced || result.damaged > 0 || result.duplicates > 0 || result.timestampRegressions > 0
-            || result.intact != result.recorded {
+            || result.intact + result.typesIntact != result.recorded {
             printError("error: verification failed: recorded \(result.recorded) + lost \(result.lost) != emitted \(result.emitted), or damaged/duplicated/out-of-order records (see above)")
             print("summary: mode=\(status.mode) emitted=\(result.emitted) recorded=\(result.recorded) lost=\(result.lost) ns_per_event=\(format(nsPerEvent))")
             throw ExitCode.failure

@@ -35,9 +35,16 @@ struct DemoTick: BitwiseCopyable, Equatable {
     }
 }
 
+/// How often a producer thread also emits `demo:types` (every `typesInterval`-th sequence).
+let typesInterval: UInt64 = 1000
+
 /// What a demo run measured and verified.
 struct DemoResult {
     var emitted: UInt64 = 0
+    /// Events handed to the LTTng-UST forwarder (`--backend lttng|both`): every event, typed.
+    var forwarded: UInt64 = 0
+    /// `demo:types` events decoded with every field as expected.
+    var typesIntact: UInt64 = 0
     var recorded: UInt64 = 0
     var lost: UInt64 = 0
     var intact: UInt64 = 0
@@ -58,12 +65,23 @@ struct DemoWorkload {
     var configuration: TraceConfiguration
     /// Where to write the drained events as a CTF trace (a prepared directory), if anywhere.
     var output: String?
+    /// Where typed events go. With LTTng (`lttng`, `both`) every event goes through the typed
+    /// tracepoints, since copy-commit and reserve/commit write to the buffer only.
+    var backend: TraceBackend = .buffer
 
     func run() throws(TraceError) -> (DemoResult, SharedTraceBuffer, CTFTraceWriter.Summary?) {
         let buffer = try SharedTraceBuffer.create(configuration)
+        // TraceRuntime keeps an attached buffer mapped for the process's lifetime, so its deinit
+        // (which removes the /dev/shm name) never runs: remove the name here (the mapping stays).
+        defer { buffer.removeName() }
         let tick = try buffer.registerEvent(DemoTick.schema)
         precondition(tick == DemoEvent.tick, "demo:tick is the first event registered")
         let producer = buffer.makeProducer()
+        // Typed tracepoints (demo:tick's third API, demo:types) write through the runtime.
+        try TraceRuntime.attach(buffer)
+        try backend.activate()
+        try TraceRuntime.disable("demo:disabled")
+        let typedOnly = backend.usesLTTng
         let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-demo",
                                          procname: "rseqtrace", pid: getpid())
         let finished = Atomic<Int>(0)
@@ -74,13 +92,27 @@ struct DemoWorkload {
         var seen = [[Bool]](repeating: [Bool](repeating: false, count: events), count: threads)
         var result = DemoResult()
         var lastStamp = [UInt64](repeating: 0, count: buffer.layout.ringCount)
+        var schemas: [UInt16: EventSchema] = [:]
         func check(_ record: DrainedRecord) {
-            guard record.eventID == DemoEvent.tick, record.payloadSize == MemoryLayout<DemoTick>.size else {
+            if record.timestamp < lastStamp[record.ring] { result.timestampRegressions += 1 }
+            lastStamp[record.ring] = record.timestamp
+            if record.eventID != DemoEvent.tick {
+                if schemas[record.eventID] == nil, let current = try? buffer.registeredEvents() { schemas = current }
+                guard let schema = schemas[record.eventID], schema.name == "demo:types",
+                      let fields = EventPayloadDecoder.decode(record.bytes, schema: schema),
+                      case .unsigned(let thread)? = fields.first(where: { $0.name == "u32" })?.value,
+                      case .unsigned(let sequence)? = fields.first(where: { $0.name == "u64" })?.value,
+                      fields == DemoTypes(thread: UInt32(truncatingIfNeeded: thread), sequence: sequence).expectedFields else {
+                    result.damaged += 1
+                    return
+                }
+                result.typesIntact += 1
+                return
+            }
+            guard record.payloadSize == MemoryLayout<DemoTick>.size else {
                 result.damaged += 1
                 return
             }
-            if record.timestamp < lastStamp[record.ring] { result.timestampRegressions += 1 }
-            lastStamp[record.ring] = record.timestamp
             let tick = record.load(fromByteOffset: 0, as: DemoTick.self)
             guard Int(tick.thread) < threads, tick.sequence < UInt64(events),
                   tick.check == DemoTick.check(thread: tick.thread, sequence: tick.sequence) else {
@@ -103,11 +135,15 @@ struct DemoWorkload {
             let thread = UInt32(index)
             let start = SystemClock.threadCPUTime()
             for sequence in 0..<UInt64(events) {
-                // Alternate the two producer APIs so both are exercised.
-                if sequence & 1 == 0 {
-                    _ = fastPathProbeCopyCommit(producer, thread, sequence)
-                } else {
-                    _ = fastPathProbeReserveCommit(producer, thread, sequence)
+                // Rotate through the three producer APIs so all are exercised.
+                switch typedOnly ? 2 : sequence % 3 {
+                case 0: _ = fastPathProbeCopyCommit(producer, thread, sequence)
+                case 1: _ = fastPathProbeReserveCommit(producer, thread, sequence)
+                default: fastPathProbeTypedEmit(thread, sequence)
+                }
+                fastPathProbeDisabled(thread, sequence)
+                if sequence % typesInterval == typesInterval - 1 {
+                    DemoTypes(thread: thread, sequence: sequence).emit()
                 }
             }
             cpuTime.wrappingAdd(SystemClock.threadCPUTime() &- start, ordering: .relaxed)
@@ -132,7 +168,9 @@ struct DemoWorkload {
         let summary = try recorder.finish()
 
         let totals = recorder.drainer.totals
-        result.emitted = UInt64(threads) * UInt64(events)
+        let all = UInt64(threads) * (UInt64(events) + UInt64(events) / typesInterval)
+        result.emitted = backend.sinks.contains(.buffer) ? all : 0
+        result.forwarded = backend.usesLTTng ? all : 0
         result.recorded = totals.recorded
         result.lost = totals.lost
         result.cpuNanoseconds = cpuTime.load(ordering: .relaxed)

@@ -21,3 +21,15 @@ func fastPathProbeReserveCommit(_ producer: Producer, _ thread: UInt32, _ sequen
     producer.commit(reservation)
     return true
 }
+
+/// The typed API: one `Tracepoint.emit` (state load, size, reserve, three stores, commit).
+@inline(never)
+func fastPathProbeTypedEmit(_ thread: UInt32, _ sequence: UInt64) {
+    demoTickTracepoint.emit(sequence, DemoTick.check(thread: thread, sequence: sequence), thread)
+}
+
+/// A disabled typed tracepoint: one load and a branch (the demo disables `demo:disabled`).
+@inline(never)
+func fastPathProbeDisabled(_ thread: UInt32, _ sequence: UInt64) {
+    demoDisabledTracepoint.emit(sequence, thread)
+}

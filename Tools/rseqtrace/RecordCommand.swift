@@ -16,7 +16,9 @@ struct RecordCommand: ParsableCommand {
             The program finds the trace object through the RSEQTRACE_BUFFER environment variable \
             (SharedTraceBuffer.openFromEnvironment()). rseqtrace drains it while the program runs, \
             shows progress on a terminal, writes the trace, and exits with the program's exit status \
-            (128 + signal number if it was killed).
+            (128 + signal number if it was killed). Typed tracepoints attach to it on first use; \
+            --enable/--disable choose which of them record (last matching rule wins; with any --enable, \
+            only enabled events record), passed to the program as RSEQTRACE_EVENTS.
             """)
 
     @Option(help: "Directory for the trace (created; must not exist or be empty).")
@@ -27,6 +29,21 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .customLong("interval-ms"), help: "Milliseconds between drain rounds (1-10000).")
     var intervalMilliseconds: Int = 20
 
+    @Option(name: .customLong("enable"), help: ArgumentHelp(
+        "Record the events matching PATTERN (e.g. 'http:*'); repeatable.", valueName: "PATTERN"))
+    var enabled: [String] = []
+
+    @Option(name: .customLong("disable"), help: ArgumentHelp(
+        "Do not record the events matching PATTERN; repeatable.", valueName: "PATTERN"))
+    var disabled: [String] = []
+
+    @Option(help: """
+        Where the program's typed events go: buffer (the default), lttng or both, passed to it as \
+        RSEQTRACE_BACKEND. lttng and both need a program that installs the LTTng-UST bridge \
+        (RseqTraceLTTng: LTTngBridge.install(), built with --traits LTTng) and an lttng session.
+        """)
+    var backend: TraceBackend?
+
     @Argument(parsing: .postTerminator, help: "The program to run and its arguments (after --).")
     var command: [String] = []
 
@@ -35,6 +52,15 @@ struct RecordCommand: ParsableCommand {
         guard (1...10_000).contains(intervalMilliseconds) else {
             throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
         }
+        for pattern in enabled + disabled {
+            do { _ = try EventPattern(pattern) } catch { throw ValidationError("\(error.message)") }
+        }
+    }
+
+    /// The RSEQTRACE_EVENTS value for the program, in command-line order (enables, then disables).
+    var eventRules: String? {
+        let rules = enabled + disabled.map { "-" + $0 }
+        return rules.isEmpty ? nil : rules.joined(separator: ",")
     }
 
     func run() throws {
@@ -55,7 +81,10 @@ struct RecordCommand: ParsableCommand {
                                          pid: getpid())
         // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
         signal(SIGINT, SIG_IGN)
-        let child = try ChildProcess.spawn(command, adding: [SharedTraceBuffer.environmentVariable: buffer.name])
+        var environment = [SharedTraceBuffer.environmentVariable: buffer.name]
+        if let eventRules { environment[TraceRuntime.eventsVariable] = eventRules }
+        if let backend { environment[TraceRuntime.backendVariable] = backend.rawValue }
+        let child = try ChildProcess.spawn(command, adding: environment)
         let progress = ProgressLine(enabled: isatty(2) == 1)
         var exitStatus: Int32?
         var idleRounds = 0

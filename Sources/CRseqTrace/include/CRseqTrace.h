@@ -119,6 +119,9 @@ int rseqtrace_enter_fifo(int *saved_policy, int *saved_priority);
 void rseqtrace_leave_fifo(int saved_policy, int saved_priority);
 /* sched_getcpu(), or -1. */
 int rseqtrace_getcpu(void);
+/* 1 when `address` lies in a loaded executable or shared object (its static data: where global and
+ * static variables live), 0 otherwise (stack, heap). Uses dladdr. */
+int rseqtrace_is_static_storage(const void *address);
 
 /* Initialises a process-shared, robust mutex in shared memory. Returns 0 or an errno value. */
 int rseqtrace_mutex_init_shared(void *mutex);

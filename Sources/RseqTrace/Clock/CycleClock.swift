@@ -53,10 +53,14 @@ public struct CycleClock: Sendable, Hashable {
 
     /// A reference instant: the counter read as close as possible to both clocks.
     public static func reference() -> CycleClock {
+        // The first use of measuredFrequency sleeps ~10 ms: it must not fall between the
+        // CLOCK_MONOTONIC sample and the CLOCK_REALTIME read, whose difference is the trace's
+        // realtime offset (it was 10+ ms off, misaligning traces with LTTng's).
+        let frequency = measuredFrequency
         let s = sample()
-        return CycleClock(frequency: measuredFrequency, cycleReference: s.cycles,
-                          monotonicReference: s.monotonic,
-                          realtimeReference: SystemInfo.nanoseconds(CLOCK_REALTIME))
+        let realtime = SystemInfo.nanoseconds(CLOCK_REALTIME)
+        return CycleClock(frequency: frequency, cycleReference: s.cycles,
+                          monotonicReference: s.monotonic, realtimeReference: realtime)
     }
 
     /// Reads the counter on both sides of CLOCK_MONOTONIC and keeps the tightest of a few tries.

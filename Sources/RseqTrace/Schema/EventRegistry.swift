@@ -15,9 +15,11 @@ import SystemPackage
 /// Entry encoding (little-endian, each entry padded to 8 bytes):
 /// ```
 /// u32 entry length | u16 event id | u8 field count | u8 name length | name bytes
-/// then per field: u8 type code | u8 bits | u8 name length | name bytes
+/// then per field: u8 type code | u8 bits | u8 name length | name bytes | type parameters
 /// ```
-/// Type codes: 1 unsigned, 2 signed, 3 float32, 4 float64, 5 bool.
+/// Type codes: 1 unsigned, 2 signed, 3 float32, 4 float64, 5 bool (no parameters); 6 string and
+/// 7 bytes (u16 bound); 8 enumeration (`bits` is the container; u8 signed, u16 case count, then per
+/// case i64 value, u8 name length, name bytes).
 public enum EventRegistry {
     /// Ids start at 1; 0 is never assigned.
     public static let firstEventID: UInt16 = 1
@@ -27,6 +29,10 @@ public enum EventRegistry {
         var bytes: [UInt8] = [0, 0, 0, 0, UInt8(truncatingIfNeeded: id), UInt8(truncatingIfNeeded: id >> 8),
                               UInt8(schema.fields.count), UInt8(schema.name.utf8.count)]
         bytes.append(contentsOf: schema.name.utf8)
+        func append16(_ value: Int) {
+            bytes.append(UInt8(truncatingIfNeeded: value))
+            bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        }
         for field in schema.fields {
             let (code, bits): (UInt8, Int)
             switch field.type {
@@ -35,11 +41,28 @@ public enum EventRegistry {
             case .float32: (code, bits) = (3, 32)
             case .float64: (code, bits) = (4, 64)
             case .bool: (code, bits) = (5, 8)
+            case .string: (code, bits) = (6, 8)
+            case .bytes: (code, bits) = (7, 8)
+            case .enumeration(let type): (code, bits) = (8, type.bits)
             }
             bytes.append(code)
             bytes.append(UInt8(bits))
             bytes.append(UInt8(field.name.utf8.count))
             bytes.append(contentsOf: field.name.utf8)
+            switch field.type {
+            case .string(let bound), .bytes(let bound):
+                append16(bound)
+            case .enumeration(let type):
+                bytes.append(type.isSigned ? 1 : 0)
+                append16(type.cases.count)
+                for c in type.cases {
+                    for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: c.value >> (8 * i))) }
+                    bytes.append(UInt8(c.name.utf8.count))
+                    bytes.append(contentsOf: c.name.utf8)
+                }
+            default:
+                break
+            }
         }
         while bytes.count % 8 != 0 { bytes.append(0) }
         let length = UInt32(bytes.count)
@@ -47,7 +70,7 @@ public enum EventRegistry {
         return bytes
     }
 
-    /// Decodes the entries in `bytes`; `nil` with a reason when they are malformed.
+    /// Decodes the entries in `bytes`, or says what is malformed.
     static func decode(_ bytes: [UInt8]) -> Result<[(UInt16, EventSchema)], TraceError> {
         var entries: [(UInt16, EventSchema)] = []
         var offset = 0
@@ -58,20 +81,27 @@ public enum EventRegistry {
             guard offset + 8 <= bytes.count else { return fail("truncated header") }
             let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
             guard length >= 8, length % 8 == 0, offset + length <= bytes.count else { return fail("invalid length \(length)") }
-            let entry = bytes[offset..<(offset + length)]
-            let id = UInt16(entry[offset + 4]) | UInt16(entry[offset + 5]) << 8
-            let fieldCount = Int(entry[offset + 6])
+            let end = offset + length
+            let id = UInt16(bytes[offset + 4]) | UInt16(bytes[offset + 5]) << 8
+            let fieldCount = Int(bytes[offset + 6])
             var cursor = offset + 8
             func string(_ count: Int) -> String? {
-                guard cursor + count <= offset + length else { return nil }
+                guard cursor + count <= end else { return nil }
                 defer { cursor += count }
-                return String(decoding: entry[cursor..<(cursor + count)], as: UTF8.self)
+                return String(decoding: bytes[cursor..<(cursor + count)], as: UTF8.self)
             }
-            guard let name = string(Int(entry[offset + 7])) else { return fail("name runs past the entry") }
+            func integer(_ size: Int) -> UInt64? {
+                guard cursor + size <= end else { return nil }
+                var value: UInt64 = 0
+                for i in 0..<size { value |= UInt64(bytes[cursor + i]) << (8 * UInt64(i)) }
+                cursor += size
+                return value
+            }
+            guard let name = string(Int(bytes[offset + 7])) else { return fail("name runs past the entry") }
             var fields: [EventField] = []
             for _ in 0..<fieldCount {
-                guard cursor + 3 <= offset + length else { return fail("field runs past the entry") }
-                let code = entry[cursor], bits = Int(entry[cursor + 1]), nameLength = Int(entry[cursor + 2])
+                guard cursor + 3 <= end else { return fail("field runs past the entry") }
+                let code = bytes[cursor], bits = Int(bytes[cursor + 1]), nameLength = Int(bytes[cursor + 2])
                 cursor += 3
                 guard let fieldName = string(nameLength) else { return fail("field name runs past the entry") }
                 let type: FieldType
@@ -81,6 +111,21 @@ public enum EventRegistry {
                 case (3, 32): type = .float32
                 case (4, 64): type = .float64
                 case (5, 8): type = .bool
+                case (6, 8), (7, 8):
+                    guard let bound = integer(2) else { return fail("bound of field \(fieldName) runs past the entry") }
+                    type = code == 6 ? .string(maxBytes: Int(bound)) : .bytes(maxCount: Int(bound))
+                case (8, 8), (8, 16), (8, 32), (8, 64):
+                    guard let signed = integer(1), let count = integer(2) else {
+                        return fail("enumeration \(fieldName) runs past the entry")
+                    }
+                    var cases: [EnumerationCase] = []
+                    for _ in 0..<count {
+                        guard let value = integer(8), let caseLength = integer(1), let caseName = string(Int(caseLength)) else {
+                            return fail("a case of enumeration \(fieldName) runs past the entry")
+                        }
+                        cases.append(EnumerationCase(caseName, Int64(bitPattern: value)))
+                    }
+                    type = .enumeration(EnumerationType(bits: bits, isSigned: signed != 0, cases: cases))
                 default: return fail("unknown field type \(code)/\(bits)")
                 }
                 fields.append(EventField(fieldName, type))
@@ -88,7 +133,7 @@ public enum EventRegistry {
             let schema = EventSchema(name: name, fields: fields)
             if let problem = schema.problem { return fail(problem) }
             entries.append((id, schema))
-            offset += length
+            offset = end
         }
         return .success(entries)
     }
@@ -116,10 +161,10 @@ extension SharedTraceBuffer {
               schema.fields.allSatisfy({ $0.name.utf8.count <= 255 }) else {
             throw TraceError(.invalidConfiguration, "event \(schema.name): names are limited to 255 bytes and 255 fields")
         }
-        guard schema.payloadSize <= layout.maximumPayloadSize else {
+        guard schema.maximumPayloadSize <= layout.maximumPayloadSize else {
             throw TraceError(.invalidConfiguration, """
-                event \(schema.name) has a \(schema.payloadSize)-byte payload; this trace's sub-buffers allow \
-                at most \(layout.maximumPayloadSize): use a larger sub-buffer size
+                event \(schema.name) can carry a \(schema.maximumPayloadSize)-byte payload; this trace's sub-buffers \
+                allow at most \(layout.maximumPayloadSize): use a larger sub-buffer size or lower the string/byte bounds
                 """)
         }
         // SAFETY: the registry mutex lives in the mapped header and was initialised at creation.

@@ -1,8 +1,9 @@
 /// The shape of one event: a provider-qualified name and typed fields.
 ///
-/// A record's payload is the fields in declaration order, little-endian, packed without padding,
-/// so that a reader can decode it from the schema alone and copy it verbatim into a CTF stream
-/// whose field declarations are byte-aligned.
+/// A record's payload is the fields in declaration order, little-endian, packed without padding:
+/// fixed-size fields at their width, strings and byte arrays as a 16-bit count followed by the
+/// bytes. A reader decodes it from the schema alone, and a CTF writer copies it verbatim, since
+/// every CTF field declaration of the trace is byte-aligned.
 public struct EventSchema: Sendable, Hashable {
     /// `provider:event`, e.g. `http:request`.
     public var name: String
@@ -13,16 +14,41 @@ public struct EventSchema: Sendable, Hashable {
         self.fields = fields
     }
 
-    /// Bytes of payload a record of this event carries.
-    public var payloadSize: Int { fields.reduce(0) { $0 + $1.type.byteCount } }
+    /// The largest payload a record of this event can carry (every string and byte array at its bound).
+    public var maximumPayloadSize: Int { fields.reduce(0) { $0 + $1.type.maximumByteCount } }
 
-    /// Byte offset of each field in the payload.
-    public var fieldOffsets: [Int] {
-        var offset = 0
-        return fields.map { field in
-            defer { offset += field.type.byteCount }
-            return offset
+    /// The payload size when every field has a fixed size; nil when a field is variable-sized.
+    public var fixedPayloadSize: Int? {
+        var total = 0
+        for field in fields {
+            guard let size = field.type.fixedByteCount else { return nil }
+            total += size
         }
+        return total
+    }
+
+    /// Whether a field is text.
+    public var hasStringField: Bool {
+        fields.contains { if case .string = $0.type { return true } else { return false } }
+    }
+
+    /// Whether `payload` is exactly one payload of this event: every fixed-size field present,
+    /// every string or byte count within its bound and its bytes present, nothing left over.
+    public func matches(_ payload: [UInt8]) -> Bool {
+        var offset = 0
+        for field in fields {
+            if let size = field.type.fixedByteCount {
+                offset += size
+                guard offset <= payload.count else { return false }
+                continue
+            }
+            guard offset + 2 <= payload.count else { return false }
+            let count = Int(payload[offset]) | Int(payload[offset + 1]) << 8
+            guard count <= field.type.maximumByteCount - 2 else { return false }
+            offset += 2 + count
+            guard offset <= payload.count else { return false }
+        }
+        return offset == payload.count
     }
 
     /// Checks the name and fields; returns what is wrong, or nil.
@@ -39,6 +65,13 @@ public struct EventSchema: Sendable, Hashable {
             }
             guard seen.insert(field.name).inserted else {
                 return "field '\(field.name)' appears twice in \(name)"
+            }
+            if let problem = field.type.problem { return "field '\(field.name)' of \(name): \(problem)" }
+        }
+        // A string or byte array `x` is written to CTF with a length field `_x_length`.
+        for field in fields where field.type.fixedByteCount == nil {
+            if seen.contains("_\(field.name)_length") {
+                return "field '_\(field.name)_length' of \(name) collides with the length field CTF readers show for '\(field.name)'; rename it"
             }
         }
         return nil
@@ -60,21 +93,54 @@ public struct EventField: Sendable, Hashable {
     }
 }
 
-/// Field types a payload can carry (fixed size, little-endian).
+/// Field types a payload can carry.
 public enum FieldType: Sendable, Hashable {
+    /// An unsigned integer of 8, 16, 32 or 64 bits.
     case unsigned(bits: Int)
+    /// A two's-complement integer of 8, 16, 32 or 64 bits.
     case signed(bits: Int)
     case float32
     case float64
+    /// One byte, 0 or 1.
     case bool
+    /// UTF-8 text of at most `maxBytes` bytes (1...65535): a 16-bit byte count, then the bytes.
+    case string(maxBytes: Int)
+    /// At most `maxCount` bytes (1...65535): a 16-bit count, then the bytes.
+    case bytes(maxCount: Int)
+    /// An integer with named values.
+    case enumeration(EnumerationType)
 
-    /// Bytes the field occupies in a payload.
-    public var byteCount: Int {
+    /// Bytes of the field when its size is fixed; nil for strings and byte arrays.
+    public var fixedByteCount: Int? {
         switch self {
         case .unsigned(let bits), .signed(let bits): return bits / 8
         case .float32: return 4
         case .float64: return 8
         case .bool: return 1
+        case .string, .bytes: return nil
+        case .enumeration(let type): return type.bits / 8
+        }
+    }
+
+    /// The most bytes the field can occupy in a payload.
+    public var maximumByteCount: Int {
+        switch self {
+        case .string(let bound), .bytes(let bound): return 2 + bound
+        default: return fixedByteCount ?? 0
+        }
+    }
+
+    /// What is wrong with the type's parameters, or nil.
+    public var problem: String? {
+        switch self {
+        case .unsigned(let bits), .signed(let bits):
+            return [8, 16, 32, 64].contains(bits) ? nil : "integers have 8, 16, 32 or 64 bits, not \(bits)"
+        case .float32, .float64, .bool:
+            return nil
+        case .string(let bound), .bytes(let bound):
+            return (1...Int(UInt16.max)).contains(bound) ? nil : "the bound \(bound) is outside 1...65535"
+        case .enumeration(let type):
+            return type.problem
         }
     }
 
@@ -86,4 +152,48 @@ public enum FieldType: Sendable, Hashable {
     public static let int16 = FieldType.signed(bits: 16)
     public static let int32 = FieldType.signed(bits: 32)
     public static let int64 = FieldType.signed(bits: 64)
+}
+
+/// The integer container and named values of an enumeration field.
+public struct EnumerationType: Sendable, Hashable {
+    /// 8, 16, 32 or 64.
+    public var bits: Int
+    public var isSigned: Bool
+    public var cases: [EnumerationCase]
+
+    public init(bits: Int, isSigned: Bool, cases: [EnumerationCase]) {
+        self.bits = bits
+        self.isSigned = isSigned
+        self.cases = cases
+    }
+
+    var problem: String? {
+        guard [8, 16, 32, 64].contains(bits) else { return "enumerations have 8, 16, 32 or 64-bit values, not \(bits)" }
+        guard !cases.isEmpty, cases.count <= Int(UInt16.max) else { return "an enumeration needs 1...65535 cases" }
+        var names = Set<String>()
+        for c in cases {
+            guard !c.name.isEmpty, c.name.utf8.count <= 255 else { return "enumeration case names are 1...255 bytes" }
+            guard names.insert(c.name).inserted else { return "enumeration case '\(c.name)' appears twice" }
+            guard fits(c.value) else { return "enumeration value \(c.value) of '\(c.name)' does not fit \(bits) bits" }
+        }
+        return nil
+    }
+
+    /// Whether `value` (a bit pattern for unsigned 64-bit containers) fits the container.
+    func fits(_ value: Int64) -> Bool {
+        if bits == 64 { return true }
+        if isSigned { return value >= -(Int64(1) << (bits - 1)) && value < Int64(1) << (bits - 1) }
+        return value >= 0 && value < Int64(1) << bits
+    }
+}
+
+/// One named value of an enumeration. For an unsigned 64-bit container, `value` holds the bit pattern.
+public struct EnumerationCase: Sendable, Hashable {
+    public var name: String
+    public var value: Int64
+
+    public init(_ name: String, _ value: Int64) {
+        self.name = name
+        self.value = value
+    }
 }

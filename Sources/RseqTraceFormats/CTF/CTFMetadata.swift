@@ -44,7 +44,12 @@ public enum CTFMetadata {
     public static let signature = "/* CTF 1.8 */"
     public static let extendedID: UInt32 = 31
 
-    public static func text(_ d: CTFTraceDescription, unknownIDs: Set<UInt16>) -> String {
+    /// Records whose payload does not match their event's schema are written as this event (id 0,
+    /// which the registry never assigns), keeping the original id and bytes.
+    public static let malformedEventName = "rseqtrace:malformed_payload"
+    public static let malformedEventID: UInt16 = 0
+
+    public static func text(_ d: CTFTraceDescription, unknownIDs: Set<UInt16>, malformedSeen: Bool = false) -> String {
         let offsetNs = Int64(bitPattern: d.clock.realtimeReference) - Int64(bitPattern: d.clock.monotonicReference)
         let offsetSeconds = offsetNs >= 0 ? offsetNs / 1_000_000_000 : (offsetNs - 999_999_999) / 1_000_000_000
         let offsetRemainder = offsetNs - offsetSeconds * 1_000_000_000
@@ -71,15 +76,19 @@ public enum CTFMetadata {
             };
 
             env {
-            \thostname = "\(escape(d.hostname))";
             \tdomain = "ust";
             \ttracer_name = "rseqtrace";
             \ttracer_major = 0;
             \ttracer_minor = 1;
+            \ttracer_buffering_scheme = "pid";
+            \ttracer_buffering_id = \(d.pid);
+            \tarchitecture_bit_width = \(Int.bitWidth);
             \ttrace_name = "\(escape(d.traceName))";
-            \ttrace_creation_datetime = "\(iso8601(nanoseconds: d.clock.realtimeReference))";
-            \tprocname = "\(escape(d.procname))";
+            \ttrace_creation_datetime = "\(lttngDatetime(nanoseconds: d.clock.realtimeReference))";
+            \thostname = "\(escape(d.hostname))";
             \tvpid = \(d.pid);
+            \tprocname = "\(escape(d.procname))";
+            \tvpid_datetime = "\(lttngDatetime(nanoseconds: d.clock.realtimeReference))";
             \tcycle_counter = "\(CycleClock.sourceName)";
             \tcycle_counter_frequency = \(d.clock.frequency);
             };
@@ -128,9 +137,25 @@ public enum CTFMetadata {
             let schema = d.schemas[id]!
             out += "event {\n\tname = \"\(escape(schema.name))\";\n\tid = \(id);\n\tstream_id = 0;\n\tfields := struct {\n"
             for field in schema.fields {
-                out += "\t\t\(declaration(field.type)) _\(field.name);\n"
+                for line in declarations(field) { out += "\t\t\(line)\n" }
             }
             out += "\t};\n};\n\n"
+        }
+        if malformedSeen {
+            out += """
+                event {
+                \tname = "\(malformedEventName)";
+                \tid = \(malformedEventID);
+                \tstream_id = 0;
+                \tfields := struct {
+                \t\tuint16_t _event_id;
+                \t\tuint32_t _length;
+                \t\tuint8_t _payload[_length];
+                \t};
+                };
+
+
+                """
         }
         for id in unknownIDs.sorted() where d.schemas[id] == nil {
             out += """
@@ -150,14 +175,29 @@ public enum CTFMetadata {
         return out
     }
 
-    /// The TSDL type of a field (byte-aligned, little-endian).
-    static func declaration(_ type: FieldType) -> String {
-        switch type {
-        case .unsigned(let bits): return "integer { size = \(bits); align = 8; signed = false; }"
-        case .signed(let bits): return "integer { size = \(bits); align = 8; signed = true; }"
-        case .float32: return "floating_point { exp_dig = 8; mant_dig = 24; align = 8; }"
-        case .float64: return "floating_point { exp_dig = 11; mant_dig = 53; align = 8; }"
-        case .bool: return "integer { size = 8; align = 8; signed = false; }"
+    /// The TSDL declarations of a field (byte-aligned, little-endian). Strings are NUL-terminated
+    /// `string`s; byte arrays are a `uint16_t` length field `__<name>_length` (shown as
+    /// `_<name>_length`) and a sequence, as LTTng-UST writes its sequences.
+    static func declarations(_ field: EventField) -> [String] {
+        let name = field.name
+        switch field.type {
+        case .unsigned(let bits): return ["integer { size = \(bits); align = 8; signed = false; } _\(name);"]
+        case .signed(let bits): return ["integer { size = \(bits); align = 8; signed = true; } _\(name);"]
+        case .float32: return ["floating_point { exp_dig = 8; mant_dig = 24; align = 8; } _\(name);"]
+        case .float64: return ["floating_point { exp_dig = 11; mant_dig = 53; align = 8; } _\(name);"]
+        case .bool: return ["integer { size = 8; align = 8; signed = false; } _\(name);"]
+        case .string:
+            // A NUL-terminated CTF string (the writer converts the counted payload text): readers
+            // handle it best (babeltrace2 2.0.4 shows a stale value for an empty text sequence).
+            return ["string { encoding = UTF8; } _\(name);"]
+        case .bytes:
+            return ["uint16_t __\(name)_length;", "uint8_t _\(name)[__\(name)_length];"]
+        case .enumeration(let type):
+            let cases = type.cases.map { c -> String in
+                let value = type.isSigned ? "\(c.value)" : "\(UInt64(bitPattern: c.value))"
+                return "\"\(escape(c.name))\" = \(value)"
+            }.joined(separator: ", ")
+            return ["enum : integer { size = \(type.bits); align = 8; signed = \(type.isSigned); } { \(cases) } _\(name);"]
         }
     }
 
@@ -185,6 +225,12 @@ public enum CTFMetadata {
         return out
     }
 
+    /// "20261122T032521+0000" (what LTTng writes in `trace_creation_datetime`), from nanoseconds
+    /// since the epoch, UTC.
+    static func lttngDatetime(nanoseconds: UInt64) -> String {
+        iso8601(nanoseconds: nanoseconds).filter { $0 != "-" && $0 != ":" }.replacingLast("Z", with: "+0000")
+    }
+
     /// "2026-11-22T03:25:21Z" from nanoseconds since the epoch (UTC, civil-from-days algorithm).
     static func iso8601(nanoseconds: UInt64) -> String {
         let seconds = Int64(nanoseconds / 1_000_000_000)
@@ -201,5 +247,11 @@ public enum CTFMetadata {
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
         func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
         return "\(year)-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))Z"
+    }
+}
+
+private extension String {
+    func replacingLast(_ suffix: Character, with replacement: String) -> String {
+        last == suffix ? String(dropLast()) + replacement : self
     }
 }

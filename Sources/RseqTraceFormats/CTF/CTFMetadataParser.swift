@@ -246,27 +246,12 @@ struct CTFMetadataParser {
 
     private mutating func parseField(event: String, rawNames: [String], fields: [CTFFieldDeclaration])
         throws(TraceError) -> (CTFFieldDeclaration, String) {
-        let typeToken = next()
+        let typeToken = peek
         var type: CTFFieldType
-        var isByte = false
+        var isText = false
         switch (typeToken.kind, typeToken.text) {
-        case (.identifier, "integer"):
-            let attributes = try parseAttributes("integer")
-            let size = try attribute(attributes, "size", typeToken)
-            guard try attribute(attributes, "align", typeToken) == "8" else { throw fail(typeToken, "integer fields must be byte-aligned (align = 8)") }
-            let signed = try attribute(attributes, "signed", typeToken)
-            for (key, value) in attributes where !["size", "align", "signed"].contains(key.text) {
-                guard key.text == "byte_order", value.text == "le" || value.text == "native" else {
-                    throw fail(key, "unsupported integer attribute '\(key.text) = \(value.text)'")
-                }
-            }
-            guard let bits = Int(size), [8, 16, 32, 64].contains(bits) else { throw fail(typeToken, "unsupported integer size \(size): expected 8, 16, 32 or 64") }
-            switch signed {
-            case "true", "TRUE", "1": type = .signed(bits: bits)
-            case "false", "FALSE", "0": type = .unsigned(bits: bits)
-            default: throw fail(typeToken, "integer 'signed' must be true or false, found '\(signed)'")
-            }
         case (.identifier, "floating_point"):
+            _ = next()
             let attributes = try parseAttributes("floating_point")
             let exp = try attribute(attributes, "exp_dig", typeToken)
             let mant = try attribute(attributes, "mant_dig", typeToken)
@@ -281,18 +266,34 @@ struct CTFMetadataParser {
             case ("11", "53"): type = .float64
             default: throw fail(typeToken, "unsupported floating_point (exp_dig \(exp), mant_dig \(mant)): expected binary32 (8, 24) or binary64 (11, 53)")
             }
-        case (.identifier, "uint8_t"): type = .unsigned(bits: 8); isByte = true
-        case (.identifier, "uint16_t"): type = .unsigned(bits: 16)
-        case (.identifier, "uint32_t"): type = .unsigned(bits: 32)
-        case (.identifier, "uint64_t"): type = .unsigned(bits: 64)
+        case (.identifier, "string"):
+            _ = next()
+            if peek.kind == .punctuation && peek.text == "{" {
+                let attributes = try parseAttributes("string")
+                for (key, value) in attributes where !(key.text == "encoding" && ["UTF8", "ASCII", "none"].contains(value.text)) {
+                    throw fail(key, "unsupported string attribute '\(key.text) = \(value.text)'")
+                }
+            }
+            type = .string
+        case (.identifier, "enum"):
+            _ = next()
+            try expect(":", "after 'enum' (an enumeration names its integer container)")
+            let container = try parseIntegerType(event: event)
+            type = .enumeration(bits: container.bits, isSigned: container.isSigned,
+                                labels: try parseEnumerators(event: event, isSigned: container.isSigned))
         default:
-            throw fail(typeToken, "event \(event): expected a field type (integer { ... }, floating_point { ... } or uint8_t/16/32/64_t), found \(typeToken.shown)")
+            let integer = try parseIntegerType(event: event)
+            type = integer.isSigned ? .signed(bits: integer.bits) : .unsigned(bits: integer.bits)
+            isText = integer.isText
         }
         let nameToken = try identifier("(field name in event \(event))")
         if peek.kind == .punctuation && peek.text == "[" {
             _ = next()
             let length = next()
-            guard isByte else { throw fail(length, "event \(event): only uint8_t sequences are supported, field \(nameToken.text) is not") }
+            guard type == .unsigned(bits: 8) else {
+                if type == .string { throw fail(length, "event \(event): arrays of strings are not supported (field \(nameToken.text))") }
+                throw fail(length, "event \(event): only sequences of 8-bit unsigned integers are supported, field \(nameToken.text) is not one")
+            }
             guard length.kind == .identifier, let index = rawNames.firstIndex(of: length.text) else {
                 throw fail(length, "event \(event): sequence \(nameToken.text) must be sized by an earlier field, found \(length.shown)")
             }
@@ -300,12 +301,72 @@ struct CTFMetadataParser {
                 throw fail(length, "event \(event): the length of sequence \(nameToken.text) must be an unsigned integer field")
             }
             try expect("]", "closing the length of \(nameToken.text)")
-            type = .bytes(lengthField: index)
+            type = isText ? .text(lengthField: index) : .bytes(lengthField: index)
+        } else if isText {
+            throw fail(nameToken, "event \(event): field \(nameToken.text) has a text encoding but is not a sequence")
         }
         try expect(";", "after field \(nameToken.text) of event \(event)")
         guard !rawNames.contains(nameToken.text) else { throw fail(nameToken, "event \(event): field \(nameToken.text) appears twice") }
         let shown = nameToken.text.hasPrefix("_") ? String(nameToken.text.dropFirst()) : nameToken.text
         return (CTFFieldDeclaration(name: shown, type: type), nameToken.text)
+    }
+
+    /// `integer { size = N; align = 8; signed = B; [encoding = UTF8;] [byte_order = le;] }` or one
+    /// of the `uintN_t` aliases.
+    private mutating func parseIntegerType(event: String) throws(TraceError) -> (bits: Int, isSigned: Bool, isText: Bool) {
+        let typeToken = next()
+        switch (typeToken.kind, typeToken.text) {
+        case (.identifier, "integer"):
+            let attributes = try parseAttributes("integer")
+            let size = try attribute(attributes, "size", typeToken)
+            guard try attribute(attributes, "align", typeToken) == "8" else { throw fail(typeToken, "integer fields must be byte-aligned (align = 8)") }
+            let signed = try attribute(attributes, "signed", typeToken)
+            var isText = false
+            for (key, value) in attributes where !["size", "align", "signed"].contains(key.text) {
+                switch (key.text, value.text) {
+                case ("byte_order", "le"), ("byte_order", "native"), ("encoding", "none"):
+                    break
+                case ("encoding", "UTF8"), ("encoding", "ASCII"):
+                    isText = true
+                default:
+                    throw fail(key, "unsupported integer attribute '\(key.text) = \(value.text)'")
+                }
+            }
+            guard let bits = Int(size), [8, 16, 32, 64].contains(bits) else { throw fail(typeToken, "unsupported integer size \(size): expected 8, 16, 32 or 64") }
+            guard !isText || bits == 8 else { throw fail(typeToken, "a text encoding needs 8-bit integers, not \(bits)-bit") }
+            switch signed {
+            case "true", "TRUE", "1": return (bits, true, isText)
+            case "false", "FALSE", "0": return (bits, false, isText)
+            default: throw fail(typeToken, "integer 'signed' must be true or false, found '\(signed)'")
+            }
+        case (.identifier, "uint8_t"): return (8, false, false)
+        case (.identifier, "uint16_t"): return (16, false, false)
+        case (.identifier, "uint32_t"): return (32, false, false)
+        case (.identifier, "uint64_t"): return (64, false, false)
+        default:
+            throw fail(typeToken, "event \(event): expected a field type (integer { ... }, floating_point { ... }, enum : ..., or uint8_t/16/32/64_t), found \(typeToken.shown)")
+        }
+    }
+
+    /// `{ "label" = value, ... }` (a trailing comma is allowed).
+    private mutating func parseEnumerators(event: String, isSigned: Bool) throws(TraceError) -> [Int64: String] {
+        try expect("{", "opening the enumerators of an enum in event \(event)")
+        var labels: [Int64: String] = [:]
+        while !(peek.kind == .punctuation && peek.text == "}") {
+            let label = next()
+            guard label.kind == .string || label.kind == .identifier else {
+                throw fail(label, "event \(event): expected an enumerator label, found \(label.shown)")
+            }
+            try expect("=", "after enumerator \(label.text)")
+            let valueToken = next()
+            guard valueToken.kind == .number else { throw fail(valueToken, "event \(event): expected the value of enumerator \(label.text), found \(valueToken.shown)") }
+            let value = isSigned ? try signedValue(valueToken, "enumerator value")
+                : Int64(bitPattern: try unsignedValue(valueToken, "enumerator value"))
+            if labels[value] == nil { labels[value] = label.text }
+            if peek.kind == .punctuation && peek.text == "," { _ = next() }
+        }
+        try expect("}", "closing the enumerators in event \(event)")
+        return labels
     }
 
     /// `{ key = value; ... }`

@@ -44,6 +44,8 @@ public struct CTFEvent: Sendable, Equatable {
     public var fields: [CTFFieldValue]
     /// Byte offset of the event header in the stream file.
     public var offset: Int
+    /// The stream's event context fields (LTTng-UST contexts such as `vpid`); empty for rseqtrace traces.
+    public var context: [CTFFieldValue] = []
 
     public init(stream: String, streamInstanceID: UInt64, cpuID: UInt32, id: UInt32, name: String,
                 timestamp: UInt64, realtime: Int64, fields: [CTFFieldValue], offset: Int) {
@@ -82,6 +84,11 @@ public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
     case float32(Float)
     case float64(Double)
     case bytes([UInt8])
+    /// Text (invalid UTF-8 is repaired with U+FFFD).
+    case string(String)
+    /// An enumeration value: its label (nil when no label has this value) and the integer (the bit
+    /// pattern for unsigned containers).
+    case enumeration(label: String?, value: Int64, isSigned: Bool)
 
     /// babeltrace2-like rendering.
     public var description: String {
@@ -93,6 +100,20 @@ public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
         case .bytes(let b):
             if b.isEmpty { return "[ ]" }
             return "[ " + b.enumerated().map { "[\($0.offset)] = \($0.element)" }.joined(separator: ", ") + " ]"
+        case .string(let text):
+            var quoted = "\""
+            for c in text.unicodeScalars {
+                switch c {
+                case "\"": quoted += "\\\""
+                case "\\": quoted += "\\\\"
+                case "\n": quoted += "\\n"
+                default: quoted.unicodeScalars.append(c)
+                }
+            }
+            return quoted + "\""
+        case .enumeration(let label, let value, let isSigned):
+            let number = isSigned ? "\(value)" : "\(UInt64(bitPattern: value))"
+            return "( \"\(label ?? "")\" : container = \(number) )"
         }
     }
 }

@@ -31,6 +31,7 @@ public struct CTFStreamDecoder {
     private var previousDiscarded: UInt64 = 0
     private var instanceID: UInt64?
     private var cpu: UInt32?
+    private var streamClass: CTFStreamClass?
 
     init(name: String, path: String, bytes: [UInt8], metadata: CTFTraceMetadata) {
         self.name = name
@@ -92,7 +93,12 @@ public struct CTFStreamDecoder {
             throw fail(start + 4, "packet uuid \(CTFMetadata.uuidString(uuid)) does not match the trace uuid \(CTFMetadata.uuidString(metadata.uuid)) of the metadata")
         }
         let streamID = try load(start + 20, 4, limit: end, "stream_id")
-        guard streamID == 0 else { throw fail(start + 20, "stream_id \(streamID) is not declared (only stream 0 is)") }
+        guard let declared = metadata.streams[UInt32(truncatingIfNeeded: streamID)], streamID <= UInt64(UInt32.max) else {
+            throw fail(start + 20, "stream_id \(streamID) is not declared (the metadata declares stream \(metadata.streams.keys.sorted().map(String.init).joined(separator: ", ")))")
+        }
+        if let streamClass, streamClass.id != declared.id {
+            throw fail(start + 20, "stream_id \(streamID) differs from \(streamClass.id) in the earlier packets of this file")
+        }
         let instance = try load(start + 24, 8, limit: end, "stream_instance_id")
         var o = start + CTFStreamDecoder.packetHeaderSize
         let begin = try load(o, 8, limit: end, "timestamp_begin")
@@ -144,6 +150,7 @@ public struct CTFStreamDecoder {
         let rangeBegin = previousEnd ?? begin
         instanceID = instance
         cpu = cpuID
+        streamClass = declared
         previousSequence = sequence
         previousDiscarded = discarded
         previousEnd = packetTimestampEnd
@@ -164,40 +171,72 @@ public struct CTFStreamDecoder {
 
     private mutating func decodeEvent() throws(TraceError) -> CTFEvent {
         let start = cursor
-        let first = try load(start, 1, limit: contentEnd, "event header")
-        let id: UInt32
+        let header = streamClass?.eventHeader ?? .compact
+        var id: UInt32
         var timestamp: UInt64
-        if first & 31 < UInt64(CTFMetadata.extendedID) {
-            let word = try load(start, 4, limit: contentEnd, "compact event header")
-            id = UInt32(word & 31)
-            let low = word >> 5
-            let mask: UInt64 = (1 << 27) - 1
-            timestamp = (clock & ~mask) | low
-            if low < clock & mask {
-                let (wrapped, overflow) = timestamp.addingReportingOverflow(1 << 27)
-                guard !overflow else { throw fail(start, "compact timestamp wraps the 64-bit clock") }
-                timestamp = wrapped
+        switch header {
+        case .compact:
+            let first = try load(start, 1, limit: contentEnd, "event header")
+            if first & 31 < UInt64(CTFMetadata.extendedID) {
+                let word = try load(start, 4, limit: contentEnd, "compact event header")
+                id = UInt32(word & 31)
+                timestamp = try advanceClock(low: word >> 5, bits: 27, at: start)
+                cursor = start + 4
+            } else {
+                id = UInt32(try load(start + 1, 4, limit: contentEnd, "extended event header id"))
+                timestamp = try load(start + 5, 8, limit: contentEnd, "extended event header timestamp")
+                cursor = start + 13
             }
-            cursor = start + 4
-        } else {
-            id = UInt32(try load(start + 1, 4, limit: contentEnd, "extended event header id"))
-            timestamp = try load(start + 5, 8, limit: contentEnd, "extended event header timestamp")
-            guard timestamp >= clock else {
-                throw fail(start + 5, "event timestamp \(timestamp) goes backwards (the stream's clock is at \(clock))")
+        case .large:
+            let shortID = try load(start, 2, limit: contentEnd, "large event header id")
+            if shortID < 65535 {
+                id = UInt32(shortID)
+                timestamp = try advanceClock(low: try load(start + 2, 4, limit: contentEnd, "large event header timestamp"),
+                                             bits: 32, at: start)
+                cursor = start + 6
+            } else {
+                id = UInt32(try load(start + 2, 4, limit: contentEnd, "extended event header id"))
+                timestamp = try load(start + 6, 8, limit: contentEnd, "extended event header timestamp")
+                cursor = start + 14
             }
-            cursor = start + 13
+        }
+        guard timestamp >= clock else {
+            throw fail(start, "event timestamp \(timestamp) goes backwards (the stream's clock is at \(clock))")
         }
         guard timestamp <= timestampEnd else {
             throw fail(start, "event timestamp \(timestamp) is after the packet's timestamp_end \(timestampEnd)")
         }
         clock = timestamp
-        guard let declaration = metadata.events[id] else {
+        guard let declaration = (streamClass?.events ?? metadata.events)[id] else {
             throw fail(start, "unknown event id \(id) (not declared in the metadata)")
         }
+        let context = try decodeFields(streamClass?.eventContext ?? [], of: "the event context of \(declaration.name)")
+        let values = try decodeFields(declaration.fields, of: declaration.name)
+        var event = CTFEvent(stream: name, streamInstanceID: instanceID ?? 0, cpuID: cpu ?? 0, id: id, name: declaration.name,
+                             timestamp: timestamp, realtime: realtime(timestamp), fields: values, offset: start)
+        event.context = context
+        return event
+    }
+
+    /// The full timestamp of a header carrying its low `bits` bits: the stream's clock with those
+    /// bits replaced, one wrap later when they went down.
+    private func advanceClock(low: UInt64, bits: UInt64, at offset: Int) throws(TraceError) -> UInt64 {
+        let mask: UInt64 = (1 << bits) - 1
+        var timestamp = (clock & ~mask) | low
+        if low < clock & mask {
+            let (wrapped, overflow) = timestamp.addingReportingOverflow(1 << bits)
+            guard !overflow else { throw fail(offset, "compact timestamp wraps the 64-bit clock") }
+            timestamp = wrapped
+        }
+        return timestamp
+    }
+
+    /// Decodes `fields` at the cursor, which it advances.
+    private mutating func decodeFields(_ fields: [CTFFieldDeclaration], of owner: String) throws(TraceError) -> [CTFFieldValue] {
         var values: [CTFFieldValue] = []
-        values.reserveCapacity(declaration.fields.count)
-        for field in declaration.fields {
-            let what = "field \(field.name) of \(declaration.name)"
+        values.reserveCapacity(fields.count)
+        for field in fields {
+            let what = "field \(field.name) of \(owner)"
             let value: CTFValue
             switch field.type {
             case .unsigned(let bits):
@@ -210,14 +249,38 @@ public struct CTFStreamDecoder {
                 value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: try load(cursor, 4, limit: contentEnd, what))))
             case .float64:
                 value = .float64(Double(bitPattern: try load(cursor, 8, limit: contentEnd, what)))
-            case .bytes(let lengthField):
+            case .enumeration(let bits, let isSigned, let labels):
+                let raw = try load(cursor, bits / 8, limit: contentEnd, what)
+                let shift = UInt64(64 - bits)
+                let number = isSigned ? Int64(bitPattern: raw << shift) >> Int64(shift) : Int64(bitPattern: raw)
+                value = .enumeration(label: labels[number], value: number, isSigned: isSigned)
+            case .textArray(let count):
+                guard count <= contentEnd - cursor else {
+                    throw fail(cursor, "\(what): \(count) bytes run past the packet's content_size at byte offset \(contentEnd)")
+                }
+                let content = bytes[cursor..<(cursor + count)].prefix { $0 != 0 }
+                value = .string(String(decoding: content, as: UTF8.self))
+            case .string:
+                guard let end = bytes[cursor..<contentEnd].firstIndex(of: 0) else {
+                    throw fail(cursor, "\(what): the string has no terminating NUL before the packet's content_size at byte offset \(contentEnd)")
+                }
+                value = .string(String(decoding: bytes[cursor..<end], as: UTF8.self))
+                values.append(CTFFieldValue(name: field.name, value: value))
+                cursor = end + 1
+                continue
+            case .bytes(let lengthField), .text(let lengthField):
                 guard lengthField < values.count, case .unsigned(let length) = values[lengthField].value else {
                     throw fail(cursor, "\(what): its length field is not an unsigned integer")
                 }
                 guard length <= UInt64(contentEnd - cursor) else {
                     throw fail(cursor, "\(what): \(length) bytes run past the packet's content_size at byte offset \(contentEnd)")
                 }
-                value = .bytes(Array(bytes[cursor..<(cursor + Int(length))]))
+                let content = bytes[cursor..<(cursor + Int(length))]
+                if case .text = field.type {
+                    value = .string(String(decoding: content, as: UTF8.self))
+                } else {
+                    value = .bytes(Array(content))
+                }
                 values.append(CTFFieldValue(name: field.name, value: value))
                 cursor += Int(length)
                 continue
@@ -225,7 +288,6 @@ public struct CTFStreamDecoder {
             values.append(CTFFieldValue(name: field.name, value: value))
             cursor += field.type.fixedByteCount ?? 0
         }
-        return CTFEvent(stream: name, streamInstanceID: instanceID ?? 0, cpuID: cpu ?? 0, id: id, name: declaration.name,
-                        timestamp: timestamp, realtime: realtime(timestamp), fields: values, offset: start)
+        return values
     }
 }

@@ -1,19 +1,30 @@
-/// What a reader learned from a trace's `metadata` file (the TSDL dialect `CTFMetadata` writes).
+/// What a reader learned from a trace's `metadata` file: the TSDL dialect `CTFMetadata` writes, or
+/// the one lttng-sessiond 2.13 writes for LTTng-UST traces.
 public struct CTFTraceMetadata: Sendable, Equatable {
     /// The trace uuid (16 bytes); every packet header must repeat it.
     public var uuid: [UInt8]
     public var clock: CTFClockDescription
     /// `env` entries in declaration order.
     public var environment: [(key: String, value: CTFEnvironmentValue)]
-    /// Event declarations by id.
+    /// Event declarations of stream class 0 by id (every event of an rseqtrace trace).
     public var events: [UInt32: CTFEventDeclaration]
+    /// Every stream class by id, with its events (LTTng-UST: one per channel; event ids are per
+    /// stream class). rseqtrace traces have stream class 0 only.
+    public var streams: [UInt32: CTFStreamClass]
 
     public init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
                 events: [UInt32: CTFEventDeclaration]) {
+        self.init(uuid: uuid, clock: clock, environment: environment,
+                  streams: [0: CTFStreamClass(id: 0, eventHeader: .compact, eventContext: [], events: events)])
+    }
+
+    public init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
+                streams: [UInt32: CTFStreamClass]) {
         self.uuid = uuid
         self.clock = clock
         self.environment = environment
-        self.events = events
+        self.streams = streams
+        self.events = streams[0]?.events ?? [:]
     }
 
     /// The value of env entry `key`, if present.
@@ -22,9 +33,34 @@ public struct CTFTraceMetadata: Sendable, Equatable {
     }
 
     public static func == (a: CTFTraceMetadata, b: CTFTraceMetadata) -> Bool {
-        a.uuid == b.uuid && a.clock == b.clock && a.events == b.events
+        a.uuid == b.uuid && a.clock == b.clock && a.streams == b.streams
             && a.environment.map(\.key) == b.environment.map(\.key)
             && a.environment.map(\.value) == b.environment.map(\.value)
+    }
+}
+
+/// One `stream` block: how its events' headers look, the context every event carries, its events.
+public struct CTFStreamClass: Sendable, Hashable {
+    /// The two event headers of LTTng-UST (rseqtrace writes the compact one).
+    public enum EventHeader: Sendable, Hashable {
+        /// 5-bit id + 27-bit timestamp in 32 bits; id 31: 32-bit id + 64-bit timestamp follow.
+        case compact
+        /// 16-bit id + 32-bit timestamp; id 65535: 32-bit id + 64-bit timestamp follow.
+        case large
+    }
+
+    public var id: UInt32
+    public var eventHeader: EventHeader
+    /// `event.context` fields (e.g. `vpid`, `procname` added with `lttng add-context`).
+    public var eventContext: [CTFFieldDeclaration]
+    public var events: [UInt32: CTFEventDeclaration]
+
+    public init(id: UInt32, eventHeader: EventHeader, eventContext: [CTFFieldDeclaration],
+                events: [UInt32: CTFEventDeclaration]) {
+        self.id = id
+        self.eventHeader = eventHeader
+        self.eventContext = eventContext
+        self.events = events
     }
 }
 
@@ -104,6 +140,14 @@ public enum CTFFieldType: Sendable, Hashable {
     case float64
     /// `uint8_t name[lengthField];` — `lengthField` is the index of an earlier unsigned field.
     case bytes(lengthField: Int)
+    /// A sequence of UTF-8 encoded 8-bit integers (text), sized like `bytes`.
+    case text(lengthField: Int)
+    /// An integer with labels for some of its values.
+    case enumeration(bits: Int, isSigned: Bool, labels: [Int64: String])
+    /// NUL-terminated UTF-8 text (`string`, LTTng-UST's `lttng_ust_field_string`).
+    case string
+    /// `count` UTF-8 bytes, shown up to the first NUL (LTTng-UST's text arrays, e.g. `procname`).
+    case textArray(count: Int)
 
     /// Bytes of a scalar field; nil for sequences.
     public var fixedByteCount: Int? {
@@ -111,7 +155,9 @@ public enum CTFFieldType: Sendable, Hashable {
         case .unsigned(let bits), .signed(let bits): return bits / 8
         case .float32: return 4
         case .float64: return 8
-        case .bytes: return nil
+        case .enumeration(let bits, _, _): return bits / 8
+        case .textArray(let count): return count
+        case .bytes, .text, .string: return nil
         }
     }
 }

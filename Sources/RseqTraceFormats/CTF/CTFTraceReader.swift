@@ -4,8 +4,13 @@ import Glibc
 import RseqTrace
 import SystemPackage
 
-/// Reads a CTF 1.8 trace directory written by `CTFTraceWriter`: validates its `metadata`, then
+/// Reads a CTF 1.8 trace directory written by `CTFTraceWriter`, or by LTTng-UST 2.13 (see
+/// `CTFLTTngMetadataParser` for what of LTTng's dialect is read): validates its `metadata`, then
 /// decodes the events of its stream files, merged in timestamp order or one stream at a time.
+///
+/// `directory` may also be an LTTng session's output directory: the one trace below it
+/// (`ust/uid/<uid>/64-bit`, `ust/pid/<name>-<pid>-<time>`) is read; when there are several, the
+/// error lists them.
 ///
 /// Every file is read into memory when the reader is created; decoding is lazy. Malformed input
 /// throws `TraceError(.corrupted)` whose message names the file, the byte offset and the problem.
@@ -19,18 +24,35 @@ public final class CTFTraceReader {
     /// Largest metadata file accepted (the text of thousands of event declarations fits easily).
     public static let metadataLimit = 16 << 20
 
-    public init(directory: String) throws(TraceError) {
+    public init(directory requested: String) throws(TraceError) {
+        guard var entries = SystemInfo.directoryEntries(requested) else {
+            throw TraceError(.notFound, "cannot open trace directory \(requested): it does not exist or is not a directory")
+        }
+        var directory = requested
+        if !entries.contains("metadata") {
+            let found = CTFTraceReader.traceDirectories(below: requested)
+            guard found.count == 1, let only = found.first, let inner = SystemInfo.directoryEntries(only) else {
+                if found.isEmpty {
+                    throw TraceError(.notFound, "\(requested)/metadata: no such file: \(requested) is not a CTF trace directory (nor an LTTng session directory with traces in ust/uid/*/*-bit or ust/pid/*)")
+                }
+                throw TraceError(.invalidConfiguration, "\(requested) holds \(found.count) traces; read one of them: \(found.joined(separator: ", "))")
+            }
+            directory = only
+            entries = inner
+        }
         self.directory = directory
-        guard let entries = SystemInfo.directoryEntries(directory) else {
-            throw TraceError(.notFound, "cannot open trace directory \(directory): it does not exist or is not a directory")
-        }
-        guard entries.contains("metadata") else {
-            throw TraceError(.notFound, "\(directory)/metadata: no such file: \(directory) is not a CTF trace directory")
-        }
         let metadataPath = directory + "/metadata"
-        let text = try CTFTraceReader.readFile(metadataPath, limit: CTFTraceReader.metadataLimit)
-        metadata = try CTFMetadataParser.parse(text, path: metadataPath)
-        let names = entries.filter { $0 != "metadata" && !$0.hasPrefix(".") }.sorted(by: CTFTraceReader.streamOrder)
+        var text = try CTFTraceReader.readFile(metadataPath, limit: CTFTraceReader.metadataLimit)
+        if text.count >= 4 && text[0] == 0x57 && text[1] == 0x1D && text[2] == 0xD1 && text[3] == 0x75 {
+            text = try CTFLTTngMetadataParser.unpacketize(text, path: metadataPath)
+        }
+        metadata = CTFLTTngMetadataParser.isLTTng(text)
+            ? try CTFLTTngMetadataParser.parse(text, path: metadataPath)
+            : try CTFMetadataParser.parse(text, path: metadataPath)
+        // Stream files: everything but the metadata, hidden files and directories (LTTng's index/).
+        let names = entries.filter { name in
+            name != "metadata" && !name.hasPrefix(".") && SystemInfo.directoryEntries(directory + "/" + name) == nil
+        }.sorted(by: CTFTraceReader.streamOrder)
         streamNames = names
         var contents: [[UInt8]] = []
         for name in names { contents.append(try CTFTraceReader.readFile(directory + "/" + name, limit: Int.max)) }
@@ -86,6 +108,22 @@ public final class CTFTraceReader {
     }
 
     // MARK: - Files
+
+    /// The trace directories of an LTTng session directory `root`: `ust/uid/<uid>/<bits>-bit` and
+    /// `ust/pid/<process>` holding a `metadata` file, sorted. Nothing else is searched.
+    static func traceDirectories(below root: String) -> [String] {
+        var found: [String] = []
+        for (scheme, levels) in [("uid", 2), ("pid", 1)] {
+            var level = [root + "/ust/" + scheme]
+            for _ in 0..<levels {
+                level = level.flatMap { dir in
+                    (SystemInfo.directoryEntries(dir) ?? []).filter { !$0.hasPrefix(".") }.sorted().map { dir + "/" + $0 }
+                }
+            }
+            found += level.filter { SystemInfo.directoryEntries($0)?.contains("metadata") == true }
+        }
+        return found
+    }
 
     /// `channel0_2` before `channel0_10`.
     static func streamOrder(_ a: String, _ b: String) -> Bool {

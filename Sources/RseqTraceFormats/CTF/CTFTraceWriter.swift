@@ -29,6 +29,7 @@ public final class CTFTraceWriter {
 
     private var streams: [CTFStream]
     private var unknownIDs = Set<UInt16>()
+    private var malformedSeen = false
     private var finished = false
 
     /// Creates `directory` (which must not exist yet, or be an empty directory).
@@ -108,22 +109,54 @@ public final class CTFTraceWriter {
         let stream = streams[ring]
         let timestamp = description.clock.monotonicNanoseconds(cycles)
         if stream.events.isEmpty { stream.begin = max(timestamp, stream.end) }
-        let known = description.schemas[eventID] != nil
-        if !known { unknownIDs.insert(eventID) }
+        let schema = description.schemas[eventID]
+        if schema == nil { unknownIDs.insert(eventID) }
+        // A payload that does not match its schema would make the whole stream unreadable: keep
+        // it, with its id, as a malformed-payload event instead.
+        let malformed = schema.map { !$0.matches(payload) } ?? false
+        if malformed { malformedSeen = true }
+        let writtenID = malformed ? CTFMetadata.malformedEventID : eventID
         let previous = stream.events.isEmpty ? stream.begin : stream.last
         let stamp = max(timestamp, previous)   // a stream's clock never goes back
-        if UInt32(eventID) < CTFMetadata.extendedID && stamp - previous < (1 << 27) {
-            stream.events.appendLittleEndian(UInt32(eventID) | UInt32(truncatingIfNeeded: stamp & 0x7FF_FFFF) << 5)
+        if UInt32(writtenID) < CTFMetadata.extendedID && stamp - previous < (1 << 27) {
+            stream.events.appendLittleEndian(UInt32(writtenID) | UInt32(truncatingIfNeeded: stamp & 0x7FF_FFFF) << 5)
         } else {
             stream.events.append(UInt8(CTFMetadata.extendedID))
-            stream.events.appendLittleEndian(UInt32(eventID))
+            stream.events.appendLittleEndian(UInt32(writtenID))
             stream.events.appendLittleEndian(stamp)
         }
-        if !known { stream.events.appendLittleEndian(UInt32(payload.count)) }
-        stream.events.append(contentsOf: payload)
+        if malformed { stream.events.appendLittleEndian(eventID) }
+        if schema == nil || malformed { stream.events.appendLittleEndian(UInt32(payload.count)) }
+        if let schema, !malformed, schema.hasStringField {
+            Self.appendConvertingText(payload, schema: schema, to: &stream.events)
+        } else {
+            stream.events.append(contentsOf: payload)
+        }
         stream.last = stamp
         stream.eventCount += 1
         if stream.events.count >= packetCapacity { try flush(ring) }
+    }
+
+    /// Copies a payload (which matches `schema`), writing each counted text field as CTF wants it:
+    /// its bytes up to the first NUL, then a NUL.
+    static func appendConvertingText(_ payload: [UInt8], schema: EventSchema, to out: inout [UInt8]) {
+        var offset = 0
+        for field in schema.fields {
+            if let size = field.type.fixedByteCount {
+                out.append(contentsOf: payload[offset..<(offset + size)])
+                offset += size
+                continue
+            }
+            let count = Int(payload[offset]) | Int(payload[offset + 1]) << 8
+            let content = payload[(offset + 2)..<(offset + 2 + count)]
+            if case .string = field.type {
+                out.append(contentsOf: content.prefix { $0 != 0 })
+                out.append(0)
+            } else {
+                out.append(contentsOf: payload[offset..<(offset + 2 + count)])
+            }
+            offset += 2 + count
+        }
     }
 
     /// Records that `total` events were lost so far on `ring` (a cumulative, never decreasing
@@ -145,7 +178,7 @@ public final class CTFTraceWriter {
             if !stream.events.isEmpty || stream.lostPending != stream.lostReported { try flush(ring) }
         }
         finished = true
-        let metadata = Array(CTFMetadata.text(description, unknownIDs: unknownIDs).utf8)
+        let metadata = Array(CTFMetadata.text(description, unknownIDs: unknownIDs, malformedSeen: malformedSeen).utf8)
         let path = directory + "/metadata"
         do {
             let fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],

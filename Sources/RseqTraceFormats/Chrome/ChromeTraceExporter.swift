@@ -83,6 +83,10 @@ public struct ChromeTraceExporter {
         case .bytes(let b):
             let digits = Array("0123456789abcdef")
             return "\"" + String(b.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }) + "\""
+        case .string(let text): return quoted(text)
+        case .enumeration(let label, let value, let isSigned):
+            if let label { return quoted(label) }
+            return isSigned ? json(.signed(value)) : json(.unsigned(UInt64(bitPattern: value)))
         }
     }
 

@@ -1,0 +1,369 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CRseqTrace
+import Synchronization
+
+/// The process-wide side of instrumentation: which buffer typed events go to, which events are
+/// enabled, and where else they are forwarded.
+///
+/// Everything here is a slow path, taken once per tracepoint (registration) or per configuration
+/// change; it recomputes and stores the state word of every registered tracepoint, which is all the
+/// fast path reads.
+///
+/// At first use the runtime reads `RSEQTRACE_EVENTS` (rules, see ``setRules(_:)``),
+/// `RSEQTRACE_BACKEND` (`buffer`, `lttng` or `both`) and attaches the buffer named by
+/// `RSEQTRACE_BUFFER` when that is set (as `rseqtrace record` does), so an instrumented program
+/// records under `rseqtrace record` without calling ``attach(_:)`` itself.
+public enum TraceRuntime {
+    /// Enable/disable rules: comma-separated patterns, `-` in front disables (`http:*,-http:debug`).
+    public static let eventsVariable = "RSEQTRACE_EVENTS"
+    /// `buffer` (default), `lttng` or `both`.
+    public static let backendVariable = "RSEQTRACE_BACKEND"
+    /// Buffers one process can attach over its lifetime.
+    public static let maximumAttachments = 64
+
+    // MARK: - Hot state (statically initialised: reading it is a plain load)
+
+    /// Address of the immortal producer table (one `Producer` per attachment generation).
+    @usableFromInline static let producerTable = Atomic<UInt>(0)
+
+    @inlinable
+    static func producer(generation: Int) -> Producer {
+        // SAFETY: an armed word naming `generation` is stored (release) only after the table and
+        // this entry were written, and callers loaded that word with acquire; entries are never
+        // changed or freed.
+        unsafe UnsafePointer<Producer>(bitPattern: producerTable.load(ordering: .relaxed))!.advanced(by: generation).pointee
+    }
+
+    // MARK: - Slow state
+
+    struct Entry {
+        var stateAddress: UInt
+        var localIndex: Int
+        /// Buffer event id per attachment generation, once registered there.
+        var bufferIDs: [Int: UInt16] = [:]
+    }
+
+    struct State: ~Copyable {
+        var entries: [Entry] = []
+        var schemas: [EventSchema] = []
+        var localIndexByName: [String: Int] = [:]
+        var rules: [(pattern: EventPattern, enabled: Bool)] = []
+        var sinks: TraceSinks = .buffer
+        var buffer: SharedTraceBuffer?
+        var generation = -1
+        /// Every buffer ever attached: kept mapped for the process's lifetime, because a thread may
+        /// still be writing a record it reserved just before a detach.
+        var attached: [SharedTraceBuffer] = []
+        var forwarder: (any TraceEventForwarder)?
+        var announced = Set<Int>()
+        var problems: [String] = []
+        var reportedMalformed = Set<String>()
+    }
+
+    static let shared: Mutex<State> = {
+        var state = State()
+        readEnvironment(into: &state)
+        return Mutex(state)
+    }()
+
+    // MARK: - Attaching
+
+    /// Sends typed events to `buffer` from now on. Attaching the buffer already attached does nothing.
+    /// - Throws: `.invalidConfiguration` after ``maximumAttachments`` different buffers.
+    public static func attach(_ buffer: SharedTraceBuffer) throws(TraceError) {
+        try shared.withLock { (state: inout State) throws(TraceError) in
+            if let current = state.buffer, current === buffer { return }
+            guard state.attached.count < maximumAttachments else {
+                throw TraceError(.invalidConfiguration, """
+                    this process already attached \(maximumAttachments) trace buffers; reuse one instead of attaching '\(buffer.name)'
+                    """)
+            }
+            installProducer(for: buffer, &state)
+            rearm(&state)
+        }
+    }
+
+    /// Adds `buffer`'s producer to the producer table as the next generation and makes it current.
+    private static func installProducer(for buffer: SharedTraceBuffer, _ state: inout State) {
+        var address = producerTable.load(ordering: .acquiring)
+        if address == 0 {
+            // Allocated once and never freed: tracepoints may read it at any time.
+            let table = UnsafeMutablePointer<Producer>.allocate(capacity: maximumAttachments)
+            address = UInt(bitPattern: table)
+            // Published before any armed word names one of its entries (see TracepointState).
+            producerTable.store(address, ordering: .releasing)
+        }
+        let generation = state.attached.count
+        // SAFETY: a fresh slot (generation < maximumAttachments, checked by callers) of the live table.
+        unsafe UnsafeMutablePointer<Producer>(bitPattern: address)!.advanced(by: generation).initialize(to: buffer.makeProducer())
+        state.attached.append(buffer)
+        state.buffer = buffer
+        state.generation = generation
+    }
+
+    /// Attaches the buffer named by `RSEQTRACE_BUFFER`, if set.
+    /// - Returns: whether a buffer is attached now.
+    @discardableResult
+    public static func attachFromEnvironment() throws(TraceError) -> Bool {
+        guard let buffer = try SharedTraceBuffer.openFromEnvironment() else {
+            return shared.withLock { $0.buffer != nil }
+        }
+        try attach(buffer)
+        return true
+    }
+
+    /// Stops sending events to the attached buffer (it stays mapped; events in flight complete).
+    public static func detach() {
+        shared.withLock { state in
+            state.buffer = nil
+            rearm(&state)
+        }
+    }
+
+    /// The attached buffer, if any.
+    public static var attachedBuffer: SharedTraceBuffer? { shared.withLock { $0.buffer } }
+
+    // MARK: - Enabling
+
+    /// Enables the events whose name matches `pattern` (a later rule overrides an earlier one).
+    public static func enable(_ pattern: String) throws(TraceError) {
+        let parsed = try EventPattern(pattern)
+        shared.withLock { state in
+            state.rules.append((parsed, true))
+            rearm(&state)
+        }
+    }
+
+    /// Disables the events whose name matches `pattern` (a later rule overrides an earlier one).
+    public static func disable(_ pattern: String) throws(TraceError) {
+        let parsed = try EventPattern(pattern)
+        shared.withLock { state in
+            state.rules.append((parsed, false))
+            rearm(&state)
+        }
+    }
+
+    /// Replaces every rule with those of `specification`: comma-separated patterns, a leading `-`
+    /// disables (`http:*,-http:debug`). An empty specification enables everything.
+    public static func setRules(_ specification: String) throws(TraceError) {
+        let rules = try parseRules(specification)
+        shared.withLock { state in
+            state.rules = rules
+            rearm(&state)
+        }
+    }
+
+    /// Whether an event named `name` is enabled by the current rules: with no rule, or only
+    /// disabling rules, events are enabled; once any rule enables something, only what a rule
+    /// enables is. The last matching rule wins.
+    public static func isEnabled(_ name: String) -> Bool {
+        shared.withLock { isEnabled(name, rules: $0.rules) }
+    }
+
+    static func isEnabled(_ name: String, rules: [(pattern: EventPattern, enabled: Bool)]) -> Bool {
+        var enabled = !rules.contains { $0.enabled }
+        for rule in rules where rule.pattern.matches(name) { enabled = rule.enabled }
+        return enabled
+    }
+
+    static func parseRules(_ specification: String) throws(TraceError) -> [(pattern: EventPattern, enabled: Bool)] {
+        var rules: [(pattern: EventPattern, enabled: Bool)] = []
+        for item in specification.split(separator: ",") {
+            var text = item.filter { $0 != " " }
+            guard !text.isEmpty else { continue }
+            let enabled = text.first != "-"
+            if text.first == "-" || text.first == "+" { text.removeFirst() }
+            rules.append((try EventPattern(text), enabled))
+        }
+        return rules
+    }
+
+    // MARK: - Forwarding
+
+    /// Installs the forwarder events go to when the ``TraceSinks/forwarder`` sink is selected.
+    public static func installForwarder(_ forwarder: any TraceEventForwarder) {
+        shared.withLock { state in
+            state.forwarder = forwarder
+            state.announced = []
+            rearm(&state)
+        }
+    }
+
+    /// Chooses where enabled events go (default: the attached buffer).
+    public static func setSinks(_ sinks: TraceSinks) {
+        shared.withLock { state in
+            state.sinks = sinks
+            rearm(&state)
+        }
+    }
+
+    /// The current sinks.
+    public static var sinks: TraceSinks { shared.withLock { $0.sinks } }
+
+    @usableFromInline
+    static func forward(word: UInt64, payload: RawSpan) {
+        let index = TracepointState.localIndex(of: word)
+        guard let forwarder = shared.withLock({ $0.forwarder }) else { return }
+        forwarder.forward(event: index, payload: payload)
+    }
+
+    // MARK: - Diagnostics
+
+    /// Problems met so far (tracepoints that could not be registered, bad environment values),
+    /// each also written once to stderr.
+    public static var problems: [String] { shared.withLock { $0.problems } }
+
+    /// Every registered event schema, by process-local index.
+    public static var registeredSchemas: [EventSchema] { shared.withLock { $0.schemas } }
+
+    @usableFromInline
+    static func reportMalformedPayload(name: StaticString) {
+        let text = name.description
+        shared.withLock { state in
+            guard state.reportedMalformed.insert(text).inserted else { return }
+            note("""
+                a field of \(text) wrote a different number of bytes than its traceEncodedSize; \
+                such records are dropped (check custom TraceFieldValue conformances)
+                """, into: &state)
+        }
+    }
+
+    private static func note(_ problem: String, into state: inout State) {
+        state.problems.append(problem)
+        let line = Array("rseqtrace: \(problem)\n".utf8)
+        // SAFETY: writing `line`'s bytes, valid for the call.
+        _ = unsafe line.withUnsafeBytes { unsafe write(2, $0.baseAddress, $0.count) }
+    }
+
+    // MARK: - Registration
+
+    /// Registers a tracepoint reached for the first time and returns its state word.
+    ///
+    /// ## Safety
+    /// `statePointer` must be the tracepoint's state word; it is kept only when it lies in static
+    /// storage.
+    @unsafe
+    @usableFromInline
+    static func register(state statePointer: UnsafePointer<Atomic<UInt64>>, name: StaticString,
+                         fieldNames: StaticString, types: [FieldType]) -> UInt64 {
+        let address = UInt(bitPattern: statePointer)
+        let eventName = name.description
+        let names = fieldNames.description.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+        return shared.withLock { state -> UInt64 in
+            if let entry = state.entries.first(where: { $0.stateAddress == address }) {
+                return word(for: entry, &state)
+            }
+            func refuse(_ why: String) -> UInt64 {
+                note("tracepoint \(eventName) stays disabled: \(why)", into: &state)
+                // SAFETY: the caller's tracepoint is alive during this call.
+                unsafe statePointer.pointee.store(TracepointState.disabled, ordering: .releasing)
+                return TracepointState.disabled
+            }
+            guard names.count == types.count else {
+                return refuse("it declares \(types.count) field type(s) but \(names.count) field name(s) ('\(fieldNames)')")
+            }
+            let schema = EventSchema(name: eventName, fields: zip(names, types).map { EventField($0, $1) })
+            if let problem = schema.problem { return refuse(problem) }
+            guard schema.name.utf8.count <= 255, schema.fields.count <= 255 else {
+                return refuse("names are limited to 255 bytes and events to 255 fields")
+            }
+            // SAFETY: only an address query.
+            guard unsafe rseqtrace_is_static_storage(statePointer) != 0 else {
+                return refuse("a Tracepoint must be a global or a static let (this one is on the stack or the heap)")
+            }
+            let localIndex: Int
+            if let existing = state.localIndexByName[schema.name] {
+                guard state.schemas[existing] == schema else {
+                    return refuse("another tracepoint registered \(schema.name) with different fields; give one of them another name")
+                }
+                localIndex = existing
+            } else {
+                localIndex = state.schemas.count
+                state.schemas.append(schema)
+                state.localIndexByName[schema.name] = localIndex
+            }
+            state.entries.append(Entry(stateAddress: address, localIndex: localIndex))
+            return word(for: state.entries[state.entries.count - 1], &state, index: state.entries.count - 1)
+        }
+    }
+
+    /// Recomputes and stores every registered tracepoint's word.
+    private static func rearm(_ state: inout State) {
+        for index in state.entries.indices {
+            _ = word(for: state.entries[index], &state, index: index)
+        }
+    }
+
+    /// Computes the word of one entry (registering its schema with the buffer and the forwarder as
+    /// needed) and stores it.
+    private static func word(for entry: Entry, _ state: inout State, index: Int? = nil) -> UInt64 {
+        let schema = state.schemas[entry.localIndex]
+        var sinks: TraceSinks = []
+        var eventID: UInt16 = 0
+        if isEnabled(schema.name, rules: state.rules) {
+            if state.sinks.contains(.buffer), let buffer = state.buffer {
+                if let id = entry.bufferIDs[state.generation] {
+                    eventID = id
+                    sinks.insert(.buffer)
+                } else {
+                    do throws(TraceError) {
+                        eventID = try buffer.registerEvent(schema)
+                        sinks.insert(.buffer)
+                        if let index { state.entries[index].bufferIDs[state.generation] = eventID }
+                    } catch {
+                        note("event \(schema.name) is not recorded in '\(buffer.name)': \(error)", into: &state)
+                    }
+                }
+            }
+            if state.sinks.contains(.forwarder), let forwarder = state.forwarder {
+                if state.announced.insert(entry.localIndex).inserted {
+                    forwarder.register(event: entry.localIndex, schema: schema)
+                }
+                sinks.insert(.forwarder)
+            }
+        }
+        let word = sinks.isEmpty ? TracepointState.disabled
+            : TracepointState.armed(sinks: sinks, generation: max(state.generation, 0), eventID: eventID,
+                                    localIndex: entry.localIndex)
+        // SAFETY: the address is a registered tracepoint's state word in static storage.
+        unsafe UnsafePointer<Atomic<UInt64>>(bitPattern: entry.stateAddress)!.pointee.store(word, ordering: .releasing)
+        return word
+    }
+
+    // MARK: - Environment
+
+    private static func readEnvironment(into state: inout State) {
+        if let rules = environment(eventsVariable) {
+            do throws(TraceError) {
+                state.rules = try parseRules(rules)
+            } catch {
+                note("\(eventsVariable)='\(rules)' is ignored: \(error)", into: &state)
+            }
+        }
+        if let backend = environment(backendVariable), !backend.isEmpty {
+            if let sinks = TraceSinks(backendName: backend) {
+                state.sinks = sinks
+            } else {
+                note("\(backendVariable)='\(backend)' is ignored: use buffer, lttng or both", into: &state)
+            }
+        }
+        if environment(SharedTraceBuffer.environmentVariable) != nil {
+            do throws(TraceError) {
+                if let buffer = try SharedTraceBuffer.openFromEnvironment() {
+                    installProducer(for: buffer, &state)
+                }
+            } catch {
+                note("cannot attach the buffer named by \(SharedTraceBuffer.environmentVariable): \(error)", into: &state)
+            }
+        }
+    }
+
+    private static func environment(_ name: String) -> String? {
+        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment.
+        guard let value = unsafe getenv(name) else { return nil }
+        // SAFETY: as above.
+        return unsafe String(cString: value)
+    }
+}

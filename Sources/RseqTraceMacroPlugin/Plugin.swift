@@ -1,0 +1,11 @@
+import SwiftCompilerPlugin
+import SwiftSyntaxMacros
+
+/// The compiler plugin behind `RseqTraceMacros`: `@TraceEvent` and `#trace`.
+@main
+struct RseqTraceMacroPlugin: CompilerPlugin {
+    let providingMacros: [any Macro.Type] = [
+        TraceEventMacro.self,
+        TraceMacro.self,
+    ]
+}

@@ -1,0 +1,252 @@
+import Glibc
+@testable import RseqTrace
+import RseqTraceFormats
+import Testing
+
+/// The typed instrumentation API end to end. The runtime is process-wide, so everything that emits
+/// runs in `rseqtrace-testhelper instrumented` (one process per scenario) or under `rseqtrace record`;
+/// this process only checks results and pure functions.
+@Suite("Instrumentation: typed tracepoints, runtime, every field type through CTF")
+struct InstrumentationTests {
+    static var rseqtrace: String { HelperProcess.buildDirectory + "/rseqtrace" }
+
+    @Test("runtime scenarios, each in its own process",
+          arguments: ["types", "rules", "late", "problems", "reattach", "forwarder", "malformed"])
+    func scenario(_ name: String) throws {
+        let outcome = try HelperProcess.runHelper(["instrumented", "--scenario", name, "--events", "120"], timeout: .seconds(120))
+        let fields = try #require(outcome.fields(of: "instrumented:"), "\(outcome)")
+        #expect(fields["scenario"] == name && fields["ok"] == "1", "\(outcome)")
+        #expect(outcome.exitCode == 0, "\(outcome)")
+    }
+
+    /// Records the helper under `rseqtrace record` and reads the trace with our reader.
+    static func record(_ extra: [String], scenario: String, events: Int, tag: String) throws -> (HelperProcess.Outcome, [CTFEvent], String) {
+        let output = "/tmp/rseqtrace-inst-\(getpid())-\(tag)"
+        _ = try? HelperProcess.run("/bin/rm", ["-rf", output], environment: HelperProcess.childEnvironment(), timeout: .seconds(30))
+        let outcome = try HelperProcess.run(
+            rseqtrace, ["record", "--output", output] + extra + ["--", HelperProcess.helperPath, "instrumented", "--scenario", scenario,
+                                                                  "--events", "\(events)"],
+            environment: HelperProcess.childEnvironment(), timeout: .seconds(120))
+        let reader = try CTFTraceReader(directory: output)
+        let events = try reader.readAll().compactMap { record -> CTFEvent? in
+            if case .event(let event) = record { return event }
+            return nil
+        }
+        return (outcome, events, output)
+    }
+
+    @Test("rseqtrace record --enable/--disable reach the program through RSEQTRACE_EVENTS", .timeLimit(.minutes(2)))
+    func recordRules() throws {
+        let (outcome, events, output) = try Self.record(["--enable", "http:*", "--enable", "inst:*", "--disable", "inst:skip*",
+                                                         "--disable", "http:debug"], scenario: "env", events: 40, tag: "rules")
+        defer { _ = try? HelperProcess.run("/bin/rm", ["-rf", output], environment: HelperProcess.childEnvironment(), timeout: .seconds(30)) }
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        let fields = try #require(outcome.fields(of: "instrumented:"), "\(outcome)")
+        #expect(fields["attached"] == "1" && fields["problems"] == "0", "\(outcome)")
+        #expect(fields["enabled"] == "inst:scalars,http:request", "\(outcome)")
+        var counts: [String: Int] = [:]
+        for event in events { counts[event.name, default: 0] += 1 }
+        #expect(counts == ["inst:scalars": 40, "http:request": 40], "\(counts)")
+
+        let bad = try HelperProcess.run(Self.rseqtrace, ["record", "--enable", "http:dé", "--", "/bin/true"],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(30))
+        #expect(bad.exitCode == 64 && bad.stderr.contains("event pattern 'http:dé' contains 'é'"), "\(bad)")
+    }
+
+    /// Renders every field of every event identically from bt2 and from our reader: integers in
+    /// decimal, floats as their binary64 bit pattern, text as UTF-8 hex, enumerations as label:value.
+    static let bt2Canonical = """
+        import bt2, sys, struct
+        def render(f):
+            if isinstance(f, bt2._EnumerationFieldConst):
+                return ",".join(f.labels) + ":" + str(int(f))
+            if isinstance(f, bt2._IntegerFieldConst):
+                return str(int(f))
+            if isinstance(f, bt2._RealFieldConst):
+                return "f" + format(struct.unpack("<Q", struct.pack("<d", float(f)))[0], "x")
+            if isinstance(f, bt2._StringFieldConst):
+                return "s" + str(f).encode("utf-8").hex()
+            if isinstance(f, bt2._ArrayFieldConst):
+                return "[" + ",".join(render(x) for x in f) + "]"
+            raise SystemExit("unexpected field " + str(type(f)))
+        for m in bt2.TraceCollectionMessageIterator(sys.argv[1]):
+            if type(m) is bt2._EventMessageConst:
+                e = m.event
+                print(e.name + "|" + "|".join(k + "=" + render(v) for k, v in e.payload_field.items()))
+        """
+
+    static func canonical(_ event: CTFEvent) -> String {
+        func render(_ value: CTFValue) -> String {
+            switch value {
+            case .unsigned(let v): return "\(v)"
+            case .signed(let v): return "\(v)"
+            case .float32(let v): return "f" + String(Double(v).bitPattern, radix: 16)
+            case .float64(let v): return "f" + String(v.bitPattern, radix: 16)
+            case .string(let s): return "s" + Array(s.utf8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+            case .bytes(let b): return "[" + b.map { "\($0)" }.joined(separator: ",") + "]"
+            case .enumeration(let label, let value, let isSigned):
+                return (label ?? "") + ":" + (isSigned ? "\(value)" : "\(UInt64(bitPattern: value))")
+            }
+        }
+        return event.name + "|" + event.fields.map { "\($0.name)=\(render($0.value))" }.joined(separator: "|")
+    }
+
+    @Test("every field type reaches the CTF trace: babeltrace2 prints it, bt2 and our reader decode the same values",
+          .enabled(if: HelperProcess.isExecutable("/usr/bin/babeltrace2") && HelperProcess.isExecutable("/usr/bin/python3")),
+          .timeLimit(.minutes(2)))
+    func everyFieldTypeThroughCTF() throws {
+        let events = 60
+        let (outcome, decoded, output) = try Self.record([], scenario: "emit-types", events: events, tag: "types")
+        defer { _ = try? HelperProcess.run("/bin/rm", ["-rf", output], environment: HelperProcess.childEnvironment(), timeout: .seconds(30)) }
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        #expect(decoded.count == 5 * events, "\(decoded.count) events")
+
+        let text = try HelperProcess.run("/usr/bin/babeltrace2", [output], environment: HelperProcess.childEnvironment(),
+                                         timeout: .seconds(60))
+        #expect(text.exitCode == 0 && text.stderr.isEmpty, "\(text.stderr)")
+        let lines = text.stdout.split(separator: "\n")
+        #expect(lines.count == 5 * events)
+        for fragment in ["inst:scalars: { cpu_id = ", "u8 = 0, u16 = 0, u32 = 0, u64 = 0, i8 = 0, i16 = 0, i32 = 0, i64 = -9223372036854775808, flag = 1, f32 = 0.25",
+                         "bounded = \"✓\", sub = \"✓\"", "fixed = \"fixed literal\"", "level = ( \"high\" : container = 300 )",
+                         "color = ( \"white\" : container = 18446744073709551615 )", "bounded = [ [0] = 1, [1] = 2, [2] = 3 ]",
+                         "inst:empty: { cpu_id = "] {
+            #expect(lines.contains { $0.contains(fragment) }, "babeltrace2 output lacks \(fragment)")
+        }
+        let bt2 = try HelperProcess.run("/usr/bin/python3", ["-c", Self.bt2Canonical, output],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(bt2.exitCode == 0, "\(bt2)")
+        let theirs = bt2.stdout.split(separator: "\n").map(String.init)
+        let ours = decoded.sorted { ($0.timestamp, $0.stream, $0.offset) < ($1.timestamp, $1.stream, $1.offset) }.map(Self.canonical)
+        #expect(theirs.count == ours.count)
+        let onlyTheirs = Set(theirs).subtracting(ours), onlyOurs = Set(ours).subtracting(theirs)
+        #expect(onlyTheirs.isEmpty && onlyOurs.isEmpty,
+                "bt2 only: \(onlyTheirs.sorted().prefix(3)); our reader only: \(onlyOurs.sorted().prefix(3))")
+        // Truncation, seen in the trace: 300 × "x" keeps 255 bytes, 200 × "é" keeps 127 (254 bytes).
+        let longTexts = decoded.filter { $0.name == "inst:text" }.compactMap { event -> Int? in
+            if case .string(let s)? = event[field: "s"], s.utf8.count > 200 { return s.utf8.count } else { return nil }
+        }
+        #expect(Set(longTexts) == [255, 254], "\(longTexts)")
+    }
+
+    // MARK: - Pure functions (no runtime)
+
+    @Test("event patterns: '*' and '?' wildcards, whole-name matching, invalid characters refused")
+    func patterns() throws {
+        let cases: [(String, String, Bool)] = [
+            ("http:*", "http:request", true), ("http:*", "http:", true), ("http:*", "https:x", false),
+            ("*:request", "http:request", true), ("*", "a:b", true), ("h?tp:*", "http:x", true),
+            ("http:request", "http:request", true), ("http:request", "http:requests", false),
+            ("*a*b*", "xxaxxbxx", true), ("*a*b", "xxaxxbxxc", false), ("a*a*a", "aaa", true), ("a*a*a", "aa", false),
+        ]
+        for (pattern, name, expected) in cases {
+            #expect(try EventPattern(pattern).matches(name) == expected, "\(pattern) vs \(name)")
+        }
+        #expect(throws: TraceError.self) { try EventPattern("") }
+        #expect(throws: TraceError.self) { try EventPattern("http request") }
+    }
+
+    @Test("rules: last match wins; with any enabling rule only enabled events record")
+    func rules() throws {
+        func enabled(_ spec: String, _ name: String) throws -> Bool {
+            TraceRuntime.isEnabled(name, rules: try TraceRuntime.parseRules(spec))
+        }
+        #expect(try enabled("", "a:b"))
+        #expect(try !enabled("-a:*", "a:b") && enabled("-a:*", "c:d"))
+        #expect(try enabled("a:*", "a:b") && !enabled("a:*", "c:d"))
+        #expect(try !enabled("a:*,-a:b", "a:b") && enabled("a:*,-a:b", "a:c"))
+        #expect(try enabled("-a:b,a:*", "a:b"))
+        #expect(try enabled(" +a:b , ", "a:b"))
+        #expect(throws: TraceError.self) { try TraceRuntime.parseRules("a:b,-é") }
+    }
+
+    @Test("text truncation keeps whole UTF-8 sequences")
+    func truncation() {
+        func kept(_ text: String, _ limit: Int) -> Int { TextFieldEncoding.keptCount(Array(text.utf8).span, limit: limit) }
+        #expect(kept("abc", 5) == 3)
+        #expect(kept("abcdef", 5) == 5)
+        #expect(kept("aé", 2) == 1)          // 'é' is 2 bytes: cut before it
+        #expect(kept("aé", 3) == 3)
+        #expect(kept("😀", 3) == 0)          // a 4-byte scalar that does not fit at all
+        #expect(kept("a😀b", 4) == 1)
+        #expect(kept("a😀b", 5) == 5)
+        #expect(kept("", 0) == 0)
+    }
+
+    static let allTypes = EventSchema(name: "t:all", fields: [
+        EventField("u", .uint32), EventField("i", .int8), EventField("f", .float32), EventField("d", .float64),
+        EventField("b", .bool), EventField("s", .string(maxBytes: 10)), EventField("raw", .bytes(maxCount: 3)),
+        EventField("e", .enumeration(EnumerationType(bits: 16, isSigned: true, cases: [EnumerationCase("neg", -2), EnumerationCase("pos", 7)]))),
+    ])
+
+    @Test("payload validation: counts within bounds, bytes present, nothing left over")
+    func payloadMatches() {
+        let fixed: [UInt8] = [1, 0, 0, 0, 0xFF, 0, 0, 0x80, 0x3F, 0, 0, 0, 0, 0, 0, 0xF0, 0x3F, 1]
+        let good = fixed + [2, 0, 0x68, 0x69] + [1, 0, 9] + [7, 0]
+        #expect(Self.allTypes.matches(good))
+        #expect(!Self.allTypes.matches(good + [0]))                                       // trailing byte
+        #expect(!Self.allTypes.matches(Array(good.dropLast())))                           // truncated
+        #expect(!Self.allTypes.matches(fixed + [11, 0] + [UInt8](repeating: 0x61, count: 11) + [0, 0] + [7, 0]))  // over the bound
+        #expect(!Self.allTypes.matches(fixed + [200, 0, 0x68]))                           // count runs past the end
+        let values = EventPayloadDecoder.decode(good, schema: Self.allTypes)?.map(\.value)
+        #expect(values == [.unsigned(1), .signed(-1), .float32(1), .float64(1), .unsigned(1), .string("hi"),
+                           .unsigned(1), .bytes([9]), .enumeration(label: "pos", value: 7, isSigned: true)])
+    }
+
+    @Test("schemas with every type survive the shared-memory registry; bad schemas are refused with reasons")
+    func registry() throws {
+        let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: "rseqtrace-inst-registry-\(getpid())",
+                                                                     ringSize: 1 << 16, subbufferSize: 1 << 12))
+        let id = try buffer.registerEvent(Self.allTypes)
+        #expect(try buffer.registeredEvents()[id] == Self.allTypes)
+        #expect(try buffer.registerEvent(Self.allTypes) == id)
+        func refusal(_ schema: EventSchema) -> String {
+            do {
+                _ = try buffer.registerEvent(schema)
+                return "accepted"
+            } catch {
+                return error.message
+            }
+        }
+        #expect(refusal(EventSchema(name: "t:all", fields: [EventField("u", .uint64)])).contains("already registered"))
+        #expect(refusal(EventSchema(name: "t:big", fields: [EventField("s", .string(maxBytes: 5000))])).contains("allow at most"))
+        #expect(refusal(EventSchema(name: "t:zero", fields: [EventField("s", .string(maxBytes: 0))])).contains("outside 1...65535"))
+        #expect(refusal(EventSchema(name: "t:e", fields: [EventField("e", .enumeration(EnumerationType(
+            bits: 8, isSigned: false, cases: [EnumerationCase("a", 256)])))])).contains("does not fit 8 bits"))
+        #expect(refusal(EventSchema(name: "t:e2", fields: [EventField("e", .enumeration(EnumerationType(
+            bits: 8, isSigned: false, cases: [EnumerationCase("a", 1), EnumerationCase("a", 2)])))])).contains("appears twice"))
+        #expect(refusal(EventSchema(name: "t:len", fields: [EventField("s", .string(maxBytes: 4)), EventField("_s_length", .uint8)]))
+            .contains("collides with the length field"))
+    }
+
+    @Test("a payload that does not match its schema becomes an rseqtrace:malformed_payload event babeltrace2 reads; text is cut at a NUL",
+          .enabled(if: HelperProcess.isExecutable("/usr/bin/babeltrace2")))
+    func malformedPayloadEvent() throws {
+        let directory = "/tmp/rseqtrace-inst-\(getpid())-malformed"
+        _ = try? HelperProcess.run("/bin/rm", ["-rf", directory], environment: HelperProcess.childEnvironment(), timeout: .seconds(30))
+        defer { _ = try? HelperProcess.run("/bin/rm", ["-rf", directory], environment: HelperProcess.childEnvironment(), timeout: .seconds(30)) }
+        try CTFTraceWriter.prepareDirectory(directory)
+        let writer = try CTFTraceWriter(directory: directory, description: CTFTraceDescription(
+            uuid: Array(repeating: 7, count: 16), clock: CycleClock(frequency: 1_000_000_000, cycleReference: 0, monotonicReference: 0,
+                                                                     realtimeReference: 1_700_000_000_000_000_000),
+            bootID: Array(repeating: 1, count: 16), hostname: "h", traceName: "t", procname: "p", pid: 1, cpuRingCount: 1,
+            schemas: [3: EventSchema(name: "t:s", fields: [EventField("s", .string(maxBytes: 4))])]))
+        try writer.append(ring: 0, eventID: 3, cycles: 10, payload: [2, 0, 0x6F, 0x6B])
+        try writer.append(ring: 0, eventID: 3, cycles: 20, payload: [9, 0, 0x6F])     // count over the bound and past the end
+        try writer.append(ring: 0, eventID: 3, cycles: 30, payload: [3, 0, 0x61, 0, 0x62])   // "a\0b": CTF strings end at a NUL
+        try writer.append(ring: 0, eventID: 3, cycles: 40, payload: [0, 0])
+        _ = try writer.finish()
+        let events = try CTFTraceReader(directory: directory).readAll().compactMap { r -> CTFEvent? in
+            if case .event(let e) = r { return e } else { return nil }
+        }
+        #expect(events.map(\.name) == ["t:s", CTFMetadata.malformedEventName, "t:s", "t:s"])
+        #expect(events[1][field: "event_id"] == .unsigned(3) && events[1][field: "payload"] == .bytes([9, 0, 0x6F]))
+        #expect(events.map { $0[field: "s"] } == [.string("ok"), nil, .string("a"), .string("")])
+        let text = try HelperProcess.run("/usr/bin/babeltrace2", [directory], environment: HelperProcess.childEnvironment(),
+                                         timeout: .seconds(60))
+        #expect(text.exitCode == 0 && text.stderr.isEmpty, "\(text)")
+        #expect(text.stdout.contains("t:s: { cpu_id = 0 }, { s = \"ok\" }"), "\(text.stdout)")
+        #expect(text.stdout.contains("t:s: { cpu_id = 0 }, { s = \"a\" }") && text.stdout.contains("t:s: { cpu_id = 0 }, { s = \"\" }"), "\(text.stdout)")
+        #expect(text.stdout.contains("rseqtrace:malformed_payload: { cpu_id = 0 }, { event_id = 3, length = 3, payload = [ [0] = 9, [1] = 0, [2] = 111 ] }"),
+                "\(text.stdout)")
+    }
+}

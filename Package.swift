@@ -167,8 +167,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "rseqtrace-testhelper",
-            dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTraceTestSupport",
-                           "RseqTraceTestPayloads"],
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceMacros",
+                           "CRseqTraceTestSupport", "RseqTraceTestPayloads"],
             path: "Tests/rseqtrace-testhelper",
             swiftSettings: auditedUnsafe
         ),

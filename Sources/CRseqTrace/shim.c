@@ -255,6 +255,13 @@ int rseqtrace_getcpu(void)
 	return sched_getcpu();
 }
 
+uintptr_t rseqtrace_producer_table;
+
+void rseqtrace_publish_producer_table(uintptr_t address)
+{
+	__atomic_store_n(&rseqtrace_producer_table, address, __ATOMIC_RELEASE);
+}
+
 int rseqtrace_is_static_storage(const void *address)
 {
 	Dl_info info;

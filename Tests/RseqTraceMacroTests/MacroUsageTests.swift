@@ -122,6 +122,17 @@ struct MacroUsageTests {
         #expect(evaluations.load(ordering: .relaxed) == before)
     }
 
+    /// The expansion has no closure: `try` and `await` in the arguments work as written.
+    @Test func traceWithTryAndAwaitInArguments() async throws {
+        func size() throws -> UInt32 { counted(4) }
+        func later() async -> UInt32 { counted(5) }
+        let before = evaluations.load(ordering: .relaxed)
+        #trace(MacroTestEvents.Nested(value: try size()))
+        try #trace(MacroTestEvents.Nested(value: size()))
+        #trace(MacroTestEvents.Nested(value: await later()))
+        #expect(evaluations.load(ordering: .relaxed) == before)
+    }
+
     /// The fallback form `(expr).emit()` evaluates its argument (documented).
     @Test func traceOfAVariableOrFunctionEvaluatesIt() {
         func make() -> MacroTestEvents.Nested { counted(MacroTestEvents.Nested(value: 1)) }

@@ -11,7 +11,7 @@ struct InstrumentationTests {
     static var rseqtrace: String { HelperProcess.buildDirectory + "/rseqtrace" }
 
     @Test("runtime scenarios, each in its own process",
-          arguments: ["types", "rules", "late", "problems", "reattach", "forwarder", "malformed"])
+          arguments: ["types", "rules", "late", "problems", "reattach", "forwarder", "malformed", "macros"])
     func scenario(_ name: String) throws {
         let outcome = try HelperProcess.runHelper(["instrumented", "--scenario", name, "--events", "120"], timeout: .seconds(120))
         let fields = try #require(outcome.fields(of: "instrumented:"), "\(outcome)")

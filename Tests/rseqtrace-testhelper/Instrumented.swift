@@ -46,7 +46,7 @@ let instTexts: [(String, String)] = [
 ]
 
 enum InstrumentedCommand {
-    static let usage = "instrumented --scenario types|emit-types|env|rules|late|problems|reattach|forwarder|malformed [--events N]"
+    static let usage = "instrumented --scenario types|emit-types|env|rules|late|problems|reattach|forwarder|malformed|macros [--events N]"
 
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
         let options = try Options(arguments, flagNames: [], valueNames: ["scenario", "events"])
@@ -69,6 +69,7 @@ enum InstrumentedCommand {
         case "reattach": reattachScenario(expect, &facts)
         case "forwarder": forwarderScenario(expect, &facts)
         case "malformed": malformedScenario(expect, &facts)
+        case "macros": macrosScenario(expect, &facts)
         default: throw UsageError("unknown scenario '\(scenario)'")
         }
         for failure in failures { printError("FAIL: \(failure)") }

@@ -119,6 +119,16 @@ int rseqtrace_enter_fifo(int *saved_policy, int *saved_priority);
 void rseqtrace_leave_fifo(int saved_policy, int saved_priority);
 /* sched_getcpu(), or -1. */
 int rseqtrace_getcpu(void);
+/* The address of TraceRuntime's immortal producer table (0 until the first attach). A C global so
+ * that a tracepoint in any module reads it with one inlined load, not a call to a Swift global's
+ * addressor. Written once, with release, before any tracepoint is armed. */
+extern uintptr_t rseqtrace_producer_table;
+static inline __attribute__((always_inline)) uintptr_t rseqtrace_load_producer_table(void)
+{
+	return __atomic_load_n(&rseqtrace_producer_table, __ATOMIC_RELAXED);
+}
+void rseqtrace_publish_producer_table(uintptr_t address);
+
 /* 1 when `address` lies in a loaded executable or shared object (its static data: where global and
  * static variables live), 0 otherwise (stack, heap). Uses dladdr. */
 int rseqtrace_is_static_storage(const void *address);

@@ -25,15 +25,12 @@ public enum TraceRuntime {
 
     // MARK: - Hot state (statically initialised: reading it is a plain load)
 
-    /// Address of the immortal producer table (one `Producer` per attachment generation).
-    @usableFromInline static let producerTable = Atomic<UInt>(0)
-
     @inlinable
     static func producer(generation: Int) -> Producer {
-        // SAFETY: an armed word naming `generation` is stored (release) only after the table and
-        // this entry were written, and callers loaded that word with acquire; entries are never
-        // changed or freed.
-        unsafe UnsafePointer<Producer>(bitPattern: producerTable.load(ordering: .relaxed))!.advanced(by: generation).pointee
+        // SAFETY: an armed word naming `generation` is stored (release) only after the table
+        // (`rseqtrace_producer_table`, published with release) and this entry were written, and
+        // callers loaded that word with acquire; entries are never changed or freed.
+        unsafe UnsafePointer<Producer>(bitPattern: rseqtrace_load_producer_table())!.advanced(by: generation).pointee
     }
 
     // MARK: - Slow state
@@ -87,13 +84,13 @@ public enum TraceRuntime {
 
     /// Adds `buffer`'s producer to the producer table as the next generation and makes it current.
     private static func installProducer(for buffer: SharedTraceBuffer, _ state: inout State) {
-        var address = producerTable.load(ordering: .acquiring)
+        var address = rseqtrace_load_producer_table()   // only ever written under the runtime's lock
         if address == 0 {
             // Allocated once and never freed: tracepoints may read it at any time.
             let table = UnsafeMutablePointer<Producer>.allocate(capacity: maximumAttachments)
             address = UInt(bitPattern: table)
             // Published before any armed word names one of its entries (see TracepointState).
-            producerTable.store(address, ordering: .releasing)
+            rseqtrace_publish_producer_table(address)
         }
         let generation = state.attached.count
         // SAFETY: a fresh slot (generation < maximumAttachments, checked by callers) of the live table.

@@ -3,6 +3,7 @@ struct Report {
     let settings: Settings
     let results: [Cell: CellResult]
     let census: AbortCensus?
+    let consumers: ConsumerCensus
     let sustained: SustainedResult?
     /// Fraction of CPU time the hypervisor stole during the benchmark (/proc/stat), if known.
     let steal: Double?
@@ -173,14 +174,14 @@ struct Report {
             Swift.print("rseq aborts: not measured (--perf none)")
         }
         // Consumer CPU.
-        if let rseq = result(.rseqtraceDiscard)?.consumerNanosecondsPerMillion {
+        if let rseq = consumers.rseqtrace?.consumerNanosecondsPerMillion {
             Swift.print("consumer CPU, RseqTrace: \(format(rseq / 1e6, 1)) ms per million events "
-                + "(draining the finished buffer and writing CTF to disk, one thread)")
+                + "(draining a finished buffer of \(consumers.rseqtrace?.recorded ?? 0) events and writing CTF to disk, one thread)")
         }
-        if let lttng = result(.lttngEnabled)?.consumerNanosecondsPerMillion {
+        if let lttng = consumers.lttng?.consumerNanosecondsPerMillion {
             Swift.print("consumer CPU, LTTng-UST: \(format(lttng / 1e6, 1)) ms per million events "
-                + "(lttng-consumerd's CPU time during the run, /proc/<pid>/task/*/schedstat, minus that of a 1-event "
-                + "session: it copies finished packets to disk without decoding them)")
+                + "(lttng-consumerd during a run of \(consumers.lttng?.recorded ?? 0) events, from /proc/<pid>/task/*/schedstat, "
+                + "less a 1-event session's; it copies finished packets to disk without decoding them)")
         }
         // Sustained.
         if let sustained {

@@ -92,13 +92,15 @@ struct RunCommand: ParsableCommand {
         let stealBefore = CPUJiffies.now()
         harness.measureCells()
         let census = perf == "none" ? nil : harness.abortCensus(perf: perf)
+        let consumers = harness.consumerCensus()
         let sustained = noSustained ? nil : harness.sustainedSearch()
         let stealAfter = CPUJiffies.now()
         var steal: Double?
         if let before = stealBefore, let after = stealAfter, after.total > before.total {
             steal = Double(after.steal - before.steal) / Double(after.total - before.total)
         }
-        let report = Report(settings: settings, results: harness.results, census: census, sustained: sustained,
+        let report = Report(settings: settings, results: harness.results, census: census, consumers: consumers,
+                            sustained: sustained,
                             steal: steal, lttngUnavailable: lttng == nil ? (lttngUnavailable ?? "not built") : nil,
                             configurations: selected)
         report.print()
@@ -268,6 +270,34 @@ struct Harness {
         return census
     }
 
+    // MARK: - Consumer CPU
+
+    /// Consumer CPU time per million events, each tracer in one run of 5 × the usual events on
+    /// one thread: RseqTrace draining the finished buffer and writing CTF; LTTng-UST's
+    /// lttng-consumerd during the run, less what a 1-event session costs it (set-up dominates
+    /// shorter runs).
+    mutating func consumerCensus() -> ConsumerCensus {
+        var census = ConsumerCensus()
+        let events = settings.events * 5
+        if configurations.contains(.rseqtraceDiscard) {
+            progress("consumer CPU: RseqTrace, \(events) events drained to CTF")
+            traces += 1
+            let trace = workDirectory + "/rseqtrace-consumer-\(traces)"
+            let output = ChildProcess.run([executable, "worker", "--config", Configuration.rseqtraceDiscard.rawValue,
+                                           "--events", String(events), "--warmup", String(settings.warmup),
+                                           "--trace-output", trace])
+            FileSystem.removeTree(trace)
+            removeLeftoverBuffer(of: output)
+            census.rseqtrace = output.lastLine(startingWith: "result ").flatMap(Sample.init(resultLine:))
+        }
+        if let lttng, configurations.contains(.lttngEnabled) {
+            progress("consumer CPU: LTTng-UST, \(events) events")
+            census.lttng = try? lttng.runEnabled(Cell(configuration: .lttngEnabled, workload: .event, threads: 1),
+                                                 events: events, warmup: settings.warmup, count: false)
+        }
+        return census
+    }
+
     // MARK: - Sustained rate
 
     /// The highest rate (one producer thread, the consumer on another CPU draining concurrently
@@ -336,6 +366,12 @@ struct Harness {
     private func progress(_ message: String) {
         printError("bench: \(message)")
     }
+}
+
+/// The consumer-CPU runs.
+struct ConsumerCensus {
+    var rseqtrace: Sample?
+    var lttng: Sample?
 }
 
 /// rseq aborts per configuration.

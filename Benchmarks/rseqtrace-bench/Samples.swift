@@ -30,9 +30,15 @@ struct Sample {
     /// Trace stream bytes on disk and the events in them (when this run wrote a trace).
     var streamBytes: UInt64?
     var traceEvents: UInt64?
-    /// CPU time the consumer spent on this run's events (LTTng: lttng-consumerd during the run;
-    /// RseqTrace: draining the finished buffer and writing CTF).
+    /// CPU time the consumer spent on this run's events (LTTng: lttng-consumerd during the run,
+    /// minus a 1-event session's; RseqTrace: draining the finished buffer and writing CTF).
     var consumerNanoseconds: UInt64?
+
+    /// Consumer CPU nanoseconds per million recorded events, when measured.
+    var consumerNanosecondsPerMillion: Double? {
+        guard let consumerNanoseconds, let recorded, recorded > 0 else { return nil }
+        return Double(consumerNanoseconds) / Double(recorded) * 1e6
+    }
     /// RseqTrace's producer mode in that process (rseq, rseq-self or fallback).
     var mode: String?
 
@@ -118,14 +124,5 @@ struct CellResult {
         let bytes = written.reduce(0) { $0 + $1.streamBytes! }
         let events = written.reduce(0) { $0 + ($1.traceEvents ?? $1.recorded!) }
         return Double(bytes) / Double(events)
-    }
-
-    /// Consumer CPU nanoseconds per million recorded events.
-    var consumerNanosecondsPerMillion: Double? {
-        let measured = samples.filter { $0.consumerNanoseconds != nil && ($0.recorded ?? 0) > 0 }
-        guard !measured.isEmpty else { return nil }
-        let nanoseconds = measured.reduce(0) { $0 + $1.consumerNanoseconds! }
-        let events = measured.reduce(0) { $0 + $1.recorded! }
-        return Double(nanoseconds) / Double(events) * 1e6
     }
 }

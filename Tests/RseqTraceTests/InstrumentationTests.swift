@@ -72,7 +72,8 @@ struct InstrumentationTests {
         for m in bt2.TraceCollectionMessageIterator(sys.argv[1]):
             if type(m) is bt2._EventMessageConst:
                 e = m.event
-                print(e.name + "|" + "|".join(k + "=" + render(v) for k, v in e.payload_field.items()))
+                print(str(m.default_clock_snapshot.ns_from_origin) + "|" + e.name + "|"
+                      + "|".join(k + "=" + render(v) for k, v in e.payload_field.items()))
         """
 
     static func canonical(_ event: CTFEvent) -> String {
@@ -88,7 +89,7 @@ struct InstrumentationTests {
                 return (label ?? "") + ":" + (isSigned ? "\(value)" : "\(UInt64(bitPattern: value))")
             }
         }
-        return event.name + "|" + event.fields.map { "\($0.name)=\(render($0.value))" }.joined(separator: "|")
+        return "\(event.realtime)|" + event.name + "|" + event.fields.map { "\($0.name)=\(render($0.value))" }.joined(separator: "|")
     }
 
     @Test("every field type reaches the CTF trace: babeltrace2 prints it, bt2 and our reader decode the same values",
@@ -115,9 +116,26 @@ struct InstrumentationTests {
         let bt2 = try HelperProcess.run("/usr/bin/python3", ["-c", Self.bt2Canonical, output],
                                         environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
         #expect(bt2.exitCode == 0, "\(bt2)")
-        let theirs = bt2.stdout.split(separator: "\n").map(String.init)
-        let ours = decoded.sorted { ($0.timestamp, $0.stream, $0.offset) < ($1.timestamp, $1.stream, $1.offset) }.map(Self.canonical)
+        // babeltrace2 2.0.4 shows an empty string field with the value the field had in an earlier
+        // event (fixed upstream: review.lttng.org/c/babeltrace/+/4528), so where our reader decodes
+        // an empty string, that field of the same event (same timestamp and name) is not compared.
+        var theirs = bt2.stdout.split(separator: "\n").map(String.init)
+        let ourEvents = decoded.sorted { ($0.timestamp, $0.stream, $0.offset) < ($1.timestamp, $1.stream, $1.offset) }
+        var ours = ourEvents.map(Self.canonical)
         #expect(theirs.count == ours.count)
+        for event in ourEvents {
+            let emptyFields = event.fields.filter { $0.value == .string("") }.map(\.name)
+            guard !emptyFields.isEmpty else { continue }
+            let key = "\(event.realtime)|\(event.name)|"
+            func masked(_ line: String) -> String {
+                guard line.hasPrefix(key) else { return line }
+                return line.split(separator: "|", omittingEmptySubsequences: false).map { part in
+                    emptyFields.contains { part.hasPrefix("\($0)=s") } ? "\(part.split(separator: "=")[0])=(empty in our reader)" : String(part)
+                }.joined(separator: "|")
+            }
+            theirs = theirs.map(masked)
+            ours = ours.map(masked)
+        }
         let onlyTheirs = Set(theirs).subtracting(ours), onlyOurs = Set(ours).subtracting(theirs)
         #expect(onlyTheirs.isEmpty && onlyOurs.isEmpty,
                 "bt2 only: \(onlyTheirs.sorted().prefix(3)); our reader only: \(onlyOurs.sorted().prefix(3))")

@@ -81,8 +81,12 @@ enum InstrumentedCommand {
 
     static func makeBuffer(_ tag: String) -> SharedTraceBuffer {
         do {
-            return try SharedTraceBuffer.create(TraceConfiguration(name: "rseqtrace-inst-\(tag)-\(getpid())",
-                                                                   ringSize: 1 << 20, subbufferSize: 1 << 16))
+            let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: "rseqtrace-inst-\(tag)-\(getpid())",
+                                                                         ringSize: 1 << 20, subbufferSize: 1 << 16))
+            // The runtime keeps an attached buffer mapped for the whole process, so its deinit never
+            // unlinks the name: unlink it now (the mapping stays valid).
+            buffer.removeName()
+            return buffer
         } catch {
             printError("error: \(error)")
             finish(3)

@@ -39,7 +39,8 @@ struct DemoTypes {
     var thread: UInt32
     var sequence: UInt64
 
-    var text: String { DemoTypes.texts[Int(sequence % 4)].description }
+    /// demo:types is emitted once per 1000 sequences: cycle the texts per emission, not per sequence.
+    var text: String { DemoTypes.texts[Int((sequence / 1000) % 4)].description }
     var color: DemoColor { DemoColor.allCases[Int(sequence % 3)] }
     var level: DemoLevel { DemoLevel.allCases[Int(sequence % 3)] }
 
@@ -80,3 +81,6 @@ struct DemoTypes {
 
 /// Disabled by the demo (`TraceRuntime.disable`): shows what a disabled tracepoint costs.
 let demoDisabledTracepoint = Tracepoint2<UInt64, UInt32>("demo:disabled", fields: "seq thread")
+
+/// `demo:text`: a text field next to an integer (the fast-path check disassembles its emit).
+let demoTextTracepoint = Tracepoint2<UInt64, TraceString<64>>("demo:text", fields: "seq text")

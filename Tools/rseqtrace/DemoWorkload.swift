@@ -81,6 +81,7 @@ struct DemoWorkload {
         try TraceRuntime.attach(buffer)
         try backend.activate()
         try TraceRuntime.disable("demo:disabled")
+        try TraceRuntime.disable("demo:text")   // its probe is checked by Tools/check-fastpath, not recorded
         let typedOnly = backend.usesLTTng
         let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-demo",
                                          procname: "rseqtrace", pid: getpid())
@@ -142,6 +143,7 @@ struct DemoWorkload {
                 default: fastPathProbeTypedEmit(thread, sequence)
                 }
                 fastPathProbeDisabled(thread, sequence)
+                if sequence % typesInterval == 0 { fastPathProbeTypedText("disabled text probe", sequence) }
                 if sequence % typesInterval == typesInterval - 1 {
                     DemoTypes(thread: thread, sequence: sequence).emit()
                 }

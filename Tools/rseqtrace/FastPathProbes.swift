@@ -33,3 +33,10 @@ func fastPathProbeTypedEmit(_ thread: UInt32, _ sequence: UInt64) {
 func fastPathProbeDisabled(_ thread: UInt32, _ sequence: UInt64) {
     demoDisabledTracepoint.emit(sequence, thread)
 }
+
+/// A typed tracepoint with a text field: the String's UTF-8 bytes are copied straight into the
+/// record (no formatting, no allocation, no retain/release).
+@inline(never)
+func fastPathProbeTypedText(_ text: String, _ sequence: UInt64) {
+    demoTextTracepoint.emit(sequence, TraceString(text))
+}

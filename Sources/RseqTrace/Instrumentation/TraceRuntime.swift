@@ -57,6 +57,7 @@ public enum TraceRuntime {
         var announced = Set<Int>()
         var problems: [String] = []
         var reportedMalformed = Set<String>()
+        var reportedMissingForwarder = false
     }
 
     static let shared: Mutex<State> = {
@@ -182,6 +183,9 @@ public enum TraceRuntime {
     /// Installs the forwarder events go to when the ``TraceSinks/forwarder`` sink is selected.
     public static func installForwarder(_ forwarder: any TraceEventForwarder) {
         shared.withLock { state in
+            // SAFETY: a +1 reference that is never released (see currentForwarder), so the address stays valid.
+            let address = unsafe UInt(bitPattern: Unmanaged.passRetained(ForwarderBox(forwarder)).toOpaque())
+            currentForwarder.store(address, ordering: .releasing)
             state.forwarder = forwarder
             state.announced = []
             rearm(&state)
@@ -199,11 +203,24 @@ public enum TraceRuntime {
     /// The current sinks.
     public static var sinks: TraceSinks { shared.withLock { $0.sinks } }
 
+    /// The installed forwarder, for emitting threads: an `Unmanaged` reference that is never
+    /// released (forwarders are few and live as long as the process), so reading it takes no lock.
+    static let currentForwarder = Atomic<UInt>(0)
+
     @usableFromInline
     static func forward(word: UInt64, payload: RawSpan) {
-        let index = TracepointState.localIndex(of: word)
-        guard let forwarder = shared.withLock({ $0.forwarder }) else { return }
-        forwarder.forward(event: index, payload: payload)
+        let address = currentForwarder.load(ordering: .acquiring)
+        // SAFETY: a nonzero address came from `Unmanaged.passRetained` in installForwarder and is never released.
+        guard let pointer = unsafe UnsafeRawPointer(bitPattern: address) else { return }
+        // SAFETY: as above.
+        let forwarder = unsafe Unmanaged<ForwarderBox>.fromOpaque(pointer).takeUnretainedValue().forwarder
+        forwarder.forward(event: TracepointState.localIndex(of: word), payload: payload)
+    }
+
+    /// Holds an existential forwarder behind one class reference.
+    final class ForwarderBox: Sendable {
+        let forwarder: any TraceEventForwarder
+        init(_ forwarder: any TraceEventForwarder) { self.forwarder = forwarder }
     }
 
     // MARK: - Diagnostics
@@ -314,11 +331,19 @@ public enum TraceRuntime {
                     }
                 }
             }
-            if state.sinks.contains(.forwarder), let forwarder = state.forwarder {
-                if state.announced.insert(entry.localIndex).inserted {
-                    forwarder.register(event: entry.localIndex, schema: schema)
+            if state.sinks.contains(.forwarder) {
+                if let forwarder = state.forwarder {
+                    if state.announced.insert(entry.localIndex).inserted {
+                        forwarder.register(event: entry.localIndex, schema: schema)
+                    }
+                    sinks.insert(.forwarder)
+                } else if !state.reportedMissingForwarder {
+                    state.reportedMissingForwarder = true
+                    note("""
+                        events are routed to a forwarder (LTTng) but none is installed: call LTTngBridge.install() \
+                        (built with --traits LTTng) or set \(backendVariable)=buffer
+                        """, into: &state)
                 }
-                sinks.insert(.forwarder)
             }
         }
         let word = sinks.isEmpty ? TracepointState.disabled

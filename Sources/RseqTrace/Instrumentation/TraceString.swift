@@ -16,7 +16,7 @@ public struct TraceString<let maxBytes: Int>: TraceFieldValue, Sendable, Express
     @inlinable public init(stringLiteral text: String) { self.text = text }
 
     @inlinable public static var traceFieldType: FieldType { .string(maxBytes: maxBytes) }
-    @inlinable public var traceEncodedSize: Int { TextFieldEncoding.encodedSize(text, limit: maxBytes) }
+    @inlinable @inline(__always) public var traceEncodedSize: Int { TextFieldEncoding.encodedSize(text, limit: maxBytes) }
     @inlinable @inline(__always) public func traceEncode(into writer: inout TracePayloadWriter) {
         TextFieldEncoding.encode(text, limit: maxBytes, into: &writer)
     }
@@ -30,6 +30,7 @@ public enum TextFieldEncoding {
     /// How many of `bytes` to keep under `limit`: all of them, or the longest prefix of at most
     /// `limit` bytes that ends on a Unicode scalar boundary.
     @inlinable
+    @inline(__always)
     public static func keptCount(_ bytes: Span<UInt8>, limit: Int) -> Int {
         if bytes.count <= limit { return bytes.count }
         var kept = limit
@@ -40,10 +41,10 @@ public enum TextFieldEncoding {
     }
 
     @inlinable
+    @inline(__always)
     static func encodedSize(_ text: String, limit: Int) -> Int {
-        let count = text.utf8.count
-        if count <= limit { return 2 &+ count }
-        return 2 &+ keptCount(text.utf8.span, limit: limit)
+        // Through the span: `utf8.count` would branch to a call for foreign strings.
+        2 &+ keptCount(text.utf8.span, limit: limit)
     }
 
     @inlinable
@@ -65,7 +66,7 @@ public enum TextFieldEncoding {
 
 extension String: TraceFieldValue {
     @inlinable public static var traceFieldType: FieldType { .string(maxBytes: TextFieldEncoding.defaultMaximumBytes) }
-    @inlinable public var traceEncodedSize: Int { TextFieldEncoding.encodedSize(self, limit: TextFieldEncoding.defaultMaximumBytes) }
+    @inlinable @inline(__always) public var traceEncodedSize: Int { TextFieldEncoding.encodedSize(self, limit: TextFieldEncoding.defaultMaximumBytes) }
     @inlinable @inline(__always) public func traceEncode(into writer: inout TracePayloadWriter) {
         TextFieldEncoding.encode(self, limit: TextFieldEncoding.defaultMaximumBytes, into: &writer)
     }

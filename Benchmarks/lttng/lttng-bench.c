@@ -2,13 +2,18 @@
  * The LTTng-UST workload of Tools/bench: the harness's measured loop, in C, firing the
  * `rseqtrace_bench` tracepoints. Same protocol as `rseqtrace-bench worker`:
  *
- *   rseqtrace-bench-lttng --workload event|string --threads T --events N --warmup W
+ *   rseqtrace-bench-lttng --workload event|string --threads T --events N --warmup W [--consumer-pids P,...]
  *
  * Thread i is pinned to the i-th allowed CPU (modulo their count), emits W warm-up events, waits
  * for every thread, then times N events with CLOCK_MONOTONIC. Whether LTTng records anything is up
  * to the session the harness set up (none: "compiled in, disabled"). Prints one line:
  *
  *   result threads=T events=N warmup=W ns_per_event=X wall_ns=W thread_ns=t0,t1 allocations=K cpus=c0,c1
+ *
+ * With --consumer-pids (lttng-consumerd's), it also prints consumer_start_ns: their CPU time just
+ * before the timed loop, when the session's buffers exist and the warm-up is done, so that the
+ * harness can charge the consumer only for the timed events (its reading after `lttng stop`
+ * minus this one).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -16,6 +21,7 @@
 #include "CRseqTraceBench.h"
 #include "rseqtrace_bench-tp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -33,9 +39,38 @@ struct worker {
 };
 
 static enum workload workload;
+static struct worker *first_worker;
 static uint64_t events, warmup;
 static int threads;
 static int ready;
+static const char *consumer_pids;
+static uint64_t consumer_start_ns;
+
+/* CPU time of every thread of the processes in `pids` ("1,2"), from /proc/<pid>/task/<tid>/schedstat. */
+static uint64_t processes_cpu_ns(const char *pids)
+{
+	uint64_t total = 0;
+	for (const char *cursor = pids; *cursor;) {
+		long pid = strtol(cursor, (char **)&cursor, 10);
+		if (*cursor == ',') cursor++;
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%ld/task", pid);
+		DIR *tasks = opendir(path);
+		if (!tasks) continue;
+		struct dirent *task;
+		while ((task = readdir(tasks)) != NULL) {
+			if (task->d_name[0] == '.') continue;
+			char stat_path[320];
+			snprintf(stat_path, sizeof stat_path, "/proc/%ld/task/%s/schedstat", pid, task->d_name);
+			FILE *file = fopen(stat_path, "r");
+			unsigned long long ns;
+			if (file && fscanf(file, "%llu", &ns) == 1) total += ns;
+			if (file) fclose(file);
+		}
+		closedir(tasks);
+	}
+	return total;
+}
 
 static void emit_range(uint64_t begin, uint64_t end)
 {
@@ -61,6 +96,7 @@ static void *run_worker(void *argument)
 		__builtin_ia32_pause();
 #endif
 	}
+	if (consumer_pids && self == first_worker) consumer_start_ns = processes_cpu_ns(consumer_pids);
 	uint64_t allocations = bench_thread_allocations();
 	self->start = bench_monotonic_ns();
 	emit_range(warmup, warmup + events);
@@ -71,7 +107,8 @@ static void *run_worker(void *argument)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: rseqtrace-bench-lttng --workload event|string --threads T --events N --warmup W\n");
+	fprintf(stderr, "usage: rseqtrace-bench-lttng --workload event|string --threads T --events N --warmup W"
+	                " [--consumer-pids P,...]\n");
 	exit(2);
 }
 
@@ -94,6 +131,8 @@ int main(int argc, char **argv)
 			events = strtoull(argv[++i], NULL, 10);
 		} else if (strcmp(argv[i], "--warmup") == 0) {
 			warmup = strtoull(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "--consumer-pids") == 0) {
+			consumer_pids = argv[++i];
 		} else {
 			usage();
 		}
@@ -105,6 +144,7 @@ int main(int argc, char **argv)
 	}
 
 	struct worker *workers = calloc((size_t)threads, sizeof *workers);
+	first_worker = workers;
 	int allowed = bench_allowed_cpus();
 	for (int i = 0; i < threads; i++) {
 		workers[i].cpu = bench_allowed_cpu(i % allowed);
@@ -137,6 +177,7 @@ int main(int argc, char **argv)
 	}
 	printf(" cpus=");
 	for (int i = 0; i < threads; i++) printf("%s%d", i ? "," : "", workers[i].cpu);
+	if (consumer_pids) printf(" consumer_start_ns=%" PRIu64, consumer_start_ns);
 	printf("\n");
 	free(workers);
 	return 0;

@@ -1,20 +1,20 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CRseqTraceBench
 
 /// Runs the LTTng-UST workload (`rseqtrace-bench-lttng`, built by Tools/bench with gcc) under a
 /// session of the session daemon Tools/bench started, or with no session at all.
 ///
-/// Each enabled run gets its own session: a per-UID discard channel of `subbufferSize` ×
-/// `subbufferCount` per CPU, large enough to lose nothing at this rate, which is checked: the
+/// Each enabled run gets its own session: a per-UID discard channel of 4 MiB sub-buffers, as
+/// many per CPU as hold the whole run (like the RseqTrace discard buffer), which is checked: the
 /// channel's "Discarded events" must be 0, and (when asked) babeltrace2 must count every event
 /// (a too-small /dev/shm makes LTTng record nothing without any command failing).
 final class LTTngRunner {
     let application: String
     let workDirectory: String
     let sessiondPID: Int32?
-    let subbufferSize = "4M"
-    let subbufferCount = 16
+    static let subbufferSize = 4 << 20
     private var sessions = 0
 
     init(application: String, workDirectory: String, sessiondPID: Int32?) {
@@ -52,6 +52,17 @@ final class LTTngRunner {
          "--events", String(events), "--warmup", String(warmup)]
     }
 
+    /// Sub-buffers per CPU (a power of two, at least 8) that hold every event of the run with a
+    /// quarter to spare: LTTng stores about 26 bytes per `bench:event` and 71 per `bench:string`.
+    static func subbufferCount(_ cell: Cell, events: UInt64, warmup: UInt64) -> Int {
+        let allowed = Int(bench_allowed_cpus())
+        let threadsPerCPU = UInt64((cell.threads + allowed - 1) / allowed)
+        let bytes = (events + warmup) * threadsPerCPU * (cell.workload == .event ? 32 : 80) * 5 / 4
+        var count = 8
+        while UInt64(count * subbufferSize) < bytes { count <<= 1 }
+        return count
+    }
+
     /// Runs the workload with no session (tracepoints compiled in, daemon running, nothing enabled).
     func runDisabled(_ cell: Cell, events: UInt64, warmup: UInt64) throws(Failure) -> Sample {
         let arguments = workloadArguments(cell, events: events, warmup: warmup)
@@ -72,16 +83,19 @@ final class LTTngRunner {
             if created { _ = try? lttng(["destroy", session]) }
             FileSystem.removeTree(output)
         }
+        let subbuffers = LTTngRunner.subbufferCount(cell, events: events, warmup: warmup)
         try lttng(["create", session, "--output=" + output])
         created = true
-        try lttng(["enable-channel", "--userspace", "--session=" + session, "--subbuf-size=" + subbufferSize,
-                   "--num-subbuf=\(subbufferCount)", "--discard", "benchch"])
+        try lttng(["enable-channel", "--userspace", "--session=" + session, "--subbuf-size=\(LTTngRunner.subbufferSize)",
+                   "--num-subbuf=\(subbuffers)", "--discard", "benchch"])
         try lttng(["enable-event", "--userspace", "--session=" + session, "--channel=benchch", "rseqtrace_bench:*"])
         try lttng(["start", session])
 
+        // The workload reads lttng-consumerd's CPU time itself just before its timed loop (after
+        // the session's buffers were set up, which costs the consumer ~0.1 s by itself).
         let consumers = sessiondPID.map { childProcesses(of: $0, named: "lttng-consumerd") } ?? []
-        let consumerBefore = consumers.compactMap(processCPUNanoseconds).reduce(0, +)
-        let arguments = workloadArguments(cell, events: events, warmup: warmup)
+        var arguments = workloadArguments(cell, events: events, warmup: warmup)
+        if !consumers.isEmpty { arguments += ["--consumer-pids", consumers.map(String.init).joined(separator: ",")] }
         let run = ChildProcess.run(arguments)
         guard run.succeeded, let line = run.lastLine(startingWith: "result "),
               var sample = Sample(resultLine: line) else { throw .command(arguments, run) }
@@ -102,17 +116,14 @@ final class LTTngRunner {
         }
         guard !streams.isEmpty else {
             throw .unexpected("LTTng wrote no stream files under \(output) (is /dev/shm large enough for "
-                + "\(subbufferSize) x \(subbufferCount) per CPU? see lttng-sessiond's log)")
+                + "\(subbuffers) x 4 MiB per CPU? see lttng-sessiond's log)")
         }
         sample.emitted = emitted
         sample.lost = discarded
         sample.recorded = emitted - min(discarded, emitted)
         sample.streamBytes = streams.reduce(0) { $0 + $1.size }
-        if !consumers.isEmpty {
-            // Only what the events cost: a session's set-up (allocating and clearing its per-CPU
-            // buffers when the application registers) costs lttng-consumerd ~0.1 s of CPU by itself.
-            let baseline = try consumerBaseline(threads: cell.threads)
-            sample.consumerNanoseconds = (consumerAfter &- consumerBefore) > baseline ? (consumerAfter &- consumerBefore) - baseline : 0
+        if let start = resultFields(line)["consumer_start_ns"].flatMap(UInt64.init), consumerAfter >= start {
+            sample.consumerNanoseconds = consumerAfter - start
         }
         if count {
             let counted = try countEvents(in: output)
@@ -123,24 +134,6 @@ final class LTTngRunner {
             sample.traceEvents = counted
         }
         return sample
-    }
-
-    /// lttng-consumerd's CPU time for a session whose application emits a single event (median
-    /// of three), by thread count: the fixed cost subtracted from every measured run.
-    private var consumerBaselines: [Int: UInt64] = [:]
-
-    private func consumerBaseline(threads: Int) throws(Failure) -> UInt64 {
-        if let known = consumerBaselines[threads] { return known }
-        consumerBaselines[threads] = 0  // the calibration runs below must not recurse
-        var times: [UInt64] = []
-        for _ in 0..<3 {
-            let sample = try runEnabled(Cell(configuration: .lttngEnabled, workload: .event, threads: threads),
-                                        events: 1, warmup: 0, count: false)
-            times.append(sample.consumerNanoseconds ?? 0)
-        }
-        let median = times.sorted()[1]
-        consumerBaselines[threads] = median
-        return median
     }
 
     /// Events in a trace, counted by babeltrace2's counter sink.

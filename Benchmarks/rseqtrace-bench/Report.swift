@@ -94,8 +94,8 @@ struct Report {
         Swift.print("Timestamps: RseqTrace and the baseline rings read rdtsc (like the rdtsc row); LTTng-UST reads its default "
             + "clock, clock_gettime(CLOCK_MONOTONIC) (the clock_gettime row).")
         Swift.print("RseqTrace discard rows use a buffer that holds the whole run (drained and written as CTF after it); "
-            + "LTTng-UST runs a per-UID discard session (4 MiB × 16 sub-buffers per CPU) whose consumer daemon writes "
-            + "to disk during the run; overwrite rows are a 1 MiB/CPU flight recorder (\"lost\" = overwritten, by design).")
+            + "LTTng-UST runs a per-UID discard session (4 MiB sub-buffers, as many as hold the whole run) whose "
+            + "consumer daemon writes to disk during the run; overwrite rows are a 1 MiB/CPU flight recorder (\"lost\" = overwritten, by design).")
         if let lttngUnavailable { Swift.print("LTTng-UST rows: not run (\(lttngUnavailable)).") }
         let ratiosMark = noise.singleThreadNoisy ? "?" : ""
         for workload in Workload.allCases {
@@ -180,8 +180,9 @@ struct Report {
         }
         if let lttng = consumers.lttng?.consumerNanosecondsPerMillion {
             Swift.print("consumer CPU, LTTng-UST: \(format(lttng / 1e6, 1)) ms per million events "
-                + "(lttng-consumerd during a run of \(consumers.lttng?.recorded ?? 0) events, from /proc/<pid>/task/*/schedstat, "
-                + "less a 1-event session's; it copies finished packets to disk without decoding them)")
+                + "(lttng-consumerd from the start of the timed loop of a run of \(consumers.lttng?.recorded ?? 0) events "
+                + "to the end of `lttng stop`, /proc/<pid>/task/*/schedstat; it copies finished packets to disk without "
+                + "decoding them)")
         }
         // Sustained.
         if let sustained {

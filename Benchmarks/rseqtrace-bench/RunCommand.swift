@@ -8,8 +8,8 @@ import CRseqTraceBench
 ///
 /// Every configuration runs in its own child process (`worker`, or the LTTng C program), one cell
 /// after the other within a round and round after round (A B C … A B C …); round 0 is a warm-up
-/// whose results are discarded. Then the rseq abort census (perf), the sustained-rate search, the
-/// noise check, the table, the goals and the summary line.
+/// whose results are discarded. Then the rseq abort census (perf), the consumer-CPU runs, the
+/// sustained-rate search, the noise check, the table, the goals and the summary line.
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
@@ -39,8 +39,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Scratch directory for traces (on the disk the consumers write to).")
     var workDirectory: String = "/tmp"
 
-    @Option(help: "Largest accepted (max - min) / median of the rdtsc and empty loops before the machine counts as noisy.")
-    var noiseThreshold: Double = 0.15
+    @Option(help: "Largest accepted (max - min) / median of the rdtsc and empty loops' runs (without the fastest and slowest when there are 5 or more) before the machine counts as noisy.")
+    var noiseThreshold: Double = 0.20
 
     @Option(help: "Largest accepted slowdown of the ALU probe on all CPUs vs one before the CPUs count as shared.")
     var scalingThreshold: Double = 1.15

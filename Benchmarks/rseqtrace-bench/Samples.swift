@@ -30,8 +30,8 @@ struct Sample {
     /// Trace stream bytes on disk and the events in them (when this run wrote a trace).
     var streamBytes: UInt64?
     var traceEvents: UInt64?
-    /// CPU time the consumer spent on this run's events (LTTng: lttng-consumerd during the run,
-    /// minus a 1-event session's; RseqTrace: draining the finished buffer and writing CTF).
+    /// CPU time the consumer spent on this run's events (LTTng: lttng-consumerd from the timed
+    /// loop's start to the end of `lttng stop`; RseqTrace: draining the finished buffer and writing CTF).
     var consumerNanoseconds: UInt64?
 
     /// Consumer CPU nanoseconds per million recorded events, when measured.

@@ -628,41 +628,21 @@ struct CTFLTTngMetadataParser {
     // MARK: - Values
 
     private func unsignedValue(_ token: Token, _ what: String) throws(TraceError) -> UInt64 {
-        let text = token.text
-        let value: UInt64? = text.hasPrefix("0x") || text.hasPrefix("0X")
-            ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text, radix: 10)
-        guard let value else { throw fail(token, "\(what) '\(text)' is not a 64-bit unsigned integer") }
+        guard let value = TSDLLiteral.unsigned(token.text) else { throw fail(token, "\(what) '\(token.text)' is not a 64-bit unsigned integer") }
         return value
     }
 
     private func signedValue(_ token: Token, _ what: String) throws(TraceError) -> Int64 {
-        let negative = token.text.hasPrefix("-")
-        let digits = negative ? String(token.text.dropFirst()) : token.text
-        let value: UInt64? = digits.hasPrefix("0x") || digits.hasPrefix("0X")
-            ? UInt64(digits.dropFirst(2), radix: 16) : UInt64(digits, radix: 10)
-        guard let value else { throw fail(token, "\(what) '\(token.text)' is not a 64-bit integer") }
-        if negative {
-            guard value <= UInt64(Int64.max) + 1 else { throw fail(token, "\(what) '\(token.text)' is out of the 64-bit range") }
-            return value == UInt64(Int64.max) + 1 ? Int64.min : -Int64(value)
+        switch TSDLLiteral.signed(token.text) {
+        case .success(let value): return value
+        case .failure(let problem): throw fail(token, problem.describe(what, token.text))
         }
-        guard let result = Int64(exactly: value) else { throw fail(token, "\(what) '\(token.text)' is out of the 64-bit range") }
-        return result
     }
 
     private func uuidValue(_ token: Token) throws(TraceError) -> [UInt8] {
-        let hex = token.text.utf8.filter { $0 != UInt8(ascii: "-") }
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 0x30...0x39: return c - 0x30
-            case 0x61...0x66: return c - 0x61 + 10
-            case 0x41...0x46: return c - 0x41 + 10
-            default: return nil
-            }
-        }
-        let nibbles = hex.compactMap(nibble)
-        guard token.text.utf8.count == 36, hex.count == 32, nibbles.count == 32 else {
+        guard let uuid = TSDLLiteral.uuid(token.text) else {
             throw fail(token, "'\(token.text)' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
         }
-        return stride(from: 0, to: 32, by: 2).map { nibbles[$0] << 4 | nibbles[$0 + 1] }
+        return uuid
     }
 }

@@ -394,53 +394,22 @@ struct CTFMetadataParser {
     // MARK: - Values
 
     private func unsignedValue(_ token: Token, _ what: String) throws(TraceError) -> UInt64 {
-        let text = token.text
-        let value: UInt64? = text.hasPrefix("0x") || text.hasPrefix("0X")
-            ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text, radix: 10)
-        guard let value else { throw fail(token, "\(what) '\(text)' is not a 64-bit unsigned integer") }
+        guard let value = TSDLLiteral.unsigned(token.text) else { throw fail(token, "\(what) '\(token.text)' is not a 64-bit unsigned integer") }
         return value
     }
 
     private func signedValue(_ token: Token, _ what: String) throws(TraceError) -> Int64 {
-        let negative = token.text.hasPrefix("-")
-        let digits = negative ? String(token.text.dropFirst()) : token.text
-        let value: UInt64? = digits.hasPrefix("0x") || digits.hasPrefix("0X")
-            ? UInt64(digits.dropFirst(2), radix: 16) : UInt64(digits, radix: 10)
-        guard let value else { throw fail(token, "\(what) '\(token.text)' is not a 64-bit integer") }
-        if negative {
-            guard value <= UInt64(Int64.max) + 1 else { throw fail(token, "\(what) '\(token.text)' is out of the 64-bit range") }
-            return value == UInt64(Int64.max) + 1 ? Int64.min : -Int64(value)
+        switch TSDLLiteral.signed(token.text) {
+        case .success(let value): return value
+        case .failure(let problem): throw fail(token, problem.describe(what, token.text))
         }
-        guard let result = Int64(exactly: value) else { throw fail(token, "\(what) '\(token.text)' is out of the 64-bit range") }
-        return result
     }
 
-    /// "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" → 16 bytes.
     private func uuidValue(_ token: Token) throws(TraceError) -> [UInt8] {
-        let chars = Array(token.text.utf8)
-        func hex(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 0x30...0x39: return c - 0x30
-            case 0x61...0x66: return c - 0x61 + 10
-            case 0x41...0x46: return c - 0x41 + 10
-            default: return nil
-            }
-        }
-        var out: [UInt8] = []
-        var nibbles: [UInt8] = []
-        for (i, c) in chars.enumerated() {
-            if [8, 13, 18, 23].contains(i) {
-                guard c == UInt8(ascii: "-") else { break }
-                continue
-            }
-            guard let v = hex(c) else { break }
-            nibbles.append(v)
-        }
-        guard chars.count == 36, nibbles.count == 32 else {
+        guard let uuid = TSDLLiteral.uuid(token.text) else {
             throw fail(token, "'\(token.text)' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
         }
-        for i in stride(from: 0, to: 32, by: 2) { out.append(nibbles[i] << 4 | nibbles[i + 1]) }
-        return out
+        return uuid
     }
 
     // MARK: - Tokenizer

@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "RseqTraceFormats",
             dependencies: [
-                "RseqTrace",
+                "RseqTrace", "RseqTraceConsumer",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: auditedUnsafe

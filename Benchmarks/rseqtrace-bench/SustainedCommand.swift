@@ -62,7 +62,8 @@ struct SustainedCommand: ParsableCommand {
         buffer.removeName()  // as in `worker`: nothing else opens it, and it is never released
         try TraceRuntime.attach(buffer)
         _ = benchEvent.isEnabled  // registers bench:event now, so the trace's metadata has it from the start
-        let recorder = try BenchRecorder(buffer: buffer, output: output)
+        let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-bench",
+                                         procname: "rseqtrace-bench", pid: getpid(), hostname: "localhost")
         let allowed = Int(bench_allowed_cpus())
         if allowed > threads { _ = bench_pin_to_cpu(bench_allowed_cpu(Int32(threads))) }
 

@@ -127,7 +127,8 @@ struct WorkerCommand: ParsableCommand {
         var result = RunResult(measurements)
         buffer.markFinished()
         let drainStart = bench_thread_cpu_ns()
-        let recorder = try BenchRecorder(buffer: buffer, output: traceOutput)
+        let recorder = try TraceRecorder(buffer: buffer, output: traceOutput, traceName: "rseqtrace-bench",
+                                         procname: "rseqtrace-bench", pid: getpid(), hostname: "localhost")
         try recorder.round(quiescent: true)
         let summary = try recorder.finish()
         let drainCPU = bench_thread_cpu_ns() &- drainStart

@@ -32,6 +32,16 @@ public struct DrainedRecord {
         return unsafe payload.loadUnaligned(fromByteOffset: offset, as: T.self)
     }
 
+    /// Calls `body` with the payload bytes, read in place (no copy); they cannot outlive `body`.
+    @inlinable
+    public func withPayload<Result, E: Error>(_ body: (RawSpan) throws(E) -> Result) throws(E) -> Result {
+        // SAFETY: `payloadSize` bytes are readable for the callback's duration, which contains `body`'s.
+        let bytes = unsafe UnsafeRawBufferPointer(start: payload, count: payloadSize)
+        // SAFETY: as above; the span cannot escape `body`.
+        let span = unsafe RawSpan(_unsafeBytes: bytes)
+        return try body(span)
+    }
+
     /// A copy of the payload bytes.
     public var bytes: [UInt8] {
         // SAFETY: `payloadSize` bytes are readable for the callback's duration.

@@ -85,6 +85,8 @@ struct RecordCommand: ParsableCommand {
         if let eventRules { environment[TraceRuntime.eventsVariable] = eventRules }
         if let backend { environment[TraceRuntime.backendVariable] = backend.rawValue }
         let child = try ChildProcess.spawn(command, adding: environment)
+        // The trace describes the traced program (LTTng's per-process `vpid`), not the recorder.
+        recorder.writer?.updateProcess(procname: recorder.writer?.description.procname ?? command[0], pid: child.pid)
         let progress = ProgressLine(enabled: isatty(2) == 1)
         var exitStatus: Int32?
         var idleRounds = 0

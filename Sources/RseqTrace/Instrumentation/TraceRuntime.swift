@@ -25,12 +25,19 @@ public enum TraceRuntime {
 
     // MARK: - Hot state (statically initialised: reading it is a plain load)
 
+    /// The producer of attachment `generation`, in place (callers use it through `pointee` without
+    /// copying the whole value).
+    ///
+    /// ## Safety
+    /// Only for generations named by an armed state word loaded with acquire: such a word is stored
+    /// (release) only after the table (`rseqtrace_producer_table`, published with release) and this
+    /// entry were written; entries are never changed or freed.
+    @unsafe
     @inlinable
-    static func producer(generation: Int) -> Producer {
-        // SAFETY: an armed word naming `generation` is stored (release) only after the table
-        // (`rseqtrace_producer_table`, published with release) and this entry were written, and
-        // callers loaded that word with acquire; entries are never changed or freed.
-        unsafe UnsafePointer<Producer>(bitPattern: rseqtrace_load_producer_table())!.advanced(by: generation).pointee
+    @inline(__always)
+    static func producer(generation: Int) -> UnsafePointer<Producer> {
+        // SAFETY: see `## Safety`: the table exists once any word is armed.
+        unsafe UnsafePointer<Producer>(bitPattern: rseqtrace_load_producer_table())!.advanced(by: generation)
     }
 
     // MARK: - Slow state

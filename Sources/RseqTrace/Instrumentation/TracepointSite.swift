@@ -53,16 +53,58 @@ public struct TracepointSite: ~Copyable, Sendable {
     @inline(__always)
     public func emit(fieldTypes: () -> [FieldType], payloadSize: () -> Int,
                      encode: (inout TracePayloadWriter) -> Void) {
-        var word = state.load(ordering: .acquiring)
+        let word = state.load(ordering: .acquiring)
         if word == TracepointState.disabled { return }
+        emit(loaded: word, fieldTypes: fieldTypes, payloadSize: payloadSize, encode: encode)
+    }
+
+    /// Payloads up to this size are encoded on the stack and copied in by one restartable sequence.
+    @usableFromInline static let stagedPayloadLimit = 64
+
+    /// The state word, for callers that check it before building the closures of
+    /// ``emit(loaded:fieldTypes:payloadSize:encode:)`` (so a disabled call stores nothing).
+    @inlinable
+    @inline(__always)
+    public var stateWord: UInt64 { state.load(ordering: .acquiring) }
+
+    /// Whether a state word means "disabled".
+    @inlinable
+    @inline(__always)
+    public static func isDisabled(_ word: UInt64) -> Bool { word == TracepointState.disabled }
+
+    /// ``emit(fieldTypes:payloadSize:encode:)`` after the caller loaded ``stateWord`` and found it
+    /// not disabled.
+    @inlinable
+    @inline(__always)
+    public func emit(loaded: UInt64, fieldTypes: () -> [FieldType], payloadSize: () -> Int,
+                     encode: (inout TracePayloadWriter) -> Void) {
+        var word = loaded
         if word == TracepointState.unregistered {
             word = resolve(fieldTypes)
             if word == TracepointState.disabled { return }
         }
         let size = payloadSize()
         if word & TracepointState.bufferSink != 0 {
-            let producer = TraceRuntime.producer(generation: TracepointState.generation(of: word))
-            if let reservation = producer.reserve(eventID: TracepointState.eventID(of: word), payloadSize: size) {
+            // SAFETY: `word` is armed and was loaded with acquire (see TraceRuntime.producer).
+            let producer = unsafe TraceRuntime.producer(generation: TracepointState.generation(of: word))
+            if size <= TracepointSite.stagedPayloadLimit {
+                // Small payloads are staged on the stack and published by one copy-commit sequence:
+                // cheaper than a reserve sequence followed by a separate commit store.
+                var staging: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+                // SAFETY: `staging` is a 64-byte local, valid for the closure; `size` <= 64.
+                unsafe withUnsafeMutableBytes(of: &staging) { bytes in
+                    // SAFETY: `bytes` has 64 writable bytes, of which the writer uses `size`.
+                    var writer = unsafe TracePayloadWriter(start: bytes.baseAddress!, count: size)
+                    encode(&writer)
+                    if writer.isExactlyFilled {
+                        // SAFETY: the first `size` bytes of `bytes` were just written.
+                        _ = unsafe producer.pointee.write(eventID: TracepointState.eventID(of: word),
+                                                  source: UnsafeRawPointer(bytes.baseAddress!), size: size)
+                    } else {
+                        TraceRuntime.reportMalformedPayload(name: name)
+                    }
+                }
+            } else if let reservation = unsafe producer.pointee.reserve(eventID: TracepointState.eventID(of: word), payloadSize: size) {  // SAFETY: as above
                 // SAFETY: the reservation's payload has exactly `size` writable bytes until commit.
                 var writer = unsafe TracePayloadWriter(
                     start: reservation.record.advanced(by: TraceLayout.recordHeaderSize), count: size)

@@ -26,7 +26,10 @@ public struct Tracepoint0: ~Copyable, Sendable {
     @inlinable
     @inline(__always)
     public func emit() {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { 0 }) { _ in }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { 0 }) { _ in }
     }
 }
 
@@ -55,7 +58,10 @@ public struct Tracepoint1<T0: TraceFieldValue>: ~Copyable, Sendable {
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize }) { writer in v0.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize }) { writer in v0.traceEncode(into: &writer) }
     }
 }
 
@@ -84,7 +90,10 @@ public struct Tracepoint2<T0: TraceFieldValue, T1: TraceFieldValue>: ~Copyable, 
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer) }
     }
 }
 
@@ -113,7 +122,10 @@ public struct Tracepoint3<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFie
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer) }
     }
 }
 
@@ -142,7 +154,10 @@ public struct Tracepoint4<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFie
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer) }
     }
 }
 
@@ -171,7 +186,10 @@ public struct Tracepoint5<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFie
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer) }
     }
 }
 
@@ -200,7 +218,10 @@ public struct Tracepoint6<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFie
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer) }
     }
 }
 
@@ -229,7 +250,10 @@ public struct Tracepoint7<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFie
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer) }
     }
 }
 
@@ -258,7 +282,10 @@ public struct Tracepoint8<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFie
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer) }
     }
 }
 
@@ -287,7 +314,10 @@ public struct Tracepoint9<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFie
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer) }
     }
 }
 
@@ -316,7 +346,10 @@ public struct Tracepoint10<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer) }
     }
 }
 
@@ -345,7 +378,10 @@ public struct Tracepoint11<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer) }
     }
 }
 
@@ -374,7 +410,10 @@ public struct Tracepoint12<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer) }
     }
 }
 
@@ -403,7 +442,10 @@ public struct Tracepoint13<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer) }
     }
 }
 
@@ -432,7 +474,10 @@ public struct Tracepoint14<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12, _ v13: T13) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer) }
     }
 }
 
@@ -461,7 +506,10 @@ public struct Tracepoint15<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12, _ v13: T13, _ v14: T14) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer) }
     }
 }
 
@@ -490,7 +538,10 @@ public struct Tracepoint16<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12, _ v13: T13, _ v14: T14, _ v15: T15) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer) }
     }
 }
 
@@ -519,7 +570,10 @@ public struct Tracepoint17<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12, _ v13: T13, _ v14: T14, _ v15: T15, _ v16: T16) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer) }
     }
 }
 
@@ -548,7 +602,10 @@ public struct Tracepoint18<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12, _ v13: T13, _ v14: T14, _ v15: T15, _ v16: T16, _ v17: T17) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize &+ v17.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer); v17.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize &+ v17.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer); v17.traceEncode(into: &writer) }
     }
 }
 
@@ -577,7 +634,10 @@ public struct Tracepoint19<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12, _ v13: T13, _ v14: T14, _ v15: T15, _ v16: T16, _ v17: T17, _ v18: T18) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize &+ v17.traceEncodedSize &+ v18.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer); v17.traceEncode(into: &writer); v18.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize &+ v17.traceEncodedSize &+ v18.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer); v17.traceEncode(into: &writer); v18.traceEncode(into: &writer) }
     }
 }
 
@@ -606,6 +666,9 @@ public struct Tracepoint20<T0: TraceFieldValue, T1: TraceFieldValue, T2: TraceFi
     @inlinable
     @inline(__always)
     public func emit(_ v0: T0, _ v1: T1, _ v2: T2, _ v3: T3, _ v4: T4, _ v5: T5, _ v6: T6, _ v7: T7, _ v8: T8, _ v9: T9, _ v10: T10, _ v11: T11, _ v12: T12, _ v13: T13, _ v14: T14, _ v15: T15, _ v16: T16, _ v17: T17, _ v18: T18, _ v19: T19) {
-        site.emit(fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize &+ v17.traceEncodedSize &+ v18.traceEncodedSize &+ v19.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer); v17.traceEncode(into: &writer); v18.traceEncode(into: &writer); v19.traceEncode(into: &writer) }
+        // The state is checked before the closures exist, so a disabled call stores nothing.
+        let word = site.stateWord
+        if TracepointSite.isDisabled(word) { return }
+        site.emit(loaded: word, fieldTypes: Self.fieldTypes, payloadSize: { v0.traceEncodedSize &+ v1.traceEncodedSize &+ v2.traceEncodedSize &+ v3.traceEncodedSize &+ v4.traceEncodedSize &+ v5.traceEncodedSize &+ v6.traceEncodedSize &+ v7.traceEncodedSize &+ v8.traceEncodedSize &+ v9.traceEncodedSize &+ v10.traceEncodedSize &+ v11.traceEncodedSize &+ v12.traceEncodedSize &+ v13.traceEncodedSize &+ v14.traceEncodedSize &+ v15.traceEncodedSize &+ v16.traceEncodedSize &+ v17.traceEncodedSize &+ v18.traceEncodedSize &+ v19.traceEncodedSize }) { writer in v0.traceEncode(into: &writer); v1.traceEncode(into: &writer); v2.traceEncode(into: &writer); v3.traceEncode(into: &writer); v4.traceEncode(into: &writer); v5.traceEncode(into: &writer); v6.traceEncode(into: &writer); v7.traceEncode(into: &writer); v8.traceEncode(into: &writer); v9.traceEncode(into: &writer); v10.traceEncode(into: &writer); v11.traceEncode(into: &writer); v12.traceEncode(into: &writer); v13.traceEncode(into: &writer); v14.traceEncode(into: &writer); v15.traceEncode(into: &writer); v16.traceEncode(into: &writer); v17.traceEncode(into: &writer); v18.traceEncode(into: &writer); v19.traceEncode(into: &writer) }
     }
 }

@@ -27,16 +27,19 @@ public final class CTFTraceWriter {
         public var bytesPerEvent: Double { events == 0 ? 0 : Double(streamBytes) / Double(events) }
     }
 
-    private var streams: [CTFStream]
+    /// What a record reads and writes, in one stored property so that appending it is one access.
+    private var state: WriterState
     private var unknownIDs = Set<UInt16>()
-    private var malformedSeen = false
-    private var finished = false
+    /// The clock never changes after `init` (only the process and the schemas do): kept apart from
+    /// `description` so that a record does not read the whole description.
+    private let clock: CycleClock
 
     /// Creates `directory` (which must not exist yet, or be an empty directory).
     public init(directory: String, description: CTFTraceDescription, packetCapacity: Int = 256 << 10) throws(TraceError) {
         self.directory = directory
         self.description = description
         self.packetCapacity = max(4096, packetCapacity)
+        self.clock = description.clock
         try CTFTraceWriter.prepareDirectory(directory)
         var streams: [CTFStream] = []
         for ring in 0...description.cpuRingCount {
@@ -51,11 +54,11 @@ public final class CTFTraceWriter {
                 throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
             }
         }
-        self.streams = streams
+        self.state = WriterState(streams: streams)
     }
 
     deinit {
-        for s in streams { try? s.fd.close() }
+        for s in state.streams { try? s.fd.close() }
     }
 
     /// Creates `path` as the output directory, or accepts it if it exists and is empty: a trace is
@@ -91,6 +94,13 @@ public final class CTFTraceWriter {
         }
     }
 
+    /// Names the traced process in the metadata (`procname`, `vpid`), e.g. once a recorder has
+    /// started it.
+    public func updateProcess(procname: String, pid: Int32) {
+        description.procname = procname
+        description.pid = pid
+    }
+
     /// Adds schemas registered since the writer was created. Ids already known keep their schema,
     /// and an id already written without a schema (as `rseqtrace:unknown_<id>`) stays so: its
     /// events in the streams are encoded that way.
@@ -98,87 +108,89 @@ public final class CTFTraceWriter {
         description.schemas.merge(schemas.filter { !unknownIDs.contains($0.key) }) { current, _ in current }
     }
 
+    /// Where schemas registered after `init` come from, if anywhere (e.g. the buffer's registry):
+    /// before the first record of an id without a schema is written (as `rseqtrace:unknown_<id>`,
+    /// for good), the writer calls it and adds what it returns, as `updateSchemas` does. Saves a
+    /// caller checking `hasDecided` for every record.
+    public var schemaSource: (() throws(TraceError) -> [UInt16: EventSchema])?
+
     /// Whether events of `id` are written with a schema (or were already written without one).
     public func hasDecided(_ id: UInt16) -> Bool {
-        description.schemas[id] != nil || unknownIDs.contains(id)
+        state.decisions[Int(id)].kind != .undecided || description.schemas[id] != nil
     }
 
     /// Appends one event to its ring's stream. `cycles` is the record's cycle-counter timestamp.
     public func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: [UInt8]) throws(TraceError) {
-        precondition(!finished, "append after finish")
-        let stream = streams[ring]
-        let timestamp = description.clock.monotonicNanoseconds(cycles)
-        if stream.events.isEmpty { stream.begin = max(timestamp, stream.end) }
-        let schema = description.schemas[eventID]
-        if schema == nil { unknownIDs.insert(eventID) }
-        // A payload that does not match its schema would make the whole stream unreadable: keep
-        // it, with its id, as a malformed-payload event instead.
-        let malformed = schema.map { !$0.matches(payload) } ?? false
-        if malformed { malformedSeen = true }
-        let writtenID = malformed ? CTFMetadata.malformedEventID : eventID
-        let previous = stream.events.isEmpty ? stream.begin : stream.last
-        let stamp = max(timestamp, previous)   // a stream's clock never goes back
-        if UInt32(writtenID) < CTFMetadata.extendedID && stamp - previous < (1 << 27) {
-            stream.events.appendLittleEndian(UInt32(writtenID) | UInt32(truncatingIfNeeded: stamp & 0x7FF_FFFF) << 5)
-        } else {
-            stream.events.append(UInt8(CTFMetadata.extendedID))
-            stream.events.appendLittleEndian(UInt32(writtenID))
-            stream.events.appendLittleEndian(stamp)
-        }
-        if malformed { stream.events.appendLittleEndian(eventID) }
-        if schema == nil || malformed { stream.events.appendLittleEndian(UInt32(payload.count)) }
-        if let schema, !malformed, schema.hasStringField {
-            Self.appendConvertingText(payload, schema: schema, to: &stream.events)
-        } else {
-            stream.events.append(contentsOf: payload)
-        }
-        stream.last = stamp
-        stream.eventCount += 1
-        if stream.events.count >= packetCapacity { try flush(ring) }
+        // SAFETY: `Span.bytes` is unsafe for elements with padding; UInt8 has none.
+        try unsafe append(ring: ring, eventID: eventID, cycles: cycles, payload: payload.span.bytes)
     }
 
-    /// Copies a payload (which matches `schema`), writing each counted text field as CTF wants it:
-    /// its bytes up to the first NUL, then a NUL.
-    static func appendConvertingText(_ payload: [UInt8], schema: EventSchema, to out: inout [UInt8]) {
-        var offset = 0
-        for field in schema.fields {
-            if let size = field.type.fixedByteCount {
-                out.append(contentsOf: payload[offset..<(offset + size)])
-                offset += size
+    /// Appends one event to its ring's stream, copying `payload` (e.g. a `DrainedRecord`'s, which
+    /// is only valid during the drain callback) without first copying it to an array.
+    public func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
+        // SAFETY: the span's bytes, read during the call only.
+        try unsafe payload.withUnsafeBytes { (bytes) throws(TraceError) in
+            // SAFETY: `bytes` is readable for the closure's duration.
+            try unsafe append(ring: ring, eventID: eventID, cycles: cycles, bytes: bytes)
+        }
+    }
+
+    /// The common part of both `append`s: `bytes` must be readable during the call.
+    @unsafe
+    private func append(ring: Int, eventID: UInt16, cycles: UInt64, bytes: UnsafeRawBufferPointer) throws(TraceError) {
+        let timestamp = clock.monotonicNanoseconds(cycles)
+        while true {
+            // SAFETY: `bytes` is readable during this call (the caller's promise).
+            let pending = unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, payload: bytes)
+            if pending < 0 {
+                try decide(eventID)
                 continue
             }
-            let count = Int(payload[offset]) | Int(payload[offset + 1]) << 8
-            let content = payload[(offset + 2)..<(offset + 2 + count)]
-            if case .string = field.type {
-                out.append(contentsOf: content.prefix { $0 != 0 })
-                out.append(0)
-            } else {
-                out.append(contentsOf: payload[offset..<(offset + 2 + count)])
-            }
-            offset += 2 + count
+            if pending >= packetCapacity { try flush(ring) }
+            return
         }
+    }
+
+    /// Fixes how events of `id` are written: with their schema when there is one now, else as
+    /// `rseqtrace:unknown_<id>` for good (`updateSchemas` then ignores a schema for it).
+    private func decide(_ id: UInt16) throws(TraceError) {
+        if description.schemas[id] == nil, let schemaSource { updateSchemas(try schemaSource()) }
+        let encoding: EventEncoding
+        if let schema = description.schemas[id] {
+            if let size = schema.fixedPayloadSize {
+                encoding = EventEncoding(kind: .fixed, hasText: false, value: UInt32(size), count: 0)
+            } else {
+                let start = state.fieldLayouts.count
+                state.fieldLayouts.append(contentsOf: schema.fields.map { FieldLayout($0.type) })
+                encoding = EventEncoding(kind: .variable, hasText: schema.hasStringField, value: UInt32(start),
+                                         count: UInt32(schema.fields.count))
+            }
+        } else {
+            unknownIDs.insert(id)
+            encoding = EventEncoding(kind: .unknown, hasText: false, value: 0, count: 0)
+        }
+        state.decisions[Int(id)] = encoding
     }
 
     /// Records that `total` events were lost so far on `ring` (a cumulative, never decreasing
     /// count). Closes the current packet first if the count changed, so that the loss is reported
     /// after the events that preceded it.
     public func noteLost(ring: Int, total: UInt64) throws(TraceError) {
-        let stream = streams[ring]
-        guard total != stream.lostReported && total != stream.lostPending else { return }
-        if !stream.events.isEmpty { try flush(ring) }
-        stream.lostPending = max(stream.lostPending, total)
+        guard total != state.streams[ring].lostReported && total != state.streams[ring].lostPending else { return }
+        if state.streams[ring].eventBytes > 0 { try flush(ring) }
+        state.streams[ring].lostPending = max(state.streams[ring].lostPending, total)
     }
 
     /// Writes the remaining packets and the metadata file.
     @discardableResult
     public func finish() throws(TraceError) -> Summary {
-        precondition(!finished, "finish called twice")
-        for ring in streams.indices {
-            let stream = streams[ring]
-            if !stream.events.isEmpty || stream.lostPending != stream.lostReported { try flush(ring) }
+        precondition(!state.finished, "finish called twice")
+        for ring in state.streams.indices {
+            let stream = state.streams[ring]
+            if stream.eventBytes > 0 || stream.lostPending != stream.lostReported { try flush(ring) }
         }
-        finished = true
-        let metadata = Array(CTFMetadata.text(description, unknownIDs: unknownIDs, malformedSeen: malformedSeen).utf8)
+        state.finished = true
+        let metadata = Array(CTFMetadata.text(description, unknownIDs: unknownIDs, malformedSeen: state.malformedSeen).utf8)
         let path = directory + "/metadata"
         do {
             let fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
@@ -189,7 +201,7 @@ public final class CTFTraceWriter {
             throw TraceError(.systemCallFailed, "cannot write \(path): \(error)")
         }
         var summary = Summary(events: 0, discarded: 0, packets: 0, streamBytes: 0, metadataBytes: UInt64(metadata.count))
-        for s in streams {
+        for s in state.streams {
             summary.events += s.eventCount
             summary.discarded += s.lostReported
             summary.packets += s.sequence
@@ -200,57 +212,132 @@ public final class CTFTraceWriter {
 
     // MARK: - Packets
 
-    private static let headerSize = 4 + 16 + 4 + 8 + 8 * 6 + 4
+    static let headerSize = 4 + 16 + 4 + 8 + 8 * 6 + 4
 
     private func flush(_ ring: Int) throws(TraceError) {
-        let stream = streams[ring]
-        let begin = stream.events.isEmpty ? max(stream.end, stream.begin, description.clock.monotonicReference) : stream.begin
-        let end = stream.events.isEmpty ? begin : stream.last
-        if stream.sequence == 0 && stream.lostPending > 0 {
-            // A reader cannot know where a stream's discarded-events counter started, so it only
-            // reports a count between two packets: open every stream with a packet saying 0.
-            try writePacket(stream, ring: ring, events: [], begin: begin, end: begin, discarded: 0)
-        }
-        try writePacket(stream, ring: ring, events: stream.events, begin: begin, end: end, discarded: stream.lostPending)
-        stream.lostReported = stream.lostPending
-        stream.end = end
-        stream.begin = end
-        stream.events.removeAll(keepingCapacity: true)
-    }
-
-    private func writePacket(_ stream: CTFStream, ring: Int, events: [UInt8], begin: UInt64, end: UInt64,
-                             discarded: UInt64) throws(TraceError) {
-        var packet: [UInt8] = []
-        packet.reserveCapacity(CTFTraceWriter.headerSize + events.count)
-        packet.appendLittleEndian(CTFMetadata.packetMagic)
-        packet.append(contentsOf: description.uuid.prefix(16))
-        packet.appendLittleEndian(UInt32(0))                  // stream_id
-        packet.appendLittleEndian(UInt64(ring))               // stream_instance_id
-        let bits = UInt64(CTFTraceWriter.headerSize + events.count) * 8
-        packet.appendLittleEndian(begin)                      // timestamp_begin
-        packet.appendLittleEndian(end)                        // timestamp_end
-        packet.appendLittleEndian(bits)                       // content_size
-        packet.appendLittleEndian(bits)                       // packet_size
-        packet.appendLittleEndian(stream.sequence)            // packet_seq_num
-        packet.appendLittleEndian(discarded)                  // events_discarded
-        packet.appendLittleEndian(stream.cpu)                 // cpu_id
-        packet.append(contentsOf: events)
-        do {
-            _ = try unsafe packet.withUnsafeBytes { try unsafe stream.fd.writeAll($0) }  // SAFETY: the array's own bytes
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot write \(stream.path): \(error)")
-        }
-        stream.bytesWritten += UInt64(packet.count)
-        stream.sequence += 1
+        try state.streams[ring].flush(ring: ring, uuid: description.uuid, monotonicReference: clock.monotonicReference)
     }
 }
 
-/// Per-ring state of a stream being written.
-final class CTFStream {
+/// The writer's per-record state.
+struct WriterState {
+    var streams: [CTFStream]
+    /// How each event id is written, by id, decided on its first record (`CTFTraceWriter.decide`):
+    /// a lookup instead of hashing per record. `.undecided` until then.
+    var decisions = [EventEncoding](repeating: .undecided, count: Int(UInt16.max) + 1)
+    /// The fields of the variable-sized schemas decided so far, each schema a range of it.
+    var fieldLayouts: [FieldLayout] = []
+    var malformedSeen = false
+    var finished = false
+
+    init(streams: [CTFStream]) {
+        self.streams = streams
+    }
+
+    /// Appends one event to its ring's stream; returns the packet's event bytes so far, or -1
+    /// (nothing written) when `eventID` is not decided yet. `payload` must be readable.
+    @unsafe
+    mutating func append(ring: Int, eventID: UInt16, timestamp: UInt64, payload bytes: UnsafeRawBufferPointer) -> Int {
+        precondition(!finished, "append after finish")
+        let encoding = decisions[Int(eventID)]
+        if encoding.kind == .undecided { return -1 }
+        // A payload that does not match its schema would make the whole stream unreadable: keep
+        // it, with its id, as a malformed-payload event instead.
+        let malformed: Bool
+        var convertText = false
+        switch encoding.kind {
+        case .unknown, .undecided:  // (.undecided returned above)
+            malformed = false
+        case .fixed:
+            // Every field has a fixed size: `EventSchema.matches` is a size compare.
+            malformed = bytes.count != Int(encoding.value)
+        case .variable:
+            let fields = fieldLayouts[Int(encoding.value)..<Int(encoding.value + encoding.count)]
+            // SAFETY: `bytes` is readable during this call (the caller's promise).
+            malformed = unsafe !FieldLayout.matches(bytes, fields)
+            convertText = !malformed && encoding.hasText
+        }
+        if malformed { malformedSeen = true }
+        let fields = convertText ? fieldLayouts[Int(encoding.value)..<Int(encoding.value + encoding.count)] : []
+        // SAFETY: `bytes` is readable during this call (the caller's promise).
+        return unsafe streams[ring].append(
+            eventID: eventID, timestamp: timestamp, malformed: malformed,
+            lengthPrefixed: encoding.kind == .unknown || malformed, convertingText: fields, payload: bytes)
+    }
+}
+
+/// How the events of one id are written.
+struct EventEncoding: BitwiseCopyable {
+    enum Kind: UInt8, BitwiseCopyable {
+        /// No record of the id yet.
+        case undecided
+        /// No schema: `rseqtrace:unknown_<id>`, the payload after its 32-bit length.
+        case unknown
+        /// Every field fixed-size: `value` is the payload size.
+        case fixed
+        /// `value` is the first of the schema's `count` fields in `fieldLayouts`.
+        case variable
+    }
+    var kind: Kind
+    /// Whether the schema has a string field (converted to a NUL-terminated CTF string).
+    var hasText: Bool
+    var value: UInt32
+    var count: UInt32
+
+    static let undecided = EventEncoding(kind: .undecided, hasText: false, value: 0, count: 0)
+}
+
+/// A schema field as the writer reads it: `fixed` bytes, or (`fixed` < 0) a 16-bit count of at
+/// most `bound` bytes followed by the bytes, text when `isString`.
+struct FieldLayout: BitwiseCopyable {
+    var fixed: Int32
+    var bound: Int32
+    var isString: Bool
+
+    init(_ type: FieldType) {
+        if let size = type.fixedByteCount {
+            fixed = Int32(size)
+            bound = 0
+        } else {
+            fixed = -1
+            bound = Int32(type.maximumByteCount - 2)
+        }
+        if case .string = type { isString = true } else { isString = false }
+    }
+
+    /// `EventSchema.matches` over raw bytes: every fixed-size field present, every count within
+    /// its bound and its bytes present, nothing left over.
+    @unsafe
+    static func matches(_ payload: UnsafeRawBufferPointer, _ fields: ArraySlice<FieldLayout>) -> Bool {
+        let size = payload.count
+        var offset = 0
+        for field in fields {
+            if field.fixed >= 0 {
+                offset += Int(field.fixed)
+                guard offset <= size else { return false }
+                continue
+            }
+            guard offset + 2 <= size else { return false }
+            // SAFETY: offset + 2 <= size, checked above.
+            let count = unsafe Int(payload[offset]) | Int(payload[offset + 1]) << 8
+            guard count <= Int(field.bound) else { return false }
+            offset += 2 + count
+            guard offset <= size else { return false }
+        }
+        return offset == size
+    }
+}
+
+/// Per-ring state of a stream being written. A value in the writer's `streams`, so that appending
+/// a record is one access to that array.
+struct CTFStream {
     let fd: FileDescriptor
     let path: String
     let cpu: UInt32
-    var events: [UInt8] = []
+    /// `CTFTraceWriter.headerSize` bytes for the packet header, then the packet's `eventBytes`
+    /// bytes of events; longer (zeros) so that an event is stored without growing it.
+    var buffer: [UInt8]
+    var eventBytes = 0
     var begin: UInt64 = 0
     var end: UInt64 = 0
     var last: UInt64 = 0
@@ -264,6 +351,159 @@ final class CTFStream {
         self.fd = fd
         self.path = path
         self.cpu = cpu
+        self.buffer = [UInt8](repeating: 0, count: CTFTraceWriter.headerSize + 4096)
+    }
+
+    /// The most bytes an event header adds: extended header (13), original id (2), length (4).
+    static let maximumEventOverhead = 13 + 2 + 4
+
+    /// Appends one event; returns the packet's event bytes so far. With `convertingText` (the
+    /// schema's fields; the payload matches them) each text field is written as CTF wants it: its
+    /// bytes up to the first NUL, then a NUL. That is never longer than the field in the payload.
+    @unsafe
+    mutating func append(eventID: UInt16, timestamp: UInt64, malformed: Bool, lengthPrefixed: Bool,
+                         convertingText fields: ArraySlice<FieldLayout>, payload: UnsafeRawBufferPointer) -> Int {
+        if eventBytes == 0 { begin = max(timestamp, end) }
+        let previous = eventBytes == 0 ? begin : last
+        let stamp = max(timestamp, previous)   // a stream's clock never goes back
+        let writtenID = malformed ? CTFMetadata.malformedEventID : eventID
+        let needed = CTFTraceWriter.headerSize + eventBytes + CTFStream.maximumEventOverhead + payload.count
+        if buffer.count < needed {
+            buffer.append(contentsOf: repeatElement(0, count: max(needed - buffer.count, buffer.count)))
+        }
+        let start = CTFTraceWriter.headerSize + eventBytes
+        // SAFETY: the buffer has room for the event (grown above); `payload` is readable (the caller's promise).
+        let end = unsafe buffer.withUnsafeMutableBytes { out in
+            var at = start
+            if UInt32(writtenID) < CTFMetadata.extendedID && stamp - previous < (1 << 27) {
+                let word = UInt32(writtenID) | UInt32(truncatingIfNeeded: stamp & 0x7FF_FFFF) << 5
+                // SAFETY: within the room made above.
+                unsafe out.storeBytes(of: word.littleEndian, toByteOffset: at, as: UInt32.self)
+                at += 4
+            } else {
+                // SAFETY: within the room made above.
+                unsafe out[at] = UInt8(CTFMetadata.extendedID)
+                // SAFETY: within the room made above.
+                unsafe out.storeBytes(of: UInt32(writtenID).littleEndian, toByteOffset: at + 1, as: UInt32.self)
+                // SAFETY: within the room made above.
+                unsafe out.storeBytes(of: stamp.littleEndian, toByteOffset: at + 5, as: UInt64.self)
+                at += 13
+            }
+            if malformed {
+                // SAFETY: within the room made above.
+                unsafe out.storeBytes(of: eventID.littleEndian, toByteOffset: at, as: UInt16.self)
+                at += 2
+            }
+            if lengthPrefixed {
+                // SAFETY: within the room made above.
+                unsafe out.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: at, as: UInt32.self)
+                at += 4
+            }
+            if fields.isEmpty {
+                // SAFETY: `payload.count` bytes fit after `at` (the room made above); `payload` is readable.
+                unsafe UnsafeMutableRawBufferPointer(rebasing: out[at..<(at + payload.count)]).copyMemory(from: payload)
+                return at + payload.count
+            }
+            // SAFETY: the payload matches `fields` (checked by the caller); the output is never longer.
+            return unsafe CTFStream.copyConvertingText(payload, fields, to: out, at: at)
+        }
+        eventBytes = end - CTFTraceWriter.headerSize
+        last = stamp
+        eventCount += 1
+        return eventBytes
+    }
+
+    /// Copies a payload that matches `fields` to `out` at `at`, each text field as its bytes up to
+    /// the first NUL then a NUL; returns the offset after it.
+    @unsafe
+    static func copyConvertingText(_ payload: UnsafeRawBufferPointer, _ fields: ArraySlice<FieldLayout>,
+                                   to out: UnsafeMutableRawBufferPointer, at start: Int) -> Int {
+        var at = start
+        var offset = 0
+        for field in fields {
+            var size = Int(field.fixed)
+            if size < 0 {
+                // SAFETY: the payload matches `fields`, so the count is present.
+                let count = unsafe Int(payload[offset]) | Int(payload[offset + 1]) << 8
+                if field.isString {
+                    // SAFETY: the payload matches `fields`, so `count` bytes follow the count (and
+                    // the payload, holding at least the count, has a base address).
+                    let text = unsafe payload.baseAddress! + offset + 2
+                    // SAFETY: memchr reads at most `count` bytes from `text`, all readable (above).
+                    let nul = unsafe memchr(text, 0, count)
+                    // SAFETY: `nul`, when found, points into those `count` bytes.
+                    let length = unsafe nul.map { unsafe UnsafeRawPointer($0) - text } ?? count
+                    // SAFETY: `length` <= `count` bytes of the payload, to room in `out` (the caller's promise).
+                    unsafe UnsafeMutableRawBufferPointer(rebasing: out[at..<(at + length)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(offset + 2)..<(offset + 2 + length)]))
+                    // SAFETY: room in `out` (the caller's promise).
+                    unsafe out[at + length] = 0
+                    at += length + 1
+                    offset += 2 + count
+                    continue
+                }
+                size = 2 + count
+            }
+            // SAFETY: the payload matches `fields`, so `size` bytes are present; room in `out` (the caller's promise).
+            unsafe UnsafeMutableRawBufferPointer(rebasing: out[at..<(at + size)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[offset..<(offset + size)]))
+            at += size
+            offset += size
+        }
+        return at
+    }
+
+    /// Writes the pending events as a packet (after an empty one saying 0 discarded events, if the
+    /// stream has lost events before its first packet).
+    mutating func flush(ring: Int, uuid: [UInt8], monotonicReference: UInt64) throws(TraceError) {
+        let hasEvents = eventBytes > 0
+        let begin = hasEvents ? self.begin : max(end, self.begin, monotonicReference)
+        let end = hasEvents ? last : begin
+        if sequence == 0 && lostPending > 0 {
+            // A reader cannot know where a stream's discarded-events counter started, so it only
+            // reports a count between two packets: open every stream with a packet saying 0.
+            let packet = header(ring: ring, uuid: uuid, eventBytes: 0, begin: begin, end: begin, discarded: 0)
+            try write(packet, count: packet.count)
+        }
+        let header = header(ring: ring, uuid: uuid, eventBytes: eventBytes, begin: begin, end: end,
+                            discarded: lostPending)
+        buffer.replaceSubrange(0..<CTFTraceWriter.headerSize, with: header)
+        try write(buffer, count: CTFTraceWriter.headerSize + eventBytes)
+        lostReported = lostPending
+        self.end = end
+        self.begin = end
+        eventBytes = 0
+    }
+
+    private func header(ring: Int, uuid: [UInt8], eventBytes: Int, begin: UInt64, end: UInt64,
+                        discarded: UInt64) -> [UInt8] {
+        var packet: [UInt8] = []
+        packet.reserveCapacity(CTFTraceWriter.headerSize)
+        packet.appendLittleEndian(CTFMetadata.packetMagic)
+        packet.append(contentsOf: uuid.prefix(16))
+        packet.appendLittleEndian(UInt32(0))                  // stream_id
+        packet.appendLittleEndian(UInt64(ring))               // stream_instance_id
+        let bits = UInt64(CTFTraceWriter.headerSize + eventBytes) * 8
+        packet.appendLittleEndian(begin)                      // timestamp_begin
+        packet.appendLittleEndian(end)                        // timestamp_end
+        packet.appendLittleEndian(bits)                       // content_size
+        packet.appendLittleEndian(bits)                       // packet_size
+        packet.appendLittleEndian(sequence)                   // packet_seq_num
+        packet.appendLittleEndian(discarded)                  // events_discarded
+        packet.appendLittleEndian(cpu)                        // cpu_id
+        return packet
+    }
+
+    /// Writes the first `count` bytes of `bytes` as one packet.
+    private mutating func write(_ bytes: [UInt8], count: Int) throws(TraceError) {
+        do {
+            // SAFETY: the array's own bytes, `count` of them (at most its count).
+            _ = try unsafe bytes.withUnsafeBytes { try unsafe fd.writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot write \(path): \(error)")
+        }
+        bytesWritten += UInt64(count)
+        sequence += 1
     }
 }
 

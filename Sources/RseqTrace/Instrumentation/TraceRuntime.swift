@@ -76,6 +76,11 @@ public enum TraceRuntime {
     // MARK: - Attaching
 
     /// Sends typed events to `buffer` from now on. Attaching the buffer already attached does nothing.
+    ///
+    /// The runtime keeps an attached buffer mapped for the rest of the process (a thread may be
+    /// writing into it at any time), so the buffer's deinit never runs: a program that *created*
+    /// the buffer should call `buffer.removeName()` once no other process needs to open it by name
+    /// (right after a consumer opened it, or when done), or the name stays in `/dev/shm`.
     /// - Throws: `.invalidConfiguration` after ``maximumAttachments`` different buffers.
     public static func attach(_ buffer: SharedTraceBuffer) throws(TraceError) {
         try shared.withLock { (state: inout State) throws(TraceError) in

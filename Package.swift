@@ -147,6 +147,8 @@ let package = Package(
             name: "rseqtrace-bench",
             dependencies: [
                 "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTraceBench",
+                // Forwards to LTTng-UST only when built with --traits LTTng (stubs otherwise).
+                "RseqTraceLTTng",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/rseqtrace-bench",

@@ -21,6 +21,9 @@ enum Configuration: String, CaseIterable, Sendable {
     case rseqtraceProducer = "rseqtrace-producer"
     /// LTTng-UST 2.13 with a discard-mode session recording the events (separate C program).
     case lttngEnabled = "lttng-enabled"
+    /// `Tracepoint.emit` forwarded to LTTng-UST by the bridge (`LTTngBridge`, sinks = forwarder only)
+    /// with a discard-mode session recording `bench:*` (needs a build with `--traits LTTng`).
+    case rseqtraceLTTng = "rseqtrace-lttng"
     /// LTTng-UST 2.13 tracepoints compiled in, session daemon running, no session.
     case lttngDisabled = "lttng-disabled"
     /// One ring behind one pthread mutex, rdtsc timestamp under the lock.
@@ -44,6 +47,7 @@ enum Configuration: String, CaseIterable, Sendable {
         case .rseqtraceDisabled: "RseqTrace emit, disabled"
         case .rseqtraceProducer: "RseqTrace Producer.write"
         case .lttngEnabled: "LTTng-UST, discard session"
+        case .rseqtraceLTTng: "RseqTrace emit → LTTng bridge"
         case .lttngDisabled: "LTTng-UST, no session"
         case .mutexRing: "mutex ring + rdtsc"
         case .perCPURing: "per-CPU xadd ring + rdtsc"
@@ -57,7 +61,7 @@ enum Configuration: String, CaseIterable, Sendable {
     /// Whether the configuration stores the events somewhere (it then reports recorded/lost).
     var records: Bool {
         switch self {
-        case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceProducer, .lttngEnabled, .mutexRing, .perCPURing: true
+        case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceProducer, .lttngEnabled, .rseqtraceLTTng, .mutexRing, .perCPURing: true
         default: false
         }
     }
@@ -70,8 +74,9 @@ enum Configuration: String, CaseIterable, Sendable {
         }
     }
 
-    /// Whether this configuration runs in the LTTng C program rather than in `rseqtrace-bench worker`.
-    var isLTTng: Bool { self == .lttngEnabled || self == .lttngDisabled }
+    /// Whether this configuration runs under the LTTng runner (a session daemon is needed): the
+    /// LTTng C program, or (for the bridge) `rseqtrace-bench worker` inside an LTTng session.
+    var isLTTng: Bool { self == .lttngEnabled || self == .lttngDisabled || self == .rseqtraceLTTng }
 
     /// Runs this many times the events of the others: the empty loop is so fast that a run of the
     /// normal length lasts well under a millisecond, where one interrupt shows.
@@ -80,7 +85,7 @@ enum Configuration: String, CaseIterable, Sendable {
     /// Whether the configuration has a string variant (the primitives carry no payload).
     var hasStringVariant: Bool {
         switch self {
-        case .rdtsc, .clockGettime, .empty, .alu, .rseqtraceProducer: false
+        case .rdtsc, .clockGettime, .empty, .alu, .rseqtraceProducer, .rseqtraceLTTng: false
         default: true
         }
     }

@@ -12,13 +12,16 @@ import CRseqTraceBench
 /// (a too-small /dev/shm makes LTTng record nothing without any command failing).
 final class LTTngRunner {
     let application: String
+    /// This harness's own executable (the bridge row runs `worker` inside a session).
+    let benchExecutable: String
     let workDirectory: String
     let sessiondPID: Int32?
     static let subbufferSize = 4 << 20
     private var sessions = 0
 
-    init(application: String, workDirectory: String, sessiondPID: Int32?) {
+    init(application: String, benchExecutable: String, workDirectory: String, sessiondPID: Int32?) {
         self.application = application
+        self.benchExecutable = benchExecutable
         self.workDirectory = workDirectory
         self.sessiondPID = sessiondPID
     }
@@ -48,8 +51,13 @@ final class LTTngRunner {
     }
 
     private func workloadArguments(_ cell: Cell, events: UInt64, warmup: UInt64) -> [String] {
-        [application, "--workload", cell.workload.rawValue, "--threads", String(cell.threads),
-         "--events", String(events), "--warmup", String(warmup)]
+        let common = ["--workload", cell.workload.rawValue, "--threads", String(cell.threads),
+                      "--events", String(events), "--warmup", String(warmup)]
+        if cell.configuration == .rseqtraceLTTng {
+            // The bridge: RseqTrace's typed tracepoints, forwarded into this session.
+            return [benchExecutable, "worker", "--config", cell.configuration.rawValue] + common
+        }
+        return [application] + common
     }
 
     /// Sub-buffers per CPU (a power of two, at least 8) that hold every event of the run with a
@@ -88,14 +96,17 @@ final class LTTngRunner {
         created = true
         try lttng(["enable-channel", "--userspace", "--session=" + session, "--subbuf-size=\(LTTngRunner.subbufferSize)",
                    "--num-subbuf=\(subbuffers)", "--discard", "benchch"])
-        try lttng(["enable-event", "--userspace", "--session=" + session, "--channel=benchch", "rseqtrace_bench:*"])
+        let pattern = cell.configuration == .rseqtraceLTTng ? "bench:*" : "rseqtrace_bench:*"
+        try lttng(["enable-event", "--userspace", "--session=" + session, "--channel=benchch", pattern])
         try lttng(["start", session])
 
         // The workload reads lttng-consumerd's CPU time itself just before its timed loop (after
         // the session's buffers were set up, which costs the consumer ~0.1 s by itself).
         let consumers = sessiondPID.map { childProcesses(of: $0, named: "lttng-consumerd") } ?? []
         var arguments = workloadArguments(cell, events: events, warmup: warmup)
-        if !consumers.isEmpty { arguments += ["--consumer-pids", consumers.map(String.init).joined(separator: ",")] }
+        if !consumers.isEmpty && cell.configuration != .rseqtraceLTTng {
+            arguments += ["--consumer-pids", consumers.map(String.init).joined(separator: ",")]
+        }
         let run = ChildProcess.run(arguments)
         guard run.succeeded, let line = run.lastLine(startingWith: "result "),
               var sample = Sample(resultLine: line) else { throw .command(arguments, run) }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import CRseqTraceBench
+import RseqTraceLTTng
 
 /// `rseqtrace-bench run` (the default): the whole benchmark, as `Tools/bench` runs it.
 ///
@@ -83,9 +84,12 @@ struct RunCommand: ParsableCommand {
             }
         }
         let lttng = lttngApplication.map {
-            LTTngRunner(application: $0, workDirectory: workDirectory, sessiondPID: lttngSessiondPID)
+            LTTngRunner(application: $0, benchExecutable: executable, workDirectory: workDirectory,
+                        sessiondPID: lttngSessiondPID)
         }
         if lttng == nil { selected.removeAll(where: \.isLTTng) }
+        // The bridge row needs this executable built with the LTTng trait.
+        if !LTTngBridge.isAvailable { selected.removeAll { $0 == .rseqtraceLTTng } }
 
         var harness = Harness(settings: settings, executable: executable, lttng: lttng,
                               workDirectory: workDirectory, configurations: selected)
@@ -193,7 +197,7 @@ struct Harness {
         if cell.configuration.isLTTng {
             guard let lttng else { return .failure("\(name): LTTng unavailable") }
             do {
-                let sample = cell.configuration == .lttngEnabled
+                let sample = cell.configuration == .lttngEnabled || cell.configuration == .rseqtraceLTTng
                     ? try lttng.runEnabled(cell, events: events, warmup: settings.warmup, count: writeTrace)
                     : try lttng.runDisabled(cell, events: events, warmup: settings.warmup)
                 return check(sample, cell, name)

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import CRseqTraceBench
 import RseqTrace
+import RseqTraceLTTng
 import RseqTraceConsumer
 import RseqTraceFormats
 
@@ -40,7 +41,7 @@ struct WorkerCommand: ParsableCommand {
     func validate() throws {
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1...1024") }
         guard events > 0 else { throw ValidationError("--events must be positive") }
-        guard !config.isLTTng else { throw ValidationError("LTTng runs use the rseqtrace-bench-lttng program") }
+        guard !config.isLTTng || config == .rseqtraceLTTng else { throw ValidationError("LTTng runs use the rseqtrace-bench-lttng program") }
     }
 
     func run() throws {
@@ -63,6 +64,7 @@ struct WorkerCommand: ParsableCommand {
             case .clockGettime: result = RunResult(measure(ClockGettimeLoop(), threads: threads, events: events, warmup: warmup))
             case .empty: result = RunResult(measure(EmptyLoop(), threads: threads, events: events, warmup: warmup))
             case .alu: result = RunResult(measure(ALULoop(), threads: threads, events: events, warmup: warmup))
+            case .rseqtraceLTTng: result = try runBridge()
             case .lttngEnabled, .lttngDisabled: throw ValidationError("not a worker configuration")
             }
         } catch let error as TraceError {
@@ -89,6 +91,21 @@ struct WorkerCommand: ParsableCommand {
         var size = 1 << 20
         while size < bytes + bytes / 16 + (256 << 10) && size < 1 << 30 { size <<= 1 }
         return size
+    }
+
+    /// Typed tracepoints forwarded to LTTng-UST only (no RseqTrace buffer); run inside an LTTng
+    /// session by the LTTng runner, which counts what LTTng recorded.
+    func runBridge() throws(TraceError) -> RunResult {
+        _ = try LTTngBridge.install(backend: .forwarder)
+        let measurements = workload == .event
+            ? measure(TracepointEventLoop(), threads: threads, events: events, warmup: warmup)
+            : measure(TracepointStringLoop(), threads: threads, events: events, warmup: warmup)
+        if let problem = TraceRuntime.problems.first {
+            throw TraceError(.invalidConfiguration, "tracepoint problem: \(problem)")
+        }
+        var result = RunResult(measurements)
+        result.fields["mode"] = RseqRuntime.mode.rawValue
+        return result
     }
 
     func runRseqTrace() throws(TraceError) -> RunResult {

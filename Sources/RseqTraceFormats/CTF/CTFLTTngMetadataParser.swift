@@ -12,7 +12,7 @@ import RseqTrace
 /// (integer arrays, wider sequences, nested structs, variants) and natural-alignment traces
 /// (`align` other than 8, as on aarch64) are refused with `TraceError(.corrupted)` naming the file,
 /// the byte offset and line, and what is unsupported.
-struct CTFLTTngMetadataParser {
+struct CTFLTTngMetadataParser: TSDLValueParsing {
     typealias Token = CTFMetadataParser.Token
 
     /// A parsed type.
@@ -36,8 +36,8 @@ struct CTFLTTngMetadataParser {
 
     let path: String
     let bytes: [UInt8]
-    private var tokens: [Token] = []
-    private var position = 0
+    var tokens: [Token] = []
+    var position = 0
     private var aliases: [String: TypeSpec] = [:]
     private var structs: [String: [FieldSpec]] = [:]
 
@@ -102,32 +102,11 @@ struct CTFLTTngMetadataParser {
         return TraceError(.corrupted, "\(path): byte offset \(offset) (line \(line)): \(what)")
     }
 
-    private func fail(_ token: Token, _ what: String) -> TraceError { fail(token.offset, what) }
-
-    private var peek: Token { tokens[min(position, tokens.count - 1)] }
+    func fail(_ token: Token, _ what: String) -> TraceError { fail(token.offset, what) }
 
     private func peek(_ ahead: Int) -> Token { tokens[min(position + ahead, tokens.count - 1)] }
 
-    private mutating func next() -> Token {
-        let token = peek
-        if position < tokens.count - 1 { position += 1 }
-        return token
-    }
-
     private func isPunctuation(_ text: String) -> Bool { peek.kind == .punctuation && peek.text == text }
-
-    private mutating func expect(_ text: String, _ context: String) throws(TraceError) {
-        let token = next()
-        guard token.kind == .punctuation || token.kind == .identifier, token.text == text else {
-            throw fail(token, "expected '\(text)' \(context), found \(token.shown)")
-        }
-    }
-
-    private mutating func identifier(_ context: String) throws(TraceError) -> Token {
-        let token = next()
-        guard token.kind == .identifier else { throw fail(token, "expected an identifier \(context), found \(token.shown)") }
-        return token
-    }
 
     // MARK: - Top level
 
@@ -625,24 +604,5 @@ struct CTFLTTngMetadataParser {
         return out
     }
 
-    // MARK: - Values
-
-    private func unsignedValue(_ token: Token, _ what: String) throws(TraceError) -> UInt64 {
-        guard let value = TSDLLiteral.unsigned(token.text) else { throw fail(token, "\(what) '\(token.text)' is not a 64-bit unsigned integer") }
-        return value
-    }
-
-    private func signedValue(_ token: Token, _ what: String) throws(TraceError) -> Int64 {
-        switch TSDLLiteral.signed(token.text) {
-        case .success(let value): return value
-        case .failure(let problem): throw fail(token, problem.describe(what, token.text))
-        }
-    }
-
-    private func uuidValue(_ token: Token) throws(TraceError) -> [UInt8] {
-        guard let uuid = TSDLLiteral.uuid(token.text) else {
-            throw fail(token, "'\(token.text)' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
-        }
-        return uuid
-    }
+    // Values: unsignedValue, signedValue and uuidValue come from TSDLValueParsing (TSDLLiteral.swift).
 }

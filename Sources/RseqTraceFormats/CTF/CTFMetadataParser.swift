@@ -7,7 +7,7 @@ import RseqTrace
 /// aside) followed by `event` blocks whose fields are byte-aligned little-endian integers and
 /// floats, or byte sequences. Anything else is rejected with `TraceError(.corrupted)` naming the
 /// file, the byte offset and line, and what was expected.
-struct CTFMetadataParser {
+struct CTFMetadataParser: TSDLValueParsing {
     enum Kind: Equatable { case identifier, number, string, punctuation, placeholder, end }
 
     struct Token {
@@ -67,8 +67,8 @@ struct CTFMetadataParser {
 
     let path: String
     let bytes: [UInt8]
-    private var tokens: [Token] = []
-    private var position = 0
+    var tokens: [Token] = []
+    var position = 0
 
     private init(bytes: [UInt8], path: String) {
         self.bytes = bytes
@@ -88,7 +88,7 @@ struct CTFMetadataParser {
         return TraceError(.corrupted, "\(path): byte offset \(offset) (line \(line)): \(what)")
     }
 
-    private func fail(_ token: Token, _ what: String) -> TraceError { fail(token.offset, what) }
+    func fail(_ token: Token, _ what: String) -> TraceError { fail(token.offset, what) }
 
     // MARK: - Top level
 
@@ -165,27 +165,6 @@ struct CTFMetadataParser {
     }
 
     // MARK: - Blocks
-
-    private var peek: Token { tokens[min(position, tokens.count - 1)] }
-
-    private mutating func next() -> Token {
-        let token = peek
-        if position < tokens.count - 1 { position += 1 }
-        return token
-    }
-
-    private mutating func expect(_ text: String, _ context: String) throws(TraceError) {
-        let token = next()
-        guard token.kind == .punctuation || token.kind == .identifier, token.text == text else {
-            throw fail(token, "expected '\(text)' \(context), found \(token.shown)")
-        }
-    }
-
-    private mutating func identifier(_ context: String) throws(TraceError) -> Token {
-        let token = next()
-        guard token.kind == .identifier else { throw fail(token, "expected an identifier \(context), found \(token.shown)") }
-        return token
-    }
 
     /// `key = "string" | number;` entries up to (not including) the closing brace.
     private mutating func parseEnvironment() throws(TraceError) -> [(key: String, value: CTFEnvironmentValue)] {
@@ -391,26 +370,7 @@ struct CTFMetadataParser {
         return value.text
     }
 
-    // MARK: - Values
-
-    private func unsignedValue(_ token: Token, _ what: String) throws(TraceError) -> UInt64 {
-        guard let value = TSDLLiteral.unsigned(token.text) else { throw fail(token, "\(what) '\(token.text)' is not a 64-bit unsigned integer") }
-        return value
-    }
-
-    private func signedValue(_ token: Token, _ what: String) throws(TraceError) -> Int64 {
-        switch TSDLLiteral.signed(token.text) {
-        case .success(let value): return value
-        case .failure(let problem): throw fail(token, problem.describe(what, token.text))
-        }
-    }
-
-    private func uuidValue(_ token: Token) throws(TraceError) -> [UInt8] {
-        guard let uuid = TSDLLiteral.uuid(token.text) else {
-            throw fail(token, "'\(token.text)' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
-        }
-        return uuid
-    }
+    // Values: unsignedValue, signedValue and uuidValue come from TSDLValueParsing (TSDLLiteral.swift).
 
     // MARK: - Tokenizer
 

@@ -20,33 +20,6 @@ enum TraceText {
         return String(repeating: "0", count: max(0, width - text.count)) + text
     }
 
-    /// `*` matches any run of characters (also empty); everything else matches itself.
-    static func matches(_ pattern: String, _ name: String) -> Bool {
-        let p = Array(pattern.unicodeScalars)
-        let n = Array(name.unicodeScalars)
-        var (pi, ni) = (0, 0)
-        var star: Int?
-        var resume = 0
-        while ni < n.count {
-            if pi < p.count && p[pi] == "*" {
-                star = pi
-                resume = ni
-                pi += 1
-            } else if pi < p.count && p[pi] == n[ni] {
-                pi += 1
-                ni += 1
-            } else if let s = star {
-                pi = s + 1
-                resume += 1
-                ni = resume
-            } else {
-                return false
-            }
-        }
-        while pi < p.count && p[pi] == "*" { pi += 1 }
-        return pi == p.count
-    }
-
     /// Opens a trace, printing `error: ...` and failing with exit code 1 when that fails.
     static func open(_ directory: String) throws -> CTFTraceReader {
         do {

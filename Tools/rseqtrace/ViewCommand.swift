@@ -1,4 +1,5 @@
 import ArgumentParser
+import RseqTrace
 import RseqTraceFormats
 
 /// `rseqtrace view DIR`: prints a CTF trace's events, one line each, like babeltrace2.
@@ -44,7 +45,7 @@ struct ViewCommand: ParsableCommand {
                 if !cpus.isEmpty && !cpus.contains(Int(record.cpuID)) { continue }
                 switch record {
                 case .event(let event):
-                    if !events.isEmpty && !events.contains(where: { TraceText.matches($0, event.name) }) { continue }
+                    if !events.isEmpty && !events.contains(where: { EventPattern.matches($0, event.name, questionMarkMatchesOne: false) }) { continue }
                     let delta = previous.map { "+" + TraceText.seconds(UInt64(max(0, event.realtime &- $0))) } ?? "+?.?????????"
                     previous = event.realtime
                     let fields = event.fields.map { "\($0.name) = \($0.value)" }.joined(separator: ", ")

@@ -3,7 +3,6 @@
 /// Examples: `http:*`, `*:request`, `db:query`, `*`.
 public struct EventPattern: Sendable, Hashable, CustomStringConvertible {
     public let text: String
-    private let characters: [Character]
 
     /// - Throws: `.invalidConfiguration` for an empty pattern or one with characters no event name has.
     public init(_ text: String) throws(TraceError) {
@@ -14,34 +13,42 @@ public struct EventPattern: Sendable, Hashable, CustomStringConvertible {
                 """)
         }
         self.text = text
-        self.characters = Array(text)
     }
 
     public var description: String { text }
 
     /// Whether `name` matches the whole pattern.
     public func matches(_ name: String) -> Bool {
-        let subject = Array(name)
+        EventPattern.matches(text, name, questionMarkMatchesOne: true)
+    }
+
+    /// Glob matching without validating the pattern (e.g. `rseqtrace view --event`, whose patterns
+    /// may name any event of a foreign trace): `*` matches any run of characters (also empty), `?`
+    /// one character when `questionMarkMatchesOne`, anything else itself. Compares Unicode scalars.
+    public static func matches(_ pattern: String, _ name: String, questionMarkMatchesOne: Bool) -> Bool {
+        let p = Array(pattern.unicodeScalars)
+        let n = Array(name.unicodeScalars)
         // Greedy matching with backtracking to the last '*': linear for patterns with one star.
-        var p = 0, s = 0
-        var star = -1, resume = 0
-        while s < subject.count {
-            if p < characters.count && (characters[p] == "?" || characters[p] == subject[s]) {
-                p += 1
-                s += 1
-            } else if p < characters.count && characters[p] == "*" {
-                star = p
-                resume = s
-                p += 1
-            } else if star >= 0 {
-                p = star + 1
+        var (pi, ni) = (0, 0)
+        var star: Int?
+        var resume = 0
+        while ni < n.count {
+            if pi < p.count && p[pi] == "*" {
+                star = pi
+                resume = ni
+                pi += 1
+            } else if pi < p.count && (p[pi] == n[ni] || (questionMarkMatchesOne && p[pi] == "?")) {
+                pi += 1
+                ni += 1
+            } else if let s = star {
+                pi = s + 1
                 resume += 1
-                s = resume
+                ni = resume
             } else {
                 return false
             }
         }
-        while p < characters.count && characters[p] == "*" { p += 1 }
-        return p == characters.count
+        while pi < p.count && p[pi] == "*" { pi += 1 }
+        return pi == p.count
     }
 }

@@ -35,20 +35,9 @@ public struct EventSchema: Sendable, Hashable {
     /// Whether `payload` is exactly one payload of this event: every fixed-size field present,
     /// every string or byte count within its bound and its bytes present, nothing left over.
     public func matches(_ payload: [UInt8]) -> Bool {
-        var offset = 0
-        for field in fields {
-            if let size = field.type.fixedByteCount {
-                offset += size
-                guard offset <= payload.count else { return false }
-                continue
-            }
-            guard offset + 2 <= payload.count else { return false }
-            let count = Int(payload[offset]) | Int(payload[offset + 1]) << 8
-            guard count <= field.type.maximumByteCount - 2 else { return false }
-            offset += 2 + count
-            guard offset <= payload.count else { return false }
+        PayloadFieldShape.matches(size: payload.count, fields.lazy.map { PayloadFieldShape($0.type) }) { offset in
+            Int(payload[offset]) | Int(payload[offset + 1]) << 8
         }
-        return offset == payload.count
     }
 
     /// Checks the name and fields; returns what is wrong, or nil.
@@ -79,6 +68,48 @@ public struct EventSchema: Sendable, Hashable {
 
     static func isIdentifierCharacter(_ c: Character) -> Bool {
         c == "_" || (c.isASCII && (c.isLetter || c.isNumber))
+    }
+}
+
+/// How one field occupies a payload, without its name (what walking a payload needs):
+/// `fixed` bytes, or (`fixed` < 0) a 16-bit count of at most `bound` bytes followed by the bytes,
+/// text when `isString`.
+@frozen
+public struct PayloadFieldShape: BitwiseCopyable, Sendable {
+    public let fixed: Int32
+    public let bound: Int32
+    public let isString: Bool
+
+    public init(_ type: FieldType) {
+        if let size = type.fixedByteCount {
+            fixed = Int32(size)
+            bound = 0
+        } else {
+            fixed = -1
+            bound = Int32(type.maximumByteCount - 2)
+        }
+        if case .string = type { isString = true } else { isString = false }
+    }
+
+    /// Whether `size` bytes are exactly one payload of `fields`: every fixed-size field present,
+    /// every count within its bound and its bytes present, nothing left over. `count(offset)`
+    /// reads the little-endian 16-bit count at `offset`; it is called only with `offset + 2 <= size`.
+    @inlinable
+    public static func matches(size: Int, _ fields: some Sequence<PayloadFieldShape>, count: (Int) -> Int) -> Bool {
+        var offset = 0
+        for field in fields {
+            if field.fixed >= 0 {
+                offset += Int(field.fixed)
+                guard offset <= size else { return false }
+                continue
+            }
+            guard offset + 2 <= size else { return false }
+            let length = count(offset)
+            guard length <= Int(field.bound) else { return false }
+            offset += 2 + length
+            guard offset <= size else { return false }
+        }
+        return offset == size
     }
 }
 

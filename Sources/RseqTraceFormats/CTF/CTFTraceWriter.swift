@@ -161,7 +161,7 @@ public final class CTFTraceWriter {
                 encoding = EventEncoding(kind: .fixed, hasText: false, value: UInt32(size), count: 0)
             } else {
                 let start = state.fieldLayouts.count
-                state.fieldLayouts.append(contentsOf: schema.fields.map { FieldLayout($0.type) })
+                state.fieldLayouts.append(contentsOf: schema.fields.map { PayloadFieldShape($0.type) })
                 encoding = EventEncoding(kind: .variable, hasText: schema.hasStringField, value: UInt32(start),
                                          count: UInt32(schema.fields.count))
             }
@@ -226,7 +226,7 @@ struct WriterState {
     /// a lookup instead of hashing per record. `.undecided` until then.
     var decisions = [EventEncoding](repeating: .undecided, count: Int(UInt16.max) + 1)
     /// The fields of the variable-sized schemas decided so far, each schema a range of it.
-    var fieldLayouts: [FieldLayout] = []
+    var fieldLayouts: [PayloadFieldShape] = []
     var malformedSeen = false
     var finished = false
 
@@ -253,8 +253,11 @@ struct WriterState {
             malformed = bytes.count != Int(encoding.value)
         case .variable:
             let fields = fieldLayouts[Int(encoding.value)..<Int(encoding.value + encoding.count)]
-            // SAFETY: `bytes` is readable during this call (the caller's promise).
-            malformed = unsafe !FieldLayout.matches(bytes, fields)
+            malformed = !PayloadFieldShape.matches(size: bytes.count, fields) { offset in
+                // SAFETY: `bytes` is readable during this call (the caller's promise), and `matches`
+                // reads a count only at `offset + 2 <= bytes.count`.
+                unsafe Int(bytes[offset]) | Int(bytes[offset + 1]) << 8
+            }
             convertText = !malformed && encoding.hasText
         }
         if malformed { malformedSeen = true }
@@ -285,47 +288,6 @@ struct EventEncoding: BitwiseCopyable {
     var count: UInt32
 
     static let undecided = EventEncoding(kind: .undecided, hasText: false, value: 0, count: 0)
-}
-
-/// A schema field as the writer reads it: `fixed` bytes, or (`fixed` < 0) a 16-bit count of at
-/// most `bound` bytes followed by the bytes, text when `isString`.
-struct FieldLayout: BitwiseCopyable {
-    var fixed: Int32
-    var bound: Int32
-    var isString: Bool
-
-    init(_ type: FieldType) {
-        if let size = type.fixedByteCount {
-            fixed = Int32(size)
-            bound = 0
-        } else {
-            fixed = -1
-            bound = Int32(type.maximumByteCount - 2)
-        }
-        if case .string = type { isString = true } else { isString = false }
-    }
-
-    /// `EventSchema.matches` over raw bytes: every fixed-size field present, every count within
-    /// its bound and its bytes present, nothing left over.
-    @unsafe
-    static func matches(_ payload: UnsafeRawBufferPointer, _ fields: ArraySlice<FieldLayout>) -> Bool {
-        let size = payload.count
-        var offset = 0
-        for field in fields {
-            if field.fixed >= 0 {
-                offset += Int(field.fixed)
-                guard offset <= size else { return false }
-                continue
-            }
-            guard offset + 2 <= size else { return false }
-            // SAFETY: offset + 2 <= size, checked above.
-            let count = unsafe Int(payload[offset]) | Int(payload[offset + 1]) << 8
-            guard count <= Int(field.bound) else { return false }
-            offset += 2 + count
-            guard offset <= size else { return false }
-        }
-        return offset == size
-    }
 }
 
 /// Per-ring state of a stream being written. A value in the writer's `streams`, so that appending
@@ -362,7 +324,7 @@ struct CTFStream {
     /// bytes up to the first NUL, then a NUL. That is never longer than the field in the payload.
     @unsafe
     mutating func append(eventID: UInt16, timestamp: UInt64, malformed: Bool, lengthPrefixed: Bool,
-                         convertingText fields: ArraySlice<FieldLayout>, payload: UnsafeRawBufferPointer) -> Int {
+                         convertingText fields: ArraySlice<PayloadFieldShape>, payload: UnsafeRawBufferPointer) -> Int {
         if eventBytes == 0 { begin = max(timestamp, end) }
         let previous = eventBytes == 0 ? begin : last
         let stamp = max(timestamp, previous)   // a stream's clock never goes back
@@ -416,7 +378,7 @@ struct CTFStream {
     /// Copies a payload that matches `fields` to `out` at `at`, each text field as its bytes up to
     /// the first NUL then a NUL; returns the offset after it.
     @unsafe
-    static func copyConvertingText(_ payload: UnsafeRawBufferPointer, _ fields: ArraySlice<FieldLayout>,
+    static func copyConvertingText(_ payload: UnsafeRawBufferPointer, _ fields: ArraySlice<PayloadFieldShape>,
                                    to out: UnsafeMutableRawBufferPointer, at start: Int) -> Int {
         var at = start
         var offset = 0

@@ -16,21 +16,17 @@ public enum EventPayloadDecoder {
             offset += size
             return value
         }
-        func signExtended(_ raw: UInt64, bits: Int) -> Int64 {
-            let shift = UInt64(64 - bits)
-            return Int64(bitPattern: raw << shift) >> Int64(shift)
-        }
         for field in schema.fields {
             let value: CTFValue
             switch field.type {
             case .unsigned(let bits): value = .unsigned(integer(bits / 8))
-            case .signed(let bits): value = .signed(signExtended(integer(bits / 8), bits: bits))
+            case .signed(let bits): value = .signed(CTFValue.signExtended(integer(bits / 8), bits: bits))
             case .bool: value = .unsigned(integer(1))
             case .float32: value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: integer(4))))
             case .float64: value = .float64(Double(bitPattern: integer(8)))
             case .enumeration(let type):
                 let raw = integer(type.bits / 8)
-                let number = type.isSigned ? signExtended(raw, bits: type.bits) : Int64(bitPattern: raw)
+                let number = type.isSigned ? CTFValue.signExtended(raw, bits: type.bits) : Int64(bitPattern: raw)
                 value = .enumeration(label: type.cases.first { $0.value == number }?.name, value: number,
                                      isSigned: type.isSigned)
             case .string:

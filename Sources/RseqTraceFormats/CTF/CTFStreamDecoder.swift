@@ -242,17 +242,14 @@ public struct CTFStreamDecoder {
             case .unsigned(let bits):
                 value = .unsigned(try load(cursor, bits / 8, limit: contentEnd, what))
             case .signed(let bits):
-                let raw = try load(cursor, bits / 8, limit: contentEnd, what)
-                let shift = UInt64(64 - bits)
-                value = .signed(Int64(bitPattern: raw << shift) >> Int64(shift))
+                value = .signed(CTFValue.signExtended(try load(cursor, bits / 8, limit: contentEnd, what), bits: bits))
             case .float32:
                 value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: try load(cursor, 4, limit: contentEnd, what))))
             case .float64:
                 value = .float64(Double(bitPattern: try load(cursor, 8, limit: contentEnd, what)))
             case .enumeration(let bits, let isSigned, let labels):
                 let raw = try load(cursor, bits / 8, limit: contentEnd, what)
-                let shift = UInt64(64 - bits)
-                let number = isSigned ? Int64(bitPattern: raw << shift) >> Int64(shift) : Int64(bitPattern: raw)
+                let number = isSigned ? CTFValue.signExtended(raw, bits: bits) : Int64(bitPattern: raw)
                 value = .enumeration(label: labels[number], value: number, isSigned: isSigned)
             case .textArray(let count):
                 guard count <= contentEnd - cursor else {

@@ -43,6 +43,7 @@ struct InstrumentationTests {
         #expect(outcome.exitCode == 0, "\(outcome)")
         let fields = try #require(outcome.fields(of: "instrumented:"), "\(outcome)")
         #expect(fields["attached"] == "1" && fields["problems"] == "0", "\(outcome)")
+        #expect(fields["reattach_same"] == "1", "attachFromEnvironment mapped the recorder's buffer a second time: \(outcome)")
         #expect(fields["enabled"] == "inst:scalars,http:request", "\(outcome)")
         var counts: [String: Int] = [:]
         for event in events { counts[event.name, default: 0] += 1 }

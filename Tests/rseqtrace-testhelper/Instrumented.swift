@@ -209,6 +209,10 @@ enum InstrumentedCommand {
             instRequest.emit(n)
         }
         facts.append("attached=\(TraceRuntime.attachedBuffer != nil ? 1 : 0)")
+        // Already attached at start-up: attaching again from the environment keeps that buffer.
+        let before = TraceRuntime.attachedBuffer
+        let again = (try? TraceRuntime.attachFromEnvironment()) ?? false
+        facts.append("reattach_same=\(again && before != nil && TraceRuntime.attachedBuffer === before ? 1 : 0)")
         facts.append("problems=\(TraceRuntime.problems.count)")
         facts.append("enabled=" + ["inst:scalars", "inst:skipped", "http:debug", "http:request"]
             .filter { TraceRuntime.isEnabled($0) }.joined(separator: ","))

@@ -117,9 +117,11 @@ public enum TraceRuntime {
     /// - Returns: whether a buffer is attached now.
     @discardableResult
     public static func attachFromEnvironment() throws(TraceError) -> Bool {
-        guard let buffer = try SharedTraceBuffer.openFromEnvironment() else {
-            return shared.withLock { $0.buffer != nil }
-        }
+        // Starting the runtime (the first use of `shared`) already attaches the buffer that
+        // RSEQTRACE_BUFFER names: do not map it a second time.
+        let current = shared.withLock { $0.buffer }
+        if let current, current.name == environment(SharedTraceBuffer.environmentVariable) { return true }
+        guard let buffer = try SharedTraceBuffer.openFromEnvironment() else { return current != nil }
         try attach(buffer)
         return true
     }

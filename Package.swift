@@ -82,7 +82,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .target(name: "RseqTraceLTTng", condition: .when(traits: ["LTTng"])),
             ],
-            path: "Tools/rseqtrace",
             swiftSettings: auditedUnsafe
         ),
 

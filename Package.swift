@@ -74,11 +74,27 @@ let package = Package(
             swiftSettings: auditedUnsafe
         ),
 
-        // MARK: Tools
+        // MARK: Support for the executables and tests (not a product)
+        // One child-process spawner, one stderr printer, one clock/sleep helper and the pthread
+        // launcher, shared by the CLI, the example, the benchmarks and the tests.
+        .target(
+            name: "CRseqTraceSupport",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        .target(
+            name: "RseqTraceSupport",
+            dependencies: [
+                "RseqTrace", "CRseqTraceSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+
+        // MARK: Executables
         .executableTarget(
             name: "rseqtrace",
             dependencies: [
-                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats",
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .target(name: "RseqTraceLTTng", condition: .when(traits: ["LTTng"])),
             ],
@@ -88,7 +104,7 @@ let package = Package(
         // An instrumented example program that `rseqtrace record` can trace.
         .executableTarget(
             name: "rseqtrace-example",
-            dependencies: ["RseqTrace", "RseqTraceConsumer"],
+            dependencies: ["RseqTrace", "RseqTraceSupport"],
             swiftSettings: auditedUnsafe
         ),
 
@@ -145,7 +161,7 @@ let package = Package(
         .executableTarget(
             name: "rseqtrace-bench",
             dependencies: [
-                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTraceBench",
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceSupport", "CRseqTraceBench",
                 // Forwards to LTTng-UST only when built with --traits LTTng (stubs otherwise).
                 "RseqTraceLTTng",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -168,7 +184,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "rseqtrace-testhelper",
-            dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceMacros",
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceMacros", "RseqTraceSupport",
                            "CRseqTraceTestSupport", "RseqTraceTestPayloads"],
             path: "Tests/rseqtrace-testhelper",
             swiftSettings: auditedUnsafe
@@ -176,8 +192,8 @@ let package = Package(
         .testTarget(
             name: "RseqTraceTests",
             dependencies: [
-                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "CRseqTrace", "CRseqTraceTestSupport",
-                "RseqTraceTestPayloads",
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceSupport", "CRseqTrace",
+                "CRseqTraceTestSupport", "RseqTraceTestPayloads",
                 "rseqtrace-testhelper", "rseqtrace", "rseqtrace-example",
             ],
             swiftSettings: auditedUnsafe

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import RseqTrace
+import RseqTraceSupport
 
 /// The few file-system and /proc reads the harness needs, without Foundation.
 enum FileSystem {
@@ -59,7 +60,7 @@ enum FileSystem {
     /// Removes a directory tree the harness created (through `rm -rf`, which handles every case).
     static func removeTree(_ path: String) {
         guard !path.isEmpty, path != "/" else { return }
-        _ = ChildProcess.run(["rm", "-rf", "--", path])
+        _ = ChildProcess.runCaptured(["rm", "-rf", "--", path])
     }
 
     /// Creates a fresh directory with mkdtemp under `parent`; nil on failure.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CRseqTraceBench
+import RseqTraceSupport
 
 /// Runs the LTTng-UST workload (`rseqtrace-bench-lttng`, built by Tools/bench with gcc) under a
 /// session of the session daemon Tools/bench started, or with no session at all.
@@ -27,13 +28,13 @@ final class LTTngRunner {
     }
 
     enum Failure: Error, CustomStringConvertible {
-        case command([String], ChildOutput)
+        case command([String], ChildProcess.Outcome)
         case unexpected(String)
 
         var description: String {
             switch self {
             case .command(let arguments, let output):
-                let detail = (output.standardError + output.standardOutput).split(separator: "\n").suffix(3).joined(separator: " | ")
+                let detail = (output.stderr + output.stdout).split(separator: "\n").suffix(3).joined(separator: " | ")
                 return "`\(arguments.joined(separator: " "))` exited with \(output.status): \(detail)"
             case .unexpected(let message):
                 return message
@@ -43,10 +44,10 @@ final class LTTngRunner {
 
     /// `lttng --no-sessiond ...` (never spawn a daemon of its own), stopping on failure.
     @discardableResult
-    private func lttng(_ arguments: [String]) throws(Failure) -> ChildOutput {
+    private func lttng(_ arguments: [String]) throws(Failure) -> ChildProcess.Outcome {
         let command = ["lttng", "--no-sessiond"] + arguments
-        let output = ChildProcess.run(command)
-        guard output.succeeded else { throw .command(command, output) }
+        let output = ChildProcess.runCaptured(command)
+        guard output.exitedCleanly else { throw .command(command, output) }
         return output
     }
 
@@ -74,8 +75,8 @@ final class LTTngRunner {
     /// Runs the workload with no session (tracepoints compiled in, daemon running, nothing enabled).
     func runDisabled(_ cell: Cell, events: UInt64, warmup: UInt64) throws(Failure) -> Sample {
         let arguments = workloadArguments(cell, events: events, warmup: warmup)
-        let output = ChildProcess.run(arguments)
-        guard output.succeeded, let line = output.lastLine(startingWith: "result "),
+        let output = ChildProcess.runCaptured(arguments)
+        guard output.exitedCleanly, let line = output.lastLine(startingWith: "result "),
               let sample = Sample(resultLine: line) else { throw .command(arguments, output) }
         return sample
     }
@@ -107,13 +108,13 @@ final class LTTngRunner {
         if !consumers.isEmpty && cell.configuration != .rseqtraceLTTng {
             arguments += ["--consumer-pids", consumers.map(String.init).joined(separator: ",")]
         }
-        let run = ChildProcess.run(arguments)
-        guard run.succeeded, let line = run.lastLine(startingWith: "result "),
+        let run = ChildProcess.runCaptured(arguments)
+        guard run.exitedCleanly, let line = run.lastLine(startingWith: "result "),
               var sample = Sample(resultLine: line) else { throw .command(arguments, run) }
         try lttng(["stop", session])  // returns once the consumer has written everything
         let consumerAfter = consumers.compactMap(processCPUNanoseconds).reduce(0, +)
 
-        let listing = try lttng(["list", session, "--channel=benchch"]).standardOutput
+        let listing = try lttng(["list", session, "--channel=benchch"]).stdout
         guard let discardedLine = listing.split(separator: "\n").first(where: { $0.contains("Discarded events:") }),
               let discarded = discardedLine.split(separator: ":").last.flatMap({ UInt64($0.filter(\.isNumber)) })
         else { throw .unexpected("no 'Discarded events' in `lttng list \(session)`") }
@@ -150,9 +151,9 @@ final class LTTngRunner {
     /// Events in a trace, counted by babeltrace2's counter sink.
     private func countEvents(in trace: String) throws(Failure) -> UInt64 {
         let command = ["babeltrace2", trace, "--component=sink.utils.counter", "--params=step=+0"]
-        let output = ChildProcess.run(command)
-        guard output.succeeded,
-              let line = output.standardOutput.split(separator: "\n").first(where: { $0.hasSuffix("Event messages") }),
+        let output = ChildProcess.runCaptured(command)
+        guard output.exitedCleanly,
+              let line = output.stdout.split(separator: "\n").first(where: { $0.hasSuffix("Event messages") }),
               let value = line.split(separator: " ").first.flatMap({ UInt64($0) })
         else { throw .command(command, output) }
         return value

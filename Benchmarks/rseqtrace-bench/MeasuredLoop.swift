@@ -1,6 +1,7 @@
 import CRseqTraceBench
 import RseqTraceConsumer
 import Synchronization
+import RseqTraceSupport
 
 /// The loop body of one configuration: emits events `start..<end` on the calling thread.
 ///

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import CRseqTraceBench
 import RseqTraceLTTng
+import RseqTraceSupport
 
 /// `rseqtrace-bench run` (the default): the whole benchmark, as `Tools/bench` runs it.
 ///
@@ -214,12 +215,12 @@ struct Harness {
             trace = workDirectory + "/rseqtrace-trace-\(traces)"
             arguments += ["--trace-output", trace!]
         }
-        let output = ChildProcess.run(arguments)
+        let output = ChildProcess.runCaptured(arguments)
         if let trace { FileSystem.removeTree(trace) }
         removeLeftoverBuffer(of: output)
-        guard output.succeeded, let line = output.lastLine(startingWith: "result "),
+        guard output.exitedCleanly, let line = output.lastLine(startingWith: "result "),
               let sample = Sample(resultLine: line) else {
-            let detail = output.standardError.split(separator: "\n").suffix(3).joined(separator: " | ")
+            let detail = output.stderr.split(separator: "\n").suffix(3).joined(separator: " | ")
             return .failure("\(name): worker exited with \(output.status): \(detail)")
         }
         return check(sample, cell, name)
@@ -255,17 +256,17 @@ struct Harness {
         }
         for cell in cells where configurations.contains(cell.configuration) {
             progress("rseq abort census: \(cell.configuration.rawValue) \(cell.threads)T under perf stat")
-            let output = ChildProcess.run([perf, "stat", "-x,", "-e", "rseq:rseq_ip_fixup", "--",
+            let output = ChildProcess.runCaptured([perf, "stat", "-x,", "-e", "rseq:rseq_ip_fixup", "--",
                                            executable, "worker", "--config", cell.configuration.rawValue,
                                            "--threads", String(cell.threads), "--events", String(events),
                                            "--warmup", String(settings.warmup)])
-            let counted = output.standardError.split(separator: "\n")
+            let counted = output.stderr.split(separator: "\n")
                 .first(where: { $0.contains("rseq:rseq_ip_fixup") })
                 .flatMap { $0.split(separator: ",", omittingEmptySubsequences: false).first }
                 .flatMap { UInt64($0) }
-            guard output.succeeded, let counted, let line = output.lastLine(startingWith: "result "),
+            guard output.exitedCleanly, let counted, let line = output.lastLine(startingWith: "result "),
                   let sample = Sample(resultLine: line), let emitted = sample.emitted else {
-                let detail = output.standardError.split(separator: "\n").suffix(2).joined(separator: " | ")
+                let detail = output.stderr.split(separator: "\n").suffix(2).joined(separator: " | ")
                 census.unavailable = "perf stat -e rseq:rseq_ip_fixup failed (\(output.status)): \(detail)"
                 return census
             }
@@ -287,7 +288,7 @@ struct Harness {
             progress("consumer CPU: RseqTrace, \(events) events drained to CTF")
             traces += 1
             let trace = workDirectory + "/rseqtrace-consumer-\(traces)"
-            let output = ChildProcess.run([executable, "worker", "--config", Configuration.rseqtraceDiscard.rawValue,
+            let output = ChildProcess.runCaptured([executable, "worker", "--config", Configuration.rseqtraceDiscard.rawValue,
                                            "--events", String(events), "--warmup", String(settings.warmup),
                                            "--trace-output", trace])
             FileSystem.removeTree(trace)
@@ -319,12 +320,12 @@ struct Harness {
             traces += 1
             let trace = workDirectory + "/rseqtrace-sustained-\(traces)"
             progress("sustained rate: trial \(trial + 1)/\(trials) at " + (rate == 0 ? "full speed" : "\(format(rate / 1e6, 2)) M events/s"))
-            let output = ChildProcess.run([executable, "sustained", "--rate", String(Int(rate)),
+            let output = ChildProcess.runCaptured([executable, "sustained", "--rate", String(Int(rate)),
                                            "--duration-ms", String(duration), "--output", trace])
             FileSystem.removeTree(trace)
             removeLeftoverBuffer(of: output)
-            guard output.succeeded, let line = output.lastLine(startingWith: "result ") else {
-                let detail = output.standardError.split(separator: "\n").suffix(2).joined(separator: " | ")
+            guard output.exitedCleanly, let line = output.lastLine(startingWith: "result ") else {
+                let detail = output.stderr.split(separator: "\n").suffix(2).joined(separator: " | ")
                 failures.append("sustained: \(detail)")
                 return result
             }
@@ -361,7 +362,7 @@ struct Harness {
 
     /// A worker removes its buffer's name from /dev/shm right after creating it; one that died
     /// before could leave it behind.
-    private func removeLeftoverBuffer(of output: ChildOutput) {
+    private func removeLeftoverBuffer(of output: ChildProcess.Outcome) {
         guard output.pid > 0 else { return }
         // SAFETY: unlink reads the NUL-terminated path Swift passes for the duration of the call.
         _ = unsafe unlink("/dev/shm/rseqtrace-bench-\(output.pid)")

@@ -7,6 +7,7 @@ import RseqTrace
 import RseqTraceConsumer
 import RseqTraceFormats
 import Synchronization
+import RseqTraceSupport
 
 /// `rseqtrace-bench sustained`: producers emit `bench:event` at a set rate for a set time while
 /// this process's main thread drains the buffer concurrently and writes CTF to disk.
@@ -83,9 +84,7 @@ struct SustainedCommand: ParsableCommand {
                 if interval > 0 {
                     let due = start &+ UInt64(Double(i) * interval)
                     if due > now &+ 200_000 {
-                        var pause = timespec(tv_sec: 0, tv_nsec: Int(due &- now &- 100_000))
-                        // SAFETY: `pause` is a local timespec; no remainder is wanted.
-                        _ = unsafe nanosleep(&pause, nil)
+                        SystemClock.sleep(nanoseconds: due &- now &- 100_000)
                         continue
                     }
                     if due > now { continue }
@@ -103,11 +102,7 @@ struct SustainedCommand: ParsableCommand {
         var failure: TraceError?
         while counters.finished.load(ordering: .acquiring) < threads {
             do throws(TraceError) {
-                if try recorder.round() == 0 {
-                    var pause = timespec(tv_sec: 0, tv_nsec: 500_000)
-                    // SAFETY: `pause` is a local timespec; no remainder is wanted.
-                    _ = unsafe nanosleep(&pause, nil)
-                }
+                if try recorder.round() == 0 { SystemClock.sleep(microseconds: 500) }
             } catch {
                 failure = error
                 break

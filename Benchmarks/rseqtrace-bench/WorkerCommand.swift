@@ -7,6 +7,7 @@ import RseqTrace
 import RseqTraceLTTng
 import RseqTraceConsumer
 import RseqTraceFormats
+import RseqTraceSupport
 
 extension Workload: ExpressibleByArgument {}
 extension Configuration: ExpressibleByArgument {}
@@ -218,10 +219,4 @@ struct RunResult {
 func cString<T>(_ array: T) -> [UInt8] {
     // SAFETY: `array` is a C array imported as a tuple of CChar; reading its own bytes.
     unsafe withUnsafeBytes(of: array) { bytes in unsafe Array(bytes.prefix(while: { $0 != 0 })) }
-}
-
-func printError(_ message: String) {
-    var line = message + "\n"
-    // SAFETY: writing the string's own UTF-8 bytes to stderr.
-    _ = line.withUTF8 { unsafe write(2, $0.baseAddress, $0.count) }
 }

@@ -175,10 +175,8 @@ public enum LTTngBridge {
     }
 
     static func encodingFromEnvironment() throws(TraceError) -> LTTngForwarder.Encoding {
-        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment.
-        guard let raw = unsafe getenv(encodingVariable) else { return .typed }
-        // SAFETY: as above.
-        switch unsafe String(cString: raw) {
+        guard let raw = SystemInfo.environmentValue(encodingVariable) else { return .typed }
+        switch raw {
         case "", "typed": return .typed
         case "text": return .text
         case let other:

@@ -8,7 +8,7 @@
 //
 // Arguments: [threads] [events per thread]. Each worker emits `example:work` events (Events.swift).
 import RseqTrace
-import RseqTraceConsumer
+import RseqTraceSupport
 
 let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
 let threads = max(1, min(arguments.first ?? 2, 256))

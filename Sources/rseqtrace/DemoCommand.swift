@@ -5,6 +5,7 @@ import ArgumentParser
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceFormats
+import RseqTraceSupport
 
 extension BufferMode: ExpressibleByArgument {
     public init?(argument: String) {
@@ -129,12 +130,6 @@ struct DemoCommand: ParsableCommand {
         }
         print("summary: mode=\(status.mode) emitted=\(result.emitted) recorded=\(result.recorded) lost=\(result.lost) ns_per_event=\(format(nsPerEvent))")
     }
-}
-
-func printError(_ text: String, newline: Bool = true) {
-    var line = newline ? text + "\n" : text
-    // SAFETY: writing the string's own UTF-8 buffer, valid for the closure.
-    line.withUTF8 { bytes in _ = unsafe write(2, bytes.baseAddress, bytes.count) }
 }
 
 func format(_ value: Double) -> String {

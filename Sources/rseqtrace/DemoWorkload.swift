@@ -1,11 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CRseqTrace
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceFormats
 import Synchronization
+import RseqTraceSupport
 
 /// Event ids of the built-in workload.
 enum DemoEvent {
@@ -132,7 +132,8 @@ struct DemoWorkload {
         let workers = WorkerThreads(count: threads) { index in
             // Producers run at a lower priority than the draining thread, as an application's
             // threads would next to a tracing daemon; otherwise the drainer starves.
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(rseqtrace_gettid()), 10)
+            // (Linux nice values are per thread; `who` 0 is the calling thread.)
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
             let thread = UInt32(index)
             let start = SystemClock.threadCPUTime()
             for sequence in 0..<UInt64(events) {
@@ -178,23 +179,5 @@ struct DemoWorkload {
         result.cpuNanoseconds = cpuTime.load(ordering: .relaxed)
         result.perRing = recorder.drainer.statistics
         return (result, buffer, summary)
-    }
-}
-
-/// Clocks and sleeping without Foundation.
-enum SystemClock {
-    static func monotonic() -> UInt64 { read(CLOCK_MONOTONIC) }
-    static func threadCPUTime() -> UInt64 { read(CLOCK_THREAD_CPUTIME_ID) }
-    static func read(_ clock: clockid_t) -> UInt64 {
-        var ts = timespec()
-        // SAFETY: `ts` is a local timespec.
-        unsafe clock_gettime(clock, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
-    static func sleep(microseconds: Int) {
-        var ts = timespec(tv_sec: 0, tv_nsec: microseconds * 1000)
-        var rest = timespec()
-        // SAFETY: both arguments are local timespecs.
-        _ = unsafe nanosleep(&ts, &rest)
     }
 }

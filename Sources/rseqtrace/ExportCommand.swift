@@ -1,5 +1,6 @@
 import ArgumentParser
 import RseqTraceFormats
+import RseqTraceSupport
 
 /// `rseqtrace export DIR --format chrome --output FILE`.
 struct ExportCommand: ParsableCommand {

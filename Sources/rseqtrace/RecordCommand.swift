@@ -5,6 +5,7 @@ import ArgumentParser
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceFormats
+import RseqTraceSupport
 
 /// `rseqtrace record -- CMD [ARGS...]`: runs an instrumented program with tracing on, drains its
 /// buffers from this process while it runs, writes the trace, and exits with the program's status.
@@ -84,7 +85,8 @@ struct RecordCommand: ParsableCommand {
         var environment = [SharedTraceBuffer.environmentVariable: buffer.name]
         if let eventRules { environment[TraceRuntime.eventsVariable] = eventRules }
         if let backend { environment[TraceRuntime.backendVariable] = backend.rawValue }
-        let child = try ChildProcess.spawn(command, adding: environment)
+        let child = try ChildProcess.spawn(command, environment: ProcessEnvironment.current(setting: environment),
+                                           searchPath: true, stdout: .inherit, stderr: .inherit)
         // The trace describes the traced program (LTTng's per-process `vpid`), not the recorder.
         recorder.writer?.updateProcess(procname: recorder.writer?.description.procname ?? command[0], pid: child.pid)
         let progress = ProgressLine(enabled: isatty(2) == 1)
@@ -95,7 +97,7 @@ struct RecordCommand: ParsableCommand {
         while exitStatus == nil || idleRounds < 2 {
             let drained = try recorder.round()
             progress.update(recorder.drainer.totals)
-            if exitStatus == nil { exitStatus = child.exitStatus() }
+            if exitStatus == nil { exitStatus = child.reap(blocking: false)?.status }
             if exitStatus != nil { idleRounds = drained == 0 ? idleRounds + 1 : 0 }
             if drained == 0 { SystemClock.sleep(microseconds: intervalMilliseconds * 1000) }
         }
@@ -110,66 +112,6 @@ struct RecordCommand: ParsableCommand {
             print("read it with: babeltrace2 \(output)")
         }
         return exitStatus ?? 1
-    }
-}
-
-/// A program started with posix_spawnp.
-struct ChildProcess {
-    let pid: pid_t
-
-    /// Starts `command` with the current environment plus `adding`.
-    static func spawn(_ command: [String], adding: [String: String]) throws(TraceError) -> ChildProcess {
-        var environment: [String] = []
-        // SAFETY: `environ` is the process environment, a NULL-terminated array of C strings.
-        var entry = unsafe environ
-        // SAFETY: walking the NULL-terminated array until its terminator.
-        while let pointer = unsafe entry.pointee {
-            // SAFETY: each entry is a NUL-terminated C string.
-            let text = unsafe String(cString: pointer)
-            if let key = text.split(separator: "=", maxSplits: 1).first, adding[String(key)] == nil {
-                environment.append(text)
-            }
-            // SAFETY: still inside the array (the terminator was not reached).
-            unsafe entry = entry.advanced(by: 1)
-        }
-        environment += adding.map { "\($0.key)=\($0.value)" }
-        var pid: pid_t = 0
-        var attributes = posix_spawnattr_t()
-        // SAFETY: `attributes` and `defaults` are locals initialised by these calls, destroyed below.
-        unsafe posix_spawnattr_init(&attributes)
-        defer { unsafe posix_spawnattr_destroy(&attributes) }  // SAFETY: initialised above
-        // The program gets default SIGINT handling even though rseqtrace ignores it.
-        var defaults = sigset_t()
-        // SAFETY: see above.
-        unsafe sigemptyset(&defaults)
-        // SAFETY: see above.
-        unsafe sigaddset(&defaults, SIGINT)
-        // SAFETY: see above.
-        unsafe posix_spawnattr_setsigdefault(&attributes, &defaults)
-        // SAFETY: see above.
-        unsafe posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
-        // SAFETY: strdup'ed copies, NULL-terminated, freed below after posix_spawnp returned.
-        let argv = unsafe command.map { unsafe strdup($0) } + [nil]
-        // SAFETY: as above.
-        let envp = unsafe environment.map { unsafe strdup($0) } + [nil]
-        // SAFETY: argv/envp are NULL-terminated arrays of live C strings; argv[0] is the program.
-        let rc = unsafe posix_spawnp(&pid, argv[0]!, nil, &attributes, argv, envp)
-        // SAFETY: each pointer came from strdup above and is freed once.
-        unsafe (argv + envp).forEach { unsafe free($0) }
-        guard rc == 0 else {
-            throw TraceError(.systemCallFailed, "cannot run \(command[0]): check the path (it is looked up in PATH)",
-                             errno: .init(rawValue: rc))
-        }
-        return ChildProcess(pid: pid)
-    }
-
-    /// The exit status once the program has ended (128 + signal if killed), else nil.
-    func exitStatus() -> Int32? {
-        var status: Int32 = 0
-        // SAFETY: `status` is a local integer.
-        guard unsafe waitpid(pid, &status, WNOHANG) == pid else { return nil }
-        if status & 0x7F == 0 { return (status >> 8) & 0xFF }
-        return 128 + (status & 0x7F)
     }
 }
 

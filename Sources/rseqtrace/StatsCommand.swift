@@ -1,5 +1,6 @@
 import ArgumentParser
 import RseqTraceFormats
+import RseqTraceSupport
 
 /// `rseqtrace stats DIR`: event counts per name and per CPU, losses, time span and rate.
 struct StatsCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import RseqTraceFormats
+import RseqTraceSupport
 
 /// Text helpers of `view` and `stats`: times, durations, event-name patterns.
 enum TraceText {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import RseqTrace
 import RseqTraceFormats
+import RseqTraceSupport
 
 /// `rseqtrace view DIR`: prints a CTF trace's events, one line each, like babeltrace2.
 struct ViewCommand: ParsableCommand {

@@ -233,14 +233,6 @@ uint32_t rtts_glibc_rseq_size(void)
 
 /* MARK: - Pipes */
 
-int64_t rtts_pipe_cloexec(void)
-{
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return -errno;
-	return (int64_t)(uint32_t)fds[0] | ((int64_t)(uint32_t)fds[1] << 32);
-}
-
 /* MARK: - ptrace driver */
 
 static uint64_t rtts_now_ns(void)

@@ -3,25 +3,7 @@ import Testing
 import Glibc
 #endif
 import RseqTrace
-
-/// What a run of the `rseqtrace` executable produced.
-private struct ToolRun: CustomStringConvertible {
-    /// Exit status when the process exited normally.
-    var exitStatus: Int32?
-    /// Terminating signal when it did not.
-    var signal: Int32?
-    var timedOut: Bool
-    var stdout: String
-    var stderr: String
-
-    var stdoutLines: [Substring] { stdout.split(separator: "\n", omittingEmptySubsequences: true) }
-    var stderrLines: [Substring] { stderr.split(separator: "\n", omittingEmptySubsequences: true) }
-
-    var description: String {
-        "exit \(exitStatus.map(String.init) ?? "-") signal \(signal.map(String.init) ?? "-") timedOut \(timedOut)\n"
-            + "--- stdout\n\(stdout)--- stderr\n\(stderr)"
-    }
-}
+import RseqTraceSupport
 
 /// `summary: mode=<m> emitted=<n> recorded=<n> lost=<n> ns_per_event=<x>`, parsed strictly.
 private struct DemoSummary {
@@ -55,132 +37,12 @@ private struct DemoSummary {
     }
 }
 
-/// Spawns the debug `rseqtrace` next to the test bundle with posix_spawn, capturing stdout and
-/// stderr through pipes.
-private enum RseqTraceTool {
-    static let path: String = {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        // SAFETY: readlink writes at most buffer.count - 1 bytes into the array's storage.
-        let count = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        let exe = count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-        let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        return directory + "/rseqtrace"
-    }()
-
-    static var isBuilt: Bool {
-        // SAFETY: the path is converted to a NUL-terminated C string for the call.
-        unsafe access(path, X_OK) == 0
-    }
-
-    static func monotonicSeconds() -> Double {
-        var ts = timespec()
-        // SAFETY: `ts` is a local.
-        unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
-    /// This process's environment with `extra` variables set (replacing existing ones).
-    static func environment(adding extra: [String: String]) -> [String] {
-        var entries: [String] = []
-        // SAFETY: environ is a nil-terminated array of NUL-terminated strings owned by libc; it is
-        // only read here, on this thread, and not modified meanwhile by these tests.
-        var cursor: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = unsafe environ
-        // SAFETY: as above; the loop stops at the terminating nil.
-        while let entry = unsafe cursor?.pointee {
-            // SAFETY: as above.
-            entries.append(unsafe String(cString: entry))
-            // SAFETY: as above: still inside the array, before its terminating nil.
-            unsafe cursor = unsafe cursor?.advanced(by: 1)
-        }
-        entries.removeAll { entry in extra.keys.contains { entry.hasPrefix($0 + "=") } }
-        return entries + extra.map { "\($0.key)=\($0.value)" }.sorted()
-    }
-
-    /// Runs the tool with `arguments` (and `extraEnvironment` added to this process's environment);
-    /// kills it (SIGKILL, by pid) if it runs longer than `limit` seconds.
-    static func run(_ arguments: [String], extraEnvironment: [String: String] = [:], limit: Double = 120) -> ToolRun {
-        var outPipe: [Int32] = [-1, -1]
-        var errPipe: [Int32] = [-1, -1]
-        // SAFETY: each array has room for the two descriptors pipe writes.
-        guard unsafe pipe(&outPipe) == 0, unsafe pipe(&errPipe) == 0 else {
-            return ToolRun(exitStatus: nil, signal: nil, timedOut: false, stdout: "", stderr: "pipe failed: \(errno)")
-        }
-        // Close-on-exec, so that children spawned concurrently by other tests do not inherit them
-        // (which would keep our pipes open after our child exits).
-        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        // SAFETY: a zero-initialised C structure, initialised by posix_spawn_file_actions_init below.
-        var actions = unsafe posix_spawn_file_actions_t()
-        // SAFETY: `actions` is a local initialised here and destroyed below.
-        unsafe posix_spawn_file_actions_init(&actions)
-        // SAFETY: as above; dup2 in the child clears close-on-exec on 1 and 2 only.
-        unsafe posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        // SAFETY: as above.
-        unsafe posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        // SAFETY: strdup copies each argument into a fresh NUL-terminated C string, freed below.
-        let argv = unsafe ([path] + arguments).map { unsafe strdup($0) } + [nil]
-        // SAFETY: as above.
-        let envp = unsafe environment(adding: extraEnvironment).map { unsafe strdup($0) } + [nil]
-        var pid: pid_t = 0
-        // SAFETY: `path` and the strdup'ed argv/envp strings are NUL-terminated and live until after
-        // the call; both arrays end with nil.
-        let rc = unsafe posix_spawn(&pid, path, &actions, nil, argv, envp)
-        // SAFETY: initialised above, not used after this.
-        unsafe posix_spawn_file_actions_destroy(&actions)
-        // SAFETY: each pointer came from strdup and is freed once.
-        for unsafe pointer in unsafe argv + envp { unsafe free(pointer) }
-        close(outPipe[1])
-        close(errPipe[1])
-        guard rc == 0 else {
-            close(outPipe[0])
-            close(errPipe[0])
-            return ToolRun(exitStatus: nil, signal: nil, timedOut: false, stdout: "", stderr: "posix_spawn failed: \(rc)")
-        }
-
-        var out: [UInt8] = []
-        var err: [UInt8] = []
-        var fds = [pollfd(fd: outPipe[0], events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: errPipe[0], events: Int16(POLLIN), revents: 0)]
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        let deadline = monotonicSeconds() + limit
-        var timedOut = false
-        while fds.contains(where: { $0.fd >= 0 }) {
-            if monotonicSeconds() > deadline {
-                timedOut = true
-                kill(pid, SIGKILL)
-                break
-            }
-            // SAFETY: `fds` holds fds.count pollfd structures.
-            let ready = unsafe poll(&fds, nfds_t(fds.count), 500)
-            if ready < 0 && errno == EINTR { continue }
-            if ready <= 0 { continue }
-            for i in fds.indices where fds[i].fd >= 0 && fds[i].revents != 0 {
-                // SAFETY: read writes at most chunk.count bytes into the array's storage.
-                let n = unsafe read(fds[i].fd, &chunk, chunk.count)
-                if n > 0 {
-                    if i == 0 { out += chunk[0..<n] } else { err += chunk[0..<n] }
-                } else if n == 0 || errno != EINTR {
-                    close(fds[i].fd)
-                    fds[i].fd = -1
-                }
-            }
-        }
-        for descriptor in fds where descriptor.fd >= 0 { close(descriptor.fd) }
-        var status: Int32 = 0
-        // SAFETY: `status` is a local.
-        while unsafe waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let signal = status & 0x7F
-        return ToolRun(exitStatus: signal == 0 ? (status >> 8) & 0xFF : nil, signal: signal == 0 ? nil : signal,
-                       timedOut: timedOut, stdout: String(decoding: out, as: UTF8.self),
-                       stderr: String(decoding: err, as: UTF8.self))
-    }
-}
-
-@Suite("CLI: the rseqtrace executable", .enabled(if: RseqTraceTool.isBuilt, "the rseqtrace executable is built next to the tests"))
+@Suite("CLI: the rseqtrace executable", .enabled(if: HelperProcess.isExecutable(HelperProcess.rseqtracePath), "the rseqtrace executable is built next to the tests"))
 struct CLITests {
     @Test("demo --threads 3 --events 3000 exits 0 and its summary balances: emitted 9009 (9000 ticks + 9 demo:types) == recorded + lost")
     func demoDiscardBalances() throws {
-        let run = RseqTraceTool.run(["demo", "--no-output", "--threads", "3", "--events", "3000"])
-        #expect(run.exitStatus == 0, "\(run)")
+        let run = try HelperProcess.runRseqtrace(["demo", "--no-output", "--threads", "3", "--events", "3000"])
+        #expect(run.exitCode == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
         let last = try #require(run.stdoutLines.last, "\(run)")
         let summary = try #require(DemoSummary(last), "last line: \(last)")
@@ -197,9 +59,9 @@ struct CLITests {
 
     @Test("demo in overwrite mode with 16K rings loses records, counts every one, and still verifies")
     func demoOverwriteBalances() throws {
-        let run = RseqTraceTool.run(["demo", "--no-output", "--mode", "overwrite", "--buffer-size", "16K", "--subbuffer-size", "1K",
+        let run = try HelperProcess.runRseqtrace(["demo", "--no-output", "--mode", "overwrite", "--buffer-size", "16K", "--subbuffer-size", "1K",
                                      "--threads", "2", "--events", "5000"])
-        #expect(run.exitStatus == 0, "\(run)")
+        #expect(run.exitCode == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
         let last = try #require(run.stdoutLines.last, "\(run)")
         let summary = try #require(DemoSummary(last), "last line: \(last)")
@@ -215,8 +77,8 @@ struct CLITests {
           arguments: [["--threads", "2", "--events", "2000"],
                       ["--mode", "overwrite", "--buffer-size", "16K", "--subbuffer-size", "1K", "--threads", "2", "--events", "5000"]])
     func demoFallbackBalances(arguments: [String]) throws {
-        let run = RseqTraceTool.run(["demo", "--no-output"] + arguments, extraEnvironment: ["RSEQTRACE_FORCE_FALLBACK": "1"])
-        #expect(run.exitStatus == 0, "\(run)")
+        let run = try HelperProcess.runRseqtrace(["demo", "--no-output"] + arguments, setting: ["RSEQTRACE_FORCE_FALLBACK": "1"])
+        #expect(run.exitCode == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
         #expect(run.stdout.contains("producer mode: fallback (RSEQTRACE_FORCE_FALLBACK is set)"), "\(run)")
         let last = try #require(run.stdoutLines.last, "\(run)")
@@ -247,8 +109,8 @@ struct CLITests {
             (["no-such-command"], "Error: Unexpected argument 'no-such-command'"),
           ])
     func badInput(arguments: [String], error: String) throws {
-        let run = RseqTraceTool.run(arguments, limit: 60)
-        #expect(run.exitStatus == 64, "\(run)")
+        let run = try HelperProcess.runRseqtrace(arguments, timeout: .seconds(60))
+        #expect(run.exitCode == 64, "\(run)")
         #expect(run.stdout.isEmpty, "\(run)")
         let lines = run.stderrLines
         let errorLines = lines.filter { $0.hasPrefix("Error:") }
@@ -262,9 +124,9 @@ struct CLITests {
     }
 
     @Test("--help exits 0 and lists the demo subcommand", arguments: [["--help"], ["help"], ["demo", "--help"]])
-    func help(arguments: [String]) {
-        let run = RseqTraceTool.run(arguments, limit: 60)
-        #expect(run.exitStatus == 0, "\(run)")
+    func help(arguments: [String]) throws {
+        let run = try HelperProcess.runRseqtrace(arguments, timeout: .seconds(60))
+        #expect(run.exitCode == 0, "\(run)")
         #expect(run.stderr.isEmpty, "\(run)")
         #expect(run.stdout.contains("demo"))
         #expect(run.stdout.contains("USAGE: rseqtrace"))
@@ -273,5 +135,26 @@ struct CLITests {
                 #expect(run.stdout.contains(option), "\(option)")
             }
         }
+    }
+}
+
+@Suite("CLI: rseqtrace record and the buffer options", .enabled(if: HelperProcess.isExecutable(HelperProcess.rseqtracePath),
+                                                              "the rseqtrace executable is built next to the tests"))
+struct CLIRecordTests {
+    @Test("record --interval-ms 1000 sleeps between rounds: the recorder's CPU time stays far below the program's 3 s",
+          .timeLimit(.minutes(1)))
+    func longIntervalSleeps() throws {
+        let output = CTFEndToEndTests.temporaryDirectory("cli-interval")
+        CTFEndToEndTests.removeTree(output)
+        defer { CTFEndToEndTests.removeTree(output) }
+        let run = try HelperProcess.runRseqtrace(["record", "--interval-ms", "1000", "--output", output, "--", "/bin/sleep", "3"],
+                                                 timeout: .seconds(50))
+        #expect(run.exitCode == 0, "\(run)")
+        let wall = Double(run.duration.components.seconds) + Double(run.duration.components.attoseconds) / 1e18
+        let cpu = Double(run.cpuNanoseconds) / 1e9
+        #expect(wall >= 3, "\(run)")
+        // A recorder that spins (nanosleep refusing tv_nsec >= 1e9) burns about as much CPU as
+        // the program runs; one that sleeps needs a small fraction of it.
+        #expect(cpu < wall / 3, "recorder CPU \(cpu) s over \(wall) s wall\n\(run)")
     }
 }

@@ -9,7 +9,7 @@ import Testing
 struct CTFEndToEndTests {
     static let babeltrace = "/usr/bin/babeltrace2"
     static let python = "/usr/bin/python3"
-    static var rseqtrace: String { HelperProcess.buildDirectory + "/rseqtrace" }
+    static var rseqtrace: String { HelperProcess.rseqtracePath }
 
     /// Counts events and discarded events through bt2, and checks (thread, seq) pairs.
     static let bt2Script = """

@@ -5,6 +5,7 @@ import Glibc
 import RseqTrace
 import RseqTraceFormats
 import Synchronization
+import RseqTraceSupport
 
 // MARK: - Fixtures
 
@@ -478,7 +479,7 @@ struct CTFReaderCorruptionTests {
         let names = files.keys.sorted().filter { !(files[$0]?.isEmpty ?? true) }
         var random = SeededRandom(state: 0xF00D)
         var outcomes = (read: 0, corrupted: 0)
-        let start = clock_gettime_ns()
+        let start = SystemClock.monotonic()
         for iteration in 0..<3000 {
             let file = random.next() % 10 < 3 ? "metadata" : names[Int(random.next() % UInt64(names.count))]
             let original = files[file]!
@@ -530,18 +531,11 @@ struct CTFReaderCorruptionTests {
         }
         // Bounded by the mutation count; the suite's time limit only guards against a hang (no
         // timing assertion: this machine is shared).
-        let seconds = Double(clock_gettime_ns() - start) / 1e9
+        let seconds = Double(SystemClock.monotonic() - start) / 1e9
         print("fuzz outcomes: \(outcomes) in \(seconds) s")
         #expect(outcomes.corrupted > 1000, "\(outcomes)")
         #expect(outcomes.read > 0, "\(outcomes)")
     }
-}
-
-private func clock_gettime_ns() -> UInt64 {
-    var ts = timespec()
-    // SAFETY: `ts` is a local.
-    unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 extension String {
@@ -557,67 +551,8 @@ extension String {
 
 // MARK: - CLI: view and stats
 
-/// Runs the built `rseqtrace` (next to the test bundle) with stdout and stderr sent to temporary
-/// files, and waits for it.
+/// Parsing helpers for the output of `rseqtrace view` and `stats`.
 private enum ViewStatsTool {
-    struct Run: CustomStringConvertible {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var lines: [Substring] { stdout.split(separator: "\n") }
-        var errorLines: [Substring] { stderr.split(separator: "\n") }
-        var description: String { "exit \(status)\n--- stdout\n\(stdout.prefix(4000))--- stderr\n\(stderr)" }
-    }
-
-    static let path: String = {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        // SAFETY: readlink writes at most buffer.count - 1 bytes into the array's storage.
-        let count = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        let exe = count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-        return exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/rseqtrace"
-    }()
-
-    static var isBuilt: Bool {
-        // SAFETY: the path is passed as a temporary NUL-terminated C string.
-        unsafe access(path, X_OK) == 0
-    }
-
-    static func run(_ arguments: [String]) -> Run {
-        let base = ReaderFiles.temporaryDirectory("out")
-        let (outPath, errPath) = (base + ".stdout", base + ".stderr")
-        defer {
-            // SAFETY: paths passed as temporary NUL-terminated C strings.
-            unsafe unlink(outPath)
-            // SAFETY: as above.
-            unsafe unlink(errPath)
-        }
-        // SAFETY: a zero-initialised C structure, initialised by posix_spawn_file_actions_init below.
-        var actions = unsafe posix_spawn_file_actions_t()
-        // SAFETY: `actions` is a local initialised here and destroyed below.
-        unsafe posix_spawn_file_actions_init(&actions)
-        // SAFETY: as above; the paths are copied by the call.
-        unsafe posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        // SAFETY: as above.
-        unsafe posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        // SAFETY: strdup copies each argument into a fresh NUL-terminated C string, freed below.
-        let argv = unsafe ([path] + arguments).map { unsafe strdup($0) } + [nil]
-        var pid: pid_t = 0
-        // SAFETY: `path` and the strdup'ed argv strings are NUL-terminated and live until after the
-        // call; argv ends with nil; environ is this process's environment.
-        let rc = unsafe posix_spawn(&pid, path, &actions, nil, argv, environ)
-        // SAFETY: initialised above, not used after this.
-        unsafe posix_spawn_file_actions_destroy(&actions)
-        // SAFETY: each pointer came from strdup and is freed once.
-        for unsafe pointer in unsafe argv { unsafe free(pointer) }
-        guard rc == 0 else { return Run(status: -1, stdout: "", stderr: "posix_spawn failed: \(rc)") }
-        var status: Int32 = 0
-        // SAFETY: `status` is a local.
-        while unsafe waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exit = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        return Run(status: exit, stdout: String(decoding: ReaderFiles.read(outPath), as: UTF8.self),
-                   stderr: String(decoding: ReaderFiles.read(errPath), as: UTF8.self))
-    }
-
     /// The number just before `marker` in `line` ("... 1000 events in ..." → 1000).
     static func number(before marker: String, in line: Substring) -> UInt64? {
         let words = line.split(separator: " ")
@@ -630,37 +565,37 @@ private enum ViewStatsTool {
     }
 }
 
-@Suite("CLI: rseqtrace view and stats", .serialized, .enabled(if: ViewStatsTool.isBuilt, "the rseqtrace executable is built next to the tests"))
+@Suite("CLI: rseqtrace view and stats", .serialized, .enabled(if: HelperProcess.isExecutable(HelperProcess.rseqtracePath), "the rseqtrace executable is built next to the tests"))
 struct CTFReaderCLITests {
     @Test("demo --output, then stats equals what demo reported and view prints every event", .timeLimit(.minutes(2)))
     func demoThenViewAndStats() throws {
         let dir = ReaderFiles.temporaryDirectory("cli")
         defer { ReaderFiles.removeTree(dir) }
-        let demo = ViewStatsTool.run(["demo", "--threads", "2", "--events", "500", "--output", dir])
+        let demo = try HelperProcess.runRseqtrace(["demo", "--threads", "2", "--events", "500", "--output", dir])
         #expect(demo.status == 0, "\(demo)")
-        let traceLine = try #require(demo.lines.first { $0.hasPrefix("trace: ") }, "\(demo)")
+        let traceLine = try #require(demo.stdoutLines.first { $0.hasPrefix("trace: ") }, "\(demo)")
         let events = try #require(ViewStatsTool.number(before: " events in", in: traceLine), "\(traceLine)")
         let discarded = try #require(ViewStatsTool.number(before: " discarded", in: traceLine), "\(traceLine)")
-        let rings = try #require(demo.lines.lazy.compactMap { ViewStatsTool.number(before: " CPU rings", in: $0) }.first, "\(demo)")
-        let summary = try #require(demo.lines.last, "\(demo)")
+        let rings = try #require(demo.stdoutLines.lazy.compactMap { ViewStatsTool.number(before: " CPU rings", in: $0) }.first, "\(demo)")
+        let summary = try #require(demo.stdoutLines.last, "\(demo)")
         #expect(summary.contains("recorded=\(events) ") && summary.contains("lost=\(discarded) "), "\(summary)")
 
-        let stats = ViewStatsTool.run(["stats", dir])
+        let stats = try HelperProcess.runRseqtrace(["stats", dir])
         #expect(stats.status == 0, "\(stats)")
         #expect(stats.stderr.isEmpty, "\(stats)")
-        let last = try #require(stats.lines.last, "\(stats)")
+        let last = try #require(stats.stdoutLines.last, "\(stats)")
         let prefix = "stats: events=\(events) discarded=\(discarded) streams=\(rings + 1) duration_ns="
         #expect(last.hasPrefix(prefix), "\(last) vs \(prefix)")
         #expect(UInt64(last.dropFirst(prefix.count)) != nil, "\(last)")
         #expect(stats.stdout.contains("demo:tick"), "\(stats)")
 
-        let view = ViewStatsTool.run(["view", dir])
+        let view = try HelperProcess.runRseqtrace(["view", dir])
         #expect(view.status == 0, "\(view)")
         #expect(view.stderr.isEmpty, "\(view)")
-        let eventLines = view.lines.filter { $0.hasPrefix("[") }
+        let eventLines = view.stdoutLines.filter { $0.hasPrefix("[") }
         let tickLines = eventLines.filter { $0.contains(" demo:tick: ") }
         #expect(UInt64(eventLines.count) == events)
-        #expect(UInt64(view.lines.count - eventLines.count) == view.lines.filter { $0.hasPrefix("discarded ") }.count.asUInt64)
+        #expect(UInt64(view.stdoutLines.count - eventLines.count) == view.stdoutLines.filter { $0.hasPrefix("discarded ") }.count.asUInt64)
         #expect(tickLines.count >= eventLines.count * 99 / 100, "demo:tick dominates; demo:types is one in 1000")
         for line in tickLines.prefix(50) {
             // [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N demo:tick: { seq = s, check = c, thread = t }
@@ -669,22 +604,22 @@ struct CTFReaderCLITests {
                     && parts[2] == "cpu" && UInt32(parts[3]) != nil && parts[4] == "demo:tick:" && parts[5] == "{", "\(line)")
             #expect(line.contains("seq = ") && line.contains("check = ") && line.contains("thread = ") && line.hasSuffix(" }"), "\(line)")
         }
-        let limited = ViewStatsTool.run(["view", dir, "--event", "demo:*", "--limit", "7"])
-        #expect(limited.status == 0 && limited.lines.filter { $0.hasPrefix("[") }.count == 7, "\(limited)")
-        let none = ViewStatsTool.run(["view", dir, "--event", "other:*", "--event", "*nope"])
-        #expect(none.status == 0 && none.lines.filter { $0.hasPrefix("[") }.isEmpty, "\(none)")
-        let cpu0 = ViewStatsTool.run(["view", dir, "--cpu", "0"])
-        #expect(cpu0.status == 0 && cpu0.lines.allSatisfy { $0.contains(" cpu 0 ") }, "\(cpu0)")
+        let limited = try HelperProcess.runRseqtrace(["view", dir, "--event", "demo:*", "--limit", "7"])
+        #expect(limited.status == 0 && limited.stdoutLines.filter { $0.hasPrefix("[") }.count == 7, "\(limited)")
+        let none = try HelperProcess.runRseqtrace(["view", dir, "--event", "other:*", "--event", "*nope"])
+        #expect(none.status == 0 && none.stdoutLines.filter { $0.hasPrefix("[") }.isEmpty, "\(none)")
+        let cpu0 = try HelperProcess.runRseqtrace(["view", dir, "--cpu", "0"])
+        #expect(cpu0.status == 0 && cpu0.stdoutLines.allSatisfy { $0.contains(" cpu 0 ") }, "\(cpu0)")
     }
 
     @Test("view and stats on a missing directory: exit 1 with one error line naming it")
-    func missingDirectory() {
+    func missingDirectory() throws {
         let dir = ReaderFiles.temporaryDirectory("absent")
         for command in ["view", "stats"] {
-            let run = ViewStatsTool.run([command, dir])
+            let run = try HelperProcess.runRseqtrace([command, dir])
             #expect(run.status == 1, "\(run)")
             #expect(run.stdout.isEmpty, "\(run)")
-            #expect(run.errorLines.count == 1 && run.errorLines[0].hasPrefix("error: ") && run.stderr.contains(dir), "\(run)")
+            #expect(run.stderrLines.count == 1 && run.stderrLines[0].hasPrefix("error: ") && run.stderr.contains(dir), "\(run)")
         }
     }
 
@@ -699,17 +634,17 @@ struct CTFReaderCLITests {
         stream[0] ^= 0x55
         ReaderFiles.write(dir + "/channel0_1", stream)
         for command in ["view", "stats"] {
-            let run = ViewStatsTool.run([command, dir])
+            let run = try HelperProcess.runRseqtrace([command, dir])
             #expect(run.status == 1, "\(run)")
-            let errors = run.errorLines
+            let errors = run.stderrLines
             #expect(errors.count == 1, "\(run)")
             #expect(errors.first?.hasPrefix("error: \(dir)/channel0_1: byte offset 0: bad packet magic") == true, "\(run)")
         }
     }
 
     @Test("usage errors exit 64", arguments: [["view"], ["view", "/tmp", "--limit", "-1"], ["view", "/tmp", "--cpu", "-2"], ["stats"]])
-    func usage(arguments: [String]) {
-        let run = ViewStatsTool.run(arguments)
+    func usage(arguments: [String]) throws {
+        let run = try HelperProcess.runRseqtrace(arguments)
         #expect(run.status == 64, "\(run)")
         #expect(run.stderr.hasPrefix("Error: "), "\(run)")
     }

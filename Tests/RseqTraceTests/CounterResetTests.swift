@@ -3,6 +3,7 @@ import RseqTrace
 import RseqTraceConsumer
 import Synchronization
 import Testing
+import RseqTraceSupport
 
 /// `TraceDrainer.resetCounters()`: zeroes the ring counters atomically with producers (on each
 /// ring's CPU), while the drainer's own totals stay exact.

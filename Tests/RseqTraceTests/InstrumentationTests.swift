@@ -8,7 +8,7 @@ import Testing
 /// this process only checks results and pure functions.
 @Suite("Instrumentation: typed tracepoints, runtime, every field type through CTF")
 struct InstrumentationTests {
-    static var rseqtrace: String { HelperProcess.buildDirectory + "/rseqtrace" }
+    static var rseqtrace: String { HelperProcess.rseqtracePath }
 
     @Test("runtime scenarios, each in its own process",
           arguments: ["types", "rules", "late", "problems", "reattach", "forwarder", "malformed", "macros"])

@@ -7,6 +7,7 @@ import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
 import Synchronization
+import RseqTraceSupport
 
 // Process-level stress tests: the producer fast path under signal storms, migrations, forced
 // preemption and single-stepping, in all three producer modes, across processes, and under
@@ -58,10 +59,7 @@ enum ProcessModeSetting: String, CaseIterable, Sendable, CustomTestStringConvert
 
 /// Whether this test process runs with glibc's rseq registration turned off by GLIBC_TUNABLES.
 let parentTunablesDisableRseq: Bool = {
-    // SAFETY: getenv returns a NUL-terminated string owned by the environment, or nil.
-    guard let value = unsafe getenv("GLIBC_TUNABLES") else { return false }
-    // SAFETY: as above; copied at once.
-    return unsafe String(cString: value).contains("glibc.pthread.rseq=0")
+    SystemInfo.environmentValue("GLIBC_TUNABLES")?.contains("glibc.pthread.rseq=0") ?? false
 }()
 
 extension BufferMode: CustomTestStringConvertible {
@@ -253,9 +251,9 @@ struct ProcessStressTests {
         let pipe = try HelperProcess.makePipe()
         // One warm-up record (thread base + 1) before stepping starts keeps one-time costs (lazy
         // binding, runtime metadata, the first sub-buffer) out of the stepped stretch.
-        let argv = HelperProcess.CStringArray([helper, "singlestep-target", "--name", name, "--events", "\(events)",
+        let argv = CStringArray([helper, "singlestep-target", "--name", name, "--events", "\(events)",
                                                "--id", "\(base)", "--warmup", "1"])
-        let envp = HelperProcess.CStringArray(HelperProcess.childEnvironment())
+        let envp = CStringArray(HelperProcess.childEnvironment())
         defer {
             argv.release()
             envp.release()
@@ -399,10 +397,7 @@ struct ProcessStressTests {
           .timeLimit(.minutes(1)))
     func producerMode() throws {
         var expected = rtts_glibc_rseq_size() > 0 ? ProducerMode.rseq : .rseqSelfRegistered
-        // SAFETY: getenv returns a NUL-terminated string owned by the environment, or nil.
-        if let value = unsafe getenv(RseqRuntime.forceFallbackVariable),
-           // SAFETY: as above.
-           case let text = unsafe String(cString: value), !text.isEmpty, text != "0" {
+        if let text = SystemInfo.environmentValue(RseqRuntime.forceFallbackVariable), !text.isEmpty, text != "0" {
             expected = .fallback
         }
         #expect(RseqRuntime.status.mode == expected, "\(RseqRuntime.status)")

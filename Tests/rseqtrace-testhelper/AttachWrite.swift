@@ -4,6 +4,7 @@ import Glibc
 import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
+import RseqTraceSupport
 
 /// `attach-write`: attaches to an existing buffer as an extra producer process.
 enum AttachWriteCommand {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import RseqTrace
+import RseqTraceSupport
 
 /// `die-mid-record`: a producer that dies between reserve and commit. It commits `--events`
 /// records (event 7, payload = sequence number), reserves one more, writes half of its payload and

@@ -5,6 +5,7 @@ import RseqTrace
 import RseqTraceConsumer
 import RseqTraceFormats
 import Synchronization
+import RseqTraceSupport
 
 // `instrumented`: the typed instrumentation API (Tracepoint*, TraceRuntime) exercised in a process
 // of its own, because the runtime is process-wide. Each scenario prints

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import RseqTraceSupport
 #endif
 
 /// `--key value` options and `--flag` switches, parsed by hand (no dependencies).
@@ -51,14 +52,6 @@ struct Options {
 struct UsageError: Error {
     var message: String
     init(_ message: String) { self.message = message }
-}
-
-/// Writes a line to standard error.
-func printError(_ message: String) {
-    let line = message + "\n"
-    var bytes = Array(line.utf8)
-    // SAFETY: `bytes` is a live local array; write(2) reads at most its count bytes.
-    _ = unsafe bytes.withUnsafeMutableBytes { unsafe write(2, $0.baseAddress, $0.count) }
 }
 
 /// Flushes stdio and ends the process.

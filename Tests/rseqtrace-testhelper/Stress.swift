@@ -4,6 +4,7 @@ import Glibc
 import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
+import RseqTraceSupport
 
 /// `stress`: a fresh buffer, N producer threads under optional signal storms, yields and
 /// migrations, drained concurrently by the main thread, every record verified.

@@ -7,6 +7,7 @@ import RseqTrace
 import RseqTraceTestPayloads
 import RseqTraceConsumer
 import Synchronization
+import RseqTraceSupport
 
 /// One producer thread as the migrator sees it.
 final class ProducerSlot: Sendable {

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import RseqTraceSupport
 #endif
 
 // rseqtrace-testhelper: the out-of-process half of the stress tests (Tests/RseqTraceTests/

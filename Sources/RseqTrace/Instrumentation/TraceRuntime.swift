@@ -396,10 +396,5 @@ public enum TraceRuntime {
         }
     }
 
-    private static func environment(_ name: String) -> String? {
-        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment.
-        guard let value = unsafe getenv(name) else { return nil }
-        // SAFETY: as above.
-        return unsafe String(cString: value)
-    }
+    private static func environment(_ name: String) -> String? { SystemInfo.environmentValue(name) }
 }

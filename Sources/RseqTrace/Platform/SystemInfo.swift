@@ -109,6 +109,15 @@ package enum SystemInfo {
         }
     }
 
+    /// The value of the environment variable `name`, or nil when it is unset.
+    package static func environmentValue(_ name: String) -> String? {
+        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment; it is
+        // copied at once.
+        guard let value = unsafe getenv(name) else { return nil }
+        // SAFETY: as above.
+        return unsafe String(cString: value)
+    }
+
     /// Nanoseconds of `clock`.
     package static func nanoseconds(_ clock: clockid_t) -> UInt64 {
         var ts = timespec()

@@ -68,12 +68,6 @@ long rtts_gettid(void);
 /* __rseq_size as glibc exports it: 0 when glibc did not register rseq (or predates 2.35). */
 uint32_t rtts_glibc_rseq_size(void);
 
-/* MARK: - Pipes */
-
-/* pipe2(O_CLOEXEC) (not exported to Swift by Glibc). Returns read_fd | (int64_t)write_fd << 32,
- * or -errno. */
-int64_t rtts_pipe_cloexec(void);
-
 /* MARK: - Running a program under ptrace, single-stepping one stretch of it */
 
 struct rtts_singlestep_result {

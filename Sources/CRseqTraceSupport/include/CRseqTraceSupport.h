@@ -1,0 +1,20 @@
+#ifndef CRSEQTRACE_SUPPORT_H
+#define CRSEQTRACE_SUPPORT_H
+
+/*
+ * CRseqTraceSupport — the two process-management system calls the Swift support module cannot
+ * reach through Glibc's Swift module (pipe2 needs _GNU_SOURCE; pidfd_open has no glibc 2.36
+ * wrapper in the imported headers). Nothing else belongs here.
+ */
+
+#include <sys/types.h>
+
+/// pipe2(fds, O_CLOEXEC): both ends are close-on-exec from the start, so a child spawned by another
+/// thread at the same moment cannot inherit them. Returns 0, or -errno.
+int rseqtrace_support_pipe_cloexec(int fds[2]);
+
+/// pidfd_open(pid, 0) (Linux 5.3+): a descriptor that polls readable once `pid` has exited.
+/// The descriptor is close-on-exec. Returns it, or -errno (-ENOSYS on older kernels).
+int rseqtrace_support_pidfd_open(pid_t pid);
+
+#endif

@@ -19,7 +19,9 @@ struct RecordCommand: ParsableCommand {
             shows progress on a terminal, writes the trace, and exits with the program's exit status \
             (128 + signal number if it was killed). Typed tracepoints attach to it on first use; \
             --enable/--disable choose which of them record (last matching rule wins; with any --enable, \
-            only enabled events record), passed to the program as RSEQTRACE_EVENTS.
+            only enabled events record), passed to the program as RSEQTRACE_EVENTS. The last line is \
+            machine-readable:
+              summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> mode=<discard|overwrite> exit_status=<n>
             """)
 
     @Option(help: "Directory for the trace (created; must not exist or be empty).")
@@ -27,8 +29,14 @@ struct RecordCommand: ParsableCommand {
 
     @OptionGroup var buffer: BufferOptions
 
-    @Option(name: .customLong("interval-ms"), help: "Milliseconds between drain rounds (1-10000).")
+    @Option(name: .customLong("interval-ms"), help: """
+        Milliseconds to wait after a drain round that found nothing (1-10000). The program's exit \
+        ends the wait at once.
+        """)
     var intervalMilliseconds: Int = 20
+
+    /// The longest pause between the drain rounds that follow the program's exit.
+    static let settleMilliseconds = 10
 
     @Option(name: .customLong("enable"), help: ArgumentHelp(
         "Record the events matching PATTERN (e.g. 'http:*'); repeatable.", valueName: "PATTERN"))
@@ -90,28 +98,36 @@ struct RecordCommand: ParsableCommand {
         // The trace describes the traced program (LTTng's per-process `vpid`), not the recorder.
         recorder.writer?.updateProcess(procname: recorder.writer?.description.procname ?? command[0], pid: child.pid)
         let progress = ProgressLine(enabled: isatty(2) == 1)
-        var exitStatus: Int32?
-        var idleRounds = 0
-        // Drain while the program runs, then until a round finds nothing (its children may still
-        // be writing for a moment).
-        while exitStatus == nil || idleRounds < 2 {
+        // While the program runs: drain, and when a round finds nothing wait up to the interval for
+        // its exit (a pidfd wakes this loop the moment it exits).
+        var termination: Termination?
+        while termination == nil {
             let drained = try recorder.round()
             progress.update(recorder.drainer.totals)
-            if exitStatus == nil { exitStatus = child.reap(blocking: false)?.status }
-            if exitStatus != nil { idleRounds = drained == 0 ? idleRounds + 1 : 0 }
-            if drained == 0 { SystemClock.sleep(microseconds: intervalMilliseconds * 1000) }
+            termination = drained == 0 ? child.waitForExit(milliseconds: intervalMilliseconds) : child.reap(blocking: false)
+        }
+        // Then drain until two rounds in a row find nothing (its children may still be writing
+        // for a moment), pausing briefly between rounds.
+        var idleRounds = 0
+        while idleRounds < 2 {
+            let drained = try recorder.round()
+            progress.update(recorder.drainer.totals)
+            idleRounds = drained == 0 ? idleRounds + 1 : 0
+            if drained == 0 { SystemClock.sleep(milliseconds: min(intervalMilliseconds, Self.settleMilliseconds)) }
         }
         buffer.markFinished()
         try recorder.round(quiescent: true)
         progress.clear()
         let summary = try recorder.finish()
         let totals = recorder.drainer.totals
+        let exitStatus = termination?.status ?? 1
         print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))")
         if let summary {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
             print("read it with: babeltrace2 \(output)")
         }
-        return exitStatus ?? 1
+        print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
+        return exitStatus
     }
 }
 

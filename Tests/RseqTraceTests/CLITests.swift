@@ -138,6 +138,26 @@ struct CLITests {
     }
 }
 
+/// `summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n>
+/// mode=<discard|overwrite> exit_status=<n>`, parsed strictly (keys in this order, nothing else).
+private struct RecordSummary {
+    static let keys = ["recorded", "lost", "dropped", "overwritten", "too_large", "abandoned", "mode", "exit_status"]
+    var values: [String: String] = [:]
+
+    init?(_ line: Substring) {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+        guard fields.count == Self.keys.count + 1, fields[0] == "summary:" else { return nil }
+        for (field, key) in zip(fields.dropFirst(), Self.keys) {
+            guard field.hasPrefix(key + "="), field.count > key.count + 1 else { return nil }
+            values[key] = String(field.dropFirst(key.count + 1))
+        }
+        guard ["discard", "overwrite"].contains(values["mode"]),
+              Self.keys.filter({ $0 != "mode" }).allSatisfy({ values[$0].flatMap { UInt64($0) } != nil }) else { return nil }
+    }
+
+    func number(_ key: String) -> UInt64 { values[key].flatMap { UInt64($0) } ?? .max }
+}
+
 @Suite("CLI: rseqtrace record and the buffer options", .enabled(if: HelperProcess.isExecutable(HelperProcess.rseqtracePath),
                                                               "the rseqtrace executable is built next to the tests"))
 struct CLIRecordTests {
@@ -156,5 +176,42 @@ struct CLIRecordTests {
         // A recorder that spins (nanosleep refusing tv_nsec >= 1e9) burns about as much CPU as
         // the program runs; one that sleeps needs a small fraction of it.
         #expect(cpu < wall / 3, "recorder CPU \(cpu) s over \(wall) s wall\n\(run)")
+    }
+
+    @Test("record notices the program's exit at once, even with --interval-ms 10000", .timeLimit(.minutes(1)))
+    func exitEndsTheWait() throws {
+        let output = CTFEndToEndTests.temporaryDirectory("cli-exit")
+        CTFEndToEndTests.removeTree(output)
+        defer { CTFEndToEndTests.removeTree(output) }
+        let run = try HelperProcess.runRseqtrace(["record", "--interval-ms", "10000", "--output", output, "--",
+                                                  "/bin/sh", "-c", "sleep 0.3; exit 5"], timeout: .seconds(50))
+        #expect(run.exitCode == 5, "\(run)")
+        // Waiting out the interval would take 10 s or more.
+        #expect(run.duration < .seconds(5), "\(run)")
+        let summary = try #require(run.stdoutLines.last.flatMap(RecordSummary.init), "\(run)")
+        #expect(summary.number("exit_status") == 5)
+    }
+
+    @Test("record ends with a machine-readable summary: every event of the program recorded, the mode, its exit status",
+          arguments: ["discard", "overwrite"])
+    func recordSummary(mode: String) throws {
+        let output = CTFEndToEndTests.temporaryDirectory("cli-summary-\(mode)")
+        CTFEndToEndTests.removeTree(output)
+        defer { CTFEndToEndTests.removeTree(output) }
+        let example = HelperProcess.buildDirectory + "/rseqtrace-example"
+        try #require(HelperProcess.isExecutable(example), "\(example) is built next to the tests")
+        let run = try HelperProcess.runRseqtrace(["record", "--mode", mode, "--output", output, "--", example, "2", "500"],
+                                                 setting: [:], timeout: .seconds(90))
+        #expect(run.exitCode == 0, "\(run)")
+        let last = try #require(run.stdoutLines.last, "\(run)")
+        let summary = try #require(RecordSummary(last), "last line: \(last)")
+        #expect(summary.values["mode"] == mode)
+        #expect(summary.number("exit_status") == 0)
+        // 2 workers x 500 example:work events in 16 MiB rings: nothing is lost.
+        #expect(summary.number("recorded") == 1000, "\(last)")
+        #expect(summary.number("lost") == 0, "\(last)")
+        #expect(summary.number("dropped") + summary.number("overwritten") + summary.number("too_large")
+                + summary.number("abandoned") == summary.number("lost"), "\(last)")
+        #expect(run.stdout.contains("recorded 1000 events, lost 0"), "\(run)")
     }
 }

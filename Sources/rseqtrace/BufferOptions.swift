@@ -7,10 +7,25 @@ struct BufferOptions: ParsableArguments {
     var mode: BufferMode = .discard
 
     @Option(name: .customLong("buffer-size"), help: "Ring size per CPU, a power of two (e.g. 256K, 16M).")
-    var bufferSize: ByteSize = ByteSize(argument: "16M")!
+    var bufferSize: ByteSize = ByteSize(bytes: 16 << 20)
 
-    @Option(name: .customLong("subbuffer-size"), help: "Sub-buffer size, a power of two (e.g. 16K, 64K).")
-    var subbufferSize: ByteSize = ByteSize(argument: "64K")!
+    @Option(name: .customLong("subbuffer-size"), help: ArgumentHelp("""
+        Sub-buffer size, a power of two (e.g. 16K, 64K). Default: 64K, but at most a quarter of \
+        --buffer-size and at least 1/256 of it (64K for 256K to 16M buffers, 16K for 64K).
+        """, valueName: "subbuffer-size"))
+    var explicitSubbufferSize: ByteSize?
+
+    /// The sub-buffer size: as given, or derived from the buffer size.
+    var subbufferSize: ByteSize { explicitSubbufferSize ?? Self.defaultSubbufferSize(forBufferSize: bufferSize) }
+
+    /// 64K clamped to buffer/256 ... buffer/4 (2 to 256 sub-buffers), for a buffer size that is a
+    /// power of two within the layout's limits; otherwise 64K (and validation reports the buffer size).
+    static func defaultSubbufferSize(forBufferSize buffer: ByteSize) -> ByteSize {
+        let preferred = 64 << 10
+        let size = buffer.bytes
+        guard size > 0, size & (size - 1) == 0, (8 << 10)...(1 << 30) ~= size else { return ByteSize(bytes: preferred) }
+        return ByteSize(bytes: max(size / 256, min(preferred, size / 4)))
+    }
 
     func validate() throws {
         guard TraceLayout(cpuRingCount: 1, ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes) != nil else {

@@ -1,8 +1,10 @@
 import ArgumentParser
 
 /// A byte count written as `4096`, `64K`, `1M`, `1G` (binary multiples).
-struct ByteSize: ExpressibleByArgument, Sendable {
+struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
     let bytes: Int
+
+    init(bytes: Int) { self.bytes = bytes }
 
     init?(argument: String) {
         var digits = Substring(argument)
@@ -20,6 +22,16 @@ struct ByteSize: ExpressibleByArgument, Sendable {
         guard !overflow else { return nil }
         bytes = product
     }
+
+    /// The shortest way to write it back as an argument: `16M`, `64K`, `3000`.
+    var argument: String {
+        for (suffix, shift) in [("G", 30), ("M", 20), ("K", 10)] where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return "\(bytes >> shift)\(suffix)"
+        }
+        return "\(bytes)"
+    }
+
+    var defaultValueDescription: String { argument }
 
     static var defaultCompletionKind: CompletionKind { .default }
 }

@@ -16,6 +16,7 @@ extension BufferMode: ExpressibleByArgument {
         }
     }
     public static var allValueStrings: [String] { ["discard", "overwrite"] }
+    public var defaultValueDescription: String { description }
 }
 
 /// `rseqtrace demo`: the built-in instrumented workload, drained and checked.

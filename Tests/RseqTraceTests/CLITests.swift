@@ -214,4 +214,46 @@ struct CLIRecordTests {
                 + summary.number("abandoned") == summary.number("lost"), "\(last)")
         #expect(run.stdout.contains("recorded 1000 events, lost 0"), "\(run)")
     }
+
+    @Test("--help shows the defaults as written on the command line (discard, 16M), and the sub-buffer rule",
+          arguments: ["demo", "record"])
+    func helpDefaults(command: String) throws {
+        let run = try HelperProcess.runRseqtrace([command, "--help"], timeout: .seconds(60))
+        #expect(run.exitCode == 0, "\(run)")
+        let text = run.stdout.split(whereSeparator: { $0 == "\n" || $0 == " " }).joined(separator: " ")
+        #expect(text.contains("values: discard, overwrite; default: discard)"), "\(run)")
+        #expect(text.contains("(e.g. 256K, 16M). (default: 16M)"), "\(run)")
+        #expect(text.contains("Default: 64K, but at most a quarter of --buffer-size and at least 1/256 of it"), "\(run)")
+        #expect(!text.contains("ByteSize("), "\(run)")
+        #expect(!text.contains("default: 0)"), "\(run)")
+    }
+
+    @Test("--buffer-size alone derives the sub-buffer size from it", arguments: [
+        ("8K", "8 KiB ring per CPU (2 KiB sub-buffers)"),
+        ("64K", "64 KiB ring per CPU (16 KiB sub-buffers)"),
+        ("256K", "256 KiB ring per CPU (64 KiB sub-buffers)"),
+        ("16M", "16 MiB ring per CPU (64 KiB sub-buffers)"),
+        ("64M", "64 MiB ring per CPU (256 KiB sub-buffers)"),
+    ])
+    func derivedSubbufferSize(bufferSize: String, expected: String) throws {
+        let run = try HelperProcess.runRseqtrace(["demo", "--no-output", "--buffer-size", bufferSize, "--threads", "1",
+                                                  "--events", "2000"], timeout: .seconds(60))
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.stdout.contains(expected), "\(run)")
+        let last = try #require(run.stdoutLines.last, "\(run)")
+        #expect(last.hasPrefix("summary: mode="), "\(run)")
+    }
+
+    @Test("record --buffer-size 64K alone is accepted and records", .timeLimit(.minutes(1)))
+    func recordSmallBuffer() throws {
+        let output = CTFEndToEndTests.temporaryDirectory("cli-small")
+        CTFEndToEndTests.removeTree(output)
+        defer { CTFEndToEndTests.removeTree(output) }
+        let run = try HelperProcess.runRseqtrace(["record", "--buffer-size", "64K", "--output", output, "--", "/bin/true"],
+                                                 timeout: .seconds(50))
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.stderr.isEmpty, "\(run)")
+        let summary = try #require(run.stdoutLines.last.flatMap(RecordSummary.init), "\(run)")
+        #expect(summary.number("exit_status") == 0)
+    }
 }

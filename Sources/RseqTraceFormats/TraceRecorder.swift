@@ -34,7 +34,7 @@ public final class TraceRecorder {
     /// Drains every ring once, passing each record to `visit` and to the trace; returns the
     /// number of records drained.
     @discardableResult
-    public func round(quiescent: Bool = false, _ visit: (DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
+    public func round(quiescent: Bool = false, _ visit: (borrowing DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
         guard let writer else { return try drainer.drainOnce(quiescent: quiescent, visit) }
         var failure: TraceError?
         let count = try drainer.drainOnce(quiescent: quiescent) { record in

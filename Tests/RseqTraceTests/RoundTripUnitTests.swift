@@ -100,7 +100,7 @@ final class UnitTraceFixture {
     }
 
     /// Sum of a control word over every ring (counters may be attributed to any CPU's ring).
-    func counterSum(_ field: Int) -> UInt64 {
+    func counterSum(_ field: ControlField) -> UInt64 {
         (0..<layout.ringCount).reduce(0) { $0 + buffer.ring($1).load(field, ordering: .relaxed) }
     }
 
@@ -422,11 +422,12 @@ struct RoundTripUnitTests {
           .enabled(if: CPUPinner.isAllowed(cpu: 1)))
     func commitAfterMigration() throws {
         let fixture = try UnitTraceFixture("migrate")
+        let producer = fixture.producer   // a reservation borrows a local producer
         var early: [UnitDrainedRecord] = []
         var cpuAtCommit: Int32 = -1
         try UnitTrace.onCPU(0) { () throws(TraceError) in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(1)))
-            var held = fixture.producer.reserve(eventID: 2, payloadSize: 8)
+            var held = producer.reserve(eventID: 2, payloadSize: 8)
             held?.store(UInt64(2), at: 0)
             #expect(fixture.producer.write(eventID: 3, value: UInt64(3)))
             early = try fixture.drain(quiescent: false)
@@ -452,10 +453,11 @@ struct RoundTripUnitTests {
     @Test("a reservation dropped without commit becomes padding of the same length that the drainer skips")
     func abandonedReservationBecomesPadding() throws {
         let fixture = try UnitTraceFixture("abandon")
+        let producer = fixture.producer   // a reservation borrows a local producer
         let ring = fixture.buffer.ring(0)
         let drained = try UnitTrace.onCPU(0) { () throws(TraceError) -> [UnitDrainedRecord] in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(100)))
-            if let abandoned = fixture.producer.reserve(eventID: 2, payloadSize: 40) {
+            if let abandoned = producer.reserve(eventID: 2, payloadSize: 40) {
                 abandoned.store(UInt64(200), at: 0)
                 // Still busy while held: a non-quiescent discard drain stops right before it.
                 let word = RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
@@ -469,7 +471,7 @@ struct RoundTripUnitTests {
             }
             #expect(fixture.producer.write(eventID: 3, value: UInt64(300)))
             // Dropped as a temporary, immediately.
-            _ = fixture.producer.reserve(eventID: 4, payloadSize: 0)
+            _ = producer.reserve(eventID: 4, payloadSize: 0)
             #expect(fixture.producer.write(eventID: 5, value: UInt64(500)))
             return try fixture.drain(quiescent: false)
         }
@@ -492,10 +494,11 @@ struct RoundTripUnitTests {
           arguments: [false, true])
     func abandonedUnalignedReservationBecomesAlignedPadding(quiescent: Bool) throws {
         let fixture = try UnitTraceFixture("abandon-odd-\(quiescent)")
+        let producer = fixture.producer   // a reservation borrows a local producer
         let ring = fixture.buffer.ring(0)
         let drained = try UnitTrace.onCPU(0) { () throws(TraceError) -> [UnitDrainedRecord] in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(100)))
-            if let abandoned = fixture.producer.reserve(eventID: 2, payloadSize: 5) {
+            if let abandoned = producer.reserve(eventID: 2, payloadSize: 5) {
                 #expect(abandoned.payloadSize == 5)
                 // While held, the busy word carries the exact length: 16 + 5.
                 let word = RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
@@ -504,7 +507,7 @@ struct RoundTripUnitTests {
                 Issue.record("reserve refused")
             }
             #expect(fixture.producer.write(eventID: 3, value: (UInt8(7), UInt8(8), UInt8(9))))
-            _ = fixture.producer.reserve(eventID: 4, payloadSize: 13)
+            _ = producer.reserve(eventID: 4, payloadSize: 13)
             #expect(fixture.producer.write(eventID: 5, value: UInt64(500)))
             return try fixture.drain(quiescent: quiescent)
         }
@@ -722,6 +725,7 @@ struct DiscardFullUnitTests {
     @Test("pinned to one CPU, an undrained 8 KiB ring of 1 KiB sub-buffers takes exactly 8 sub-buffers of records, then drops and counts")
     func fullRingDropsExactly() throws {
         let fixture = try UnitTraceFixture("full")
+        let producer = fixture.producer   // a reservation borrows a local producer
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
         #expect(perSub == 41)
         let capacity = perSub * fixture.layout.subbuffersPerRing      // 328
@@ -735,7 +739,7 @@ struct DiscardFullUnitTests {
                 let ok: Bool
                 if seq % 2 == 0 {
                     ok = fixture.producer.write(eventID: 9, value: seq)
-                } else if let reservation = fixture.producer.reserve(eventID: 9, payloadSize: 8) {
+                } else if let reservation = producer.reserve(eventID: 9, payloadSize: 8) {
                     reservation.store(seq, at: 0)
                     fixture.producer.commit(reservation)
                     ok = true
@@ -941,6 +945,7 @@ struct OverwriteUnitTests {
           arguments: [false, true])
     func heldReservationBlocksRecycling(drainWhileHeld: Bool) throws {
         let fixture = try UnitTraceFixture("owheld-\(drainWhileHeld)", mode: .overwrite)
+        let producer = fixture.producer   // a reservation borrows a local producer
         var earlyDrain: [UInt64] = []
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
         let capacity = perSub * fixture.layout.subbuffersPerRing
@@ -949,7 +954,7 @@ struct OverwriteUnitTests {
         var acceptedAfter = 0
         try UnitTrace.onCPU(0) { () throws(TraceError) in
             for seq in UInt64(0)..<10 { #expect(fixture.producer.write(eventID: 1, value: seq)) }
-            guard let held = fixture.producer.reserve(eventID: 1, payloadSize: 8) else {
+            guard let held = producer.reserve(eventID: 1, payloadSize: 8) else {
                 Issue.record("reserve refused")
                 return
             }
@@ -1038,18 +1043,19 @@ struct TooLargeUnitTests {
           arguments: [BufferMode.discard, .overwrite])
     func tooLargeIsRefusedAndCounted(mode: BufferMode) throws {
         let fixture = try UnitTraceFixture("big-\(mode)", mode: mode)
+        let producer = fixture.producer   // a reservation borrows a local producer
         let maximum = fixture.layout.maximumPayloadSize
         let tooBig = UnitTrace.pattern(1, count: maximum + 1)
         // SAFETY: UInt8 has no padding: every byte of the RawSpan is initialised.
         #expect(unsafe fixture.producer.write(eventID: 1, bytes: tooBig.span.bytes) == false)
         // SAFETY: the array's storage is readable for the duration of the closure.
         #expect(unsafe tooBig.withUnsafeBytes { unsafe fixture.producer.write(eventID: 1, payload: $0) } == false)
-        let refused1 = unitIsRefused(fixture.producer.reserve(eventID: 1, payloadSize: maximum + 1))
+        let refused1 = unitIsRefused(producer.reserve(eventID: 1, payloadSize: maximum + 1))
         #expect(refused1)
         let huge = [UInt8](repeating: 7, count: 1 << 20)
         // SAFETY: UInt8 has no padding: every byte of the RawSpan is initialised.
         #expect(unsafe fixture.producer.write(eventID: 1, bytes: huge.span.bytes) == false)
-        let refused2 = unitIsRefused(fixture.producer.reserve(eventID: 1, payloadSize: Int.max))
+        let refused2 = unitIsRefused(producer.reserve(eventID: 1, payloadSize: Int.max))
         #expect(refused2)
         #expect(fixture.producer.write(eventID: 1, bytes: tooBig.span) == false)
         #expect(fixture.counterSum(ControlField.tooLarge) == 6)
@@ -1079,7 +1085,8 @@ struct TooLargeUnitTests {
     @Test("a negative payload size is refused without touching the ring")
     func negativeReservationIsRefused() throws {
         let fixture = try UnitTraceFixture("negative")
-        let refused3 = unitIsRefused(fixture.producer.reserve(eventID: 1, payloadSize: -1))
+        let producer = fixture.producer   // a reservation borrows a local producer
+        let refused3 = unitIsRefused(producer.reserve(eventID: 1, payloadSize: -1))
         #expect(refused3)
         #expect(fixture.counterSum(ControlField.tooLarge) == 1)
         #expect((0..<fixture.layout.ringCount).allSatisfy { fixture.head($0) == 0 })

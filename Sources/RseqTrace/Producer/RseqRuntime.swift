@@ -75,7 +75,7 @@ public enum RseqRuntime {
     /// Makes sure the calling thread can run rseq sequences (self-registration mode registers it
     /// here). Returns false when the thread cannot: its records then go through the slow lane.
     @inline(never)
-    public static func prepareCurrentThread() -> Bool {
+    package static func prepareCurrentThreadSlow() -> Bool {
         guard status.mode.usesRseq else { return false }
         if rseqtrace_register_current_thread() != 0 { return false }
         return rseqtrace_current_cpu_id() < 0xFFFF_FFFE // -1 unregistered, -2 registration failed

@@ -142,7 +142,7 @@ public enum EventRegistry {
 extension SharedTraceBuffer {
     private var registryUsedWord: UnsafeMutablePointer<Atomic<UInt64>> {
         // SAFETY: an 8-aligned word of the mapped header.
-        unsafe base.advanced(by: HeaderField.registryUsed).assumingMemoryBound(to: Atomic<UInt64>.self)
+        unsafe base.advanced(by: HeaderField.registryUsed.rawValue).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
     private func registryBytes(count: Int) -> [UInt8] {
@@ -168,7 +168,7 @@ extension SharedTraceBuffer {
                 """)
         }
         // SAFETY: the registry mutex lives in the mapped header and was initialised at creation.
-        let mutex = unsafe base.advanced(by: HeaderField.registryMutex)
+        let mutex = unsafe base.advanced(by: HeaderField.registryMutex.rawValue)
         // SAFETY: as above.
         let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
         guard rc == 0 else {

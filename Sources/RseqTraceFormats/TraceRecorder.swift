@@ -64,7 +64,7 @@ public final class TraceRecorder {
     }
 
     /// This machine's host name, or `localhost`.
-    public static func hostname() -> String {
+    package static func hostname() -> String {
         var name = [CChar](repeating: 0, count: 256)
         // SAFETY: gethostname writes at most `count` bytes into the array.
         guard unsafe gethostname(&name, name.count) == 0 else { return "localhost" }
@@ -72,7 +72,7 @@ public final class TraceRecorder {
     }
 
     /// A random version-4 UUID.
-    public static func randomUUID() -> [UInt8] {
+    package static func randomUUID() -> [UInt8] {
         var bytes = SystemInfo.randomBytes(16)
         bytes[6] = bytes[6] & 0x0F | 0x40
         bytes[8] = bytes[8] & 0x3F | 0x80

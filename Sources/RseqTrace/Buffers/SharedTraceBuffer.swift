@@ -27,11 +27,11 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// The cycle-counter clock of the records' timestamps (frequency and reference instant).
     public let clock: CycleClock
     /// The boot id of the machine that created the object (16 bytes).
-    public let bootID: [UInt8]
+    package let bootID: [UInt8]
     /// Process id of the creating process.
-    public let creatorPID: Int32
+    package let creatorPID: Int32
     /// True for the object that created the name (and may remove it).
-    public let isCreator: Bool
+    package let isCreator: Bool
 
     let base: UnsafeMutableRawPointer
     private let mappedSize: Int
@@ -57,7 +57,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     }
 
     /// /dev/shm path of a trace name.
-    public static func path(forName name: String) -> String { "/dev/shm/" + name }
+    package static func path(forName name: String) -> String { "/dev/shm/" + name }
 
     // MARK: Creating
 
@@ -446,7 +446,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     public var isFinished: Bool { unsafe HeaderWriter(base: unsafe base).loadState() == 2 }  // SAFETY: the header is inside the live mapping
 
     /// Registers this process as an additional producer (statistics only).
-    public func noteAttachedProducer() {
+    package func noteAttachedProducer() {
         // SAFETY: the counter is an 8-aligned word of the mapped header.
         _ = unsafe base.advanced(by: HeaderField.attachedProducers.rawValue).assumingMemoryBound(to: Atomic<UInt64>.self)
             .pointee.wrappingAdd(1, ordering: .relaxed)

@@ -246,7 +246,7 @@ public enum TraceRuntime {
     public static var problems: [String] { shared.withLock { $0.problems } }
 
     /// Every registered event schema, by process-local index.
-    public static var registeredSchemas: [EventSchema] { shared.withLock { $0.schemas } }
+    package static var registeredSchemas: [EventSchema] { shared.withLock { $0.schemas } }
 
     @usableFromInline
     static func reportMalformedPayloadSlow(name: StaticString) {

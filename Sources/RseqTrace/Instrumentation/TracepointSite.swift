@@ -27,6 +27,7 @@ public struct TracepointSite: ~Copyable, Sendable {
     /// The field names, separated by spaces, in field order.
     public let fieldNames: StaticString
 
+    /// A tracepoint named `name` (`provider:event`) with the space-separated field names `fields`.
     @inlinable
     public init(_ name: StaticString, fields: StaticString = "") {
         self.state = Atomic(TracepointState.unregistered)

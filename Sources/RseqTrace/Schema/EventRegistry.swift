@@ -20,9 +20,9 @@ import SystemPackage
 /// Type codes: 1 unsigned, 2 signed, 3 float32, 4 float64, 5 bool (no parameters); 6 string and
 /// 7 bytes (u16 bound); 8 enumeration (`bits` is the container; u8 signed, u16 case count, then per
 /// case i64 value, u8 name length, name bytes).
-public enum EventRegistry {
+package enum EventRegistry {
     /// Ids start at 1; 0 is never assigned.
-    public static let firstEventID: UInt16 = 1
+    package static let firstEventID: UInt16 = 1
 
     /// Encodes one entry.
     static func encode(id: UInt16, schema: EventSchema) -> [UInt8] {

@@ -4,7 +4,7 @@ import Glibc
 
 /// Plain POSIX threads for workloads and drain loops (no Foundation, no async runtime): the
 /// producers of a trace are ordinary OS threads that migrate between CPUs.
-public final class WorkerThreads: @unchecked Sendable {
+package final class WorkerThreads: @unchecked Sendable {
     private var threads: [pthread_t] = []
 
     private final class Box: @unchecked Sendable {
@@ -17,7 +17,7 @@ public final class WorkerThreads: @unchecked Sendable {
     }
 
     /// Starts `count` threads running `body(index)`.
-    public init(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    package init(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         for index in 0..<count {
             // SAFETY: the retained box is released exactly once, by the thread that runs it.
             let box = unsafe Unmanaged.passRetained(Box(index: index, body: body))
@@ -34,7 +34,7 @@ public final class WorkerThreads: @unchecked Sendable {
     }
 
     /// Waits for every thread to finish.
-    public func join() {
+    package func join() {
         for thread in threads {
             // Joining threads this object created, once each.
             _ = pthread_join(thread, nil)
@@ -43,7 +43,7 @@ public final class WorkerThreads: @unchecked Sendable {
     }
 
     /// Runs `count` threads to completion.
-    public static func run(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    package static func run(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         WorkerThreads(count: count, body).join()
     }
 }

@@ -35,6 +35,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
 
     let base: UnsafeMutableRawPointer
     private let mappedSize: Int
+    /// The ring writers `Producer`s use, owned by this object (so a producer reaches its writer
+    /// through a stable address without copying it): [0] for the creating process, [1] for others
+    /// (they differ only for mm_cid indexing, meaningful in the creating process alone).
+    private let producerWriters: UnsafeMutablePointer<RingWriter.State>
     private let removeWhenClosed: Bool
     /// Device and inode of the file this object mapped: the name is only ever removed while it
     /// still designates that file (not a newer object created under the same name).
@@ -375,12 +379,22 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         self.mappedSize = mappedSize
         self.removeWhenClosed = removeWhenClosed
         self.fileIdentity = fileIdentity
+        // SAFETY: freshly allocated, initialised here, deinitialised and freed in deinit.
+        unsafe producerWriters = UnsafeMutablePointer<RingWriter.State>.allocate(capacity: 2)
+        // SAFETY: `base` is the mapping this object owns; the writers live no longer than it.
+        unsafe producerWriters.initialize(to: makeWriterState(inCreatingProcess: true))
+        // SAFETY: as above; slot 1 of the two allocated.
+        unsafe (producerWriters + 1).initialize(to: makeWriterState(inCreatingProcess: false))
     }
 
     deinit {
         // SAFETY: the mapping belongs to this object; Producers keep it alive, RingViews and
         // RingWriters are package-internal and used only while it is.
         unsafe munmap(base, mappedSize)
+        // SAFETY: allocated and initialised in init; Producers holding a pointer to them hold this object.
+        unsafe producerWriters.deinitialize(count: 2)
+        // SAFETY: as above.
+        unsafe producerWriters.deallocate()
         if isCreator && removeWhenClosed { removeName() }
     }
 
@@ -412,16 +426,24 @@ public final class SharedTraceBuffer: @unchecked Sendable {
 
     /// A producer handle for this process (see `Producer`); it keeps this object alive.
     public func makeProducer() -> Producer {
-        Producer(buffer: self)
+        // SAFETY: the writer's state and the mapping live as long as this object, which the producer holds.
+        unsafe Producer(buffer: self, writer: RingWriter(state: producerWriters + (creatorPID == getpid() ? 0 : 1)))
     }
 
-    /// The non-owning write side of the protocol for this process (see `RingWriter`).
+    /// The state of a non-owning writer of this buffer for this process (see `RingWriter`).
     ///
     /// ## Safety
-    /// - This object must stay alive for as long as the writer, its copies and its reservations
-    ///   are used (the mapping is unmapped in deinit).
+    /// - This object must stay alive for as long as the state, writers using it and their
+    ///   reservations are used (the mapping is unmapped in deinit).
     @unsafe
-    package func makeRingWriter() -> RingWriter {
+    package func makeWriterState() -> RingWriter.State {
+        // SAFETY: forwarded caller obligation (see `## Safety`).
+        unsafe makeWriterState(inCreatingProcess: creatorPID == getpid())
+    }
+
+    /// The writer state a process uses; `inCreatingProcess` matters for mm_cid indexing only.
+    @unsafe
+    private func makeWriterState(inCreatingProcess: Bool) -> RingWriter.State {
         let path: RingWriter.Path
         switch ringProtocol {
         case .locked: path = .locked
@@ -431,12 +453,12 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             } else if indexing == .cpuID {
                 path = .rseqCPU
             } else {
-                path = creatorPID == getpid() ? .rseqConcurrencyID : .slowLaneOnly
+                path = inCreatingProcess ? .rseqConcurrencyID : .slowLaneOnly
             }
         }
         // SAFETY: the rings start inside the mapping this object owns; the caller keeps it alive.
-        return unsafe RingWriter(rings: base.advanced(by: layout.ringsOffset), layout: layout, path: path,
-                                 mode: mode)
+        return unsafe RingWriter.State(rings: base.advanced(by: layout.ringsOffset), layout: layout, path: path,
+                                       mode: mode)
     }
 
     /// Marks the trace finished (producers are done); readers may use it to stop waiting.

@@ -25,8 +25,7 @@ public enum TraceRuntime {
 
     // MARK: - Hot state (statically initialised: reading it is a plain load)
 
-    /// The ring writer of attachment `generation`, in place (callers use it through `pointee` without
-    /// copying the whole value). The buffer it writes into stays mapped for the life of the process
+    /// The ring writer of attachment `generation`: one pointer to its state in the table. The buffer it writes into stays mapped for the life of the process
     /// (`State.attached`), so this non-owning writer never outlives its mapping.
     ///
     /// ## Safety
@@ -36,9 +35,10 @@ public enum TraceRuntime {
     @unsafe
     @inlinable
     @inline(__always)
-    static func writer(generation: Int) -> UnsafePointer<RingWriter> {
-        // SAFETY: see `## Safety`: the table exists once any word is armed.
-        unsafe UnsafePointer<RingWriter>(bitPattern: rseqtrace_load_producer_table())!.advanced(by: generation)
+    static func writer(generation: Int) -> RingWriter {
+        // SAFETY: see `## Safety`: the table exists once any word is armed, and its entries and
+        // their buffers stay for the life of the process.
+        unsafe RingWriter(state: UnsafePointer<RingWriter.State>(bitPattern: rseqtrace_load_producer_table())!.advanced(by: generation))
     }
 
     // MARK: - Slow state
@@ -101,7 +101,7 @@ public enum TraceRuntime {
         var address = rseqtrace_load_producer_table()   // only ever written under the runtime's lock
         if address == 0 {
             // Allocated once and never freed: tracepoints may read it at any time.
-            let table = UnsafeMutablePointer<RingWriter>.allocate(capacity: maximumAttachments)
+            let table = UnsafeMutablePointer<RingWriter.State>.allocate(capacity: maximumAttachments)
             address = UInt(bitPattern: table)
             // Published before any armed word names one of its entries (see TracepointState).
             rseqtrace_publish_producer_table(address)
@@ -109,7 +109,7 @@ public enum TraceRuntime {
         let generation = state.attached.count
         // SAFETY: a fresh slot (generation < maximumAttachments, checked by callers) of the live table;
         // `buffer` joins `state.attached`, which keeps it mapped for the rest of the process.
-        unsafe UnsafeMutablePointer<RingWriter>(bitPattern: address)!.advanced(by: generation).initialize(to: buffer.makeRingWriter())
+        unsafe UnsafeMutablePointer<RingWriter.State>(bitPattern: address)!.advanced(by: generation).initialize(to: buffer.makeWriterState())
         state.attached.append(buffer)
         state.buffer = buffer
         state.generation = generation

@@ -99,13 +99,13 @@ public struct TracepointSite: ~Copyable, Sendable {
                     encode(&payload)
                     if payload.isExactlyFilled {
                         // SAFETY: the first `size` bytes of `bytes` were just written.
-                        _ = unsafe writer.pointee.write(eventID: TracepointState.eventID(of: word),
-                                                        source: UnsafeRawPointer(bytes.baseAddress!), size: size)
+                        _ = unsafe writer.write(eventID: TracepointState.eventID(of: word),
+                                                source: UnsafeRawPointer(bytes.baseAddress!), size: size)
                     } else {
                         TraceRuntime.reportMalformedPayloadSlow(name: name)
                     }
                 }
-            } else if let slot = unsafe writer.pointee.reserve(eventID: TracepointState.eventID(of: word), payloadSize: size) {  // SAFETY: as above
+            } else if let slot = writer.reserve(eventID: TracepointState.eventID(of: word), payloadSize: size) {
                 // SAFETY: the reserved record's payload has exactly `size` writable bytes until commit.
                 var payload = unsafe TracePayloadWriter(start: slot.payload, count: size)
                 encode(&payload)

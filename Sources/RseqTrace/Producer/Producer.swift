@@ -16,16 +16,20 @@
 /// `tooLarge`: the payload can never fit a sub-buffer).
 @frozen
 public struct Producer: Sendable {
-    /// Owns the mapping `writer` points into.
+    /// Owns the mapping and the state `writer` refers to.
     @usableFromInline let buffer: SharedTraceBuffer
+    /// The buffer's writer for this process.
     @usableFromInline let writer: RingWriter
 
+    /// ## Safety
+    /// - `writer`'s state must be owned by `buffer` (valid for as long as `buffer` is alive).
+    @unsafe
     @usableFromInline
-    init(buffer: SharedTraceBuffer) {
+    init(buffer: SharedTraceBuffer, writer: RingWriter) {
         self.buffer = buffer
-        // SAFETY: `self.buffer` keeps the mapping alive for as long as this value (or a copy) exists,
-        // and every Reservation depends on a borrow of this value.
-        self.writer = unsafe buffer.makeRingWriter()
+        // `self.buffer` keeps the writer's state and the mapping alive for as long as this value (or
+        // a copy) exists, and every Reservation depends on a borrow of this value.
+        self.writer = writer
     }
 
     /// The largest payload one record can carry (`subbufferSize - 40` bytes); larger records are

@@ -4,11 +4,12 @@ import Synchronization
 /// The write side of the ring protocol (docs/BufferProtocol.md §4.1–4.5): reserve, commit,
 /// copy-commit, sub-buffer opening and recycling, counters, the slow lane and the locked protocol.
 ///
-/// A `RingWriter` is a plain value (pointers and sizes, no reference counting), so the fast path
-/// costs no retain or release. It does not own the mapping it writes into: whoever makes one
-/// (`SharedTraceBuffer.makeRingWriter()`, an `unsafe` call) keeps that buffer alive for as long as
-/// the writer and its reservations are used. `Producer` pairs one with the buffer it borrows from;
-/// the tracepoint runtime keeps every attached buffer mapped for the life of the process.
+/// A `RingWriter` is one pointer to its `State` (no reference counting), so the fast path costs no
+/// retain or release and slow paths receive it in a register. It owns neither the state nor the
+/// mapping it writes into: whoever makes one (an `unsafe` call) keeps both alive for as long as the
+/// writer and its reservations are used. `Producer` pairs one with the `SharedTraceBuffer` that owns
+/// its state; the tracepoint runtime keeps every attached buffer mapped, and its table of states
+/// allocated, for the life of the process.
 ///
 /// Naming: every out-of-line (`@inline(never)`) slow path ends in `Slow`; `Tools/check-fastpath`
 /// accepts calls from the fast path to such functions only.
@@ -37,34 +38,65 @@ package struct RingWriter: @unchecked Sendable {
     /// Longest the locked protocol waits for a ring mutex before dropping (and counting) a record.
     @usableFromInline package static let lockTimeoutNanoseconds: UInt64 = 200_000_000
 
-    @usableFromInline let rings: UnsafeMutableRawPointer
-    @usableFromInline package let layout: TraceLayout
-    @usableFromInline package let path: Path
-    @usableFromInline package let mode: BufferMode
-    // Geometry precomputed so the fast path has no overflow checks or divisions.
-    @usableFromInline let stride: Int
-    @usableFromInline let subbufferSize: UInt64
-    @usableFromInline let subbufferMask: UInt64
-    @usableFromInline let cpuRings: UInt32
-    @usableFromInline let maximumPayloadSize: Int
+    /// What a writer reads on every record: the rings' address and the geometry, precomputed so
+    /// the fast path has no overflow checks or divisions. Stored once per buffer and process (by
+    /// the buffer for its `Producer`s, in the runtime's table for tracepoints); writers refer to
+    /// it in place, so calling a slow path never copies it.
+    @safe
+    @frozen
+    @usableFromInline
+    package struct State: @unchecked Sendable {
+        @usableFromInline let rings: UnsafeMutableRawPointer
+        @usableFromInline let layout: TraceLayout
+        @usableFromInline let path: Path
+        @usableFromInline let mode: BufferMode
+        @usableFromInline let stride: Int
+        @usableFromInline let subbufferSize: UInt64
+        @usableFromInline let subbufferMask: UInt64
+        @usableFromInline let cpuRings: UInt32
+        @usableFromInline let maximumPayloadSize: Int
+
+        /// ## Safety
+        /// - `rings` must point to the first ring of a mapping laid out by `layout`, which must stay
+        ///   mapped for as long as this state (and any writer or reservation made with it) is used.
+        @unsafe
+        package init(rings: UnsafeMutableRawPointer, layout: TraceLayout, path: Path, mode: BufferMode) {
+            // SAFETY: the caller vouches that `rings` stays mapped (see `## Safety`).
+            unsafe self.rings = rings
+            self.layout = layout
+            self.path = path
+            self.mode = mode
+            self.stride = layout.ringStride
+            self.subbufferSize = UInt64(layout.subbufferSize)
+            self.subbufferMask = UInt64(layout.subbufferSize - 1)
+            self.cpuRings = UInt32(layout.cpuRingCount)
+            self.maximumPayloadSize = layout.maximumPayloadSize
+        }
+    }
+
+    /// The state this writer uses, in place (one pointer: the writer is passed in a register).
+    @usableFromInline let state: UnsafePointer<State>
 
     /// ## Safety
-    /// - `rings` must point to the first ring of a mapping laid out by `layout`, which must stay
-    ///   mapped for as long as this writer (and any copy or reservation made with it) is used.
+    /// - `state` must stay valid, and its mapping mapped, for as long as this writer (and any copy or
+    ///   reservation made with it) is used.
     @unsafe
-    @usableFromInline
-    package init(rings: UnsafeMutableRawPointer, layout: TraceLayout, path: Path, mode: BufferMode) {
-        // SAFETY: the caller vouches that `rings` stays mapped for the writer's lifetime (see `## Safety`).
-        unsafe self.rings = rings
-        self.layout = layout
-        self.path = path
-        self.mode = mode
-        self.stride = layout.ringStride
-        self.subbufferSize = UInt64(layout.subbufferSize)
-        self.subbufferMask = UInt64(layout.subbufferSize - 1)
-        self.cpuRings = UInt32(layout.cpuRingCount)
-        self.maximumPayloadSize = layout.maximumPayloadSize
+    @inlinable
+    package init(state: UnsafePointer<State>) {
+        // SAFETY: the caller vouches for the state's lifetime (see `## Safety`).
+        unsafe self.state = state
     }
+
+    // Fields of the state, each read in place (one load).
+    @inlinable var rings: UnsafeMutableRawPointer { unsafe state.pointee.rings }  // SAFETY: the state outlives `self`
+    @inlinable package var layout: TraceLayout { unsafe state.pointee.layout }  // SAFETY: as above
+    @inlinable package var path: Path { unsafe state.pointee.path }  // SAFETY: as above
+    @inlinable package var mode: BufferMode { unsafe state.pointee.mode }  // SAFETY: as above
+    @inlinable var stride: Int { unsafe state.pointee.stride }  // SAFETY: as above
+    @inlinable var subbufferSize: UInt64 { unsafe state.pointee.subbufferSize }  // SAFETY: as above
+    @inlinable var subbufferMask: UInt64 { unsafe state.pointee.subbufferMask }  // SAFETY: as above
+    @inlinable var cpuRings: UInt32 { unsafe state.pointee.cpuRings }  // SAFETY: as above
+    @inlinable var maximumPayloadSize: Int { unsafe state.pointee.maximumPayloadSize }  // SAFETY: as above
 
     /// The view of ring `index`, without a bounds check (the fast path computes `index` itself).
     ///

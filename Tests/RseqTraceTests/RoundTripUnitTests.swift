@@ -101,11 +101,18 @@ final class UnitTraceFixture {
 
     /// Sum of a control word over every ring (counters may be attributed to any CPU's ring).
     func counterSum(_ field: ControlField) -> UInt64 {
-        (0..<layout.ringCount).reduce(0) { $0 + buffer.ring($1).load(field, ordering: .relaxed) }
+        let buffer = self.buffer   // ring views borrow a local reference
+        return (0..<layout.ringCount).reduce(0) { $0 + buffer.ring($1).load(field, ordering: .relaxed) }
     }
 
-    func head(_ ring: Int) -> UInt64 { buffer.ring(ring).load(ControlField.head, ordering: .acquiring) }
-    func consumed(_ ring: Int) -> UInt64 { buffer.ring(ring).load(ControlField.consumed, ordering: .acquiring) }
+    func head(_ ring: Int) -> UInt64 {
+        let buffer = self.buffer
+        return buffer.ring(ring).load(ControlField.head, ordering: .acquiring)
+    }
+    func consumed(_ ring: Int) -> UInt64 {
+        let buffer = self.buffer
+        return buffer.ring(ring).load(ControlField.consumed, ordering: .acquiring)
+    }
 
     /// Records per sub-buffer when every record has `payloadSize` bytes of payload.
     func recordsPerSubbuffer(payloadSize: Int) -> Int {
@@ -266,6 +273,7 @@ struct RoundTripUnitTests {
     @Test("write(eventID:value:) stores exactly the value's bytes")
     func valueWritesStoreTheValueBytes() throws {
         let fixture = try UnitTraceFixture("values")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let p = fixture.producer
         var expected: [UInt16: [UInt8]] = [:]
         #expect(p.write(eventID: 1, value: UInt8(0xAB)))
@@ -303,7 +311,7 @@ struct RoundTripUnitTests {
         // The record words carry the exact length (header + payload); each record still occupies
         // its length rounded up to 8 in the ring.
         for record in drained {
-            let word = RecordWord(rawValue: fixture.buffer.ring(record.ring).loadWord(at: record.position, ordering: .acquiring))
+            let word = RecordWord(rawValue: mapped.ring(record.ring).loadWord(at: record.position, ordering: .acquiring))
             #expect(word.length == TraceLayout.recordHeaderSize + record.bytes.count, "event \(record.eventID)")
             #expect(word.size == TraceLayout.recordSize(payloadSize: record.bytes.count), "event \(record.eventID)")
         }
@@ -327,6 +335,7 @@ struct RoundTripUnitTests {
     @Test("a quiescent-only round trip returns every record in write order, with exact positions")
     func quiescentRoundTripPinned() throws {
         let fixture = try UnitTraceFixture("quiescent", ringSize: 1 << 16, subbufferSize: 1 << 12)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let sizes = [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 255, 256, 1000, 4056, 3, 0, 4056, 24]
         var expected: [UInt16: [UInt8]] = [:]
         var writes: [(id: UInt16, size: Int)] = []
@@ -362,7 +371,7 @@ struct RoundTripUnitTests {
         }
         #expect(drained.map(\.position) == positions)
         // Each record word stores the exact length; the ring advances by that length rounded up to 8.
-        let ring = fixture.buffer.ring(0)
+        let ring = mapped.ring(0)
         for (w, position) in zip(writes, positions) {
             let word = RecordWord(rawValue: ring.loadWord(at: position, ordering: .acquiring))
             #expect(word.kind == .event && word.eventID == w.id && !word.isBusy, "event \(w.id)")
@@ -453,8 +462,9 @@ struct RoundTripUnitTests {
     @Test("a reservation dropped without commit becomes padding of the same length that the drainer skips")
     func abandonedReservationBecomesPadding() throws {
         let fixture = try UnitTraceFixture("abandon")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let producer = fixture.producer   // a reservation borrows a local producer
-        let ring = fixture.buffer.ring(0)
+        let ring = mapped.ring(0)
         let drained = try UnitTrace.onCPU(0) { () throws(TraceError) -> [UnitDrainedRecord] in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(100)))
             if let abandoned = producer.reserve(eventID: 2, payloadSize: 40) {
@@ -494,8 +504,9 @@ struct RoundTripUnitTests {
           arguments: [false, true])
     func abandonedUnalignedReservationBecomesAlignedPadding(quiescent: Bool) throws {
         let fixture = try UnitTraceFixture("abandon-odd-\(quiescent)")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let producer = fixture.producer   // a reservation borrows a local producer
-        let ring = fixture.buffer.ring(0)
+        let ring = mapped.ring(0)
         let drained = try UnitTrace.onCPU(0) { () throws(TraceError) -> [UnitDrainedRecord] in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(100)))
             if let abandoned = producer.reserve(eventID: 2, payloadSize: 5) {
@@ -656,6 +667,7 @@ struct PaddingUnitTests {
         // 32 sub-buffers of 1 KiB: every record below lands on bytes of the first lap (stale 0xFF).
         let fixture = try UnitTraceFixture("path-\(path)-\(payloadSize)", ringSize: 1 << 15, subbufferSize: 1024,
                                            cpuRingCount: slowLane ? 1 : nil)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let cpu = slowLane ? 1 : 0
         let ringIndex = slowLane ? fixture.layout.slowLaneRing : 0
         let p = UInt64(fixture.layout.subbufferSize)
@@ -681,7 +693,7 @@ struct PaddingUnitTests {
         let problems = unitCheckRoundTrip(drained, expected: expected)
         #expect(problems.isEmpty, "\(problems)")
 
-        let ring = fixture.buffer.ring(ringIndex)
+        let ring = mapped.ring(ringIndex)
         var opening = 0
         var inPlace = 0
         var apis = Set<String>()
@@ -725,6 +737,7 @@ struct DiscardFullUnitTests {
     @Test("pinned to one CPU, an undrained 8 KiB ring of 1 KiB sub-buffers takes exactly 8 sub-buffers of records, then drops and counts")
     func fullRingDropsExactly() throws {
         let fixture = try UnitTraceFixture("full")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let producer = fixture.producer   // a reservation borrows a local producer
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
         #expect(perSub == 41)
@@ -749,7 +762,7 @@ struct DiscardFullUnitTests {
                 if ok { accepted.append(seq) } else { refusedCount += 1 }
             }
             #expect(fixture.counterSum(ControlField.dropped) == UInt64(refusedCount))
-            #expect(fixture.buffer.ring(0).load(ControlField.dropped, ordering: .relaxed) == UInt64(refusedCount))
+            #expect(mapped.ring(0).load(ControlField.dropped, ordering: .relaxed) == UInt64(refusedCount))
             drained = try fixture.drain(quiescent: false)
 
             // After the drain the ring has room again: exactly the sub-buffers whose previous
@@ -993,9 +1006,10 @@ struct OverwriteUnitTests {
           arguments: [true, false])
     func pendingRecycleIsCountedOnce(quiescent: Bool) throws {
         let fixture = try UnitTraceFixture("owpending-\(quiescent)", mode: .overwrite)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
         let capacity = perSub * fixture.layout.subbuffersPerRing
-        let ring = fixture.buffer.ring(0)
+        let ring = mapped.ring(0)
         try UnitTrace.onCPU(0) { () throws(TraceError) in
             for seq in UInt64(0)..<UInt64(capacity) { #expect(fixture.producer.write(eventID: 1, value: seq)) }
         }
@@ -1133,8 +1147,9 @@ struct DrainerCorruptionUnitTests {
     func damagedWordIsReported(mode: BufferMode, damage: Int) throws {
         let d = Self.damages[damage]
         let fixture = try UnitTraceFixture("damage\(damage)-\(mode)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: 48, d.word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 48, d.word.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do {
             _ = try fixture.drain(quiescent: false)
@@ -1177,8 +1192,9 @@ struct DrainerCorruptionUnitTests {
     func lengthRuleViolationsAreDamage(mode: BufferMode, damage: Int) throws {
         let d = Self.lengthRuleDamages[damage]
         let fixture = try UnitTraceFixture("lenrule\(damage)-\(mode)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
         var delivered: [UnitDrainedRecord] = []
         var thrown: TraceError?
         do {
@@ -1207,8 +1223,9 @@ struct DrainerCorruptionUnitTests {
     func rejectedLengthIsReportedAsStored(damage: Int) throws {
         let d = Self.lengthRuleDamages[damage]
         let fixture = try UnitTraceFixture("lenmsg\(damage)")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do { _ = try fixture.drain(quiescent: false) } catch { thrown = error }
         let error = try #require(thrown, "\(d.name): drainOnce did not throw")
@@ -1219,12 +1236,13 @@ struct DrainerCorruptionUnitTests {
           arguments: [BufferMode.discard, .overwrite], [17, 18, 20, 23])
     func unalignedEventLengthIsAccepted(mode: BufferMode, length: Int) throws {
         let fixture = try UnitTraceFixture("oddlen\(length)-\(mode)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
         // The record at 48 (8-byte payload 2) now claims only `length - 16` bytes of payload; it
         // still occupies 24 bytes, so the next record stays at 72.
         let word = RecordWord(length: length, kind: .event, eventID: 5, lap: 0, busy: false)
         #expect(word.size == 24)
-        fixture.buffer.ring(0).storeWord(at: 48, word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 48, word.rawValue, ordering: .releasing)
         let drained = try fixture.drain(quiescent: false)
         #expect(drained.map(\.position) == [24, 48, 72])
         #expect(drained.map(\.eventID) == [5, 5, 5])
@@ -1238,9 +1256,10 @@ struct DrainerCorruptionUnitTests {
     @Test("a busy word of an older lap is damage, not a record in progress")
     func staleBusyWordIsDamage() throws {
         let fixture = try UnitTraceFixture("stalebusy")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
         let stale = RecordWord(length: 24, kind: .event, eventID: 5, lap: 3, busy: true)
-        fixture.buffer.ring(0).storeWord(at: 48, stale.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 48, stale.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do { _ = try fixture.drain(quiescent: false) } catch { thrown = error }
         #expect(thrown?.code == .corrupted)
@@ -1276,8 +1295,9 @@ struct DrainerCorruptionUnitTests {
           arguments: [(BufferMode.discard, false), (.discard, true), (.overwrite, false), (.overwrite, true)])
     func recordsBeforeDamageAreAccounted(mode: BufferMode, quiescent: Bool) throws {
         let fixture = try UnitTraceFixture("damageacct-\(mode)-\(quiescent)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: 72, RecordWord(length: 4096, kind: .event, eventID: 5, lap: 0, busy: false).rawValue,
+        mapped.ring(0).storeWord(at: 72, RecordWord(length: 4096, kind: .event, eventID: 5, lap: 0, busy: false).rawValue,
                                          ordering: .releasing)
         var delivered: [UInt64] = []
         do {

@@ -414,14 +414,15 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     }
 
     /// The view of ring `index` (`0..<layout.ringCount`; the last one is the slow lane). The view
-    /// borrows this object's mapping: keep this object alive while using it.
+    /// depends on a borrow of this object, which keeps the mapping alive.
+    @_lifetime(borrow self)
     package func ring(_ index: Int) -> RingView {
         precondition(index >= 0 && index < layout.ringCount, "ring index out of range")
         // SAFETY: index checked; the mapping outlives the view by the type's contract.
         let control = unsafe base.advanced(by: layout.ringsOffset + index * layout.ringStride)
         // SAFETY: index checked; the control block and data lie inside the mapping, which outlives the view.
         return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
-                               ringSize: layout.ringSize)
+                               ringSize: layout.ringSize, owner: self)
     }
 
     /// A producer handle for this process (see `Producer`); it keeps this object alive.

@@ -9,13 +9,14 @@ import Synchronization
 ///   `.acquiring` before reading the payload.
 /// - `head` is published last in every reservation (release); readers load it with `.acquiring`.
 ///
-/// The view does not own the mapping: the `SharedTraceBuffer` it came from must outlive it. It is
-/// package-internal protocol machinery: made only by `SharedTraceBuffer.ring(_:)` (whose caller keeps
-/// the buffer) and by `UnsafeProducer` (whose owner keeps the buffer); users never see one.
+/// The view does not own the mapping, so it is non-escapable: its lifetime depends on a borrow of
+/// what keeps the mapping alive (the `SharedTraceBuffer` for `SharedTraceBuffer.ring(_:)`, the
+/// `RingWriter` for `RingWriter.ring(_:)`), and the compiler refuses a view that outlives it.
+/// Package-internal protocol machinery; users never see one.
 @safe
 @frozen
 @usableFromInline
-package struct RingView: @unchecked Sendable {
+package struct RingView: ~Escapable, @unchecked Sendable {
     @usableFromInline let control: UnsafeMutableRawPointer
     @usableFromInline let data: UnsafeMutableRawPointer
     @usableFromInline let mask: UInt64
@@ -23,11 +24,14 @@ package struct RingView: @unchecked Sendable {
     /// - Parameters:
     ///   - control: start of the ring's 4 KiB control block.
     ///   - data: start of the ring's data, `ringSize` bytes.
+    ///   - owner: what keeps both regions mapped; the view cannot outlive its borrow.
     /// ## Safety
-    /// - Both regions must stay mapped for as long as the view (and any copy) is used.
+    /// - Both regions must stay mapped for as long as `owner` is borrowed.
     @unsafe
     @inlinable
-    package init(control: UnsafeMutableRawPointer, data: UnsafeMutableRawPointer, ringSize: Int) {
+    @_lifetime(borrow owner)
+    package init<Owner: ~Copyable>(control: UnsafeMutableRawPointer, data: UnsafeMutableRawPointer, ringSize: Int,
+                                   owner: borrowing Owner) {
         // SAFETY: the caller vouches that both regions stay mapped (see `## Safety`).
         unsafe self.control = control
         // SAFETY: as above.

@@ -104,12 +104,13 @@ package struct RingWriter: @unchecked Sendable {
     /// - `index` must be below `layout.ringCount`.
     @unsafe
     @inlinable
+    @_lifetime(borrow self)
     package func ring(_ index: Int) -> RingView {
         // SAFETY: index < layout.ringCount (caller's obligation); the mapping outlives `self`.
         let control = unsafe rings.advanced(by: index &* stride)
         // SAFETY: the ring lies inside the mapping (index < ringCount), which outlives the writer.
         return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
-                               ringSize: layout.ringSize)
+                               ringSize: layout.ringSize, owner: self)
     }
 
     // MARK: - Reserve and commit

@@ -87,8 +87,8 @@ public final class CTFTraceWriter {
             for entry in entries {
                 // SAFETY: unlink takes the path by value; only the trace files listed above.
                 if unsafe unlink(path + "/" + entry) != 0 {
-                    throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path)",
-                                     errno: Errno(rawValue: Glibc.errno))
+                    let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
+                    throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path)", errno: errno)
                 }
             }
         }

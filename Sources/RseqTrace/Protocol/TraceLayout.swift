@@ -117,57 +117,57 @@ package struct HeaderField: RawRepresentable, Hashable, Sendable {
     @usableFromInline package let rawValue: Int
     @inlinable package init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// UInt64
+    /// `UInt64`: `TraceLayout.magic`, stored last at creation (a reader that sees it sees a whole header).
     @inlinable package static var magic: HeaderField { HeaderField(rawValue: 0) }
-    /// UInt32
+    /// `UInt32`: `TraceLayout.version`.
     @inlinable package static var version: HeaderField { HeaderField(rawValue: 8) }
-    /// UInt32
+    /// `UInt32`: `TraceLayout.headerSize`.
     @inlinable package static var headerSize: HeaderField { HeaderField(rawValue: 12) }
-    /// UInt64
+    /// `UInt64`: size of the whole object.
     @inlinable package static var totalSize: HeaderField { HeaderField(rawValue: 16) }
-    /// UInt32
+    /// `UInt32`: rings indexed by CPU (or concurrency id).
     @inlinable package static var cpuRingCount: HeaderField { HeaderField(rawValue: 24) }
-    /// UInt32
+    /// `UInt32`: `cpuRingCount + 1` (the slow lane).
     @inlinable package static var ringCount: HeaderField { HeaderField(rawValue: 28) }
-    /// UInt64
+    /// `UInt64`: control block plus ring data.
     @inlinable package static var ringStride: HeaderField { HeaderField(rawValue: 32) }
-    /// UInt64
+    /// `UInt64`: where ring 0 starts.
     @inlinable package static var ringsOffset: HeaderField { HeaderField(rawValue: 40) }
-    /// UInt64
+    /// `UInt64`: bytes of data per ring.
     @inlinable package static var ringSize: HeaderField { HeaderField(rawValue: 48) }
-    /// UInt64
+    /// `UInt64`: bytes per sub-buffer.
     @inlinable package static var subbufferSize: HeaderField { HeaderField(rawValue: 56) }
-    /// UInt64
+    /// `UInt64`: `TraceLayout.controlSize`.
     @inlinable package static var controlSize: HeaderField { HeaderField(rawValue: 64) }
-    /// UInt32: RingProtocol
+    /// `UInt32`: a `RingProtocol`.
     @inlinable package static var ringProtocol: HeaderField { HeaderField(rawValue: 72) }
-    /// UInt32: BufferMode
+    /// `UInt32`: a `BufferMode`.
     @inlinable package static var bufferMode: HeaderField { HeaderField(rawValue: 76) }
-    /// UInt32: RingIndexing
+    /// `UInt32`: a `RingIndexing`.
     @inlinable package static var indexing: HeaderField { HeaderField(rawValue: 80) }
-    /// UInt32 (atomic): 1 = ready, 2 = finished
+    /// `UInt32` (atomic): 1 = ready, 2 = finished.
     @inlinable package static var state: HeaderField { HeaderField(rawValue: 84) }
-    /// UInt32
+    /// `UInt32`: process id of the creator.
     @inlinable package static var creatorPID: HeaderField { HeaderField(rawValue: 88) }
-    /// UInt32
+    /// `UInt32`: effective user id of the creator.
     @inlinable package static var creatorUID: HeaderField { HeaderField(rawValue: 92) }
-    /// UInt64: cycle counter ticks per second
+    /// `UInt64`: cycle counter ticks per second.
     @inlinable package static var cycleFrequency: HeaderField { HeaderField(rawValue: 96) }
-    /// UInt64: counter value at the reference instant
+    /// `UInt64`: counter value at the reference instant.
     @inlinable package static var cycleReference: HeaderField { HeaderField(rawValue: 104) }
-    /// UInt64: CLOCK_MONOTONIC ns at the reference instant
+    /// `UInt64`: CLOCK_MONOTONIC ns at the reference instant.
     @inlinable package static var monotonicReference: HeaderField { HeaderField(rawValue: 112) }
-    /// UInt64: CLOCK_REALTIME ns at the reference instant
+    /// `UInt64`: CLOCK_REALTIME ns at the reference instant.
     @inlinable package static var realtimeReference: HeaderField { HeaderField(rawValue: 120) }
-    /// 16 bytes: /proc/sys/kernel/random/boot_id
+    /// 16 bytes: /proc/sys/kernel/random/boot_id.
     @inlinable package static var bootID: HeaderField { HeaderField(rawValue: 128) }
-    /// 16 bytes, NUL-padded: "tsc", "cntvct"
+    /// 16 bytes, NUL-padded: "tsc", "cntvct".
     @inlinable package static var clockSource: HeaderField { HeaderField(rawValue: 144) }
-    /// UInt64 (atomic): processes that attached as producers
+    /// `UInt64` (atomic): processes that attached as producers.
     @inlinable package static var attachedProducers: HeaderField { HeaderField(rawValue: 160) }
-    /// UInt64 (atomic): bytes of registry entries published
+    /// `UInt64` (atomic): bytes of registry entries published.
     @inlinable package static var registryUsed: HeaderField { HeaderField(rawValue: 168) }
-    /// 64 bytes: process-shared robust mutex of the registry
+    /// 64 bytes: process-shared robust mutex of the registry.
     @inlinable package static var registryMutex: HeaderField { HeaderField(rawValue: 192) }
 }
 

@@ -471,8 +471,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// Registers this process as an additional producer (statistics only).
     package func noteAttachedProducer() {
         // SAFETY: the counter is an 8-aligned word of the mapped header.
-        _ = unsafe base.advanced(by: HeaderField.attachedProducers.rawValue).assumingMemoryBound(to: Atomic<UInt64>.self)
-            .pointee.wrappingAdd(1, ordering: .relaxed)
+        _ = unsafe base.sharedWord64(at: HeaderField.attachedProducers.rawValue).pointee.wrappingAdd(1, ordering: .relaxed)
     }
 }
 
@@ -509,7 +508,7 @@ struct HeaderWriter {
     }
     private var state: UnsafeMutablePointer<Atomic<UInt32>> {
         // SAFETY: the state word is 4-aligned inside the header.
-        unsafe base.advanced(by: HeaderField.state.rawValue).assumingMemoryBound(to: Atomic<UInt32>.self)
+        unsafe base.sharedWord32(at: HeaderField.state.rawValue)
     }
     func publishState(_ value: UInt32) {
         // SAFETY: see `state`.

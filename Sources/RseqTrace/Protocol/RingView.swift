@@ -59,8 +59,8 @@ package struct RingView: ~Escapable, @unchecked Sendable {
 
     @inlinable
     func atomicControl(_ field: ControlField) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        // SAFETY: as above; Atomic<UInt64> has the size and alignment of UInt64.
-        unsafe control.advanced(by: field.rawValue).assumingMemoryBound(to: Atomic<UInt64>.self)
+        // SAFETY: `field` is a ControlField offset (8-aligned, inside the mapped 4 KiB block).
+        unsafe control.sharedWord64(at: field.rawValue)
     }
 
     @inlinable
@@ -104,7 +104,7 @@ package struct RingView: ~Escapable, @unchecked Sendable {
     func atomicWord(at position: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
         precondition(position & 7 == 0, "record words are 8-byte aligned")
         // SAFETY: masked into the data region and 8-aligned, so the whole word is inside it.
-        return unsafe pointer(at: position).assumingMemoryBound(to: Atomic<UInt64>.self)
+        return unsafe pointer(at: position).sharedWord64(at: 0)
     }
 
     /// Loads the 64-bit word at `position` (a record word, timestamp or count).

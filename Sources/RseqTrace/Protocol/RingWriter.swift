@@ -502,7 +502,7 @@ package struct ReservedSlot {
     @inlinable
     package func commit() {
         // SAFETY: the record word is 8-aligned inside the mapped ring.
-        unsafe record.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(committedWord, ordering: .releasing)
+        unsafe record.sharedWord64(at: 0).pointee.store(committedWord, ordering: .releasing)
     }
 
     /// Gives the record up without publishing it: its word becomes padding of the same size and
@@ -512,6 +512,6 @@ package struct ReservedSlot {
         let word = RecordWord(rawValue: committedWord)
         let padding = RecordWord(length: word.size, kind: .padding, eventID: 0, lap: word.lap, busy: false)
         // SAFETY: as in `commit`.
-        unsafe record.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(padding.rawValue, ordering: .releasing)
+        unsafe record.sharedWord64(at: 0).pointee.store(padding.rawValue, ordering: .releasing)
     }
 }

@@ -142,7 +142,7 @@ package enum EventRegistry {
 extension SharedTraceBuffer {
     private var registryUsedWord: UnsafeMutablePointer<Atomic<UInt64>> {
         // SAFETY: an 8-aligned word of the mapped header.
-        unsafe base.advanced(by: HeaderField.registryUsed.rawValue).assumingMemoryBound(to: Atomic<UInt64>.self)
+        unsafe base.sharedWord64(at: HeaderField.registryUsed.rawValue)
     }
 
     private func registryBytes(count: Int) -> [UInt8] {

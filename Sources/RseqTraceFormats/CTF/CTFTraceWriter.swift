@@ -12,16 +12,24 @@ import SystemPackage
 /// reach `packetCapacity` bytes or when a ring's loss count changes, so that babeltrace2 reports
 /// discarded events near where they happened and its totals equal ours.
 public final class CTFTraceWriter {
+    /// The trace directory.
     public let directory: String
+    /// What the metadata describes: the trace's identity and the event schemas written so far.
     public private(set) var description: CTFTraceDescription
+    /// Bytes at which a packet closes.
     public let packetCapacity: Int
 
     /// What was written.
     public struct Summary: Sendable {
+        /// Event records written.
         public var events: UInt64
+        /// Events reported lost (the sum over rings of their last `noteLost` totals).
         public var discarded: UInt64
+        /// Packets written over all streams.
         public var packets: UInt64
+        /// Bytes of the stream files.
         public var streamBytes: UInt64
+        /// Bytes of the metadata file.
         public var metadataBytes: UInt64
         /// Stream bytes (packet headers included) per event.
         public var bytesPerEvent: Double { events == 0 ? 0 : Double(streamBytes) / Double(events) }

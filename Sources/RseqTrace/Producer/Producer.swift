@@ -1,8 +1,9 @@
 /// The handle application threads write records with.
 ///
 /// A `Producer` keeps the `SharedTraceBuffer` that made it alive (it holds a reference to it), so it
-/// can be copied to every thread and used for as long as any copy exists. Calling it costs no
-/// reference counting: the write path only reads the precomputed pointers and sizes it carries.
+/// can be copied to every thread and used for as long as any copy exists (copying it retains the
+/// buffer; calling it does not): the write path reads the rings' address and geometry, precomputed
+/// once per buffer, through one pointer.
 ///
 /// Two ways to write a record:
 /// - **copy-commit** (`write(eventID:bytes:)` and its siblings): one restartable sequence copies the

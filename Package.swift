@@ -44,23 +44,21 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")]
         ),
 
-        // MARK: Producer library
+        // MARK: Producer library (and the whole ring protocol, Sources/RseqTrace/Protocol)
         .target(
             name: "RseqTrace",
             dependencies: [
                 "CRseqTrace",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: auditedUnsafe
+            // `Reservation` is ~Escapable: its lifetime depends on the `Producer` that made it.
+            swiftSettings: auditedUnsafe + [.enableExperimentalFeature("Lifetimes")]
         ),
 
         // MARK: Consumer library
         .target(
             name: "RseqTraceConsumer",
-            dependencies: [
-                "RseqTrace", "CRseqTrace",
-                .product(name: "SystemPackage", package: "swift-system"),
-            ],
+            dependencies: ["RseqTrace"],
             swiftSettings: auditedUnsafe
         ),
 

@@ -1,18 +1,26 @@
 import RseqTrace
 
-/// One record handed to a drain callback. Its payload is only valid inside the callback.
+/// One record handed to a drain callback, read in place (no copy).
+///
+/// Its payload is only valid inside the callback, so the record is non-copyable and the callback
+/// only borrows it: it cannot be stored or returned. Copy what outlives the callback (`bytes`, or
+/// values read with `load(fromByteOffset:as:)`).
 @safe
-public struct DrainedRecord {
+public struct DrainedRecord: ~Copyable {
     /// Ring the record came from (`layout.slowLaneRing` for the slow lane).
     public let ring: Int
+    /// The event id the record was written with (an id from the buffer's event registry).
     public let eventID: UInt16
     /// Cycle-counter timestamp (see `CycleClock`).
     public let timestamp: UInt64
     /// Position of the record in its ring (bytes since the ring was created).
     public let position: UInt64
+    /// Exact size of the payload in bytes.
     public let payloadSize: Int
     @usableFromInline let payload: UnsafeRawPointer
 
+    /// ## Safety
+    /// - `payload` must point to `payloadSize` readable bytes for as long as the record is borrowed.
     @unsafe
     init(ring: Int, eventID: UInt16, timestamp: UInt64, position: UInt64, payload: UnsafeRawPointer, payloadSize: Int) {
         self.ring = ring

@@ -8,8 +8,11 @@ import RseqTraceConsumer
 /// a CTF trace (event schemas come from the buffer's registry, read when the writer starts and
 /// again whenever a record carries an id it has not seen). Used by `rseqtrace` and the benchmarks.
 public final class TraceRecorder {
+    /// The buffer being drained.
     public let buffer: SharedTraceBuffer
+    /// The drainer (its statistics are the recording's).
     public let drainer: TraceDrainer
+    /// The CTF writer, when recording to a directory.
     public private(set) var writer: CTFTraceWriter?
 
     /// - Parameters:
@@ -34,7 +37,7 @@ public final class TraceRecorder {
     /// Drains every ring once, passing each record to `visit` and to the trace; returns the
     /// number of records drained.
     @discardableResult
-    public func round(quiescent: Bool = false, _ visit: (DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
+    public func round(quiescent: Bool = false, _ visit: (borrowing DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
         guard let writer else { return try drainer.drainOnce(quiescent: quiescent, visit) }
         var failure: TraceError?
         let count = try drainer.drainOnce(quiescent: quiescent) { record in
@@ -64,7 +67,7 @@ public final class TraceRecorder {
     }
 
     /// This machine's host name, or `localhost`.
-    public static func hostname() -> String {
+    package static func hostname() -> String {
         var name = [CChar](repeating: 0, count: 256)
         // SAFETY: gethostname writes at most `count` bytes into the array.
         guard unsafe gethostname(&name, name.count) == 0 else { return "localhost" }
@@ -72,7 +75,7 @@ public final class TraceRecorder {
     }
 
     /// A random version-4 UUID.
-    public static func randomUUID() -> [UInt8] {
+    package static func randomUUID() -> [UInt8] {
         var bytes = SystemInfo.randomBytes(16)
         bytes[6] = bytes[6] & 0x0F | 0x40
         bytes[8] = bytes[8] & 0x3F | 0x80

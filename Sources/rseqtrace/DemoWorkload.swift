@@ -94,7 +94,7 @@ struct DemoWorkload {
         var result = DemoResult()
         var lastStamp = [UInt64](repeating: 0, count: buffer.layout.ringCount)
         var schemas: [UInt16: EventSchema] = [:]
-        func check(_ record: DrainedRecord) {
+        func check(_ record: borrowing DrainedRecord) {
             if record.timestamp < lastStamp[record.ring] { result.timestampRegressions += 1 }
             lastStamp[record.ring] = record.timestamp
             if record.eventID != DemoEvent.tick {

@@ -61,7 +61,7 @@ public struct PayloadWriter {
 /// Verifying drained test payloads.
 public enum Payloads {
     /// The id of an intact record, or nil when any byte of it is wrong.
-    public static func verifiedID(_ record: DrainedRecord) -> UInt64? {
+    public static func verifiedID(_ record: borrowing DrainedRecord) -> UInt64? {
         guard record.payloadSize >= 16 else { return nil }
         let id = record.load(fromByteOffset: 0, as: UInt64.self)
         let size = Int(rtts_payload_size(id))

@@ -249,8 +249,8 @@ struct TraceLayoutUnitTests {
         #expect(TraceLayout.maximumSubbufferSize == 1 << 24)
         #expect(TraceLayout.maximumSubbuffersPerRing == 256)
         // Control words live on distinct cache lines as documented (producer line vs consumer line).
-        #expect(ControlField.head == 0 && ControlField.dropped == 8 && ControlField.tooLarge == 16)
-        #expect(ControlField.mutex == 64 && ControlField.consumed == 128)
+        #expect(ControlField.head.rawValue == 0 && ControlField.dropped.rawValue == 8 && ControlField.tooLarge.rawValue == 16)
+        #expect(ControlField.mutex.rawValue == 64 && ControlField.consumed.rawValue == 128)
     }
 }
 

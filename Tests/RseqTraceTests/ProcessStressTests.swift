@@ -429,7 +429,7 @@ struct TestRecordVerifier {
         lastStamp = [UInt64](repeating: 0, count: layout.ringCount)
     }
 
-    mutating func check(_ record: DrainedRecord) {
+    mutating func check(_ record: borrowing DrainedRecord) {
         if record.ring == slowLaneRing { slowLane += 1 }
         if record.timestamp < lastStamp[record.ring] {
             regressions += 1

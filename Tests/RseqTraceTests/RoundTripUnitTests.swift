@@ -100,12 +100,19 @@ final class UnitTraceFixture {
     }
 
     /// Sum of a control word over every ring (counters may be attributed to any CPU's ring).
-    func counterSum(_ field: Int) -> UInt64 {
-        (0..<layout.ringCount).reduce(0) { $0 + buffer.ring($1).load(field, ordering: .relaxed) }
+    func counterSum(_ field: ControlField) -> UInt64 {
+        let buffer = self.buffer   // ring views borrow a local reference
+        return (0..<layout.ringCount).reduce(0) { $0 + buffer.ring($1).load(field, ordering: .relaxed) }
     }
 
-    func head(_ ring: Int) -> UInt64 { buffer.ring(ring).load(ControlField.head, ordering: .acquiring) }
-    func consumed(_ ring: Int) -> UInt64 { buffer.ring(ring).load(ControlField.consumed, ordering: .acquiring) }
+    func head(_ ring: Int) -> UInt64 {
+        let buffer = self.buffer
+        return buffer.ring(ring).load(ControlField.head, ordering: .acquiring)
+    }
+    func consumed(_ ring: Int) -> UInt64 {
+        let buffer = self.buffer
+        return buffer.ring(ring).load(ControlField.consumed, ordering: .acquiring)
+    }
 
     /// Records per sub-buffer when every record has `payloadSize` bytes of payload.
     func recordsPerSubbuffer(payloadSize: Int) -> Int {
@@ -266,6 +273,7 @@ struct RoundTripUnitTests {
     @Test("write(eventID:value:) stores exactly the value's bytes")
     func valueWritesStoreTheValueBytes() throws {
         let fixture = try UnitTraceFixture("values")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let p = fixture.producer
         var expected: [UInt16: [UInt8]] = [:]
         #expect(p.write(eventID: 1, value: UInt8(0xAB)))
@@ -303,7 +311,7 @@ struct RoundTripUnitTests {
         // The record words carry the exact length (header + payload); each record still occupies
         // its length rounded up to 8 in the ring.
         for record in drained {
-            let word = RecordWord(rawValue: fixture.buffer.ring(record.ring).loadWord(at: record.position, ordering: .acquiring))
+            let word = RecordWord(rawValue: mapped.ring(record.ring).loadWord(at: record.position, ordering: .acquiring))
             #expect(word.length == TraceLayout.recordHeaderSize + record.bytes.count, "event \(record.eventID)")
             #expect(word.size == TraceLayout.recordSize(payloadSize: record.bytes.count), "event \(record.eventID)")
         }
@@ -327,6 +335,7 @@ struct RoundTripUnitTests {
     @Test("a quiescent-only round trip returns every record in write order, with exact positions")
     func quiescentRoundTripPinned() throws {
         let fixture = try UnitTraceFixture("quiescent", ringSize: 1 << 16, subbufferSize: 1 << 12)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let sizes = [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 255, 256, 1000, 4056, 3, 0, 4056, 24]
         var expected: [UInt16: [UInt8]] = [:]
         var writes: [(id: UInt16, size: Int)] = []
@@ -362,7 +371,7 @@ struct RoundTripUnitTests {
         }
         #expect(drained.map(\.position) == positions)
         // Each record word stores the exact length; the ring advances by that length rounded up to 8.
-        let ring = fixture.buffer.ring(0)
+        let ring = mapped.ring(0)
         for (w, position) in zip(writes, positions) {
             let word = RecordWord(rawValue: ring.loadWord(at: position, ordering: .acquiring))
             #expect(word.kind == .event && word.eventID == w.id && !word.isBusy, "event \(w.id)")
@@ -422,11 +431,12 @@ struct RoundTripUnitTests {
           .enabled(if: CPUPinner.isAllowed(cpu: 1)))
     func commitAfterMigration() throws {
         let fixture = try UnitTraceFixture("migrate")
+        let producer = fixture.producer   // a reservation borrows a local producer
         var early: [UnitDrainedRecord] = []
         var cpuAtCommit: Int32 = -1
         try UnitTrace.onCPU(0) { () throws(TraceError) in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(1)))
-            var held = fixture.producer.reserve(eventID: 2, payloadSize: 8)
+            var held = producer.reserve(eventID: 2, payloadSize: 8)
             held?.store(UInt64(2), at: 0)
             #expect(fixture.producer.write(eventID: 3, value: UInt64(3)))
             early = try fixture.drain(quiescent: false)
@@ -452,10 +462,12 @@ struct RoundTripUnitTests {
     @Test("a reservation dropped without commit becomes padding of the same length that the drainer skips")
     func abandonedReservationBecomesPadding() throws {
         let fixture = try UnitTraceFixture("abandon")
-        let ring = fixture.buffer.ring(0)
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        let producer = fixture.producer   // a reservation borrows a local producer
+        let ring = mapped.ring(0)
         let drained = try UnitTrace.onCPU(0) { () throws(TraceError) -> [UnitDrainedRecord] in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(100)))
-            if let abandoned = fixture.producer.reserve(eventID: 2, payloadSize: 40) {
+            if let abandoned = producer.reserve(eventID: 2, payloadSize: 40) {
                 abandoned.store(UInt64(200), at: 0)
                 // Still busy while held: a non-quiescent discard drain stops right before it.
                 let word = RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
@@ -469,7 +481,7 @@ struct RoundTripUnitTests {
             }
             #expect(fixture.producer.write(eventID: 3, value: UInt64(300)))
             // Dropped as a temporary, immediately.
-            _ = fixture.producer.reserve(eventID: 4, payloadSize: 0)
+            _ = producer.reserve(eventID: 4, payloadSize: 0)
             #expect(fixture.producer.write(eventID: 5, value: UInt64(500)))
             return try fixture.drain(quiescent: false)
         }
@@ -492,10 +504,12 @@ struct RoundTripUnitTests {
           arguments: [false, true])
     func abandonedUnalignedReservationBecomesAlignedPadding(quiescent: Bool) throws {
         let fixture = try UnitTraceFixture("abandon-odd-\(quiescent)")
-        let ring = fixture.buffer.ring(0)
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        let producer = fixture.producer   // a reservation borrows a local producer
+        let ring = mapped.ring(0)
         let drained = try UnitTrace.onCPU(0) { () throws(TraceError) -> [UnitDrainedRecord] in
             #expect(fixture.producer.write(eventID: 1, value: UInt64(100)))
-            if let abandoned = fixture.producer.reserve(eventID: 2, payloadSize: 5) {
+            if let abandoned = producer.reserve(eventID: 2, payloadSize: 5) {
                 #expect(abandoned.payloadSize == 5)
                 // While held, the busy word carries the exact length: 16 + 5.
                 let word = RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
@@ -504,7 +518,7 @@ struct RoundTripUnitTests {
                 Issue.record("reserve refused")
             }
             #expect(fixture.producer.write(eventID: 3, value: (UInt8(7), UInt8(8), UInt8(9))))
-            _ = fixture.producer.reserve(eventID: 4, payloadSize: 13)
+            _ = producer.reserve(eventID: 4, payloadSize: 13)
             #expect(fixture.producer.write(eventID: 5, value: UInt64(500)))
             return try fixture.drain(quiescent: quiescent)
         }
@@ -653,6 +667,7 @@ struct PaddingUnitTests {
         // 32 sub-buffers of 1 KiB: every record below lands on bytes of the first lap (stale 0xFF).
         let fixture = try UnitTraceFixture("path-\(path)-\(payloadSize)", ringSize: 1 << 15, subbufferSize: 1024,
                                            cpuRingCount: slowLane ? 1 : nil)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let cpu = slowLane ? 1 : 0
         let ringIndex = slowLane ? fixture.layout.slowLaneRing : 0
         let p = UInt64(fixture.layout.subbufferSize)
@@ -678,7 +693,7 @@ struct PaddingUnitTests {
         let problems = unitCheckRoundTrip(drained, expected: expected)
         #expect(problems.isEmpty, "\(problems)")
 
-        let ring = fixture.buffer.ring(ringIndex)
+        let ring = mapped.ring(ringIndex)
         var opening = 0
         var inPlace = 0
         var apis = Set<String>()
@@ -722,6 +737,8 @@ struct DiscardFullUnitTests {
     @Test("pinned to one CPU, an undrained 8 KiB ring of 1 KiB sub-buffers takes exactly 8 sub-buffers of records, then drops and counts")
     func fullRingDropsExactly() throws {
         let fixture = try UnitTraceFixture("full")
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        let producer = fixture.producer   // a reservation borrows a local producer
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
         #expect(perSub == 41)
         let capacity = perSub * fixture.layout.subbuffersPerRing      // 328
@@ -735,7 +752,7 @@ struct DiscardFullUnitTests {
                 let ok: Bool
                 if seq % 2 == 0 {
                     ok = fixture.producer.write(eventID: 9, value: seq)
-                } else if let reservation = fixture.producer.reserve(eventID: 9, payloadSize: 8) {
+                } else if let reservation = producer.reserve(eventID: 9, payloadSize: 8) {
                     reservation.store(seq, at: 0)
                     fixture.producer.commit(reservation)
                     ok = true
@@ -745,7 +762,7 @@ struct DiscardFullUnitTests {
                 if ok { accepted.append(seq) } else { refusedCount += 1 }
             }
             #expect(fixture.counterSum(ControlField.dropped) == UInt64(refusedCount))
-            #expect(fixture.buffer.ring(0).load(ControlField.dropped, ordering: .relaxed) == UInt64(refusedCount))
+            #expect(mapped.ring(0).load(ControlField.dropped, ordering: .relaxed) == UInt64(refusedCount))
             drained = try fixture.drain(quiescent: false)
 
             // After the drain the ring has room again: exactly the sub-buffers whose previous
@@ -941,6 +958,7 @@ struct OverwriteUnitTests {
           arguments: [false, true])
     func heldReservationBlocksRecycling(drainWhileHeld: Bool) throws {
         let fixture = try UnitTraceFixture("owheld-\(drainWhileHeld)", mode: .overwrite)
+        let producer = fixture.producer   // a reservation borrows a local producer
         var earlyDrain: [UInt64] = []
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
         let capacity = perSub * fixture.layout.subbuffersPerRing
@@ -949,7 +967,7 @@ struct OverwriteUnitTests {
         var acceptedAfter = 0
         try UnitTrace.onCPU(0) { () throws(TraceError) in
             for seq in UInt64(0)..<10 { #expect(fixture.producer.write(eventID: 1, value: seq)) }
-            guard let held = fixture.producer.reserve(eventID: 1, payloadSize: 8) else {
+            guard let held = producer.reserve(eventID: 1, payloadSize: 8) else {
                 Issue.record("reserve refused")
                 return
             }
@@ -988,9 +1006,10 @@ struct OverwriteUnitTests {
           arguments: [true, false])
     func pendingRecycleIsCountedOnce(quiescent: Bool) throws {
         let fixture = try UnitTraceFixture("owpending-\(quiescent)", mode: .overwrite)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
         let capacity = perSub * fixture.layout.subbuffersPerRing
-        let ring = fixture.buffer.ring(0)
+        let ring = mapped.ring(0)
         try UnitTrace.onCPU(0) { () throws(TraceError) in
             for seq in UInt64(0)..<UInt64(capacity) { #expect(fixture.producer.write(eventID: 1, value: seq)) }
         }
@@ -1038,18 +1057,19 @@ struct TooLargeUnitTests {
           arguments: [BufferMode.discard, .overwrite])
     func tooLargeIsRefusedAndCounted(mode: BufferMode) throws {
         let fixture = try UnitTraceFixture("big-\(mode)", mode: mode)
+        let producer = fixture.producer   // a reservation borrows a local producer
         let maximum = fixture.layout.maximumPayloadSize
         let tooBig = UnitTrace.pattern(1, count: maximum + 1)
         // SAFETY: UInt8 has no padding: every byte of the RawSpan is initialised.
         #expect(unsafe fixture.producer.write(eventID: 1, bytes: tooBig.span.bytes) == false)
         // SAFETY: the array's storage is readable for the duration of the closure.
         #expect(unsafe tooBig.withUnsafeBytes { unsafe fixture.producer.write(eventID: 1, payload: $0) } == false)
-        let refused1 = unitIsRefused(fixture.producer.reserve(eventID: 1, payloadSize: maximum + 1))
+        let refused1 = unitIsRefused(producer.reserve(eventID: 1, payloadSize: maximum + 1))
         #expect(refused1)
         let huge = [UInt8](repeating: 7, count: 1 << 20)
         // SAFETY: UInt8 has no padding: every byte of the RawSpan is initialised.
         #expect(unsafe fixture.producer.write(eventID: 1, bytes: huge.span.bytes) == false)
-        let refused2 = unitIsRefused(fixture.producer.reserve(eventID: 1, payloadSize: Int.max))
+        let refused2 = unitIsRefused(producer.reserve(eventID: 1, payloadSize: Int.max))
         #expect(refused2)
         #expect(fixture.producer.write(eventID: 1, bytes: tooBig.span) == false)
         #expect(fixture.counterSum(ControlField.tooLarge) == 6)
@@ -1079,7 +1099,8 @@ struct TooLargeUnitTests {
     @Test("a negative payload size is refused without touching the ring")
     func negativeReservationIsRefused() throws {
         let fixture = try UnitTraceFixture("negative")
-        let refused3 = unitIsRefused(fixture.producer.reserve(eventID: 1, payloadSize: -1))
+        let producer = fixture.producer   // a reservation borrows a local producer
+        let refused3 = unitIsRefused(producer.reserve(eventID: 1, payloadSize: -1))
         #expect(refused3)
         #expect(fixture.counterSum(ControlField.tooLarge) == 1)
         #expect((0..<fixture.layout.ringCount).allSatisfy { fixture.head($0) == 0 })
@@ -1126,8 +1147,9 @@ struct DrainerCorruptionUnitTests {
     func damagedWordIsReported(mode: BufferMode, damage: Int) throws {
         let d = Self.damages[damage]
         let fixture = try UnitTraceFixture("damage\(damage)-\(mode)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: 48, d.word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 48, d.word.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do {
             _ = try fixture.drain(quiescent: false)
@@ -1170,8 +1192,9 @@ struct DrainerCorruptionUnitTests {
     func lengthRuleViolationsAreDamage(mode: BufferMode, damage: Int) throws {
         let d = Self.lengthRuleDamages[damage]
         let fixture = try UnitTraceFixture("lenrule\(damage)-\(mode)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
         var delivered: [UnitDrainedRecord] = []
         var thrown: TraceError?
         do {
@@ -1200,8 +1223,9 @@ struct DrainerCorruptionUnitTests {
     func rejectedLengthIsReportedAsStored(damage: Int) throws {
         let d = Self.lengthRuleDamages[damage]
         let fixture = try UnitTraceFixture("lenmsg\(damage)")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: d.position, d.word.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do { _ = try fixture.drain(quiescent: false) } catch { thrown = error }
         let error = try #require(thrown, "\(d.name): drainOnce did not throw")
@@ -1212,12 +1236,13 @@ struct DrainerCorruptionUnitTests {
           arguments: [BufferMode.discard, .overwrite], [17, 18, 20, 23])
     func unalignedEventLengthIsAccepted(mode: BufferMode, length: Int) throws {
         let fixture = try UnitTraceFixture("oddlen\(length)-\(mode)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
         // The record at 48 (8-byte payload 2) now claims only `length - 16` bytes of payload; it
         // still occupies 24 bytes, so the next record stays at 72.
         let word = RecordWord(length: length, kind: .event, eventID: 5, lap: 0, busy: false)
         #expect(word.size == 24)
-        fixture.buffer.ring(0).storeWord(at: 48, word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 48, word.rawValue, ordering: .releasing)
         let drained = try fixture.drain(quiescent: false)
         #expect(drained.map(\.position) == [24, 48, 72])
         #expect(drained.map(\.eventID) == [5, 5, 5])
@@ -1231,9 +1256,10 @@ struct DrainerCorruptionUnitTests {
     @Test("a busy word of an older lap is damage, not a record in progress")
     func staleBusyWordIsDamage() throws {
         let fixture = try UnitTraceFixture("stalebusy")
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
         let stale = RecordWord(length: 24, kind: .event, eventID: 5, lap: 3, busy: true)
-        fixture.buffer.ring(0).storeWord(at: 48, stale.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 48, stale.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do { _ = try fixture.drain(quiescent: false) } catch { thrown = error }
         #expect(thrown?.code == .corrupted)
@@ -1269,8 +1295,9 @@ struct DrainerCorruptionUnitTests {
           arguments: [(BufferMode.discard, false), (.discard, true), (.overwrite, false), (.overwrite, true)])
     func recordsBeforeDamageAreAccounted(mode: BufferMode, quiescent: Bool) throws {
         let fixture = try UnitTraceFixture("damageacct-\(mode)-\(quiescent)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        fixture.buffer.ring(0).storeWord(at: 72, RecordWord(length: 4096, kind: .event, eventID: 5, lap: 0, busy: false).rawValue,
+        mapped.ring(0).storeWord(at: 72, RecordWord(length: 4096, kind: .event, eventID: 5, lap: 0, busy: false).rawValue,
                                          ordering: .releasing)
         var delivered: [UInt64] = []
         do {

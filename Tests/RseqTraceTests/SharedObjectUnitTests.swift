@@ -419,7 +419,7 @@ struct SharedObjectUnitTests {
         let buffer = try SharedTraceBuffer.create(configuration(name))
         let path = SharedTraceBuffer.path(forName: name)
         let original = UnitTrace.littleEndian(TraceLayout.magic)[byte]
-        #expect(patchFile(path, offset: HeaderField.magic + byte, [original ^ 0x02]))
+        #expect(patchFile(path, offset: HeaderField.magic.rawValue + byte, [original ^ 0x02]))
         let error = traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) }
         #expect(error?.code == .notATraceObject)
         #expect(error?.message.hasPrefix(path) == true)
@@ -450,7 +450,7 @@ struct SharedObjectUnitTests {
         let name = UnitTrace.name("version")
         let buffer = try SharedTraceBuffer.create(configuration(name))
         let path = SharedTraceBuffer.path(forName: name)
-        #expect(patchFile(path, offset: HeaderField.version, uint32: version))
+        #expect(patchFile(path, offset: HeaderField.version.rawValue, uint32: version))
         let error = try #require(traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) })
         #expect(error.code == .unsupportedVersion)
         #expect(error.message == "\(path) has layout version \(version); this build reads version 1: use a matching rseqtrace")
@@ -465,19 +465,19 @@ struct SharedObjectUnitTests {
         let cpus = buffer.layout.cpuRingCount
         func openError() -> TraceError? { traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) } }
 
-        #expect(patchFile(path, offset: HeaderField.ringSize, uint64: 12345))
+        #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: 12345))
         #expect(openError()?.code == .corrupted)
         #expect(openError()?.message == """
             \(path): invalid geometry (cpu rings \(cpus), ring size 12345, sub-buffer size 1024); the header is \
             inconsistent, refusing to use it
             """)
 
-        #expect(patchFile(path, offset: HeaderField.ringSize, uint64: UInt64.max))
+        #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: UInt64.max))
         #expect(openError()?.code == .corrupted)
         #expect(openError()?.message.contains("invalid geometry") == true)
 
         // A valid but different power of two: geometry fine, derived sizes no longer match.
-        #expect(patchFile(path, offset: HeaderField.ringSize, uint64: 16384))
+        #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: 16384))
         #expect(openError()?.code == .corrupted)
         #expect(openError()?.message == """
             \(path): ring count, stride or total size do not match the geometry; the header is inconsistent, \
@@ -485,25 +485,25 @@ struct SharedObjectUnitTests {
             """)
 
         // Repaired: opens again.
-        #expect(patchFile(path, offset: HeaderField.ringSize, uint64: 8192))
+        #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: 8192))
         #expect(openError() == nil)
         withExtendedLifetime(buffer) {}
     }
 
     @Test("other damaged header fields fail with .corrupted",
-          arguments: [(HeaderField.headerSize, 4, UInt64(8192), "unexpected header, control block or rings offset sizes"),
-                      (HeaderField.controlSize, 8, 0, "unexpected header, control block or rings offset sizes"),
-                      (HeaderField.ringsOffset, 8, 0, "unexpected header, control block or rings offset sizes"),
-                      (HeaderField.cpuRingCount, 4, 0, "invalid geometry"),
-                      (HeaderField.subbufferSize, 8, 768, "invalid geometry"),
-                      (HeaderField.ringCount, 4, 99, "ring count, stride or total size do not match the geometry"),
-                      (HeaderField.totalSize, 8, 4096, "ring count, stride or total size do not match the geometry"),
-                      (HeaderField.ringProtocol, 4, 3, "unknown protocol, mode or indexing value"),
-                      (HeaderField.bufferMode, 4, 2, "unknown protocol, mode or indexing value"),
-                      (HeaderField.indexing, 4, 5, "unknown protocol, mode or indexing value"),
-                      (HeaderField.state, 4, 0, "unknown state 0"),
-                      (HeaderField.state, 4, 3, "unknown state 3"),
-                      (HeaderField.cycleFrequency, 8, 999_999, "cycle counter frequency 999999 Hz is implausible")])
+          arguments: [(HeaderField.headerSize.rawValue, 4, UInt64(8192), "unexpected header, control block or rings offset sizes"),
+                      (HeaderField.controlSize.rawValue, 8, 0, "unexpected header, control block or rings offset sizes"),
+                      (HeaderField.ringsOffset.rawValue, 8, 0, "unexpected header, control block or rings offset sizes"),
+                      (HeaderField.cpuRingCount.rawValue, 4, 0, "invalid geometry"),
+                      (HeaderField.subbufferSize.rawValue, 8, 768, "invalid geometry"),
+                      (HeaderField.ringCount.rawValue, 4, 99, "ring count, stride or total size do not match the geometry"),
+                      (HeaderField.totalSize.rawValue, 8, 4096, "ring count, stride or total size do not match the geometry"),
+                      (HeaderField.ringProtocol.rawValue, 4, 3, "unknown protocol, mode or indexing value"),
+                      (HeaderField.bufferMode.rawValue, 4, 2, "unknown protocol, mode or indexing value"),
+                      (HeaderField.indexing.rawValue, 4, 5, "unknown protocol, mode or indexing value"),
+                      (HeaderField.state.rawValue, 4, 0, "unknown state 0"),
+                      (HeaderField.state.rawValue, 4, 3, "unknown state 3"),
+                      (HeaderField.cycleFrequency.rawValue, 8, 999_999, "cycle counter frequency 999999 Hz is implausible")])
     func openDamagedHeaderField(offset: Int, width: Int, value: UInt64, reason: String) throws {
         let name = UnitTrace.name("field\(offset)")
         let buffer = try SharedTraceBuffer.create(configuration(name))

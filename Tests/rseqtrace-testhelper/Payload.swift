@@ -30,7 +30,7 @@ struct RecordVerifier {
         if problems.count < 10 { problems.append(problem) }
     }
 
-    mutating func check(_ record: DrainedRecord) {
+    mutating func check(_ record: borrowing DrainedRecord) {
         if record.ring == slowLaneRing { slowLane += 1 }
         if record.timestamp < lastStamp[record.ring] {
             regressions += 1

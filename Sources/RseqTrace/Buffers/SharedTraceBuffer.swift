@@ -10,23 +10,35 @@ import SystemPackage
 ///
 /// Create one with `create(_:)` (owner-only permissions, `O_EXCL`, no symlink following) or attach
 /// to an existing one with `open(name:)`, which validates the header and rejects anything it does
-/// not understand. The mapping lives as long as this object; `Producer` and `RingView` values
-/// borrow it and must not outlive it.
+/// not understand. The mapping lives as long as this object; every `Producer` made from it keeps
+/// it alive.
 @safe
 public final class SharedTraceBuffer: @unchecked Sendable {
+    /// Name of the object under /dev/shm.
     public let name: String
+    /// Geometry: ring count, ring and sub-buffer sizes.
     public let layout: TraceLayout
+    /// What happens when a ring is full.
     public let mode: BufferMode
-    public let ringProtocol: RingProtocol
+    /// How producers update the rings (rseq or locked), decided by the creating process.
+    package let ringProtocol: RingProtocol
+    /// What indexes the per-CPU rings.
     public let indexing: RingIndexing
+    /// The cycle-counter clock of the records' timestamps (frequency and reference instant).
     public let clock: CycleClock
-    public let bootID: [UInt8]
-    public let creatorPID: Int32
+    /// The boot id of the machine that created the object (16 bytes).
+    package let bootID: [UInt8]
+    /// Process id of the creating process.
+    package let creatorPID: Int32
     /// True for the object that created the name (and may remove it).
-    public let isCreator: Bool
+    package let isCreator: Bool
 
     let base: UnsafeMutableRawPointer
     private let mappedSize: Int
+    /// The ring writers `Producer`s use, owned by this object (so a producer reaches its writer
+    /// through a stable address without copying it): [0] for the creating process, [1] for others
+    /// (they differ only for mm_cid indexing, meaningful in the creating process alone).
+    private let producerWriters: UnsafeMutablePointer<RingWriter.State>
     private let removeWhenClosed: Bool
     /// Device and inode of the file this object mapped: the name is only ever removed while it
     /// still designates that file (not a newer object created under the same name).
@@ -49,7 +61,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     }
 
     /// /dev/shm path of a trace name.
-    public static func path(forName name: String) -> String { "/dev/shm/" + name }
+    package static func path(forName name: String) -> String { "/dev/shm/" + name }
 
     // MARK: Creating
 
@@ -108,18 +120,23 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             _ = unsafe unlink(path)
             return TraceError(.systemCallFailed, message, errno: errno)
         }
-        var created = stat()
-        // SAFETY: `created` is a local stat buffer.
-        if unsafe fstat(fd.rawValue, &created) != 0 {
-            throw fail("cannot stat \(path)", Errno(rawValue: Glibc.errno))
+        let created: Stat
+        do {
+            created = try fd.stat()
+        } catch {
+            throw fail("cannot stat \(path)", error)
         }
-        if ftruncate(fd.rawValue, off_t(layout.totalSize)) != 0 {
-            throw fail("cannot size \(path) to \(layout.totalSize) bytes", Errno(rawValue: Glibc.errno))
+        do {
+            try fd.resize(to: Int64(layout.totalSize))
+        } catch {
+            throw fail("cannot size \(path) to \(layout.totalSize) bytes", error as? Errno ?? .ioError)
         }
         // SAFETY: mapping the descriptor opened above with the size just set; the result is checked.
-        guard let mapping = unsafe mmap(nil, layout.totalSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
-              unsafe mapping != MAP_FAILED else {  // SAFETY: comparing the returned address only
-            throw fail("cannot map \(path)", Errno(rawValue: Glibc.errno))
+        let mapping = unsafe mmap(nil, layout.totalSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
+        let mapErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
+        // SAFETY: comparing the returned address only.
+        guard let mapping = unsafe mapping, unsafe mapping != MAP_FAILED else {
+            throw fail("cannot map \(path)", mapErrno)
         }
         // SAFETY: mmap succeeded; the mapping is `totalSize` bytes long and owned by this object.
         let base = unsafe UnsafeMutableRawPointer(mapping)
@@ -135,8 +152,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         // Populate every page now: a /dev/shm too small then fails here with a clear error instead
         // of SIGBUS in a producer, and the fast path never takes a first-touch fault.
         // SAFETY: the whole range is our mapping.
-        if unsafe madvise(base, layout.totalSize, 23 /* MADV_POPULATE_WRITE */) != 0 {
-            let errno = Errno(rawValue: Glibc.errno)
+        let populated = unsafe madvise(base, layout.totalSize, SharedTraceBuffer.madvisePopulateWrite)
+        let populateErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
+        if populated != 0 {
+            let errno = populateErrno
             if errno == .invalidArgument {
                 // Kernel without MADV_POPULATE_WRITE: reserve the pages with fallocate instead.
                 let rc = posix_fallocate(fd.rawValue, 0, off_t(layout.totalSize))
@@ -153,6 +172,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                            errno)
             }
         }
+
         let clock = CycleClock.reference()
         let bootID = SystemInfo.bootID
         // SAFETY: the header is the first 4 KiB of the mapping created above.
@@ -181,7 +201,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         for ring in 0..<layout.ringCount {
             // SAFETY: the mutex lives inside ring `ring`'s control block, 64-aligned, 64 bytes reserved.
             let rc = unsafe rseqtrace_mutex_init_shared(
-                base.advanced(by: layout.ringsOffset + ring * layout.ringStride + ControlField.mutex))
+                base.advanced(by: layout.ringsOffset + ring * layout.ringStride + ControlField.mutex.rawValue))
             if rc != 0 {
                 // SAFETY: unmapping our own mapping.
                 unsafe munmap(base, layout.totalSize)
@@ -189,7 +209,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             }
         }
         // SAFETY: the registry mutex lives in the header, 64-aligned, 64 bytes reserved.
-        let registryMutex = unsafe rseqtrace_mutex_init_shared(base.advanced(by: HeaderField.registryMutex))
+        let registryMutex = unsafe rseqtrace_mutex_init_shared(base.advanced(by: HeaderField.registryMutex.rawValue))
         if registryMutex != 0 {
             // SAFETY: unmapping our own mapping.
             unsafe munmap(base, layout.totalSize)
@@ -204,8 +224,11 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             indexing: configuration.indexing, clock: clock, bootID: bootID, creatorPID: getpid(),
             isCreator: true, base: base, mappedSize: layout.totalSize,
             removeWhenClosed: configuration.removeWhenClosed,
-            fileIdentity: (UInt64(created.st_dev), UInt64(created.st_ino)))
+            fileIdentity: (UInt64(created.deviceID.rawValue), UInt64(created.inode.rawValue)))
     }
+
+    /// `MADV_POPULATE_WRITE` (Linux 5.14), which Glibc's headers may not define yet.
+    private static let madvisePopulateWrite: Int32 = 23
 
     // MARK: Opening
 
@@ -236,28 +259,31 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             throw TraceError(.systemCallFailed, "cannot open \(path): \(error)")
         }
         defer { try? fd.close() }
-        var info = stat()
-        // SAFETY: `info` is a local stat buffer.
-        if unsafe fstat(fd.rawValue, &info) != 0 {
-            throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: Errno(rawValue: Glibc.errno))
+        let info: Stat
+        do {
+            info = try fd.stat()
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: error)
         }
-        guard info.st_mode & S_IFMT == S_IFREG else {
+        guard info.type == .regular else {
             throw TraceError(.notATraceObject, "\(path) is not a regular file")
         }
-        guard info.st_uid == geteuid() else {
-            throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.st_uid), not to you (uid \(geteuid())): refusing to use it")
+        guard info.userID.rawValue == geteuid() else {
+            throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.userID.rawValue), not to you (uid \(geteuid())): refusing to use it")
         }
-        guard info.st_mode & 0o077 == 0 else {
-            throw TraceError(.permissionDenied, "\(path) is accessible by other users (mode \(String(info.st_mode & 0o777, radix: 8))): refusing to use it")
+        guard info.permissions.isDisjoint(with: [.groupReadWriteExecute, .otherReadWriteExecute]) else {
+            throw TraceError(.permissionDenied, "\(path) is accessible by other users (mode \(String(info.permissions.rawValue & 0o777, radix: 8))): refusing to use it")
         }
-        let fileSize = Int(info.st_size)
+        let fileSize = Int(info.size)
         guard fileSize >= TraceLayout.headerSize else {
             throw TraceError(.notATraceObject, "\(path) is \(fileSize) bytes, too small to be a trace object")
         }
         // SAFETY: mapping the validated descriptor with its fstat size; the result is checked.
-        guard let mapping = unsafe mmap(nil, fileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
-              unsafe mapping != MAP_FAILED else {  // SAFETY: comparing the returned address only
-            throw TraceError(.systemCallFailed, "cannot map \(path)", errno: Errno(rawValue: Glibc.errno))
+        let mapping = unsafe mmap(nil, fileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
+        let mapErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
+        // SAFETY: comparing the returned address only.
+        guard let mapping = unsafe mapping, unsafe mapping != MAP_FAILED else {
+            throw TraceError(.systemCallFailed, "cannot map \(path)", errno: mapErrno)
         }
         // SAFETY: mmap succeeded for `fileSize` bytes.
         let base = unsafe UnsafeMutableRawPointer(mapping)
@@ -269,7 +295,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
                 indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
                 creatorPID: validated.creatorPID, isCreator: false, base: base, mappedSize: fileSize,
-                removeWhenClosed: false, fileIdentity: (UInt64(info.st_dev), UInt64(info.st_ino)))
+                removeWhenClosed: false, fileIdentity: (UInt64(info.deviceID.rawValue), UInt64(info.inode.rawValue)))
         } catch {
             // SAFETY: unmapping the mapping made above, which nothing else references.
             unsafe munmap(base, fileSize)
@@ -353,11 +379,22 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         self.mappedSize = mappedSize
         self.removeWhenClosed = removeWhenClosed
         self.fileIdentity = fileIdentity
+        // SAFETY: freshly allocated, initialised here, deinitialised and freed in deinit.
+        unsafe producerWriters = UnsafeMutablePointer<RingWriter.State>.allocate(capacity: 2)
+        // SAFETY: `base` is the mapping this object owns; the writers live no longer than it.
+        unsafe producerWriters.initialize(to: makeWriterState(inCreatingProcess: true))
+        // SAFETY: as above; slot 1 of the two allocated.
+        unsafe (producerWriters + 1).initialize(to: makeWriterState(inCreatingProcess: false))
     }
 
     deinit {
-        // SAFETY: the mapping belongs to this object; Producers and RingViews must not outlive it.
+        // SAFETY: the mapping belongs to this object; Producers keep it alive, RingViews and
+        // RingWriters are package-internal and used only while it is.
         unsafe munmap(base, mappedSize)
+        // SAFETY: allocated and initialised in init; Producers holding a pointer to them hold this object.
+        unsafe producerWriters.deinitialize(count: 2)
+        // SAFETY: as above.
+        unsafe producerWriters.deallocate()
         if isCreator && removeWhenClosed { removeName() }
     }
 
@@ -367,28 +404,48 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// object's file; a newer object created under the same name is left alone.
     public func removeName() {
         let path = SharedTraceBuffer.path(forName: name)
-        var current = stat()
-        // SAFETY: `current` is a local stat buffer; lstat does not follow a symlink at the name.
-        guard unsafe lstat(path, &current) == 0,
-              UInt64(current.st_dev) == fileIdentity.device, UInt64(current.st_ino) == fileIdentity.inode else {
+        // lstat: a symlink at the name is never this object's file.
+        guard let current = try? FilePath(path).stat(followTargetSymlink: false),
+              UInt64(current.deviceID.rawValue) == fileIdentity.device,
+              UInt64(current.inode.rawValue) == fileIdentity.inode else {
             return
         }
         _ = unsafe unlink(path)  // SAFETY: unlink takes the path by value
     }
 
-    /// The view of ring `index` (`0..<layout.ringCount`; the last one is the slow lane).
-    public func ring(_ index: Int) -> RingView {
+    /// The view of ring `index` (`0..<layout.ringCount`; the last one is the slow lane). The view
+    /// depends on a borrow of this object, which keeps the mapping alive.
+    @_lifetime(borrow self)
+    package func ring(_ index: Int) -> RingView {
         precondition(index >= 0 && index < layout.ringCount, "ring index out of range")
         // SAFETY: index checked; the mapping outlives the view by the type's contract.
         let control = unsafe base.advanced(by: layout.ringsOffset + index * layout.ringStride)
         // SAFETY: index checked; the control block and data lie inside the mapping, which outlives the view.
         return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
-                               ringSize: layout.ringSize)
+                               ringSize: layout.ringSize, owner: self)
     }
 
-    /// A producer handle for this process (see `Producer`).
+    /// A producer handle for this process (see `Producer`); it keeps this object alive.
     public func makeProducer() -> Producer {
-        let path: Producer.Path
+        // SAFETY: the writer's state and the mapping live as long as this object, which the producer holds.
+        unsafe Producer(buffer: self, writer: RingWriter(state: producerWriters + (creatorPID == getpid() ? 0 : 1)))
+    }
+
+    /// The state of a non-owning writer of this buffer for this process (see `RingWriter`).
+    ///
+    /// ## Safety
+    /// - This object must stay alive for as long as the state, writers using it and their
+    ///   reservations are used (the mapping is unmapped in deinit).
+    @unsafe
+    package func makeWriterState() -> RingWriter.State {
+        // SAFETY: forwarded caller obligation (see `## Safety`).
+        unsafe makeWriterState(inCreatingProcess: creatorPID == getpid())
+    }
+
+    /// The writer state a process uses; `inCreatingProcess` matters for mm_cid indexing only.
+    @unsafe
+    private func makeWriterState(inCreatingProcess: Bool) -> RingWriter.State {
+        let path: RingWriter.Path
         switch ringProtocol {
         case .locked: path = .locked
         case .rseq:
@@ -397,12 +454,12 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             } else if indexing == .cpuID {
                 path = .rseqCPU
             } else {
-                path = creatorPID == getpid() ? .rseqConcurrencyID : .slowLaneOnly
+                path = inCreatingProcess ? .rseqConcurrencyID : .slowLaneOnly
             }
         }
-        // SAFETY: the rings start inside the mapping this object owns.
-        return unsafe Producer(rings: base.advanced(by: layout.ringsOffset), layout: layout, path: path,
-                               mode: mode)
+        // SAFETY: the rings start inside the mapping this object owns; the caller keeps it alive.
+        return unsafe RingWriter.State(rings: base.advanced(by: layout.ringsOffset), layout: layout, path: path,
+                                       mode: mode)
     }
 
     /// Marks the trace finished (producers are done); readers may use it to stop waiting.
@@ -412,10 +469,9 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     public var isFinished: Bool { unsafe HeaderWriter(base: unsafe base).loadState() == 2 }  // SAFETY: the header is inside the live mapping
 
     /// Registers this process as an additional producer (statistics only).
-    public func noteAttachedProducer() {
+    package func noteAttachedProducer() {
         // SAFETY: the counter is an 8-aligned word of the mapped header.
-        _ = unsafe base.advanced(by: HeaderField.attachedProducers).assumingMemoryBound(to: Atomic<UInt64>.self)
-            .pointee.wrappingAdd(1, ordering: .relaxed)
+        _ = unsafe base.sharedWord64(at: HeaderField.attachedProducers.rawValue).pointee.wrappingAdd(1, ordering: .relaxed)
     }
 }
 
@@ -424,35 +480,35 @@ public final class SharedTraceBuffer: @unchecked Sendable {
 struct HeaderWriter {
     let base: UnsafeMutableRawPointer
 
-    func put(_ value: UInt64, at offset: Int, as type: UInt32.Type) {
+    func put(_ value: UInt64, at field: HeaderField, as type: UInt32.Type) {
         // SAFETY: `offset` is a HeaderField offset inside the 4 KiB header, aligned for the type.
-        unsafe base.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: offset, as: UInt32.self)
+        unsafe base.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: field.rawValue, as: UInt32.self)
     }
-    func put(_ value: UInt64, at offset: Int, as type: UInt64.Type) {
+    func put(_ value: UInt64, at field: HeaderField, as type: UInt64.Type) {
         // SAFETY: as above.
-        unsafe base.storeBytes(of: value, toByteOffset: offset, as: UInt64.self)
+        unsafe base.storeBytes(of: value, toByteOffset: field.rawValue, as: UInt64.self)
     }
-    func putBytes(_ bytes: [UInt8], at offset: Int, limit: Int) {
+    func putBytes(_ bytes: [UInt8], at field: HeaderField, limit: Int) {
         for (i, b) in bytes.prefix(limit).enumerated() {
             // SAFETY: at most `limit` bytes into a header field of that size.
-            unsafe base.storeBytes(of: b, toByteOffset: offset + i, as: UInt8.self)
+            unsafe base.storeBytes(of: b, toByteOffset: field.rawValue + i, as: UInt8.self)
         }
     }
-    func get(_ offset: Int, as type: UInt32.Type) -> UInt64 {
+    func get(_ field: HeaderField, as type: UInt32.Type) -> UInt64 {
         // SAFETY: as in `put`.
-        UInt64(unsafe base.load(fromByteOffset: offset, as: UInt32.self))
+        UInt64(unsafe base.load(fromByteOffset: field.rawValue, as: UInt32.self))
     }
-    func get(_ offset: Int, as type: UInt64.Type) -> UInt64 {
+    func get(_ field: HeaderField, as type: UInt64.Type) -> UInt64 {
         // SAFETY: as in `put`.
-        unsafe base.load(fromByteOffset: offset, as: UInt64.self)
+        unsafe base.load(fromByteOffset: field.rawValue, as: UInt64.self)
     }
-    func getBytes(_ offset: Int, count: Int) -> [UInt8] {
+    func getBytes(_ field: HeaderField, count: Int) -> [UInt8] {
         // SAFETY: as in `putBytes`.
-        (0..<count).map { unsafe base.load(fromByteOffset: offset + $0, as: UInt8.self) }
+        (0..<count).map { unsafe base.load(fromByteOffset: field.rawValue + $0, as: UInt8.self) }
     }
     private var state: UnsafeMutablePointer<Atomic<UInt32>> {
         // SAFETY: the state word is 4-aligned inside the header.
-        unsafe base.advanced(by: HeaderField.state).assumingMemoryBound(to: Atomic<UInt32>.self)
+        unsafe base.sharedWord32(at: HeaderField.state.rawValue)
     }
     func publishState(_ value: UInt32) {
         // SAFETY: see `state`.

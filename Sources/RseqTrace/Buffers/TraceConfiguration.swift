@@ -17,6 +17,8 @@ public struct TraceConfiguration: Sendable, Hashable {
     /// Remove the name from /dev/shm when the creating `SharedTraceBuffer` is released.
     public var removeWhenClosed: Bool
 
+    /// A configuration with 1 MiB rings of 64 KiB sub-buffers, discard mode and cpu_id indexing
+    /// unless told otherwise.
     public init(name: String, ringSize: Int = 1 << 20, subbufferSize: Int = 1 << 16,
                 mode: BufferMode = .discard, indexing: RingIndexing = .cpuID,
                 cpuRingCount: Int? = nil, removeWhenClosed: Bool = true) {
@@ -30,7 +32,7 @@ public struct TraceConfiguration: Sendable, Hashable {
     }
 
     /// Checks a shared-object name; returns a message saying what is wrong, or nil.
-    public static func problem(withName name: String) -> String? {
+    package static func problem(withName name: String) -> String? {
         if name.isEmpty || name.utf8.count > 200 {
             return "trace name '\(name)' must be 1 to 200 bytes long"
         }

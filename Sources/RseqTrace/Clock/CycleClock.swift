@@ -10,12 +10,16 @@ import CRseqTrace
 /// read together — and the counter frequency. A reader converts a timestamp `t` to monotonic
 /// nanoseconds as `monotonicReference + (t - cycleReference) * 1e9 / frequency`.
 public struct CycleClock: Sendable, Hashable {
+    /// Counter ticks per second.
     public var frequency: UInt64
+    /// Counter value at the reference instant.
     public var cycleReference: UInt64
+    /// CLOCK_MONOTONIC nanoseconds at the reference instant.
     public var monotonicReference: UInt64
+    /// CLOCK_REALTIME nanoseconds at the reference instant.
     public var realtimeReference: UInt64
 
-    public init(frequency: UInt64, cycleReference: UInt64, monotonicReference: UInt64, realtimeReference: UInt64) {
+    package init(frequency: UInt64, cycleReference: UInt64, monotonicReference: UInt64, realtimeReference: UInt64) {
         self.frequency = frequency
         self.cycleReference = cycleReference
         self.monotonicReference = monotonicReference
@@ -23,7 +27,7 @@ public struct CycleClock: Sendable, Hashable {
     }
 
     /// Name recorded in the trace header.
-    public static var sourceName: String {
+    package static var sourceName: String {
         #if arch(x86_64)
         return "tsc"
         #else
@@ -36,7 +40,7 @@ public struct CycleClock: Sendable, Hashable {
 
     /// Counter frequency, measured once per process (about 10 ms against CLOCK_MONOTONIC) unless
     /// the architecture states it.
-    public static let measuredFrequency: UInt64 = {
+    package static let measuredFrequency: UInt64 = {
         let hint = rseqtrace_cycles_frequency_hint()
         if hint > 0 { return hint }
         let start = sample()
@@ -52,7 +56,7 @@ public struct CycleClock: Sendable, Hashable {
     }()
 
     /// A reference instant: the counter read as close as possible to both clocks.
-    public static func reference() -> CycleClock {
+    package static func reference() -> CycleClock {
         // The first use of measuredFrequency sleeps ~10 ms: it must not fall between the
         // CLOCK_MONOTONIC sample and the CLOCK_REALTIME read, whose difference is the trace's
         // realtime offset (it was 10+ ms off, misaligning traces with LTTng's).

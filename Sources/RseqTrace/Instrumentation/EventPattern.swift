@@ -1,11 +1,11 @@
 /// An event-name pattern for enabling and disabling tracepoints: `*` matches any run of
 /// characters (including none), `?` one character; everything else matches itself.
 /// Examples: `http:*`, `*:request`, `db:query`, `*`.
-public struct EventPattern: Sendable, Hashable, CustomStringConvertible {
-    public let text: String
+package struct EventPattern: Sendable, Hashable, CustomStringConvertible {
+    package let text: String
 
     /// - Throws: `.invalidConfiguration` for an empty pattern or one with characters no event name has.
-    public init(_ text: String) throws(TraceError) {
+    package init(_ text: String) throws(TraceError) {
         guard !text.isEmpty else { throw TraceError(.invalidConfiguration, "an event pattern cannot be empty (use '*' for every event)") }
         for c in text where !(c == "*" || c == "?" || c == ":" || EventSchema.isIdentifierCharacter(c)) {
             throw TraceError(.invalidConfiguration, """
@@ -15,17 +15,17 @@ public struct EventPattern: Sendable, Hashable, CustomStringConvertible {
         self.text = text
     }
 
-    public var description: String { text }
+    package var description: String { text }
 
     /// Whether `name` matches the whole pattern.
-    public func matches(_ name: String) -> Bool {
+    package func matches(_ name: String) -> Bool {
         EventPattern.matches(text, name, questionMarkMatchesOne: true)
     }
 
     /// Glob matching without validating the pattern (e.g. `rseqtrace view --event`, whose patterns
     /// may name any event of a foreign trace): `*` matches any run of characters (also empty), `?`
     /// one character when `questionMarkMatchesOne`, anything else itself. Compares Unicode scalars.
-    public static func matches(_ pattern: String, _ name: String, questionMarkMatchesOne: Bool) -> Bool {
+    package static func matches(_ pattern: String, _ name: String, questionMarkMatchesOne: Bool) -> Bool {
         let p = Array(pattern.unicodeScalars)
         let n = Array(name.unicodeScalars)
         // Greedy matching with backtracking to the last '*': linear for patterns with one star.

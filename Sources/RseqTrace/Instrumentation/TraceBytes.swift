@@ -2,8 +2,10 @@
 /// `maxCount` bytes. Plain `[UInt8]` fields use ``TextFieldEncoding/defaultMaximumBytes``.
 @frozen
 public struct TraceBytes<let maxCount: Int>: TraceFieldValue, Sendable {
+    /// The bytes to record (only the first `maxCount` are kept).
     public var bytes: [UInt8]
 
+    /// Wraps `bytes` for a field bounded to `maxCount` bytes.
     @inlinable public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     @inlinable public static var traceFieldType: FieldType { .bytes(maxCount: maxCount) }

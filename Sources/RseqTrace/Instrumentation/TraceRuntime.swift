@@ -25,8 +25,8 @@ public enum TraceRuntime {
 
     // MARK: - Hot state (statically initialised: reading it is a plain load)
 
-    /// The producer of attachment `generation`, in place (callers use it through `pointee` without
-    /// copying the whole value).
+    /// The ring writer of attachment `generation`: one pointer to its state in the table. The buffer it writes into stays mapped for the life of the process
+    /// (`State.attached`), so this non-owning writer never outlives its mapping.
     ///
     /// ## Safety
     /// Only for generations named by an armed state word loaded with acquire: such a word is stored
@@ -35,9 +35,10 @@ public enum TraceRuntime {
     @unsafe
     @inlinable
     @inline(__always)
-    static func producer(generation: Int) -> UnsafePointer<Producer> {
-        // SAFETY: see `## Safety`: the table exists once any word is armed.
-        unsafe UnsafePointer<Producer>(bitPattern: rseqtrace_load_producer_table())!.advanced(by: generation)
+    static func writer(generation: Int) -> RingWriter {
+        // SAFETY: see `## Safety`: the table exists once any word is armed, and its entries and
+        // their buffers stay for the life of the process.
+        unsafe RingWriter(state: UnsafePointer<RingWriter.State>(bitPattern: rseqtrace_load_producer_table())!.advanced(by: generation))
     }
 
     // MARK: - Slow state
@@ -100,14 +101,15 @@ public enum TraceRuntime {
         var address = rseqtrace_load_producer_table()   // only ever written under the runtime's lock
         if address == 0 {
             // Allocated once and never freed: tracepoints may read it at any time.
-            let table = UnsafeMutablePointer<Producer>.allocate(capacity: maximumAttachments)
+            let table = UnsafeMutablePointer<RingWriter.State>.allocate(capacity: maximumAttachments)
             address = UInt(bitPattern: table)
             // Published before any armed word names one of its entries (see TracepointState).
             rseqtrace_publish_producer_table(address)
         }
         let generation = state.attached.count
-        // SAFETY: a fresh slot (generation < maximumAttachments, checked by callers) of the live table.
-        unsafe UnsafeMutablePointer<Producer>(bitPattern: address)!.advanced(by: generation).initialize(to: buffer.makeProducer())
+        // SAFETY: a fresh slot (generation < maximumAttachments, checked by callers) of the live table;
+        // `buffer` joins `state.attached`, which keeps it mapped for the rest of the process.
+        unsafe UnsafeMutablePointer<RingWriter.State>(bitPattern: address)!.advanced(by: generation).initialize(to: buffer.makeWriterState())
         state.attached.append(buffer)
         state.buffer = buffer
         state.generation = generation
@@ -244,10 +246,10 @@ public enum TraceRuntime {
     public static var problems: [String] { shared.withLock { $0.problems } }
 
     /// Every registered event schema, by process-local index.
-    public static var registeredSchemas: [EventSchema] { shared.withLock { $0.schemas } }
+    package static var registeredSchemas: [EventSchema] { shared.withLock { $0.schemas } }
 
     @usableFromInline
-    static func reportMalformedPayload(name: StaticString) {
+    static func reportMalformedPayloadSlow(name: StaticString) {
         let text = name.description
         shared.withLock { state in
             guard state.reportedMalformed.insert(text).inserted else { return }

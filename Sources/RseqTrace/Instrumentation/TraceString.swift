@@ -10,8 +10,10 @@
 /// ```
 @frozen
 public struct TraceString<let maxBytes: Int>: TraceFieldValue, Sendable, ExpressibleByStringLiteral {
+    /// The text to record (cut to at most `maxBytes` UTF-8 bytes at a character boundary).
     public var text: String
 
+    /// Wraps `text` for a field bounded to `maxBytes` bytes.
     @inlinable public init(_ text: String) { self.text = text }
     @inlinable public init(stringLiteral text: String) { self.text = text }
 

@@ -27,6 +27,7 @@ public struct TracepointSite: ~Copyable, Sendable {
     /// The field names, separated by spaces, in field order.
     public let fieldNames: StaticString
 
+    /// A tracepoint named `name` (`provider:event`) with the space-separated field names `fields`.
     @inlinable
     public init(_ name: StaticString, fields: StaticString = "") {
         self.state = Atomic(TracepointState.unregistered)
@@ -40,7 +41,7 @@ public struct TracepointSite: ~Copyable, Sendable {
     public func isEnabled(fieldTypes: () -> [FieldType]) -> Bool {
         let word = state.load(ordering: .acquiring)
         if word == TracepointState.disabled { return false }
-        if word == TracepointState.unregistered { return resolve(fieldTypes) != TracepointState.disabled }
+        if word == TracepointState.unregistered { return resolveSlow(fieldTypes) != TracepointState.disabled }
         return true
     }
 
@@ -80,13 +81,13 @@ public struct TracepointSite: ~Copyable, Sendable {
                      encode: (inout TracePayloadWriter) -> Void) {
         var word = loaded
         if word == TracepointState.unregistered {
-            word = resolve(fieldTypes)
+            word = resolveSlow(fieldTypes)
             if word == TracepointState.disabled { return }
         }
         let size = payloadSize()
         if word & TracepointState.bufferSink != 0 {
-            // SAFETY: `word` is armed and was loaded with acquire (see TraceRuntime.producer).
-            let producer = unsafe TraceRuntime.producer(generation: TracepointState.generation(of: word))
+            // SAFETY: `word` is armed and was loaded with acquire (see TraceRuntime.writer).
+            let writer = unsafe TraceRuntime.writer(generation: TracepointState.generation(of: word))
             if size <= TracepointSite.stagedPayloadLimit {
                 // Small payloads are staged on the stack and published by one copy-commit sequence:
                 // cheaper than a reserve sequence followed by a separate commit store.
@@ -94,38 +95,38 @@ public struct TracepointSite: ~Copyable, Sendable {
                 // SAFETY: `staging` is a 64-byte local, valid for the closure; `size` <= 64.
                 unsafe withUnsafeMutableBytes(of: &staging) { bytes in
                     // SAFETY: `bytes` has 64 writable bytes, of which the writer uses `size`.
-                    var writer = unsafe TracePayloadWriter(start: bytes.baseAddress!, count: size)
-                    encode(&writer)
-                    if writer.isExactlyFilled {
+                    var payload = unsafe TracePayloadWriter(start: bytes.baseAddress!, count: size)
+                    encode(&payload)
+                    if payload.isExactlyFilled {
                         // SAFETY: the first `size` bytes of `bytes` were just written.
-                        _ = unsafe producer.pointee.write(eventID: TracepointState.eventID(of: word),
-                                                  source: UnsafeRawPointer(bytes.baseAddress!), size: size)
+                        _ = unsafe writer.write(eventID: TracepointState.eventID(of: word),
+                                                source: UnsafeRawPointer(bytes.baseAddress!), size: size)
                     } else {
-                        TraceRuntime.reportMalformedPayload(name: name)
+                        TraceRuntime.reportMalformedPayloadSlow(name: name)
                     }
                 }
-            } else if let reservation = unsafe producer.pointee.reserve(eventID: TracepointState.eventID(of: word), payloadSize: size) {  // SAFETY: as above
-                // SAFETY: the reservation's payload has exactly `size` writable bytes until commit.
-                var writer = unsafe TracePayloadWriter(
-                    start: reservation.record.advanced(by: TraceLayout.recordHeaderSize), count: size)
-                encode(&writer)
-                if writer.isExactlyFilled {
-                    reservation.commit()
+            } else if let slot = writer.reserve(eventID: TracepointState.eventID(of: word), payloadSize: size) {
+                // SAFETY: the reserved record's payload has exactly `size` writable bytes until commit.
+                var payload = unsafe TracePayloadWriter(start: slot.payload, count: size)
+                encode(&payload)
+                if payload.isExactlyFilled {
+                    slot.commit()
                 } else {
-                    // Dropping the reservation turns the record into padding; say why, once.
-                    TraceRuntime.reportMalformedPayload(name: name)
+                    // Abandoning the record turns it into padding; say why, once.
+                    slot.abandon()
+                    TraceRuntime.reportMalformedPayloadSlow(name: name)
                 }
             }
         }
         if word & TracepointState.forwarderSink != 0 {
-            forward(word: word, size: size, encode: encode)
+            forwardSlow(word: word, size: size, encode: encode)
         }
     }
 
     /// First use: registers the schema and stores the tracepoint's state word.
     @inline(never)
     @usableFromInline
-    func resolve(_ fieldTypes: () -> [FieldType]) -> UInt64 {
+    func resolveSlow(_ fieldTypes: () -> [FieldType]) -> UInt64 {
         let types = fieldTypes()
         // SAFETY: `state` is an atomic borrowed in place; the runtime keeps its address only when it
         // lies in static storage (checked there), which lives as long as the process.
@@ -137,14 +138,14 @@ public struct TracepointSite: ~Copyable, Sendable {
     /// The forwarding sink (LTTng bridge): encodes into a stack buffer and hands it over.
     @inline(never)
     @usableFromInline
-    func forward(word: UInt64, size: Int, encode: (inout TracePayloadWriter) -> Void) {
+    func forwardSlow(word: UInt64, size: Int, encode: (inout TracePayloadWriter) -> Void) {
         // SAFETY: the temporary allocation holds `size` bytes (at least 1) for the closure's duration.
         unsafe withUnsafeTemporaryAllocation(byteCount: Swift.max(size, 1), alignment: 8) { buffer in
             // SAFETY: `buffer` has at least `size` writable bytes.
             var writer = unsafe TracePayloadWriter(start: buffer.baseAddress!, count: size)
             encode(&writer)
             guard writer.isExactlyFilled else {
-                TraceRuntime.reportMalformedPayload(name: name)
+                TraceRuntime.reportMalformedPayloadSlow(name: name)
                 return
             }
             // SAFETY: the first `size` bytes were just written and stay valid during the call.

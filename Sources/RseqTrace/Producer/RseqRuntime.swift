@@ -14,20 +14,25 @@ public enum ProducerMode: String, Sendable, CustomStringConvertible {
     /// another component registered its own area) or was disabled: every ring uses the locked protocol.
     case fallback = "fallback"
 
+    /// `rseq`, `rseq-self` or `fallback`.
     public var description: String { rawValue }
+    /// Whether records are written with restartable sequences (else with the locked protocol).
     public var usesRseq: Bool { self != .fallback }
 }
 
 /// The process-wide rseq decision.
 public struct RseqStatus: Sendable, CustomStringConvertible {
+    /// How this process writes records.
     public let mode: ProducerMode
     /// Usable size of the rseq area (28 when `node_id` and `mm_cid` are available).
     public let featureSize: Int
     /// Why rseq is not used, when it is not.
     public let reason: String
 
+    /// Whether rings can be indexed by `mm_cid` (rseq with `node_id`/`mm_cid`, Linux 6.3+).
     public var supportsConcurrencyID: Bool { mode.usesRseq && featureSize >= 28 }
 
+    /// The mode, and why rseq is not used when it is not.
     public var description: String { mode.usesRseq ? "\(mode)" : "\(mode) (\(reason))" }
 }
 
@@ -75,7 +80,7 @@ public enum RseqRuntime {
     /// Makes sure the calling thread can run rseq sequences (self-registration mode registers it
     /// here). Returns false when the thread cannot: its records then go through the slow lane.
     @inline(never)
-    public static func prepareCurrentThread() -> Bool {
+    package static func prepareCurrentThreadSlow() -> Bool {
         guard status.mode.usesRseq else { return false }
         if rseqtrace_register_current_thread() != 0 { return false }
         return rseqtrace_current_cpu_id() < 0xFFFF_FFFE // -1 unregistered, -2 registration failed

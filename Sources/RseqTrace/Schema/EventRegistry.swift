@@ -20,9 +20,9 @@ import SystemPackage
 /// Type codes: 1 unsigned, 2 signed, 3 float32, 4 float64, 5 bool (no parameters); 6 string and
 /// 7 bytes (u16 bound); 8 enumeration (`bits` is the container; u8 signed, u16 case count, then per
 /// case i64 value, u8 name length, name bytes).
-public enum EventRegistry {
+package enum EventRegistry {
     /// Ids start at 1; 0 is never assigned.
-    public static let firstEventID: UInt16 = 1
+    package static let firstEventID: UInt16 = 1
 
     /// Encodes one entry.
     static func encode(id: UInt16, schema: EventSchema) -> [UInt8] {
@@ -142,7 +142,7 @@ public enum EventRegistry {
 extension SharedTraceBuffer {
     private var registryUsedWord: UnsafeMutablePointer<Atomic<UInt64>> {
         // SAFETY: an 8-aligned word of the mapped header.
-        unsafe base.advanced(by: HeaderField.registryUsed).assumingMemoryBound(to: Atomic<UInt64>.self)
+        unsafe base.sharedWord64(at: HeaderField.registryUsed.rawValue)
     }
 
     private func registryBytes(count: Int) -> [UInt8] {
@@ -168,7 +168,7 @@ extension SharedTraceBuffer {
                 """)
         }
         // SAFETY: the registry mutex lives in the mapped header and was initialised at creation.
-        let mutex = unsafe base.advanced(by: HeaderField.registryMutex)
+        let mutex = unsafe base.advanced(by: HeaderField.registryMutex.rawValue)
         // SAFETY: as above.
         let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
         guard rc == 0 else {

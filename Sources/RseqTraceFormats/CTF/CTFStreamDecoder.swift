@@ -8,6 +8,7 @@ import RseqTrace
 public struct CTFStreamDecoder {
     /// The stream file's name (`channel0_<n>`) and full path.
     public let name: String
+    /// The stream file's full path.
     public let path: String
     let bytes: [UInt8]
     let metadata: CTFTraceMetadata
@@ -42,6 +43,7 @@ public struct CTFStreamDecoder {
 
     /// `stream_instance_id` and `cpu_id` of the stream, once its first packet was read.
     public var streamInstanceID: UInt64? { instanceID }
+    /// `cpu_id` of the stream, once its first packet was read.
     public var cpuID: UInt32? { cpu }
 
     /// The next record, nil at the end of the file.

@@ -15,7 +15,9 @@ import SystemPackage
 /// Every file is read into memory when the reader is created; decoding is lazy. Malformed input
 /// throws `TraceError(.corrupted)` whose message names the file, the byte offset and the problem.
 public final class CTFTraceReader {
+    /// The trace directory (the one holding `metadata`).
     public let directory: String
+    /// The parsed metadata.
     public let metadata: CTFTraceMetadata
     /// Stream file names (`channel0_<n>`), in numeric order.
     public let streamNames: [String]
@@ -24,6 +26,7 @@ public final class CTFTraceReader {
     /// Largest metadata file accepted (the text of thousands of event declarations fits easily).
     public static let metadataLimit = 16 << 20
 
+    /// Reads the trace in `requested`, or the only trace of an LTTng session directory.
     public init(directory requested: String) throws(TraceError) {
         guard var entries = SystemInfo.directoryEntries(requested) else {
             throw TraceError(.notFound, "cannot open trace directory \(requested): it does not exist or is not a directory")

@@ -12,16 +12,24 @@ import SystemPackage
 /// reach `packetCapacity` bytes or when a ring's loss count changes, so that babeltrace2 reports
 /// discarded events near where they happened and its totals equal ours.
 public final class CTFTraceWriter {
+    /// The trace directory.
     public let directory: String
+    /// What the metadata describes: the trace's identity and the event schemas written so far.
     public private(set) var description: CTFTraceDescription
+    /// Bytes at which a packet closes.
     public let packetCapacity: Int
 
     /// What was written.
     public struct Summary: Sendable {
+        /// Event records written.
         public var events: UInt64
+        /// Events reported lost (the sum over rings of their last `noteLost` totals).
         public var discarded: UInt64
+        /// Packets written over all streams.
         public var packets: UInt64
+        /// Bytes of the stream files.
         public var streamBytes: UInt64
+        /// Bytes of the metadata file.
         public var metadataBytes: UInt64
         /// Stream bytes (packet headers included) per event.
         public var bytesPerEvent: Double { events == 0 ? 0 : Double(streamBytes) / Double(events) }
@@ -87,8 +95,8 @@ public final class CTFTraceWriter {
             for entry in entries {
                 // SAFETY: unlink takes the path by value; only the trace files listed above.
                 if unsafe unlink(path + "/" + entry) != 0 {
-                    throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path)",
-                                     errno: Errno(rawValue: Glibc.errno))
+                    let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
+                    throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path)", errno: errno)
                 }
             }
         }

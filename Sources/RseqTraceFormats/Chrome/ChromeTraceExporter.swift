@@ -12,12 +12,17 @@ import SystemPackage
 /// as strings so that no JSON reader loses or rejects them. Output is streamed: memory use does
 /// not grow with the trace.
 public struct ChromeTraceExporter {
+    /// What an export wrote.
     public struct Summary: Sendable {
+        /// Event entries written.
         public var events: UInt64 = 0
+        /// `discarded events` entries written (one per range of lost events).
         public var discardedRanges: UInt64 = 0
+        /// Bytes of JSON written.
         public var bytes: UInt64 = 0
     }
 
+    /// An exporter (it keeps no state between exports).
     public init() {}
 
     /// Writes `reader`'s trace to `path` (created, or replaced if it is a regular file).

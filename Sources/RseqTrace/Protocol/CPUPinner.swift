@@ -1,5 +1,4 @@
 import CRseqTrace
-import RseqTrace
 import SystemPackage
 
 /// The cpu_opv emulation: run a batch of operations on a given CPU by pinning the calling thread
@@ -9,12 +8,12 @@ import SystemPackage
 /// Each call costs one or two migrations: about 20–35 µs with an idle target or with
 /// `SCHED_FIFO`, up to a scheduler tick (~4 ms) when the target CPU is busy and the caller runs
 /// `SCHED_OTHER` — so batch all the work for one CPU into one call.
-public enum CPUPinner {
+package enum CPUPinner {
     /// Why the batch could not run on the CPU.
-    public struct PinError: Error, Sendable, CustomStringConvertible {
-        public let cpu: Int
-        public let errno: Errno
-        public var description: String {
+    package struct PinError: Error, Sendable, CustomStringConvertible {
+        package let cpu: Int
+        package let errno: Errno
+        package var description: String {
             if errno == .invalidArgument {
                 return """
                     CPU \(cpu) is offline or outside this thread's allowed CPUs (taskset/cpuset): no \
@@ -28,7 +27,7 @@ public enum CPUPinner {
 
     /// Runs `body` on `cpu`, raising the thread to SCHED_FIFO priority 1 while pinned when
     /// permitted, and restoring the previous affinity and scheduling policy afterwards.
-    public static func run<R, E: Error>(onCPU cpu: Int, realtime: Bool = true,
+    package static func run<R, E: Error>(onCPU cpu: Int, realtime: Bool = true,
                                        _ body: () throws(E) -> R) throws(PinnedError<E>) -> R {
         guard cpu >= 0 && cpu < 1024 else {   // CPU_SETSIZE
             throw .pin(PinError(cpu: cpu, errno: .invalidArgument))
@@ -56,10 +55,10 @@ public enum CPUPinner {
     }
 
     /// Error of `run(onCPU:_:)`: pinning failed, or the body threw.
-    public enum PinnedError<Body: Error>: Error, CustomStringConvertible {
+    package enum PinnedError<Body: Error>: Error, CustomStringConvertible {
         case pin(PinError)
         case body(Body)
-        public var description: String {
+        package var description: String {
             switch self {
             case .pin(let e): return e.description
             case .body(let e): return "\(e)"
@@ -68,7 +67,7 @@ public enum CPUPinner {
     }
 
     /// Whether this thread may run on `cpu`.
-    public static func isAllowed(cpu: Int) -> Bool {
+    package static func isAllowed(cpu: Int) -> Bool {
         cpu >= 0 && cpu < 1024 && rseqtrace_cpu_allowed(Int32(cpu)) == 1
     }
 }

@@ -16,14 +16,16 @@
 /// - `lap` is `(position / ringSize) & 0xffff`: a reader rejects a word left over from an earlier
 ///   lap of the ring, or memory that was never written (all zeros has kind 0, which is invalid).
 @frozen
-public struct RecordWord: Hashable, Sendable {
-    public var rawValue: UInt64
+@usableFromInline
+package struct RecordWord: Hashable, Sendable {
+    @usableFromInline package var rawValue: UInt64
 
-    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+    @inlinable package init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// What a record is.
     @frozen
-    public enum Kind: UInt8, Sendable {
+    @usableFromInline
+    package enum Kind: UInt8, Sendable {
         /// A traced event: `[word][timestamp][payload]`.
         case event = 1
         /// Filler closing a sub-buffer; its bytes carry no data.
@@ -35,7 +37,7 @@ public struct RecordWord: Hashable, Sendable {
     @usableFromInline static let busyBit: UInt64 = 1 << 28
 
     @inlinable
-    public init(length: Int, kind: Kind, eventID: UInt16, lap: UInt16, busy: Bool) {
+    package init(length: Int, kind: Kind, eventID: UInt16, lap: UInt16, busy: Bool) {
         rawValue = UInt64(truncatingIfNeeded: length) & 0xFF_FFFF
             | UInt64(kind.rawValue) << 24
             | (busy ? RecordWord.busyBit : 0)
@@ -43,16 +45,16 @@ public struct RecordWord: Hashable, Sendable {
             | UInt64(lap) << 48
     }
 
-    @inlinable public var length: Int { Int(truncatingIfNeeded: rawValue & 0xFF_FFFF) }
+    @inlinable package var length: Int { Int(truncatingIfNeeded: rawValue & 0xFF_FFFF) }
     /// Bytes the record occupies in the ring: `length` rounded up to 8.
-    @inlinable public var size: Int { TraceLayout.occupiedSize(length: length) }
-    @inlinable public var kind: Kind? { Kind(rawValue: UInt8(truncatingIfNeeded: (rawValue >> 24) & 0xF)) }
-    @inlinable public var isBusy: Bool { rawValue & RecordWord.busyBit != 0 }
-    @inlinable public var eventID: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 32) }
-    @inlinable public var lap: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
+    @inlinable package var size: Int { TraceLayout.occupiedSize(length: length) }
+    @inlinable package var kind: Kind? { Kind(rawValue: UInt8(truncatingIfNeeded: (rawValue >> 24) & 0xF)) }
+    @inlinable package var isBusy: Bool { rawValue & RecordWord.busyBit != 0 }
+    @inlinable package var eventID: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 32) }
+    @inlinable package var lap: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
     /// Reserved bits 29...31 are zero in every valid word.
-    @inlinable public var hasReservedBitsClear: Bool { rawValue & (0b111 << 29) == 0 }
+    @inlinable package var hasReservedBitsClear: Bool { rawValue & (0b111 << 29) == 0 }
 
     /// The same word with `busy` cleared: what the commit stores.
-    @inlinable public var committed: RecordWord { RecordWord(rawValue: rawValue & ~RecordWord.busyBit) }
+    @inlinable package var committed: RecordWord { RecordWord(rawValue: rawValue & ~RecordWord.busyBit) }
 }

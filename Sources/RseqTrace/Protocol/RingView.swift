@@ -9,10 +9,14 @@ import Synchronization
 ///   `.acquiring` before reading the payload.
 /// - `head` is published last in every reservation (release); readers load it with `.acquiring`.
 ///
-/// The view does not own the mapping: the `SharedTraceBuffer` it came from must outlive it.
+/// The view does not own the mapping, so it is non-escapable: its lifetime depends on a borrow of
+/// what keeps the mapping alive (the `SharedTraceBuffer` for `SharedTraceBuffer.ring(_:)`, the
+/// `RingWriter` for `RingWriter.ring(_:)`), and the compiler refuses a view that outlives it.
+/// Package-internal protocol machinery; users never see one.
 @safe
 @frozen
-public struct RingView: @unchecked Sendable {
+@usableFromInline
+package struct RingView: ~Escapable, @unchecked Sendable {
     @usableFromInline let control: UnsafeMutableRawPointer
     @usableFromInline let data: UnsafeMutableRawPointer
     @usableFromInline let mask: UInt64
@@ -20,11 +24,14 @@ public struct RingView: @unchecked Sendable {
     /// - Parameters:
     ///   - control: start of the ring's 4 KiB control block.
     ///   - data: start of the ring's data, `ringSize` bytes.
+    ///   - owner: what keeps both regions mapped; the view cannot outlive its borrow.
     /// ## Safety
-    /// - Both regions must stay mapped for as long as the view (and any copy) is used.
+    /// - Both regions must stay mapped for as long as `owner` is borrowed.
     @unsafe
     @inlinable
-    public init(control: UnsafeMutableRawPointer, data: UnsafeMutableRawPointer, ringSize: Int) {
+    @_lifetime(borrow owner)
+    package init<Owner: ~Copyable>(control: UnsafeMutableRawPointer, data: UnsafeMutableRawPointer, ringSize: Int,
+                                   owner: borrowing Owner) {
         // SAFETY: the caller vouches that both regions stay mapped (see `## Safety`).
         unsafe self.control = control
         // SAFETY: as above.
@@ -32,32 +39,32 @@ public struct RingView: @unchecked Sendable {
         self.mask = UInt64(ringSize - 1)
     }
 
-    @inlinable public var ringSize: Int { Int(mask) + 1 }
+    @inlinable package var ringSize: Int { Int(mask) + 1 }
 
     /// Orderings for loads of shared words (Synchronization needs them spelled as constants, so
     /// they are forwarded through a switch that folds away when inlined).
-    @frozen public enum LoadOrdering: Sendable { case relaxed, acquiring }
+    @frozen @usableFromInline package enum LoadOrdering: Sendable { case relaxed, acquiring }
     /// Orderings for stores of shared words.
-    @frozen public enum StoreOrdering: Sendable { case relaxed, releasing }
+    @frozen @usableFromInline package enum StoreOrdering: Sendable { case relaxed, releasing }
 
     // MARK: Control words
 
     /// The control word at `field` as a C pointer, for the rseq sequences.
     @unsafe
     @inlinable
-    public func controlPointer(_ field: Int) -> UnsafeMutablePointer<UInt64> {
-        // SAFETY: `field` is one of the ControlField offsets (8-aligned, inside the 4 KiB block).
-        unsafe control.advanced(by: field).assumingMemoryBound(to: UInt64.self)
+    package func controlPointer(_ field: ControlField) -> UnsafeMutablePointer<UInt64> {
+        // SAFETY: `field` is a ControlField offset (8-aligned, inside the 4 KiB block).
+        unsafe control.advanced(by: field.rawValue).assumingMemoryBound(to: UInt64.self)
     }
 
     @inlinable
-    func atomicControl(_ field: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        // SAFETY: as above; Atomic<UInt64> has the size and alignment of UInt64.
-        unsafe control.advanced(by: field).assumingMemoryBound(to: Atomic<UInt64>.self)
+    func atomicControl(_ field: ControlField) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        // SAFETY: `field` is a ControlField offset (8-aligned, inside the mapped 4 KiB block).
+        unsafe control.sharedWord64(at: field.rawValue)
     }
 
     @inlinable
-    public func load(_ field: Int, ordering: LoadOrdering) -> UInt64 {
+    package func load(_ field: ControlField, ordering: LoadOrdering) -> UInt64 {
         // SAFETY: the word is inside the mapped control block; only accessed atomically.
         let word = unsafe atomicControl(field)
         switch ordering {
@@ -67,7 +74,7 @@ public struct RingView: @unchecked Sendable {
     }
 
     @inlinable
-    public func store(_ field: Int, _ value: UInt64, ordering: StoreOrdering) {
+    package func store(_ field: ControlField, _ value: UInt64, ordering: StoreOrdering) {
         // SAFETY: as in `load`.
         let word = unsafe atomicControl(field)
         switch ordering {
@@ -78,7 +85,7 @@ public struct RingView: @unchecked Sendable {
 
     /// Atomic add; only for rings using the locked protocol (never mixed with rseq updates).
     @inlinable
-    public func atomicAdd(_ field: Int, _ value: UInt64) {
+    package func atomicAdd(_ field: ControlField, _ value: UInt64) {
         // SAFETY: as in `load`.
         _ = unsafe atomicControl(field).pointee.wrappingAdd(value, ordering: .relaxed)
     }
@@ -88,7 +95,7 @@ public struct RingView: @unchecked Sendable {
     /// Address of the byte at ring position `position`.
     @unsafe
     @inlinable
-    public func pointer(at position: UInt64) -> UnsafeMutableRawPointer {
+    package func pointer(at position: UInt64) -> UnsafeMutableRawPointer {
         // SAFETY: the offset is masked into [0, ringSize).
         unsafe data.advanced(by: Int(truncatingIfNeeded: position & mask))
     }
@@ -97,12 +104,12 @@ public struct RingView: @unchecked Sendable {
     func atomicWord(at position: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
         precondition(position & 7 == 0, "record words are 8-byte aligned")
         // SAFETY: masked into the data region and 8-aligned, so the whole word is inside it.
-        return unsafe pointer(at: position).assumingMemoryBound(to: Atomic<UInt64>.self)
+        return unsafe pointer(at: position).sharedWord64(at: 0)
     }
 
     /// Loads the 64-bit word at `position` (a record word, timestamp or count).
     @inlinable
-    public func loadWord(at position: UInt64, ordering: LoadOrdering) -> UInt64 {
+    package func loadWord(at position: UInt64, ordering: LoadOrdering) -> UInt64 {
         // SAFETY: see `atomicWord(at:)`.
         let word = unsafe atomicWord(at: position)
         switch ordering {
@@ -112,7 +119,7 @@ public struct RingView: @unchecked Sendable {
     }
 
     @inlinable
-    public func storeWord(at position: UInt64, _ value: UInt64, ordering: StoreOrdering) {
+    package func storeWord(at position: UInt64, _ value: UInt64, ordering: StoreOrdering) {
         // SAFETY: see `atomicWord(at:)`.
         let word = unsafe atomicWord(at: position)
         switch ordering {
@@ -122,7 +129,7 @@ public struct RingView: @unchecked Sendable {
     }
 
     /// Copies `count` bytes starting at `position` (which must not cross the end of the ring).
-    public func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) {
+    package func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) {
         let offset = Int(truncatingIfNeeded: position & mask)
         precondition(count >= 0 && offset + count <= ringSize && count <= destination.count,
                      "copy crosses the end of the ring or overflows the destination")

@@ -25,14 +25,14 @@ struct SubbufferOpening {
     @usableFromInline var newHead: UInt64
     /// Second word the opening sequence compares (besides `head`): the slot's recycle marker in
     /// overwrite mode, `head` again otherwise.
-    @usableFromInline var secondField: Int
+    @usableFromInline var secondField: ControlField
     @usableFromInline var secondExpected: UInt64
 
     /// Step 1 of recycling a slot in overwrite mode: publish its marker (compare `head` and
     /// `consumed`, store the marker). Nothing is written into the old content before this commits.
     @usableFromInline
     struct Recycling {
-        @usableFromInline var markerField: Int
+        @usableFromInline var markerField: ControlField
         @usableFromInline var marker: RecycleMarker
         @usableFromInline var consumedExpected: UInt64
     }
@@ -109,10 +109,10 @@ struct SubbufferOpening {
 }
 
 /// Walking a chain of records in a ring.
-public enum RecordChain {
+package enum RecordChain {
     /// Counts the event records in `[from, to)`. `nil` when a record there is still being written
     /// or the chain is damaged.
-    public static func countUnconsumed(ring: RingView, layout: TraceLayout, from: UInt64, to: UInt64) -> UInt64? {
+    package static func countUnconsumed(ring: RingView, layout: TraceLayout, from: UInt64, to: UInt64) -> UInt64? {
         var position = from
         var count: UInt64 = 0
         while position < to {

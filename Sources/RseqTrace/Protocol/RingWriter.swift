@@ -1,0 +1,517 @@
+import CRseqTrace
+import Synchronization
+
+/// The write side of the ring protocol (docs/BufferProtocol.md §4.1–4.5): reserve, commit,
+/// copy-commit, sub-buffer opening and recycling, counters, the slow lane and the locked protocol.
+///
+/// A `RingWriter` is one pointer to its `State` (no reference counting), so the fast path costs no
+/// retain or release and slow paths receive it in a register. It owns neither the state nor the
+/// mapping it writes into: whoever makes one (an `unsafe` call) keeps both alive for as long as the
+/// writer and its reservations are used. `Producer` pairs one with the `SharedTraceBuffer` that owns
+/// its state; the tracepoint runtime keeps every attached buffer mapped, and its table of states
+/// allocated, for the life of the process.
+///
+/// Naming: every out-of-line (`@inline(never)`) slow path ends in `Slow`; `Tools/check-fastpath`
+/// accepts calls from the fast path to such functions only.
+@safe
+@frozen
+@usableFromInline
+package struct RingWriter: @unchecked Sendable {
+    /// How this process updates this buffer's rings.
+    @frozen
+    @usableFromInline
+    package enum Path: UInt8, Sendable {
+        /// rseq sequences, rings indexed by `cpu_id`.
+        case rseqCPU
+        /// rseq sequences, rings indexed by `mm_cid` (creating process only).
+        case rseqConcurrencyID
+        /// Locked protocol on the ring of `sched_getcpu()` (the buffer was created in fallback mode).
+        case locked
+        /// The buffer uses rseq but this process cannot: every record goes to the slow lane.
+        case slowLaneOnly
+    }
+
+    /// Attempts (aborts or lost races) before a record leaves the rseq path for the slow lane.
+    /// Bounds the work per record under a debugger single-stepping or a signal storm.
+    @usableFromInline package static let maximumAttempts = 64
+
+    /// Longest the locked protocol waits for a ring mutex before dropping (and counting) a record.
+    @usableFromInline package static let lockTimeoutNanoseconds: UInt64 = 200_000_000
+
+    /// What a writer reads on every record: the rings' address and the geometry, precomputed so
+    /// the fast path has no overflow checks or divisions. Stored once per buffer and process (by
+    /// the buffer for its `Producer`s, in the runtime's table for tracepoints); writers refer to
+    /// it in place, so calling a slow path never copies it.
+    @safe
+    @frozen
+    @usableFromInline
+    package struct State: @unchecked Sendable {
+        @usableFromInline let rings: UnsafeMutableRawPointer
+        @usableFromInline let layout: TraceLayout
+        @usableFromInline let path: Path
+        @usableFromInline let mode: BufferMode
+        @usableFromInline let stride: Int
+        @usableFromInline let subbufferSize: UInt64
+        @usableFromInline let subbufferMask: UInt64
+        @usableFromInline let cpuRings: UInt32
+        @usableFromInline let maximumPayloadSize: Int
+
+        /// ## Safety
+        /// - `rings` must point to the first ring of a mapping laid out by `layout`, which must stay
+        ///   mapped for as long as this state (and any writer or reservation made with it) is used.
+        @unsafe
+        package init(rings: UnsafeMutableRawPointer, layout: TraceLayout, path: Path, mode: BufferMode) {
+            // SAFETY: the caller vouches that `rings` stays mapped (see `## Safety`).
+            unsafe self.rings = rings
+            self.layout = layout
+            self.path = path
+            self.mode = mode
+            self.stride = layout.ringStride
+            self.subbufferSize = UInt64(layout.subbufferSize)
+            self.subbufferMask = UInt64(layout.subbufferSize - 1)
+            self.cpuRings = UInt32(layout.cpuRingCount)
+            self.maximumPayloadSize = layout.maximumPayloadSize
+        }
+    }
+
+    /// The state this writer uses, in place (one pointer: the writer is passed in a register).
+    @usableFromInline let state: UnsafePointer<State>
+
+    /// ## Safety
+    /// - `state` must stay valid, and its mapping mapped, for as long as this writer (and any copy or
+    ///   reservation made with it) is used.
+    @unsafe
+    @inlinable
+    package init(state: UnsafePointer<State>) {
+        // SAFETY: the caller vouches for the state's lifetime (see `## Safety`).
+        unsafe self.state = state
+    }
+
+    // Fields of the state, each read in place (one load).
+    @inlinable var rings: UnsafeMutableRawPointer { unsafe state.pointee.rings }  // SAFETY: the state outlives `self`
+    @inlinable package var layout: TraceLayout { unsafe state.pointee.layout }  // SAFETY: as above
+    @inlinable package var path: Path { unsafe state.pointee.path }  // SAFETY: as above
+    @inlinable package var mode: BufferMode { unsafe state.pointee.mode }  // SAFETY: as above
+    @inlinable var stride: Int { unsafe state.pointee.stride }  // SAFETY: as above
+    @inlinable var subbufferSize: UInt64 { unsafe state.pointee.subbufferSize }  // SAFETY: as above
+    @inlinable var subbufferMask: UInt64 { unsafe state.pointee.subbufferMask }  // SAFETY: as above
+    @inlinable var cpuRings: UInt32 { unsafe state.pointee.cpuRings }  // SAFETY: as above
+    @inlinable var maximumPayloadSize: Int { unsafe state.pointee.maximumPayloadSize }  // SAFETY: as above
+
+    /// The view of ring `index`, without a bounds check (the fast path computes `index` itself).
+    ///
+    /// ## Safety
+    /// - `index` must be below `layout.ringCount`.
+    @unsafe
+    @inlinable
+    @_lifetime(borrow self)
+    package func ring(_ index: Int) -> RingView {
+        // SAFETY: index < layout.ringCount (caller's obligation); the mapping outlives `self`.
+        let control = unsafe rings.advanced(by: index &* stride)
+        // SAFETY: the ring lies inside the mapping (index < ringCount), which outlives the writer.
+        return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
+                               ringSize: layout.ringSize, owner: self)
+    }
+
+    // MARK: - Reserve and commit
+
+    /// Reserves a record with room for `payloadSize` bytes of payload on the current CPU's ring.
+    /// - Returns: the reserved record, or `nil` when the record was dropped (and counted).
+    @inlinable
+    @inline(__always)
+    package func reserve(eventID: UInt16, payloadSize: Int) -> ReservedSlot? {
+        guard payloadSize >= 0 && payloadSize <= maximumPayloadSize else {
+            refuseTooLargeSlow()
+            return nil
+        }
+        return reserveSlot(eventID: eventID, length: TraceLayout.recordHeaderSize &+ payloadSize)
+    }
+
+    // MARK: - Copy-commit
+
+    /// Copy-commit: writes a whole record in one step.
+    /// - Returns: true when stored, false when dropped (and counted).
+    ///
+    /// ## Safety
+    /// - `source` must point to `size` readable bytes (or be nil with size 0).
+    @unsafe
+    @inlinable
+    @inline(__always)
+    package func write(eventID: UInt16, source: UnsafeRawPointer?, size: Int) -> Bool {
+        guard size <= maximumPayloadSize else {
+            refuseTooLargeSlow()
+            return false
+        }
+        let total = TraceLayout.recordSize(payloadSize: size)
+        if (path == .rseqCPU || path == .rseqConcurrencyID) && size > 0, let source = unsafe source {  // SAFETY: unwrapping the caller's pointer; its `size` bytes are readable by contract
+            let words = (size &+ 7) >> 3
+            let full = words &- 1
+            // The last, possibly partial, word is assembled here so the sequence never reads past
+            // the caller's bytes.
+            var last: UInt64 = 0
+            let tail = size &- (full << 3)
+            for i in 0..<tail {
+                // SAFETY: i < tail, so the byte is inside `payload`.
+                last |= UInt64(unsafe source.load(fromByteOffset: (full << 3) &+ i, as: UInt8.self)) << (UInt64(i) << 3)
+            }
+            var attempts = 0
+            while attempts < RingWriter.maximumAttempts {
+                let index = currentIndex()
+                guard index < cpuRings else { break }
+                // SAFETY: index < cpuRings < ringCount.
+                let ring = unsafe self.ring(Int(index))
+                let head = ring.load(ControlField.head, ordering: .relaxed)
+                guard fitsOpenSubbuffer(head: head, total: total) else { break }
+                let word = RecordWord(length: TraceLayout.recordHeaderSize &+ size, kind: .event, eventID: eventID,
+                                      lap: layout.lap(of: head), busy: false)
+                // SAFETY: the record [head, head + total) lies inside the open sub-buffer of this
+                // ring; `source` holds `size` bytes of which the sequence reads `full` words.
+                let outcome = unsafe runCopyCommit(
+                    index: index, head: ring.controlPointer(ControlField.head), expect: head,
+                    destination: ring.pointer(at: head &+ 16).assumingMemoryBound(to: UInt64.self),
+                    source: source.assumingMemoryBound(to: UInt64.self), full: UInt64(full), last: last,
+                    word: word.rawValue, newHead: head &+ UInt64(truncatingIfNeeded: total))
+                if outcome == 0 { return true }
+                attempts &+= 1
+            }
+        }
+        // Opening a sub-buffer, an empty payload, or not on the rseq path: reserve, copy, commit.
+        guard let slot = reserveSlot(eventID: eventID, length: TraceLayout.recordHeaderSize &+ size) else { return false }
+        if size > 0, let source = unsafe source {  // SAFETY: as above
+            // SAFETY: the reserved record has room for `size` payload bytes after its 16-byte header.
+            unsafe slot.record.advanced(by: TraceLayout.recordHeaderSize).copyMemory(from: source, byteCount: size)
+        }
+        slot.commit()
+        return true
+    }
+
+    // MARK: - Shared reservation logic
+
+    /// Reserves a record of `length` bytes (header + payload; it occupies `length` rounded up to 8);
+    /// returns the record start and the word its commit must store.
+    @inlinable
+    @inline(__always)
+    func reserveSlot(eventID: UInt16, length: Int) -> ReservedSlot? {
+        let total = TraceLayout.occupiedSize(length: length)
+        switch path {
+        case .rseqCPU, .rseqConcurrencyID:
+            var attempts = 0
+            while attempts < RingWriter.maximumAttempts {
+                let index = currentIndex()
+                guard index < cpuRings else {
+                    return reserveUnregisteredSlow(eventID: eventID, length: length)
+                }
+                // SAFETY: index < cpuRings < ringCount.
+                let ring = unsafe self.ring(Int(index))
+                let head = ring.load(ControlField.head, ordering: .relaxed)
+                if fitsOpenSubbuffer(head: head, total: total) {
+                    let word = RecordWord(length: length, kind: .event, eventID: eventID,
+                                          lap: layout.lap(of: head), busy: true)
+                    // SAFETY: [head, head + total) lies in the open sub-buffer of this ring.
+                    let record = unsafe ring.pointer(at: head)
+                    // SAFETY: pointers into this ring's control block and data.
+                    let outcome = unsafe runReserve(
+                        index: index, head: ring.controlPointer(ControlField.head), expect: head,
+                        slot: record.assumingMemoryBound(to: UInt64.self), word: word.rawValue,
+                        newHead: head &+ UInt64(truncatingIfNeeded: total))
+                    // SAFETY: the sequence reserved [head, head + total) for this thread.
+                    if outcome == 0 { return unsafe ReservedSlot(record: record, committedWord: word.committed.rawValue) }
+                } else {
+                    switch openSubbufferSlow(index: index, ring: ring, head: head, length: length, eventID: eventID) {
+                    case .reserved(let slot): return slot
+                    case .refused: return nil
+                    case .retry: break
+                    }
+                }
+                attempts &+= 1
+            }
+            return reserveOnSlowLaneSlow(eventID: eventID, length: length)
+        case .locked:
+            return reserveFallbackSlow(eventID: eventID, length: length)
+        case .slowLaneOnly:
+            return reserveOnSlowLaneSlow(eventID: eventID, length: length)
+        }
+    }
+
+    /// Whether a record of `total` bytes fits the sub-buffer `head` is in, which is open (it has a
+    /// begin record) unless `head` sits on a sub-buffer boundary.
+    @inlinable
+    @inline(__always)
+    func fitsOpenSubbuffer(head: UInt64, total: Int) -> Bool {
+        let inSub = head & subbufferMask
+        return inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize
+    }
+
+    /// The index field of the calling thread, or a value >= cpuRingCount when it is not registered.
+    @inlinable
+    func currentIndex() -> UInt32 {
+        let cpu = rseqtrace_current_cpu_id()
+        if path == .rseqConcurrencyID && cpu < cpuRings {
+            return rseqtrace_current_mm_cid()
+        }
+        return cpu
+    }
+
+    @inlinable
+    @unsafe
+    func runReserve(index: UInt32, head: UnsafeMutablePointer<UInt64>, expect: UInt64,
+                    slot: UnsafeMutablePointer<UInt64>, word: UInt64, newHead: UInt64) -> Int32 {
+        if path == .rseqCPU {
+            // SAFETY: forwarded caller obligations (pointers into the ring).
+            return unsafe rseqtrace_load_cbne_stamp_trystore_store__cpu_id(index, head, expect, slot, word, newHead)
+        }
+        // SAFETY: as above.
+        return unsafe rseqtrace_load_cbne_stamp_trystore_store__mm_cid(index, head, expect, slot, word, newHead)
+    }
+
+    @inlinable
+    @unsafe
+    func runCopyCommit(index: UInt32, head: UnsafeMutablePointer<UInt64>, expect: UInt64,
+                       destination: UnsafeMutablePointer<UInt64>, source: UnsafePointer<UInt64>,
+                       full: UInt64, last: UInt64, word: UInt64, newHead: UInt64) -> Int32 {
+        if path == .rseqCPU {
+            // SAFETY: forwarded caller obligations.
+            return unsafe rseqtrace_load_cbne_stamp_memcpy_trystore_store__cpu_id(
+                index, head, expect, destination, source, full, last, word, newHead)
+        }
+        // SAFETY: as above.
+        return unsafe rseqtrace_load_cbne_stamp_memcpy_trystore_store__mm_cid(
+            index, head, expect, destination, source, full, last, word, newHead)
+    }
+
+    @usableFromInline
+    enum OpenOutcome {
+        case reserved(ReservedSlot)
+        case refused
+        case retry
+    }
+
+    /// Opening the next sub-buffer (once per sub-buffer): pads the current one, recycles or checks
+    /// space for the next, writes its begin record and the first record in one sequence.
+    @inline(never)
+    @usableFromInline
+    func openSubbufferSlow(index: UInt32, ring: RingView, head: UInt64, length: Int, eventID: UInt16) -> OpenOutcome {
+        let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
+        let plan: SubbufferOpening
+        switch SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
+                                     length: length, eventID: eventID) {
+        case .ready(let p): plan = p
+        case .full, .blocked:
+            countOnCurrentRingSlow(ControlField.dropped)
+            return .refused
+        case .recycleFirst(let recycling):
+            // Step 1: declare the old content dead; the next attempt plans the opening itself
+            // (whether this sequence committed or not).
+            if path == .rseqCPU {
+                // SAFETY: control words of this ring.
+                _ = unsafe rseqtrace_load_cbne_load_cbne_store__cpu_id(
+                    index, ring.controlPointer(ControlField.head), head,
+                    ring.controlPointer(ControlField.consumed), recycling.consumedExpected,
+                    ring.controlPointer(recycling.markerField), recycling.marker.rawValue)
+            } else {
+                // SAFETY: as above.
+                _ = unsafe rseqtrace_load_cbne_load_cbne_store__mm_cid(
+                    index, ring.controlPointer(ControlField.head), head,
+                    ring.controlPointer(ControlField.consumed), recycling.consumedExpected,
+                    ring.controlPointer(recycling.markerField), recycling.marker.rawValue)
+            }
+            return .retry
+        }
+        // SAFETY: every position of the plan lies in this ring (see SubbufferOpening.plan).
+        var cPlan = unsafe rseqtrace_open_plan(
+            pad_slot: ring.pointer(at: plan.padPosition).assumingMemoryBound(to: UInt64.self),
+            pad_word: plan.padWord.rawValue,
+            begin_slot: ring.pointer(at: plan.beginPosition).assumingMemoryBound(to: UInt64.self),
+            begin_word: plan.beginWord.rawValue, begin_lost: plan.lost,
+            record_slot: ring.pointer(at: plan.recordPosition).assumingMemoryBound(to: UInt64.self),
+            record_word: plan.recordWord.rawValue)
+        // Overwrite mode compares the slot's recycle marker too, discard mode the head again.
+        // SAFETY: a control word of this ring.
+        let second = unsafe ring.controlPointer(plan.secondField)
+        let expect2 = plan.secondExpected
+        let outcome: Int32
+        if path == .rseqCPU {
+            // SAFETY: pointers into this ring; `cPlan` lives on this stack frame.
+            outcome = unsafe rseqtrace_load_cbne_load_cbne_stamp_trystores_store__cpu_id(
+                index, ring.controlPointer(ControlField.head), head, second, expect2, &cPlan, plan.newHead)
+        } else {
+            // SAFETY: as above.
+            outcome = unsafe rseqtrace_load_cbne_load_cbne_stamp_trystores_store__mm_cid(
+                index, ring.controlPointer(ControlField.head), head, second, expect2, &cPlan, plan.newHead)
+        }
+        guard outcome == 0 else { return .retry }
+        // SAFETY: the opening sequence reserved the first record of the new sub-buffer for this thread.
+        return .reserved(unsafe ReservedSlot(record: ring.pointer(at: plan.recordPosition),
+                                             committedWord: plan.recordWord.committed.rawValue))
+    }
+
+    // MARK: - Slow paths
+
+    /// A thread whose rseq index is invalid: register it (self-registration mode) or use the slow lane.
+    @inline(never)
+    @usableFromInline
+    func reserveUnregisteredSlow(eventID: UInt16, length: Int) -> ReservedSlot? {
+        if RseqRuntime.prepareCurrentThreadSlow() {
+            let index = currentIndex()
+            if index < cpuRings {
+                return reserveSlot(eventID: eventID, length: length)
+            }
+        }
+        return reserveOnSlowLaneSlow(eventID: eventID, length: length)
+    }
+
+    /// The shared slow-lane ring, under its mutex.
+    @inline(never)
+    @usableFromInline
+    func reserveOnSlowLaneSlow(eventID: UInt16, length: Int) -> ReservedSlot? {
+        reserveLockedSlow(ringIndex: layout.slowLaneRing, eventID: eventID, length: length)
+    }
+
+    /// The fallback protocol: the ring of `sched_getcpu()`, under its mutex.
+    @inline(never)
+    @usableFromInline
+    func reserveFallbackSlow(eventID: UInt16, length: Int) -> ReservedSlot? {
+        reserveLockedSlow(ringIndex: lockedRingIndex(), eventID: eventID, length: length)
+    }
+
+    @usableFromInline
+    func lockedRingIndex() -> Int {
+        let cpu = Int(rseqtrace_getcpu())
+        return cpu >= 0 && cpu < layout.cpuRingCount ? cpu : layout.slowLaneRing
+    }
+
+    /// The locked protocol: the same plan as the rseq sequences, executed under the ring's mutex,
+    /// with the head published last by a releasing store.
+    @inline(never)
+    @usableFromInline
+    func reserveLockedSlow(ringIndex: Int, eventID: UInt16, length: Int) -> ReservedSlot? {
+        let total = TraceLayout.occupiedSize(length: length)
+        precondition(ringIndex >= 0 && ringIndex < layout.ringCount, "ring index out of range")
+        // SAFETY: index checked just above.
+        let ring = unsafe self.ring(ringIndex)
+        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
+        let mutex = unsafe ring.controlPointer(.mutex)
+        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
+        guard unsafe rseqtrace_mutex_lock(mutex, RingWriter.lockTimeoutNanoseconds) == 0 else {
+            ring.atomicAdd(ControlField.dropped, 1)
+            return nil
+        }
+        // SAFETY: locked just above.
+        defer { unsafe rseqtrace_mutex_unlock(mutex) }
+        let head = ring.load(ControlField.head, ordering: .relaxed)
+        if fitsOpenSubbuffer(head: head, total: total) {
+            let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: head), busy: true)
+            ring.storeWord(at: head &+ 8, CycleClock.now(), ordering: .relaxed)
+            ring.storeWord(at: head, word.rawValue, ordering: .relaxed)
+            ring.store(ControlField.head, head &+ UInt64(truncatingIfNeeded: total), ordering: .releasing)
+            // SAFETY: reserved under the mutex: [head, head + total) belongs to this thread.
+            return unsafe ReservedSlot(record: ring.pointer(at: head), committedWord: word.committed.rawValue)
+        }
+        let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
+        var outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
+                                            length: length, eventID: eventID)
+        if case .recycleFirst(let recycling) = outcome {
+            // Step 1 under the mutex: one store, so a holder dying here leaves a consistent state.
+            ring.store(recycling.markerField, recycling.marker.rawValue, ordering: .releasing)
+            outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
+                                            length: length, eventID: eventID)
+        }
+        switch outcome {
+        case .full, .blocked, .recycleFirst:
+            ring.atomicAdd(ControlField.dropped, 1)
+            return nil
+        case .ready(let plan):
+            let stamp = CycleClock.now()
+            ring.storeWord(at: plan.padPosition, plan.padWord.rawValue, ordering: .relaxed)
+            ring.storeWord(at: plan.beginPosition &+ 8, stamp, ordering: .relaxed)
+            ring.storeWord(at: plan.beginPosition &+ 16, plan.lost, ordering: .relaxed)
+            ring.storeWord(at: plan.beginPosition, plan.beginWord.rawValue, ordering: .relaxed)
+            ring.storeWord(at: plan.recordPosition &+ 8, stamp, ordering: .relaxed)
+            ring.storeWord(at: plan.recordPosition, plan.recordWord.rawValue, ordering: .relaxed)
+            ring.store(ControlField.head, plan.newHead, ordering: .releasing)
+            // SAFETY: reserved under the mutex: the first record of the new sub-buffer belongs to this thread.
+            return unsafe ReservedSlot(record: ring.pointer(at: plan.recordPosition),
+                                      committedWord: plan.recordWord.committed.rawValue)
+        }
+    }
+
+    /// Counts a record whose payload can never fit a sub-buffer.
+    @inline(never)
+    @usableFromInline
+    func refuseTooLargeSlow() {
+        switch path {
+        case .rseqCPU, .rseqConcurrencyID: countOnCurrentRingSlow(ControlField.tooLarge)
+        case .locked: unsafe ring(lockedRingIndex()).atomicAdd(ControlField.tooLarge, 1)  // SAFETY: lockedRingIndex() < ringCount
+        case .slowLaneOnly: unsafe ring(layout.slowLaneRing).atomicAdd(ControlField.tooLarge, 1)  // SAFETY: the slow lane is the last ring
+        }
+    }
+
+    /// Adds one to a counter of the current CPU's ring with an rseq sequence (rings of the rseq
+    /// protocol are never updated with atomics); falls back to the slow lane's counter.
+    @inline(never)
+    @usableFromInline
+    func countOnCurrentRingSlow(_ field: ControlField) {
+        for _ in 0..<RingWriter.maximumAttempts {
+            let index = currentIndex()
+            guard index < cpuRings else { break }
+            // SAFETY: index < cpuRings < ringCount.
+            let ring = unsafe self.ring(Int(index))
+            let outcome: Int32
+            if path == .rseqCPU {
+                // SAFETY: the counter is a word of this ring's control block.
+                outcome = unsafe rseqtrace_load_add_store__cpu_id(index, ring.controlPointer(field), 1)
+            } else {
+                // SAFETY: as above.
+                outcome = unsafe rseqtrace_load_add_store__mm_cid(index, ring.controlPointer(field), 1)
+            }
+            if outcome == 0 { return }
+        }
+        // SAFETY: the slow lane is the last ring.
+        unsafe ring(layout.slowLaneRing).atomicAdd(field, 1)
+    }
+}
+
+/// A reserved record's address and the word its commit stores (§4.3). Committed or abandoned
+/// exactly once by the thread that reserved it; valid while the mapping is (see `RingWriter`).
+@safe
+@frozen
+@usableFromInline
+package struct ReservedSlot {
+    @usableFromInline let record: UnsafeMutableRawPointer
+    @usableFromInline let committedWord: UInt64
+
+    /// ## Safety
+    /// - `record` must be a reserved, uncommitted record in a mapped ring.
+    @unsafe
+    @inlinable
+    init(record: UnsafeMutableRawPointer, committedWord: UInt64) {
+        // SAFETY: the caller vouches for the reserved record.
+        unsafe self.record = record
+        self.committedWord = committedWord
+    }
+
+    /// Start of the record's payload (after its 16-byte header).
+    @unsafe
+    @inlinable
+    package var payload: UnsafeMutableRawPointer {
+        // SAFETY: the record has a header of recordHeaderSize bytes followed by its payload.
+        unsafe record.advanced(by: TraceLayout.recordHeaderSize)
+    }
+
+    /// The commit: a releasing store of the record word by its only writer.
+    @inlinable
+    package func commit() {
+        // SAFETY: the record word is 8-aligned inside the mapped ring.
+        unsafe record.sharedWord64(at: 0).pointee.store(committedWord, ordering: .releasing)
+    }
+
+    /// Gives the record up without publishing it: its word becomes padding of the same size and
+    /// lap (readers skip it) instead of blocking the ring.
+    @inlinable
+    package func abandon() {
+        let word = RecordWord(rawValue: committedWord)
+        let padding = RecordWord(length: word.size, kind: .padding, eventID: 0, lap: word.lap, busy: false)
+        // SAFETY: as in `commit`.
+        unsafe record.sharedWord64(at: 0).pointee.store(padding.rawValue, ordering: .releasing)
+    }
+}

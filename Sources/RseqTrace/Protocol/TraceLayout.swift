@@ -1,0 +1,259 @@
+/// Byte layout of a shared trace object, and the arithmetic on ring positions.
+///
+/// ```
+/// +----------------------+  0
+/// | object header        |  4 KiB: magic, version, geometry, clock, identity (see `HeaderField`)
+/// +----------------------+  4096
+/// | event registry       |  60 KiB: schemas of the events producers registered (EventRegistry)
+/// +----------------------+  ringsOffset = 65536
+/// | ring 0 control       |  4 KiB: producer line (head, counters, mutex) + consumer line (consumed)
+/// | ring 0 data          |  ringSize bytes, split into sub-buffers of subbufferSize bytes
+/// +----------------------+  ringsOffset + ringStride
+/// | ring 1 ...           |
+/// | ...                  |
+/// | ring N (slow lane)   |  last ring: always the locked protocol (threads that cannot use rseq)
+/// +----------------------+  totalSize
+/// ```
+///
+/// Positions (`head`, `consumed`) are 64-bit byte counts that only grow; the byte at position `p`
+/// lives at `data + (p & (ringSize - 1))`. Records never straddle a sub-buffer boundary; every
+/// sub-buffer starts with a `subbufferBegin` record. See docs/BufferProtocol.md.
+@frozen
+public struct TraceLayout: Hashable, Sendable {
+    /// "RSEQTRC" followed by a format byte 0x01, little-endian.
+    @usableFromInline package static let magic: UInt64 = 0x0143_5254_5145_5352
+    /// Version of everything described here. Readers reject other versions.
+    @usableFromInline package static let version: UInt32 = 1
+    @usableFromInline package static let headerSize = 4096
+    /// The event registry follows the header.
+    @usableFromInline package static let registryOffset = 4096
+    @usableFromInline package static let registrySize = 61_440
+    @usableFromInline package static let controlSize = 4096
+    /// Size of a `subbufferBegin` record.
+    @usableFromInline package static let beginRecordSize = 24
+    /// Size of a record header (`RecordWord` + timestamp).
+    @usableFromInline package static let recordHeaderSize = 16
+    @usableFromInline package static let minimumRingSize = 8192
+    @usableFromInline package static let maximumRingSize = 1 << 30
+    @usableFromInline package static let minimumSubbufferSize = 256
+    @usableFromInline package static let maximumSubbufferSize = 1 << 24
+    /// Each sub-buffer has a recycle marker in the ring's control block (see `ControlField.recycleMarkers`).
+    @usableFromInline package static let maximumSubbuffersPerRing = 256
+
+    /// Number of per-CPU rings (indexed by CPU, or by concurrency id); the slow-lane ring follows them.
+    public let cpuRingCount: Int
+    /// Bytes of data per ring (a power of two).
+    public let ringSize: Int
+    /// Bytes per sub-buffer (a power of two); a record never crosses a sub-buffer boundary.
+    public let subbufferSize: Int
+    /// log2(ringSize): positions are split into lap and offset with shifts, never divisions.
+    @usableFromInline package let ringShift: Int
+
+    /// Number of rings: one per CPU plus the slow lane.
+    @inlinable public var ringCount: Int { cpuRingCount + 1 }
+    /// Index of the slow-lane ring (the last one), written by threads that cannot use rseq.
+    @inlinable public var slowLaneRing: Int { cpuRingCount }
+    @inlinable package var ringStride: Int { TraceLayout.controlSize + ringSize }
+    @inlinable package var ringsOffset: Int { TraceLayout.registryOffset + TraceLayout.registrySize }
+    /// Size in bytes of the whole trace object (header, registry and rings).
+    @inlinable public var totalSize: Int { ringsOffset + ringCount * ringStride }
+    /// Number of sub-buffers in each ring.
+    @inlinable public var subbuffersPerRing: Int { ringSize / subbufferSize }
+    /// Largest payload one record can carry: a sub-buffer minus its begin record and a record header.
+    @inlinable public var maximumPayloadSize: Int {
+        subbufferSize - TraceLayout.beginRecordSize - TraceLayout.recordHeaderSize
+    }
+
+    /// Validates a geometry; `nil` when a size is not a power of two or out of range.
+    package init?(cpuRingCount: Int, ringSize: Int, subbufferSize: Int) {
+        guard cpuRingCount >= 1, cpuRingCount <= 4096,
+              ringSize >= TraceLayout.minimumRingSize, ringSize <= TraceLayout.maximumRingSize,
+              ringSize & (ringSize - 1) == 0,
+              subbufferSize >= TraceLayout.minimumSubbufferSize,
+              subbufferSize <= TraceLayout.maximumSubbufferSize,
+              subbufferSize & (subbufferSize - 1) == 0,
+              ringSize / subbufferSize >= 2,
+              ringSize / subbufferSize <= TraceLayout.maximumSubbuffersPerRing
+        else { return nil }
+        self.cpuRingCount = cpuRingCount
+        self.ringSize = ringSize
+        self.subbufferSize = subbufferSize
+        self.ringShift = ringSize.trailingZeroBitCount
+    }
+
+    /// Bytes a record with `payloadSize` bytes of payload occupies: header plus payload, rounded up to 8.
+    @inlinable
+    public static func recordSize(payloadSize: Int) -> Int {
+        occupiedSize(length: recordHeaderSize &+ payloadSize)
+    }
+
+    /// Bytes a record of `length` bytes (header + payload) occupies: `length` rounded up to 8.
+    @inlinable
+    package static func occupiedSize(length: Int) -> Int {
+        (length &+ 7) & ~7
+    }
+
+    /// Low 16 bits of the sequence number of the sub-buffer starting at `position`.
+    @inlinable package func subbufferTag(of position: UInt64) -> UInt16 {
+        UInt16(truncatingIfNeeded: position / UInt64(subbufferSize))
+    }
+
+    /// Slot (0..<subbuffersPerRing) of the sub-buffer containing `position`.
+    @inlinable package func slot(of position: UInt64) -> Int {
+        Int(truncatingIfNeeded: (position / UInt64(subbufferSize)) % UInt64(subbuffersPerRing))
+    }
+
+    /// Lap of the ring `position` is in (its low 16 bits, as stored in record words).
+    @inlinable package func lap(of position: UInt64) -> UInt16 {
+        UInt16(truncatingIfNeeded: position &>> UInt64(ringShift))
+    }
+}
+
+/// Byte offset of an object header field (all little-endian, naturally aligned).
+@frozen
+@usableFromInline
+package struct HeaderField: RawRepresentable, Hashable, Sendable {
+    /// Bytes from the start of the object.
+    @usableFromInline package let rawValue: Int
+    @inlinable package init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// `UInt64`: `TraceLayout.magic`, stored last at creation (a reader that sees it sees a whole header).
+    @inlinable package static var magic: HeaderField { HeaderField(rawValue: 0) }
+    /// `UInt32`: `TraceLayout.version`.
+    @inlinable package static var version: HeaderField { HeaderField(rawValue: 8) }
+    /// `UInt32`: `TraceLayout.headerSize`.
+    @inlinable package static var headerSize: HeaderField { HeaderField(rawValue: 12) }
+    /// `UInt64`: size of the whole object.
+    @inlinable package static var totalSize: HeaderField { HeaderField(rawValue: 16) }
+    /// `UInt32`: rings indexed by CPU (or concurrency id).
+    @inlinable package static var cpuRingCount: HeaderField { HeaderField(rawValue: 24) }
+    /// `UInt32`: `cpuRingCount + 1` (the slow lane).
+    @inlinable package static var ringCount: HeaderField { HeaderField(rawValue: 28) }
+    /// `UInt64`: control block plus ring data.
+    @inlinable package static var ringStride: HeaderField { HeaderField(rawValue: 32) }
+    /// `UInt64`: where ring 0 starts.
+    @inlinable package static var ringsOffset: HeaderField { HeaderField(rawValue: 40) }
+    /// `UInt64`: bytes of data per ring.
+    @inlinable package static var ringSize: HeaderField { HeaderField(rawValue: 48) }
+    /// `UInt64`: bytes per sub-buffer.
+    @inlinable package static var subbufferSize: HeaderField { HeaderField(rawValue: 56) }
+    /// `UInt64`: `TraceLayout.controlSize`.
+    @inlinable package static var controlSize: HeaderField { HeaderField(rawValue: 64) }
+    /// `UInt32`: a `RingProtocol`.
+    @inlinable package static var ringProtocol: HeaderField { HeaderField(rawValue: 72) }
+    /// `UInt32`: a `BufferMode`.
+    @inlinable package static var bufferMode: HeaderField { HeaderField(rawValue: 76) }
+    /// `UInt32`: a `RingIndexing`.
+    @inlinable package static var indexing: HeaderField { HeaderField(rawValue: 80) }
+    /// `UInt32` (atomic): 1 = ready, 2 = finished.
+    @inlinable package static var state: HeaderField { HeaderField(rawValue: 84) }
+    /// `UInt32`: process id of the creator.
+    @inlinable package static var creatorPID: HeaderField { HeaderField(rawValue: 88) }
+    /// `UInt32`: effective user id of the creator.
+    @inlinable package static var creatorUID: HeaderField { HeaderField(rawValue: 92) }
+    /// `UInt64`: cycle counter ticks per second.
+    @inlinable package static var cycleFrequency: HeaderField { HeaderField(rawValue: 96) }
+    /// `UInt64`: counter value at the reference instant.
+    @inlinable package static var cycleReference: HeaderField { HeaderField(rawValue: 104) }
+    /// `UInt64`: CLOCK_MONOTONIC ns at the reference instant.
+    @inlinable package static var monotonicReference: HeaderField { HeaderField(rawValue: 112) }
+    /// `UInt64`: CLOCK_REALTIME ns at the reference instant.
+    @inlinable package static var realtimeReference: HeaderField { HeaderField(rawValue: 120) }
+    /// 16 bytes: /proc/sys/kernel/random/boot_id.
+    @inlinable package static var bootID: HeaderField { HeaderField(rawValue: 128) }
+    /// 16 bytes, NUL-padded: "tsc", "cntvct".
+    @inlinable package static var clockSource: HeaderField { HeaderField(rawValue: 144) }
+    /// `UInt64` (atomic): processes that attached as producers.
+    @inlinable package static var attachedProducers: HeaderField { HeaderField(rawValue: 160) }
+    /// `UInt64` (atomic): bytes of registry entries published.
+    @inlinable package static var registryUsed: HeaderField { HeaderField(rawValue: 168) }
+    /// 64 bytes: process-shared robust mutex of the registry.
+    @inlinable package static var registryMutex: HeaderField { HeaderField(rawValue: 192) }
+}
+
+/// Byte offset of a word inside a ring's control block.
+@frozen
+@usableFromInline
+package struct ControlField: RawRepresentable, Hashable, Sendable {
+    /// Bytes from the start of the control block.
+    @usableFromInline package let rawValue: Int
+    @inlinable package init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// Producer line. `head` is written only by an rseq sequence on the ring's CPU (or under the
+    /// ring mutex with the locked protocol); everything else reads it with acquiring ordering.
+    @inlinable package static var head: ControlField { ControlField(rawValue: 0) }
+    /// Records refused because the ring was full (discard) or recycling was blocked by a record
+    /// still being written (overwrite). Same writers as `head`.
+    @inlinable package static var dropped: ControlField { ControlField(rawValue: 8) }
+    /// Records refused because they could never fit a sub-buffer. Same writers as `head`.
+    @inlinable package static var tooLarge: ControlField { ControlField(rawValue: 16) }
+    /// Process-shared robust mutex (locked protocol only).
+    @inlinable package static var mutex: ControlField { ControlField(rawValue: 64) }
+    /// Consumer line: position up to which the consumer has taken records. Discard mode: written
+    /// by the consumer alone with releasing stores. Overwrite mode: written only by a sequence
+    /// running on the ring's CPU (or under the mutex), so that recycling and consuming exclude
+    /// each other.
+    @inlinable package static var consumed: ControlField { ControlField(rawValue: 128) }
+    /// Overwrite mode: one `RecycleMarker` word per sub-buffer slot (`recycleMarkers + 8 * slot`),
+    /// written like `head`. Committing a marker declares the slot's previous content dead (and how
+    /// many unread records died with it) before anything is written into that content.
+    @inlinable package static var recycleMarkers: ControlField { ControlField(rawValue: 512) }
+
+    /// Offset of the recycle marker of sub-buffer slot `slot`.
+    @inlinable package static func recycleMarker(slot: Int) -> ControlField {
+        ControlField(rawValue: recycleMarkers.rawValue &+ 8 &* slot)
+    }
+}
+
+/// The recycle marker of a sub-buffer slot (overwrite mode):
+/// `tag` = low 16 bits of the sequence number (position / subbufferSize) of the sub-buffer whose
+/// opening recycled the slot; `lost` = unread records destroyed by that recycling, plus the
+/// still-unreported loss of the content it destroyed (saturating at 2^48 - 1).
+@frozen
+@usableFromInline
+package struct RecycleMarker: Hashable, Sendable {
+    @usableFromInline package var rawValue: UInt64
+    @inlinable package init(rawValue: UInt64) { self.rawValue = rawValue }
+    @inlinable package init(tag: UInt16, lost: UInt64) {
+        rawValue = UInt64(tag) << 48 | min(lost, RecycleMarker.maximumLost)
+    }
+    @inlinable package static var maximumLost: UInt64 { (1 << 48) - 1 }
+    @inlinable package var tag: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
+    @inlinable package var lost: UInt64 { rawValue & RecycleMarker.maximumLost }
+}
+
+/// How producers update a ring. Chosen when the object is created; never mixed on one ring.
+@frozen
+@usableFromInline
+package enum RingProtocol: UInt32, Sendable {
+    /// Restartable sequences on the ring's CPU.
+    case rseq = 1
+    /// A process-shared robust mutex per ring.
+    case locked = 2
+}
+
+/// What happens when a ring is full.
+@frozen
+public enum BufferMode: UInt32, Sendable, CustomStringConvertible {
+    /// New records are dropped and counted.
+    case discard = 0
+    /// The oldest sub-buffer is recycled; the number of records it held is carried in the next
+    /// sub-buffer's begin record (flight recorder).
+    case overwrite = 1
+
+    /// `discard` or `overwrite`.
+    public var description: String { self == .discard ? "discard" : "overwrite" }
+}
+
+/// What indexes the per-CPU rings.
+@frozen
+public enum RingIndexing: UInt32, Sendable, CustomStringConvertible {
+    /// The rseq `cpu_id`: valid across processes.
+    case cpuID = 0
+    /// The rseq `mm_cid` (Linux 6.3+): fewer active rings for processes with few threads, but only
+    /// meaningful inside the creating process.
+    case concurrencyID = 1
+
+    /// `cpu_id` or `mm_cid`.
+    public var description: String { self == .cpuID ? "cpu_id" : "mm_cid" }
+}

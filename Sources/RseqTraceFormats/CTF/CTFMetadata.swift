@@ -137,7 +137,7 @@ public enum CTFMetadata {
             let schema = d.schemas[id]!
             out += "event {\n\tname = \"\(escape(schema.name))\";\n\tid = \(id);\n\tstream_id = 0;\n\tfields := struct {\n"
             for field in schema.fields {
-                for line in declarations(field) { out += "\t\t\(line)\n" }
+                for line in field.type.tsdlDeclarations(name: field.name, escape: escape) { out += "\t\t\(line)\n" }
             }
             out += "\t};\n};\n\n"
         }
@@ -173,32 +173,6 @@ public enum CTFMetadata {
                 """
         }
         return out
-    }
-
-    /// The TSDL declarations of a field (byte-aligned, little-endian). Strings are NUL-terminated
-    /// `string`s; byte arrays are a `uint16_t` length field `__<name>_length` (shown as
-    /// `_<name>_length`) and a sequence, as LTTng-UST writes its sequences.
-    static func declarations(_ field: EventField) -> [String] {
-        let name = field.name
-        switch field.type {
-        case .unsigned(let bits): return ["integer { size = \(bits); align = 8; signed = false; } _\(name);"]
-        case .signed(let bits): return ["integer { size = \(bits); align = 8; signed = true; } _\(name);"]
-        case .float32: return ["floating_point { exp_dig = 8; mant_dig = 24; align = 8; } _\(name);"]
-        case .float64: return ["floating_point { exp_dig = 11; mant_dig = 53; align = 8; } _\(name);"]
-        case .bool: return ["integer { size = 8; align = 8; signed = false; } _\(name);"]
-        case .string:
-            // A NUL-terminated CTF string (the writer converts the counted payload text): readers
-            // handle it best (babeltrace2 2.0.4 shows a stale value for an empty text sequence).
-            return ["string { encoding = UTF8; } _\(name);"]
-        case .bytes:
-            return ["uint16_t __\(name)_length;", "uint8_t _\(name)[__\(name)_length];"]
-        case .enumeration(let type):
-            let cases = type.cases.map { c -> String in
-                let value = type.isSigned ? "\(c.value)" : "\(UInt64(bitPattern: c.value))"
-                return "\"\(escape(c.name))\" = \(value)"
-            }.joined(separator: ", ")
-            return ["enum : integer { size = \(type.bits); align = 8; signed = \(type.isSigned); } { \(cases) } _\(name);"]
-        }
     }
 
     public static func uuidString(_ bytes: [UInt8]) -> String {

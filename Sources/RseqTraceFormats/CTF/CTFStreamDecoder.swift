@@ -242,14 +242,14 @@ public struct CTFStreamDecoder {
             case .unsigned(let bits):
                 value = .unsigned(try load(cursor, bits / 8, limit: contentEnd, what))
             case .signed(let bits):
-                value = .signed(CTFValue.signExtended(try load(cursor, bits / 8, limit: contentEnd, what), bits: bits))
+                value = .signed(FieldType.signExtended(try load(cursor, bits / 8, limit: contentEnd, what), bits: bits))
             case .float32:
                 value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: try load(cursor, 4, limit: contentEnd, what))))
             case .float64:
                 value = .float64(Double(bitPattern: try load(cursor, 8, limit: contentEnd, what)))
             case .enumeration(let bits, let isSigned, let labels):
                 let raw = try load(cursor, bits / 8, limit: contentEnd, what)
-                let number = isSigned ? CTFValue.signExtended(raw, bits: bits) : Int64(bitPattern: raw)
+                let number = isSigned ? FieldType.signExtended(raw, bits: bits) : Int64(bitPattern: raw)
                 value = .enumeration(label: labels[number], value: number, isSigned: isSigned)
             case .textArray(let count):
                 guard count <= contentEnd - cursor else {

@@ -85,4 +85,31 @@ struct SchemaModelTests {
         #expect(metadata.events[UInt32(CTFMetadata.malformedEventID)]?.name == CTFMetadata.malformedEventName)
         #expect(metadata.events.count == 3)
     }
+
+    @Test("the packet layout the writer renders is the one the parser requires")
+    func layout() throws {
+        #expect(CTFLayout.packetHeaderSize == 32 && CTFLayout.headerSize == 84)
+        let text = CTFMetadata.text(CTFTraceDescription(
+            uuid: Array(repeating: 1, count: 16), clock: CycleClock(frequency: 1_000_000_000, cycleReference: 0, monotonicReference: 0,
+                                                                     realtimeReference: 0),
+            bootID: Array(repeating: 2, count: 16), hostname: "h", traceName: "t", procname: "p", pid: 1, cpuRingCount: 1,
+            schemas: [:]), unknownIDs: [])
+        _ = try CTFMetadataParser.parse(Array(text.utf8), path: "memory")
+        // A packet context field the layout does not have is refused.
+        let altered = text.replacingOccurrences("uint32_t cpu_id;", "uint16_t cpu_id;")
+        #expect(altered != text)
+        #expect(throws: TraceError.self) { try CTFMetadataParser.parse(Array(altered.utf8), path: "memory") }
+    }
+}
+
+private extension String {
+    func replacingOccurrences(_ target: String, _ replacement: String) -> String {
+        var out = ""
+        var rest = Substring(self)
+        while let range = rest.firstRange(of: target) {
+            out += rest[..<range.lowerBound] + replacement
+            rest = rest[range.upperBound...]
+        }
+        return out + rest
+    }
 }

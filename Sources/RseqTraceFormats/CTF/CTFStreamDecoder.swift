@@ -12,9 +12,8 @@ public struct CTFStreamDecoder {
     let bytes: [UInt8]
     let metadata: CTFTraceMetadata
 
-    static let packetHeaderSize = 4 + 16 + 4 + 8
-    static let packetContextSize = 8 * 6 + 4
-    static let headerSize = packetHeaderSize + packetContextSize
+    static let packetHeaderSize = CTFLayout.packetHeaderSize
+    static let headerSize = CTFLayout.headerSize
 
     // Position.
     private var nextPacket = 0
@@ -177,10 +176,12 @@ public struct CTFStreamDecoder {
         switch header {
         case .compact:
             let first = try load(start, 1, limit: contentEnd, "event header")
-            if first & 31 < UInt64(CTFMetadata.extendedID) {
+            let idMask = UInt64(CTFLayout.extendedID)
+            if first & idMask < idMask {
                 let word = try load(start, 4, limit: contentEnd, "compact event header")
-                id = UInt32(word & 31)
-                timestamp = try advanceClock(low: word >> 5, bits: 27, at: start)
+                id = UInt32(word & idMask)
+                timestamp = try advanceClock(low: word >> UInt64(CTFLayout.compactIDBits),
+                                             bits: UInt64(CTFLayout.compactTimestampBits), at: start)
                 cursor = start + 4
             } else {
                 id = UInt32(try load(start + 1, 4, limit: contentEnd, "extended event header id"))

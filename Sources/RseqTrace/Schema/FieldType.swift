@@ -4,8 +4,8 @@ import Glibc
 
 // Everything RseqTrace knows per field type lives in this file: size and bound (`FieldType`),
 // how a field occupies a payload (`PayloadFieldShape`), how it is decoded (`FieldType.decode`),
-// rendered as text (`PayloadValue.renderedText`) and declared in CTF metadata
-// (`FieldType.tsdlDeclarations`). The CTF writer and reader, the LTTng-UST bridge and the checks
+// rendered as text (`PayloadValue.renderedText`), declared in CTF metadata
+// (`FieldType.tsdlDeclarations`) and stored in the event registry (`FieldType.registryCode`). The CTF writer and reader, the LTTng-UST bridge and the checks
 // derive from these, so a new field type is added here (and in its tests).
 
 /// Field types a payload can carry.
@@ -318,6 +318,83 @@ extension FieldType {
                 return "\"\(escape(c.name))\" = \(value)"
             }.joined(separator: ", ")
             return ["enum : integer { size = \(type.bits); align = 8; signed = \(type.isSigned); } { \(cases) } _\(name);"]
+        }
+    }
+}
+
+// MARK: - Event registry encoding
+
+extension FieldType {
+    /// The type code and `bits` byte of the field in an event registry entry (see ``EventRegistry``).
+    var registryCode: (code: UInt8, bits: Int) {
+        switch self {
+        case .unsigned(let bits): return (1, bits)
+        case .signed(let bits): return (2, bits)
+        case .float32: return (3, 32)
+        case .float64: return (4, 64)
+        case .bool: return (5, 8)
+        case .string: return (6, 8)
+        case .bytes: return (7, 8)
+        case .enumeration(let type): return (8, type.bits)
+        }
+    }
+
+    /// Appends the parameters that follow the field's name in a registry entry: a `u16` bound for
+    /// strings and byte arrays; `u8 signed | u16 case count` and per case `i64 value | u8 name
+    /// length | name` for enumerations; nothing for the other types.
+    func appendRegistryParameters(to bytes: inout [UInt8]) {
+        func append16(_ value: Int) {
+            bytes.append(UInt8(truncatingIfNeeded: value))
+            bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        }
+        switch self {
+        case .string(let bound), .bytes(let bound):
+            append16(bound)
+        case .enumeration(let type):
+            bytes.append(type.isSigned ? 1 : 0)
+            append16(type.cases.count)
+            for c in type.cases {
+                for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: c.value >> (8 * i))) }
+                bytes.append(UInt8(c.name.utf8.count))
+                bytes.append(contentsOf: c.name.utf8)
+            }
+        case .unsigned, .signed, .float32, .float64, .bool:
+            break
+        }
+    }
+
+    /// Why a registry entry's field cannot be decoded.
+    struct RegistryProblem: Error {
+        let what: String
+    }
+
+    /// The type of a registry field with `code` and `bits`, reading its parameters with
+    /// `integer(size)` (little-endian) and `string(count)`, which return nil past the entry.
+    static func fromRegistry(code: UInt8, bits: Int, field: String, integer: (Int) -> UInt64?,
+                             string: (Int) -> String?) -> Result<FieldType, RegistryProblem> {
+        switch (code, bits) {
+        case (1, 8), (1, 16), (1, 32), (1, 64): return .success(.unsigned(bits: bits))
+        case (2, 8), (2, 16), (2, 32), (2, 64): return .success(.signed(bits: bits))
+        case (3, 32): return .success(.float32)
+        case (4, 64): return .success(.float64)
+        case (5, 8): return .success(.bool)
+        case (6, 8), (7, 8):
+            guard let bound = integer(2) else { return .failure(RegistryProblem(what: "bound of field \(field) runs past the entry")) }
+            return .success(code == 6 ? .string(maxBytes: Int(bound)) : .bytes(maxCount: Int(bound)))
+        case (8, 8), (8, 16), (8, 32), (8, 64):
+            guard let signed = integer(1), let count = integer(2) else {
+                return .failure(RegistryProblem(what: "enumeration \(field) runs past the entry"))
+            }
+            var cases: [EnumerationCase] = []
+            for _ in 0..<count {
+                guard let value = integer(8), let length = integer(1), let name = string(Int(length)) else {
+                    return .failure(RegistryProblem(what: "a case of enumeration \(field) runs past the entry"))
+                }
+                cases.append(EnumerationCase(name, Int64(bitPattern: value)))
+            }
+            return .success(.enumeration(EnumerationType(bits: bits, isSigned: signed != 0, cases: cases)))
+        default:
+            return .failure(RegistryProblem(what: "unknown field type \(code)/\(bits)"))
         }
     }
 }

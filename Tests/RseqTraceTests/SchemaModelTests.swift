@@ -52,6 +52,32 @@ struct SchemaModelTests {
         #expect(short.renderText([1, 0, 0x61]) == #"s="a""#)
     }
 
+    @Test("registry entries: every field type encodes and decodes back; malformed entries say what is wrong")
+    func registryEncoding() throws {
+        let entry = EventRegistry.encode(id: 12, schema: Self.allTypes)
+        #expect(entry.count % 8 == 0)
+        let decoded = try EventRegistry.decode(entry).get()
+        #expect(decoded.count == 1 && decoded[0].0 == 12 && decoded[0].1 == Self.allTypes)
+        func problem(_ bytes: [UInt8]) -> String {
+            switch EventRegistry.decode(bytes) {
+            case .success: return "decoded"
+            case .failure(let error): return error.message
+            }
+        }
+        // The first field's type code (after the 8-byte header and the 5-byte name "t:all").
+        var unknown = entry
+        #expect(unknown[13] == 1)
+        unknown[13] = 9
+        #expect(problem(unknown).contains("unknown field type 9/32"))
+        // Shorten the entry (its length word) so that the enumeration's cases run past it.
+        let enumeration = EventRegistry.encode(id: 3, schema: EventSchema(name: "t:e", fields: [
+            EventField("e", .enumeration(EnumerationType(bits: 8, isSigned: false, cases: [EnumerationCase("long_case_name", 1)]))),
+        ]))
+        var short = Array(enumeration.prefix(16))
+        short[0] = 16
+        #expect(problem(short) == "event registry entry at offset 0: enumeration e runs past the entry")
+    }
+
     @Test("the metadata the writer renders parses back to the same uuid, clock, env and declarations")
     func metadataRoundTrip() throws {
         let clock = CycleClock(frequency: 1_000_000_000, cycleReference: 0, monotonicReference: 5_000_000_000,

@@ -49,6 +49,20 @@ enum CTFLayout {
         Field("cpu_id", bits: 32),
     ]
 
+    /// Byte offset from the packet's start and size of each packet header and context field.
+    static let positions: [String: (offset: Int, size: Int)] = {
+        var out: [String: (offset: Int, size: Int)] = [:]
+        var offset = 0
+        for field in packetHeader + packetContext {
+            out[field.name] = (offset, field.byteCount)
+            offset += field.byteCount
+        }
+        return out
+    }()
+
+    /// Byte offset of field `name` (of `packetHeader` or `packetContext`) from the packet's start.
+    static func offset(_ name: String) -> Int { positions[name]!.offset }
+
     static let packetHeaderSize = packetHeader.reduce(0) { $0 + $1.byteCount }
     static let packetContextSize = packetContext.reduce(0) { $0 + $1.byteCount }
     /// Bytes before a packet's first event.

@@ -10,18 +10,15 @@
  * notification. Every descriptor is allocated once and never freed: LTTng-UST keeps pointers to
  * them for the life of the process.
  *
- * Field mapping (RseqTrace payload: little-endian, packed; strings/bytes = u16 count + bytes):
- *   unsigned/signed N bits -> integer { size = N; signed; base 10 }
- *   bool                   -> integer { size = 8; unsigned }
- *   float32/float64        -> floating_point (8/24, 11/53)
- *   enumeration            -> enum : integer { size = N; signed } { "case" = value, ... }
- *   string                 -> uint16 `_<name>_length` + sequence of UTF-8 bytes (ctf_sequence_text)
- *   bytes                  -> uint16 `_<name>_length` + sequence of uint8 (ctf_sequence)
+ * Field mapping: see the table in README.md ("LTTng-UST bridge"). Swift passes each field's kind
+ * and its payload shape (fixed size, or a u16 count bounded by `bound`), computed from the schema
+ * (RseqTrace.PayloadFieldShape); this file walks a payload only with those shapes, every count
+ * checked against its bound and the payload's length before any field is read.
  * On architectures with efficient unaligned access (x86) LTTng-UST packs event fields, so the
  * payload is written with one copy; elsewhere field by field at their natural alignment.
  *
- * Fallback: `rseqtrace:text { string event; string fields; }` with the fields rendered as
- * `name=value` pairs (see rseqtrace_lttng_render_text).
+ * Fallback: `rseqtrace:text { string event; string fields; }`; Swift renders the fields
+ * (RseqTrace's EventSchema.renderText) and hands the text to rseqtrace_lttng_write_text.
  */
 #include "CRseqTraceLTTng.h"
 
@@ -46,8 +43,6 @@
 #define RSEQTRACE_LTTNG_CHUNK_SHIFT 10
 #define RSEQTRACE_LTTNG_CHUNK_SIZE (1u << RSEQTRACE_LTTNG_CHUNK_SHIFT)
 #define RSEQTRACE_LTTNG_MAX_EVENTS (RSEQTRACE_LTTNG_CHUNK_SIZE * RSEQTRACE_LTTNG_CHUNK_SIZE)
-/* Bytes of rendered text in one rseqtrace:text event (longer renderings end with "..."). */
-#define RSEQTRACE_LTTNG_TEXT_LIMIT 4096
 /* Schemas have at most 255 fields; strings and byte arrays add a length field each. */
 #define RSEQTRACE_LTTNG_MAX_FIELDS 255
 
@@ -60,6 +55,9 @@ struct field_spec {
 	int kind;
 	unsigned bits;
 	int is_signed;
+	/* Payload shape from Swift: `fixed` bytes, or (fixed == 0) a u16 count of at most `bound`. */
+	unsigned fixed;
+	unsigned bound;
 	unsigned case_count;
 	char **case_labels;
 	int64_t *case_values;
@@ -77,6 +75,8 @@ struct rseqtrace_lttng_event {
 	char *name;				/* "provider:event" */
 	struct field_spec *fields;
 	unsigned field_count;
+	/* Payload size when every field has a fixed size (Swift's EventSchema.fixedPayloadSize), else -1. */
+	long fixed_size;
 	bool typed;
 	int largest_align;
 	/* Typed events only. */
@@ -154,12 +154,16 @@ struct rseqtrace_lttng_builder *rseqtrace_lttng_builder_create(const char *name)
 }
 
 void rseqtrace_lttng_builder_add_field(struct rseqtrace_lttng_builder *builder, const char *name,
-		int kind, unsigned bits, int is_signed)
+		int kind, unsigned bits, int is_signed, unsigned fixed, unsigned bound)
 {
 	struct field_spec *field;
 
 	if (!builder || builder->failed)
 		return;
+	if ((fixed == 0) == (bound == 0) || fixed > 8 || bound > UINT16_MAX) {
+		builder->failed = true;		/* not a shape Swift computes */
+		return;
+	}
 	if (builder->count == builder->capacity) {
 		unsigned capacity = builder->capacity ? builder->capacity * 2 : 8;
 		struct field_spec *fields = realloc(builder->fields, capacity * sizeof(*fields));
@@ -181,6 +185,8 @@ void rseqtrace_lttng_builder_add_field(struct rseqtrace_lttng_builder *builder, 
 	field->kind = kind;
 	field->bits = bits;
 	field->is_signed = is_signed;
+	field->fixed = fixed;
+	field->bound = bound;
 	builder->count++;
 }
 
@@ -239,37 +245,34 @@ static uint64_t load_le(const uint8_t *p, unsigned bytes)
 	return value;
 }
 
-static unsigned field_fixed_bytes(const struct field_spec *field)
-{
-	switch (field->kind) {
-	case RSEQTRACE_LTTNG_BOOL:
-		return 1;
-	case RSEQTRACE_LTTNG_STRING:
-	case RSEQTRACE_LTTNG_BYTES:
-		return 0;
-	default:
-		return field->bits / 8;
-	}
-}
-
-/* Whether `length` bytes are exactly one payload of `event`. */
+/*
+ * Whether `length` bytes are exactly one payload of `event`: the walk of Swift's
+ * PayloadFieldShape.matches over the shapes Swift passed, reading a count only when its two bytes
+ * are within `length` and refusing a count above its field's bound.
+ */
 static bool payload_matches(const struct rseqtrace_lttng_event *event, const uint8_t *payload, size_t length)
 {
 	size_t offset = 0;
 	unsigned i;
 
+	if (event->fixed_size >= 0)
+		return length == (size_t) event->fixed_size;
 	for (i = 0; i < event->field_count; i++) {
-		unsigned fixed = field_fixed_bytes(&event->fields[i]);
+		const struct field_spec *field = &event->fields[i];
+		size_t count;
 
-		if (fixed) {
-			offset += fixed;
-		} else {
-			if (offset > length || length - offset < 2)
+		if (field->fixed) {
+			if (length - offset < field->fixed)
 				return false;
-			offset += 2 + load_le(payload + offset, 2);
+			offset += field->fixed;
+			continue;
 		}
-		if (offset > length)
+		if (length - offset < 2)
 			return false;
+		count = (size_t) load_le(payload + offset, 2);
+		if (count > field->bound || length - offset - 2 < count)
+			return false;
+		offset += 2 + count;
 	}
 	return offset == length;
 }
@@ -562,7 +565,7 @@ static void prepare_interpreter_stack(const struct rseqtrace_lttng_event *event,
 		case RSEQTRACE_LTTNG_BOOL:
 		case RSEQTRACE_LTTNG_ENUM:
 		{
-			unsigned bytes = field_fixed_bytes(field);
+			unsigned bytes = field->fixed;
 			uint64_t raw = load_le(p, bytes);
 
 			if (field->is_signed && bytes < 8 && (raw >> (8 * bytes - 1)) & 1)
@@ -617,7 +620,7 @@ static size_t aligned_payload_size(const struct rseqtrace_lttng_event *event, co
 	unsigned i;
 
 	for (i = 0; i < event->field_count; i++) {
-		unsigned fixed = field_fixed_bytes(&event->fields[i]);
+		unsigned fixed = event->fields[i].fixed;
 
 		if (fixed) {
 			size += lttng_ust_ring_buffer_align(size, fixed);
@@ -644,7 +647,7 @@ static void write_payload(struct lttng_ust_channel_buffer *channel, struct lttng
 
 	(void) length;
 	for (i = 0; i < event->field_count; i++) {
-		unsigned fixed = field_fixed_bytes(&event->fields[i]);
+		unsigned fixed = event->fields[i].fixed;
 
 		if (fixed) {
 			channel->ops->event_write(ctx, p, fixed, fixed);
@@ -731,136 +734,10 @@ static void rseqtrace_lttng_probe(void *tp_data, const struct rseqtrace_lttng_ev
 	}
 }
 
-/* MARK: - Text rendering (fallback encoding) */
-
-struct text_out {
-	char *buffer;
-	size_t size;
-	size_t length;
-	bool truncated;
-};
-
-static void put(struct text_out *out, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct text_out *out, const char *format, ...)
-{
-	va_list args;
-	int written;
-
-	if (out->truncated)
-		return;
-	va_start(args, format);
-	written = vsnprintf(out->buffer + out->length, out->size - out->length, format, args);
-	va_end(args);
-	if (written < 0 || (size_t) written >= out->size - out->length) {
-		out->truncated = true;
-		out->length = out->size - 1;
-		if (out->size >= 4)
-			memcpy(out->buffer + out->size - 4, "...", 4);
-		return;
-	}
-	out->length += (size_t) written;
-}
-
-long rseqtrace_lttng_render_text(uint32_t index, const void *payload, size_t length, char *buffer, size_t size)
-{
-	const struct rseqtrace_lttng_event *event = event_at(index);
-	const uint8_t *p = payload;
-	struct text_out out = { buffer, size, 0, false };
-	unsigned i;
-
-	if (!buffer || size < 4)
-		return -1;
-	buffer[0] = '\0';
-	if (!event || !payload_matches(event, payload, length))
-		return -1;
-	for (i = 0; i < event->field_count; i++) {
-		const struct field_spec *field = &event->fields[i];
-		unsigned bytes = field_fixed_bytes(field);
-		uint64_t raw = bytes ? load_le(p, bytes) : 0;
-		int64_t value = (int64_t) raw;
-
-		if (bytes && bytes < 8 && field->is_signed && (raw >> (8 * bytes - 1)) & 1)
-			value = (int64_t) (raw | ~(uint64_t) 0 << (8 * bytes));
-		put(&out, "%s%s=", i ? " " : "", field->name);
-		switch (field->kind) {
-		case RSEQTRACE_LTTNG_UNSIGNED:
-			put(&out, "%llu", (unsigned long long) raw);
-			break;
-		case RSEQTRACE_LTTNG_SIGNED:
-			put(&out, "%lld", (long long) value);
-			break;
-		case RSEQTRACE_LTTNG_BOOL:
-			put(&out, "%s", raw ? "true" : "false");
-			break;
-		case RSEQTRACE_LTTNG_FLOAT:
-			if (field->bits == 32) {
-				uint32_t bits = (uint32_t) raw;
-				float f;
-
-				memcpy(&f, &bits, sizeof(f));
-				put(&out, "%.9g", (double) f);
-			} else {
-				double d;
-
-				memcpy(&d, &raw, sizeof(d));
-				put(&out, "%.17g", d);
-			}
-			break;
-		case RSEQTRACE_LTTNG_ENUM:
-		{
-			const char *label = NULL;
-			unsigned c;
-
-			for (c = 0; c < field->case_count && !label; c++) {
-				if ((uint64_t) field->case_values[c] == (field->is_signed ? (uint64_t) value : raw))
-					label = field->case_labels[c];
-			}
-			if (field->is_signed)
-				put(&out, "%s(%lld)", label ? label : "", (long long) value);
-			else
-				put(&out, "%s(%llu)", label ? label : "", (unsigned long long) raw);
-			break;
-		}
-		case RSEQTRACE_LTTNG_STRING:
-		{
-			size_t count = load_le(p, 2), k;
-
-			put(&out, "\"");
-			for (k = 0; k < count; k++) {
-				uint8_t c = p[2 + k];
-
-				if (c == '"' || c == '\\')
-					put(&out, "\\%c", c);
-				else if (c < 0x20 || c == 0x7F)
-					put(&out, "\\x%02x", c);
-				else
-					put(&out, "%c", c);
-			}
-			put(&out, "\"");
-			bytes = (unsigned) (2 + count);
-			break;
-		}
-		case RSEQTRACE_LTTNG_BYTES:
-		{
-			size_t count = load_le(p, 2), k;
-
-			put(&out, "<");
-			for (k = 0; k < count; k++)
-				put(&out, "%s%02x", k ? " " : "", p[2 + k]);
-			put(&out, ">");
-			bytes = (unsigned) (2 + count);
-			break;
-		}
-		}
-		p += bytes;
-	}
-	return (long) out.length;
-}
-
 /* MARK: - Registration and forwarding */
 
 int rseqtrace_lttng_builder_register(struct rseqtrace_lttng_builder *builder, uint32_t index, int typed,
-		char *message, size_t message_size)
+		long fixed_size, char *message, size_t message_size)
 {
 	struct rseqtrace_lttng_event *event, *existing;
 	unsigned i;
@@ -904,10 +781,11 @@ int rseqtrace_lttng_builder_register(struct rseqtrace_lttng_builder *builder, ui
 	event->name = builder->name;
 	event->fields = builder->fields;
 	event->field_count = builder->count;
+	event->fixed_size = fixed_size;
 	event->largest_align = 1;
 #ifdef LTTNG_UST_RING_BUFFER_NATURAL_ALIGN
 	for (i = 0; i < event->field_count; i++) {
-		unsigned fixed = field_fixed_bytes(&event->fields[i]);
+		unsigned fixed = event->fields[i].fixed;
 		int align = fixed ? (int) fixed : 2;
 
 		if (align > event->largest_align)
@@ -927,21 +805,21 @@ int rseqtrace_lttng_builder_register(struct rseqtrace_lttng_builder *builder, ui
 	return event->typed ? 1 : 0;
 }
 
-void rseqtrace_lttng_forward(uint32_t index, const void *payload, size_t length)
+int rseqtrace_lttng_forward(uint32_t index, const void *payload, size_t length)
 {
 	const struct rseqtrace_lttng_event *event = event_at(index);
 
 	if (caa_unlikely(!event))
-		return;
+		return 0;
 	if (caa_likely(event->typed)) {
 		struct lttng_ust_tracepoint_probe *probe;
 
 		if (caa_likely(!CMM_LOAD_SHARED(event->tracepoint.state)))
-			return;
+			return 0;
 		if (caa_unlikely(!LTTNG_UST_TP_RCU_LINK_TEST()))
-			return;
+			return 0;
 		if (caa_unlikely(!payload_matches(event, payload, length)))
-			return;
+			return 0;
 		lttng_ust_tp_rcu_read_lock();
 		probe = lttng_ust_tp_rcu_dereference(((struct rseqtrace_lttng_event *) event)->tracepoint.probes);
 		if (probe) {
@@ -950,15 +828,17 @@ void rseqtrace_lttng_forward(uint32_t index, const void *payload, size_t length)
 			} while ((++probe)->func);
 		}
 		lttng_ust_tp_rcu_read_unlock();
-		return;
+		return 0;
 	}
-	if (lttng_ust_tracepoint_enabled(rseqtrace, text)) {
-		char text[RSEQTRACE_LTTNG_TEXT_LIMIT];
+	return lttng_ust_tracepoint_enabled(rseqtrace, text) ? 1 : 0;
+}
 
-		if (rseqtrace_lttng_render_text(index, payload, length, text, sizeof(text)) < 0)
-			return;
+void rseqtrace_lttng_write_text(uint32_t index, const char *text)
+{
+	const struct rseqtrace_lttng_event *event = event_at(index);
+
+	if (event && text && lttng_ust_tracepoint_enabled(rseqtrace, text))
 		lttng_ust_do_tracepoint(rseqtrace, text, event->name, text);
-	}
 }
 
 #else /* RSEQTRACE_WITH_LTTNG */
@@ -979,9 +859,9 @@ struct rseqtrace_lttng_builder *rseqtrace_lttng_builder_create(const char *name)
 }
 
 void rseqtrace_lttng_builder_add_field(struct rseqtrace_lttng_builder *builder, const char *name,
-		int kind, unsigned bits, int is_signed)
+		int kind, unsigned bits, int is_signed, unsigned fixed, unsigned bound)
 {
-	(void) builder; (void) name; (void) kind; (void) bits; (void) is_signed;
+	(void) builder; (void) name; (void) kind; (void) bits; (void) is_signed; (void) fixed; (void) bound;
 }
 
 void rseqtrace_lttng_builder_add_enum_case(struct rseqtrace_lttng_builder *builder, const char *label,
@@ -991,25 +871,23 @@ void rseqtrace_lttng_builder_add_enum_case(struct rseqtrace_lttng_builder *build
 }
 
 int rseqtrace_lttng_builder_register(struct rseqtrace_lttng_builder *builder, uint32_t index, int typed,
-		char *message, size_t message_size)
+		long fixed_size, char *message, size_t message_size)
 {
-	(void) builder; (void) index; (void) typed;
+	(void) builder; (void) index; (void) typed; (void) fixed_size;
 	if (message && message_size)
 		snprintf(message, message_size, "this build has no LTTng-UST provider (the LTTng trait is off)");
 	return -1;
 }
 
-void rseqtrace_lttng_forward(uint32_t index, const void *payload, size_t length)
+int rseqtrace_lttng_forward(uint32_t index, const void *payload, size_t length)
 {
 	(void) index; (void) payload; (void) length;
+	return 0;
 }
 
-long rseqtrace_lttng_render_text(uint32_t index, const void *payload, size_t length, char *out, size_t size)
+void rseqtrace_lttng_write_text(uint32_t index, const char *text)
 {
-	(void) index; (void) payload; (void) length;
-	if (out && size)
-		out[0] = '\0';
-	return -1;
+	(void) index; (void) text;
 }
 
 #endif /* RSEQTRACE_WITH_LTTNG */

@@ -7,40 +7,29 @@ public enum EventPayloadDecoder {
     /// Byte arrays yield their length field (`_<name>_length`) first, as in CTF; strings are
     /// exact (the CTF writer cuts them at a NUL, this does not).
     public static func decode(_ payload: [UInt8], schema: EventSchema) -> [CTFFieldValue]? {
-        guard schema.matches(payload) else { return nil }
-        var values: [CTFFieldValue] = []
-        var offset = 0
-        func integer(_ size: Int) -> UInt64 {
-            var value: UInt64 = 0
-            for i in 0..<size { value |= UInt64(payload[offset + i]) << (8 * UInt64(i)) }
-            offset += size
-            return value
-        }
-        for field in schema.fields {
-            let value: CTFValue
-            switch field.type {
-            case .unsigned(let bits): value = .unsigned(integer(bits / 8))
-            case .signed(let bits): value = .signed(CTFValue.signExtended(integer(bits / 8), bits: bits))
-            case .bool: value = .unsigned(integer(1))
-            case .float32: value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: integer(4))))
-            case .float64: value = .float64(Double(bitPattern: integer(8)))
-            case .enumeration(let type):
-                let raw = integer(type.bits / 8)
-                let number = type.isSigned ? CTFValue.signExtended(raw, bits: type.bits) : Int64(bitPattern: raw)
-                value = .enumeration(label: type.cases.first { $0.value == number }?.name, value: number,
-                                     isSigned: type.isSigned)
-            case .string:
-                let count = Int(integer(2))
-                value = .string(String(decoding: payload[offset..<(offset + count)], as: UTF8.self))
-                offset += count
-            case .bytes:
-                let count = Int(integer(2))
-                values.append(CTFFieldValue(name: "_\(field.name)_length", value: .unsigned(UInt64(count))))
-                value = .bytes(Array(payload[offset..<(offset + count)]))
-                offset += count
+        schema.decode(payload).map { fields($0, schema: schema) }
+    }
+
+    /// The CTF view of decoded `values` (one per field of `schema`).
+    package static func fields(_ values: [PayloadValue], schema: EventSchema) -> [CTFFieldValue] {
+        var out: [CTFFieldValue] = []
+        for (field, value) in zip(schema.fields, values) {
+            let shown: CTFValue
+            switch value {
+            case .unsigned(let v): shown = .unsigned(v)
+            case .signed(let v): shown = .signed(v)
+            case .bool(let v): shown = .unsigned(v ? 1 : 0)
+            case .float32(let v): shown = .float32(v)
+            case .float64(let v): shown = .float64(v)
+            case .string(let text): shown = .string(text)
+            case .bytes(let bytes):
+                out.append(CTFFieldValue(name: "_\(field.name)_length", value: .unsigned(UInt64(bytes.count))))
+                shown = .bytes(bytes)
+            case .enumeration(let label, let number, let isSigned):
+                shown = .enumeration(label: label, value: number, isSigned: isSigned)
             }
-            values.append(CTFFieldValue(name: field.name, value: value))
+            out.append(CTFFieldValue(name: field.name, value: shown))
         }
-        return values
+        return out
     }
 }

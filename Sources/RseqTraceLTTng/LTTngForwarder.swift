@@ -11,21 +11,13 @@ import Synchronization
 /// Each event is described to LTTng-UST at run time, the first time it is enabled
 /// (``register(event:schema:)``): a typed LTTng-UST event named like the RseqTrace event
 /// (`http:request`), whose fields carry the schema's names and types. Enable it as any UST event
-/// (`lttng enable-event -u 'http:*'`). Field mapping:
-///
-/// | RseqTrace field | LTTng-UST / CTF field |
-/// |---|---|
-/// | unsigned / signed integer | `integer { size = 8…64; signed = …; }` |
-/// | `Bool` | 8-bit unsigned integer (0 or 1) |
-/// | `Float`, `Double` | `floating_point` (binary32, binary64) |
-/// | enumeration | `enum : integer { … } { "case" = value, … }` |
-/// | string | `uint16 _x_length` + UTF-8 sequence `x` (as `lttng_ust_field_sequence_text`) |
-/// | byte array | `uint16 _x_length` + `uint8` sequence `x` (as `lttng_ust_field_sequence`) |
+/// (`lttng enable-event -u 'http:*'`). How each field type is mapped: the table in README.md
+/// ("LTTng-UST bridge").
 ///
 /// When LTTng-UST refuses a description (a field name longer than 247 bytes, a missing
 /// `liblttng-ust-tracepoint.so.1`), or with ``Encoding/text``, the event is forwarded as
-/// `rseqtrace:text`, whose `event` field is the event name and `fields` the values rendered as
-/// `bytes=12 status=-3 path="/x" level=info(0) data=<00 7f> ok=true`.
+/// `rseqtrace:text`, whose `event` field is the event name and `fields` the values rendered by
+/// `EventSchema.renderText`, e.g. `bytes=12 status=-3 path="/x" level=info(0) data=<00 7f> ok=true`.
 ///
 /// Without the `LTTng` package trait the forwarder exists but forwards nothing
 /// (``LTTngBridge/isAvailable`` is false).
@@ -40,6 +32,8 @@ public final class LTTngForwarder: TraceEventForwarder {
 
     public let encoding: Encoding
     private let notes = Mutex<[String]>([])
+    /// Schemas of the registered events, for the text encoding.
+    private let schemas = Mutex<[Int: EventSchema]>([:])
 
     public init(encoding: Encoding = .typed) {
         self.encoding = encoding
@@ -54,12 +48,15 @@ public final class LTTngForwarder: TraceEventForwarder {
             note("event \(schema.name) is not forwarded to LTTng-UST: event number \(event) is out of range")
             return
         }
+        schemas.withLock { $0[event] = schema }
         // SAFETY: the C function copies `name` before returning.
         let builder = unsafe rseqtrace_lttng_builder_create(schema.name)
         for field in schema.fields {
             let (kind, bits, isSigned) = LTTngForwarder.kind(of: field.type)
+            let shape = PayloadFieldShape(field.type)
             // SAFETY: `builder` is the live builder (or nil, which the C side ignores); names are copied.
-            unsafe rseqtrace_lttng_builder_add_field(builder, field.name, Int32(bitPattern: kind.rawValue), UInt32(bits), isSigned ? 1 : 0)
+            unsafe rseqtrace_lttng_builder_add_field(builder, field.name, Int32(bitPattern: kind.rawValue), UInt32(bits),
+                                                     isSigned ? 1 : 0, UInt32(max(0, shape.fixed)), UInt32(shape.bound))
             if case .enumeration(let enumeration) = field.type {
                 for item in enumeration.cases {
                     // SAFETY: as above.
@@ -71,7 +68,7 @@ public final class LTTngForwarder: TraceEventForwarder {
         // SAFETY: `builder` is consumed by this call; `message` has `message.count` writable bytes.
         let result = unsafe message.withUnsafeMutableBufferPointer { buffer in
             unsafe rseqtrace_lttng_builder_register(builder, index, encoding == .typed ? 1 : 0,
-                                                    buffer.baseAddress, buffer.count)
+                                                    schema.fixedPayloadSize ?? -1, buffer.baseAddress, buffer.count)
         }
         let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         switch result {
@@ -84,24 +81,21 @@ public final class LTTngForwarder: TraceEventForwarder {
 
     public func forward(event: Int, payload: RawSpan) {
         // SAFETY: the C function reads `count` bytes of the span's memory during the call only.
-        unsafe payload.withUnsafeBytes { bytes in
+        let wantsText = unsafe payload.withUnsafeBytes { bytes in
             unsafe rseqtrace_lttng_forward(UInt32(truncatingIfNeeded: event), bytes.baseAddress, bytes.count)
         }
+        guard wantsText == 1 else { return }
+        // SAFETY: copies the span's bytes, valid for the call.
+        let bytes = unsafe payload.withUnsafeBytes { unsafe Array($0) }
+        guard let text = renderedText(event: event, payload: bytes) else { return }
+        // SAFETY: the C function reads the NUL-terminated text during the call only.
+        unsafe rseqtrace_lttng_write_text(UInt32(truncatingIfNeeded: event), text)
     }
 
     /// The text of the fallback encoding for a payload of a registered event (what `rseqtrace:text`
     /// carries in `fields`), or nil when the event is unknown or the payload does not match it.
     public func renderedText(event: Int, payload: [UInt8]) -> String? {
-        var text = [CChar](repeating: 0, count: 4096)
-        // SAFETY: both buffers are valid for the call; the C side writes at most `text.count` bytes.
-        let length = unsafe payload.withUnsafeBytes { bytes in
-            unsafe text.withUnsafeMutableBufferPointer { out in
-                unsafe rseqtrace_lttng_render_text(UInt32(truncatingIfNeeded: event), bytes.baseAddress, bytes.count,
-                                                   out.baseAddress, out.count)
-            }
-        }
-        guard length >= 0 else { return nil }
-        return String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        schemas.withLock { $0[event] }?.renderText(payload)
     }
 
     private func note(_ problem: String) {

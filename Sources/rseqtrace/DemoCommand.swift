@@ -59,6 +59,12 @@ struct DemoCommand: ParsableCommand {
     @Flag(name: .customLong("no-output"), help: "Do not write a trace.")
     var noOutput = false
 
+    @Option(name: .customLong("expected-events"), help: """
+        Also write every event the run emits, with its field values and text rendering, as JSON \
+        lines to this file (Tools/check-lttng compares LTTng-UST traces with it).
+        """)
+    var expectedEvents: String?
+
     func validate() throws {
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
         guard (1...100_000_000).contains(events) else { throw ValidationError("--events must be between 1 and 100000000, got \(events)") }
@@ -91,6 +97,18 @@ struct DemoCommand: ParsableCommand {
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure
+        }
+        if let expectedEvents {
+            do throws(TraceError) {
+                guard let typesSchema = TraceRuntime.registeredSchemas.first(where: { $0.name == "demo:types" }) else {
+                    throw TraceError(.invalidConfiguration, "demo:types was never registered")
+                }
+                try DemoTypes.writeExpectedEvents(to: expectedEvents, threads: threads, eventsPerThread: events,
+                                                  typesSchema: typesSchema)
+            } catch {
+                printError("error: --expected-events \(expectedEvents): \(error)")
+                throw ExitCode.failure
+            }
         }
         let layout = traceBuffer.layout
         print("rseqtrace demo: \(threads) threads x \(events) events, \(buffer.mode) mode, \(formatBytes(layout.ringSize)) ring per CPU (\(formatBytes(layout.subbufferSize)) sub-buffers), \(layout.cpuRingCount) CPU rings")

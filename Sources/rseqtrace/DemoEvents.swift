@@ -55,27 +55,55 @@ struct DemoTypes {
             text, DemoTypes.shortText, DemoTypes.bytes, TraceBytes(DemoTypes.bytes), color, level)
     }
 
-    /// The values a reader must decode for this event (byte arrays with their length fields, as in CTF).
-    var expectedFields: [CTFFieldValue] {
+    /// The field values of this event as emitted, by name, in field order.
+    var expectedValues: [(name: String, value: PayloadValue)] {
         let s = sequence
-        func field(_ name: String, _ value: CTFValue) -> CTFFieldValue { CTFFieldValue(name: name, value: value) }
         let keptText = Array(text.utf8.prefix(TextFieldEncoding.defaultMaximumBytes))
-        let shortText = Array("naïvet".utf8)
         return [
-            field("u8", .unsigned(s & 0xFF)), field("u16", .unsigned((s &* 3) & 0xFFFF)),
-            field("u32", .unsigned(UInt64(thread))), field("u64", .unsigned(s)),
-            field("i8", .signed(Int64(Int8(truncatingIfNeeded: 0 &- Int64(s))))),
-            field("i16", .signed(Int64(Int16(truncatingIfNeeded: 0 &- Int64(s) &* 3)))),
-            field("i32", .signed(0 &- Int64(thread))), field("i64", .signed(0 &- Int64(s))),
-            field("flag", .unsigned(s & 1 == 0 ? 1 : 0)), field("f32", .float32(Float(s) / 4)),
-            field("f64", .float64(Double(s) * 0.5 + Double(thread))),
-            field("text", .string(String(decoding: keptText, as: UTF8.self))),
-            field("short_text", .string(String(decoding: shortText, as: UTF8.self))),
-            field("_bytes_length", .unsigned(UInt64(DemoTypes.bytes.count))), field("bytes", .bytes(DemoTypes.bytes)),
-            field("_short_bytes_length", .unsigned(4)), field("short_bytes", .bytes(Array(DemoTypes.bytes.prefix(4)))),
-            field("color", .enumeration(label: "\(color)", value: Int64(color.rawValue), isSigned: false)),
-            field("level", .enumeration(label: "\(level)", value: Int64(level.rawValue), isSigned: true)),
+            ("u8", .unsigned(s & 0xFF)), ("u16", .unsigned((s &* 3) & 0xFFFF)),
+            ("u32", .unsigned(UInt64(thread))), ("u64", .unsigned(s)),
+            ("i8", .signed(Int64(Int8(truncatingIfNeeded: 0 &- Int64(s))))),
+            ("i16", .signed(Int64(Int16(truncatingIfNeeded: 0 &- Int64(s) &* 3)))),
+            ("i32", .signed(0 &- Int64(thread))), ("i64", .signed(0 &- Int64(s))),
+            ("flag", .bool(s & 1 == 0)), ("f32", .float32(Float(s) / 4)),
+            ("f64", .float64(Double(s) * 0.5 + Double(thread))),
+            ("text", .string(String(decoding: keptText, as: UTF8.self))),
+            ("short_text", .string("naïvet")),
+            ("bytes", .bytes(DemoTypes.bytes)), ("short_bytes", .bytes(Array(DemoTypes.bytes.prefix(4)))),
+            ("color", .enumeration(label: "\(color)", value: Int64(color.rawValue), isSigned: false)),
+            ("level", .enumeration(label: "\(level)", value: Int64(level.rawValue), isSigned: true)),
         ]
+    }
+
+    /// The values a reader must decode for this event (byte arrays with their length fields, as in
+    /// CTF), given the registered schema; nil when the schema's field names are not the expected ones.
+    func expectedFields(schema: EventSchema) -> [CTFFieldValue]? {
+        let expected = expectedValues
+        guard schema.fields.map(\.name) == expected.map(\.name) else { return nil }
+        return EventPayloadDecoder.fields(expected.map(\.value), schema: schema)
+    }
+
+    /// Writes every event a demo run of `threads` x `eventsPerThread` emits, with its field values
+    /// and text rendering, as JSON lines (`EventJSONLines`), so that a check of a trace another
+    /// tool recorded (Tools/check-lttng) compares against the demo itself.
+    static func writeExpectedEvents(to path: String, threads: Int, eventsPerThread: Int,
+                                    typesSchema: EventSchema) throws(TraceError) {
+        var out = try EventJSONLines(path: path)
+        for thread in 0..<UInt32(threads) {
+            for sequence in 0..<UInt64(eventsPerThread) {
+                let tick: [PayloadValue] = [.unsigned(sequence), .unsigned(DemoTick.check(thread: thread, sequence: sequence)),
+                                            .unsigned(UInt64(thread))]
+                try out.append(event: DemoTick.schema.name, fields: EventPayloadDecoder.fields(tick, schema: DemoTick.schema),
+                               text: DemoTick.schema.renderText(tick))
+                guard sequence % typesInterval == typesInterval - 1 else { continue }
+                let types = DemoTypes(thread: thread, sequence: sequence)
+                guard let fields = types.expectedFields(schema: typesSchema) else {
+                    throw TraceError(.invalidConfiguration, "the registered demo:types schema has fields \(typesSchema.fields.map(\.name)), not the demo's")
+                }
+                try out.append(event: typesSchema.name, fields: fields, text: typesSchema.renderText(types.expectedValues.map(\.value)))
+            }
+        }
+        try out.finish()
     }
 }
 

@@ -103,7 +103,7 @@ struct DemoWorkload {
                       let fields = EventPayloadDecoder.decode(record.bytes, schema: schema),
                       case .unsigned(let thread)? = fields.first(where: { $0.name == "u32" })?.value,
                       case .unsigned(let sequence)? = fields.first(where: { $0.name == "u64" })?.value,
-                      fields == DemoTypes(thread: UInt32(truncatingIfNeeded: thread), sequence: sequence).expectedFields else {
+                      fields == DemoTypes(thread: UInt32(truncatingIfNeeded: thread), sequence: sequence).expectedFields(schema: schema) else {
                     result.damaged += 1
                     return
                 }

@@ -29,40 +29,13 @@ package enum EventRegistry {
         var bytes: [UInt8] = [0, 0, 0, 0, UInt8(truncatingIfNeeded: id), UInt8(truncatingIfNeeded: id >> 8),
                               UInt8(schema.fields.count), UInt8(schema.name.utf8.count)]
         bytes.append(contentsOf: schema.name.utf8)
-        func append16(_ value: Int) {
-            bytes.append(UInt8(truncatingIfNeeded: value))
-            bytes.append(UInt8(truncatingIfNeeded: value >> 8))
-        }
         for field in schema.fields {
-            let (code, bits): (UInt8, Int)
-            switch field.type {
-            case .unsigned(let b): (code, bits) = (1, b)
-            case .signed(let b): (code, bits) = (2, b)
-            case .float32: (code, bits) = (3, 32)
-            case .float64: (code, bits) = (4, 64)
-            case .bool: (code, bits) = (5, 8)
-            case .string: (code, bits) = (6, 8)
-            case .bytes: (code, bits) = (7, 8)
-            case .enumeration(let type): (code, bits) = (8, type.bits)
-            }
+            let (code, bits) = field.type.registryCode
             bytes.append(code)
             bytes.append(UInt8(bits))
             bytes.append(UInt8(field.name.utf8.count))
             bytes.append(contentsOf: field.name.utf8)
-            switch field.type {
-            case .string(let bound), .bytes(let bound):
-                append16(bound)
-            case .enumeration(let type):
-                bytes.append(type.isSigned ? 1 : 0)
-                append16(type.cases.count)
-                for c in type.cases {
-                    for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: c.value >> (8 * i))) }
-                    bytes.append(UInt8(c.name.utf8.count))
-                    bytes.append(contentsOf: c.name.utf8)
-                }
-            default:
-                break
-            }
+            field.type.appendRegistryParameters(to: &bytes)
         }
         while bytes.count % 8 != 0 { bytes.append(0) }
         let length = UInt32(bytes.count)
@@ -105,28 +78,9 @@ package enum EventRegistry {
                 cursor += 3
                 guard let fieldName = string(nameLength) else { return fail("field name runs past the entry") }
                 let type: FieldType
-                switch (code, bits) {
-                case (1, 8), (1, 16), (1, 32), (1, 64): type = .unsigned(bits: bits)
-                case (2, 8), (2, 16), (2, 32), (2, 64): type = .signed(bits: bits)
-                case (3, 32): type = .float32
-                case (4, 64): type = .float64
-                case (5, 8): type = .bool
-                case (6, 8), (7, 8):
-                    guard let bound = integer(2) else { return fail("bound of field \(fieldName) runs past the entry") }
-                    type = code == 6 ? .string(maxBytes: Int(bound)) : .bytes(maxCount: Int(bound))
-                case (8, 8), (8, 16), (8, 32), (8, 64):
-                    guard let signed = integer(1), let count = integer(2) else {
-                        return fail("enumeration \(fieldName) runs past the entry")
-                    }
-                    var cases: [EnumerationCase] = []
-                    for _ in 0..<count {
-                        guard let value = integer(8), let caseLength = integer(1), let caseName = string(Int(caseLength)) else {
-                            return fail("a case of enumeration \(fieldName) runs past the entry")
-                        }
-                        cases.append(EnumerationCase(caseName, Int64(bitPattern: value)))
-                    }
-                    type = .enumeration(EnumerationType(bits: bits, isSigned: signed != 0, cases: cases))
-                default: return fail("unknown field type \(code)/\(bits)")
+                switch FieldType.fromRegistry(code: code, bits: bits, field: fieldName, integer: integer, string: string) {
+                case .success(let decoded): type = decoded
+                case .failure(let problem): return fail(problem.what)
                 }
                 fields.append(EventField(fieldName, type))
             }

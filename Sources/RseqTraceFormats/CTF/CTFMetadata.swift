@@ -42,7 +42,7 @@ public enum CTFMetadata {
     public static let packetMagic: UInt32 = 0xC1FC_1FC1
     /// First line of every metadata file.
     public static let signature = "/* CTF 1.8 */"
-    public static let extendedID: UInt32 = 31
+    public static let extendedID: UInt32 = CTFLayout.extendedID
 
     /// Records whose payload does not match their event's schema are written as this event (id 0,
     /// which the registry never assigns), keeping the original id and bytes.
@@ -53,28 +53,7 @@ public enum CTFMetadata {
         let offsetNs = Int64(bitPattern: d.clock.realtimeReference) - Int64(bitPattern: d.clock.monotonicReference)
         let offsetSeconds = offsetNs >= 0 ? offsetNs / 1_000_000_000 : (offsetNs - 999_999_999) / 1_000_000_000
         let offsetRemainder = offsetNs - offsetSeconds * 1_000_000_000
-        var out = """
-            /* CTF 1.8 */
-
-            typealias integer { size = 8; align = 8; signed = false; } := uint8_t;
-            typealias integer { size = 16; align = 8; signed = false; } := uint16_t;
-            typealias integer { size = 32; align = 8; signed = false; } := uint32_t;
-            typealias integer { size = 64; align = 8; signed = false; } := uint64_t;
-            typealias integer { size = 5; align = 1; signed = false; } := uint5_t;
-
-            trace {
-            \tmajor = 1;
-            \tminor = 8;
-            \tuuid = "\(uuidString(d.uuid))";
-            \tbyte_order = le;
-            \tpacket.header := struct {
-            \t\tuint32_t magic;
-            \t\tuint8_t uuid[16];
-            \t\tuint32_t stream_id;
-            \t\tuint64_t stream_instance_id;
-            \t} align(8);
-            };
-
+        let environmentAndClock = """
             env {
             \tdomain = "ust";
             \ttracer_name = "rseqtrace";
@@ -104,40 +83,14 @@ public enum CTFMetadata {
             \tabsolute = TRUE;
             };
 
-            typealias integer { size = 27; align = 1; signed = false; map = clock.monotonic.value; } := uint27_clock_monotonic_t;
-            typealias integer { size = 64; align = 8; signed = false; map = clock.monotonic.value; } := uint64_clock_monotonic_t;
-
-            struct packet_context {
-            \tuint64_clock_monotonic_t timestamp_begin;
-            \tuint64_clock_monotonic_t timestamp_end;
-            \tuint64_t content_size;
-            \tuint64_t packet_size;
-            \tuint64_t packet_seq_num;
-            \tuint64_t events_discarded;
-            \tuint32_t cpu_id;
-            } align(8);
-
-            struct event_header {
-            \tenum : uint5_t { compact = 0 ... 30, extended = 31 } id;
-            \tvariant <id> {
-            \t\tstruct { uint27_clock_monotonic_t timestamp; } compact;
-            \t\tstruct { uint32_t id; uint64_clock_monotonic_t timestamp; } extended;
-            \t} v;
-            } align(8);
-
-            stream {
-            \tid = 0;
-            \tevent.header := struct event_header;
-            \tpacket.context := struct packet_context;
-            };
-
 
             """
+        var out = signature + "\n\n" + CTFLayout.preamble(uuid: uuidString(d.uuid), environmentAndClock: environmentAndClock)
         for id in d.schemas.keys.sorted() {
             let schema = d.schemas[id]!
             out += "event {\n\tname = \"\(escape(schema.name))\";\n\tid = \(id);\n\tstream_id = 0;\n\tfields := struct {\n"
             for field in schema.fields {
-                for line in declarations(field) { out += "\t\t\(line)\n" }
+                for line in field.type.tsdlDeclarations(name: field.name, escape: escape) { out += "\t\t\(line)\n" }
             }
             out += "\t};\n};\n\n"
         }
@@ -173,32 +126,6 @@ public enum CTFMetadata {
                 """
         }
         return out
-    }
-
-    /// The TSDL declarations of a field (byte-aligned, little-endian). Strings are NUL-terminated
-    /// `string`s; byte arrays are a `uint16_t` length field `__<name>_length` (shown as
-    /// `_<name>_length`) and a sequence, as LTTng-UST writes its sequences.
-    static func declarations(_ field: EventField) -> [String] {
-        let name = field.name
-        switch field.type {
-        case .unsigned(let bits): return ["integer { size = \(bits); align = 8; signed = false; } _\(name);"]
-        case .signed(let bits): return ["integer { size = \(bits); align = 8; signed = true; } _\(name);"]
-        case .float32: return ["floating_point { exp_dig = 8; mant_dig = 24; align = 8; } _\(name);"]
-        case .float64: return ["floating_point { exp_dig = 11; mant_dig = 53; align = 8; } _\(name);"]
-        case .bool: return ["integer { size = 8; align = 8; signed = false; } _\(name);"]
-        case .string:
-            // A NUL-terminated CTF string (the writer converts the counted payload text): readers
-            // handle it best (babeltrace2 2.0.4 shows a stale value for an empty text sequence).
-            return ["string { encoding = UTF8; } _\(name);"]
-        case .bytes:
-            return ["uint16_t __\(name)_length;", "uint8_t _\(name)[__\(name)_length];"]
-        case .enumeration(let type):
-            let cases = type.cases.map { c -> String in
-                let value = type.isSigned ? "\(c.value)" : "\(UInt64(bitPattern: c.value))"
-                return "\"\(escape(c.name))\" = \(value)"
-            }.joined(separator: ", ")
-            return ["enum : integer { size = \(type.bits); align = 8; signed = \(type.isSigned); } { \(cases) } _\(name);"]
-        }
     }
 
     public static func uuidString(_ bytes: [UInt8]) -> String {

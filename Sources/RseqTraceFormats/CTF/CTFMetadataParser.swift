@@ -1,74 +1,47 @@
 import RseqTrace
 
-/// Parses and validates the TSDL text of a trace's `metadata` file.
+/// Parses the TSDL of a trace's `metadata` file: what `CTFMetadata` writes and what lttng-sessiond
+/// 2.13 writes for LTTng-UST traces (per-UID or per-PID buffers, any number of channels), so that
+/// `rseqtrace view` reads RseqTrace's own traces, the LTTng-UST bridge's and other LTTng-UST
+/// applications'. The writer's dialect is a subset of LTTng's; both share `CTFLayout`'s packet
+/// header, packet context and event header, which the parser checks.
 ///
-/// Only the dialect `CTFMetadata.text` generates is accepted: its fixed preamble (type aliases,
-/// trace, env, clock, packet context, event header and stream blocks, in that order, values
-/// aside) followed by `event` blocks whose fields are byte-aligned little-endian integers and
-/// floats, or byte sequences. Anything else is rejected with `TraceError(.corrupted)` naming the
-/// file, the byte offset and line, and what was expected.
+/// Accepted: type aliases; the trace block with the packet header of `CTFLayout`; env; one clock
+/// of 1 GHz; named structs; stream blocks whose packet context is `CTFLayout`'s, whose event header
+/// is the compact one (`event_header_compact`) or LTTng's large one, and whose event context holds
+/// scalars, strings or text arrays; event blocks whose fields are byte-aligned little-endian
+/// integers, floats, enumerations, strings (`string`), text arrays and 8-bit sequences (text or
+/// bytes). Other fields (integer arrays, wider sequences, nested structs, variants) and
+/// natural-alignment traces (`align` other than 8, as on aarch64) are refused with
+/// `TraceError(.corrupted)` naming the file, the byte offset and line, and what is unsupported.
 struct CTFMetadataParser: TSDLValueParsing {
-    enum Kind: Equatable { case identifier, number, string, punctuation, placeholder, end }
+    typealias Token = TSDLToken
 
-    struct Token {
-        var kind: Kind
-        var text: String
-        var offset: Int
-
-        var shown: String {
-            switch kind {
-            case .end: return "end of file"
-            case .string: return "string \"\(text)\""
-            default: return "'\(text)'"
-            }
-        }
+    /// A parsed type.
+    indirect enum TypeSpec {
+        case integer(bits: Int, align: Int, isSigned: Bool, isText: Bool)
+        case float(bits: Int, align: Int)
+        case string
+        case enumeration(bits: Int, isSigned: Bool, labels: [Int64: String])
+        case structure([FieldSpec])
+        case variant(tag: String, [FieldSpec])
     }
 
-    static let signature = CTFMetadata.signature
-
-    /// The fixed part, up to the first `event` block; `@NAME` marks a value to capture.
-    static let preamble = """
-        typealias integer { size = 8; align = 8; signed = false; } := uint8_t;
-        typealias integer { size = 16; align = 8; signed = false; } := uint16_t;
-        typealias integer { size = 32; align = 8; signed = false; } := uint32_t;
-        typealias integer { size = 64; align = 8; signed = false; } := uint64_t;
-        typealias integer { size = 5; align = 1; signed = false; } := uint5_t;
-        trace {
-            major = 1; minor = 8; uuid = @STRING; byte_order = le;
-            packet.header := struct {
-                uint32_t magic; uint8_t uuid[16]; uint32_t stream_id; uint64_t stream_instance_id;
-            } align(8);
-        };
-        env { @ENV };
-        clock {
-            name = "monotonic"; uuid = @STRING; description = @STRING; freq = @NUMBER; precision = @NUMBER;
-            offset_s = @NUMBER; offset = @NUMBER; absolute = @BOOL;
-        };
-        typealias integer { size = 27; align = 1; signed = false; map = clock.monotonic.value; } := uint27_clock_monotonic_t;
-        typealias integer { size = 64; align = 8; signed = false; map = clock.monotonic.value; } := uint64_clock_monotonic_t;
-        struct packet_context {
-            uint64_clock_monotonic_t timestamp_begin; uint64_clock_monotonic_t timestamp_end;
-            uint64_t content_size; uint64_t packet_size; uint64_t packet_seq_num; uint64_t events_discarded;
-            uint32_t cpu_id;
-        } align(8);
-        struct event_header {
-            enum : uint5_t { compact = 0 ... 30, extended = 31 } id;
-            variant <id> {
-                struct { uint27_clock_monotonic_t timestamp; } compact;
-                struct { uint32_t id; uint64_clock_monotonic_t timestamp; } extended;
-            } v;
-        } align(8);
-        stream { id = 0; event.header := struct event_header; packet.context := struct packet_context; };
-        """
-
-    /// The preamble, tokenized once (it is a constant: tokenizing it cannot fail).
-    static let template: [Token] = (try? tokenize(Array(preamble.utf8), from: 0, allowPlaceholders: true,
-                                                  fail: { o, w in TraceError(.corrupted, "template \(o): \(w)") })) ?? []
+    /// A declared field: its type and, for arrays and sequences, the length.
+    struct FieldSpec {
+        enum Length { case none, fixed(Int), field(String) }
+        var name: String
+        var type: TypeSpec
+        var length: Length
+        var token: Token
+    }
 
     let path: String
     let bytes: [UInt8]
     var tokens: [Token] = []
     var position = 0
+    private var aliases: [String: TypeSpec] = [:]
+    private var structs: [String: [FieldSpec]] = [:]
 
     private init(bytes: [UInt8], path: String) {
         self.bytes = bytes
@@ -80,7 +53,40 @@ struct CTFMetadataParser: TSDLValueParsing {
         return try parser.run()
     }
 
-    // MARK: - Errors
+    /// The text of packetized metadata (what LTTng writes): each packet's header is magic
+    /// 0x75D11D57, uuid, checksum, content_size and packet_size in bits, then five one-byte fields.
+    static func unpacketize(_ bytes: [UInt8], path: String) throws(TraceError) -> [UInt8] {
+        let headerSize = 37
+        var text: [UInt8] = []
+        var offset = 0
+        func fail(_ at: Int, _ what: String) -> TraceError {
+            TraceError(.corrupted, "\(path): byte offset \(at): \(what)")
+        }
+        func word(_ at: Int) -> UInt32 {
+            (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[at + $1]) << UInt32(8 * $1) }
+        }
+        while offset < bytes.count {
+            guard bytes.count - offset >= headerSize else {
+                throw fail(offset, "truncated metadata packet header: \(bytes.count - offset) bytes left, it takes \(headerSize)")
+            }
+            guard word(offset) == 0x75D1_1D57 else {
+                throw fail(offset, "bad metadata packet magic 0x\(String(word(offset), radix: 16)), expected 0x75d11d57")
+            }
+            let content = Int(word(offset + 24)), packet = Int(word(offset + 28))
+            guard content % 8 == 0, packet % 8 == 0, content / 8 >= headerSize, content <= packet,
+                  packet / 8 <= bytes.count - offset else {
+                throw fail(offset + 24, "metadata packet content_size \(content) / packet_size \(packet) bits do not fit the \(bytes.count - offset) bytes left")
+            }
+            guard bytes[offset + 32] == 0, bytes[offset + 33] == 0 else {
+                throw fail(offset + 32, "compressed or encrypted metadata packets are not supported")
+            }
+            text += bytes[(offset + headerSize)..<(offset + content / 8)]
+            offset += packet / 8
+        }
+        return text
+    }
+
+    // MARK: - Errors and tokens
 
     private func fail(_ offset: Int, _ what: String) -> TraceError {
         let clamped = min(max(0, offset), bytes.count)
@@ -90,88 +96,332 @@ struct CTFMetadataParser: TSDLValueParsing {
 
     func fail(_ token: Token, _ what: String) -> TraceError { fail(token.offset, what) }
 
+    private func peek(_ ahead: Int) -> Token { tokens[min(position + ahead, tokens.count - 1)] }
+
+    private func isPunctuation(_ text: String) -> Bool { peek.kind == .punctuation && peek.text == text }
+
     // MARK: - Top level
 
     private mutating func run() throws(TraceError) -> CTFTraceMetadata {
-        let signature = Array(CTFMetadataParser.signature.utf8)
-        if bytes.count >= 4 && bytes[0] == 0x57 && bytes[1] == 0x1D && bytes[2] == 0xD1 && bytes[3] == 0x75 {
-            throw fail(0, "packetized (binary) metadata is not supported: rseqtrace writes plain-text TSDL")
-        }
+        let signature = Array(CTFMetadata.signature.utf8)
         guard bytes.count >= signature.count, Array(bytes[0..<signature.count]) == signature else {
-            throw fail(0, "metadata does not start with '\(CTFMetadataParser.signature)': not a CTF 1.8 text metadata file")
+            throw fail(0, "metadata does not start with '\(CTFMetadata.signature)': not a CTF 1.8 text metadata file")
         }
-        tokens = try CTFMetadataParser.tokenize(bytes, from: signature.count, allowPlaceholders: false,
-                                                fail: { o, w in fail(o, w) })
-        let template = CTFMetadataParser.template
-        var strings: [Token] = []
-        var numbers: [Token] = []
-        var bools: [Token] = []
+        tokens = try TSDLTokenizer.tokenize(bytes, from: signature.count, fail: { o, w in fail(o, w) })
+        var uuid: [UInt8]?
+        var clock: CTFClockDescription?
         var environment: [(key: String, value: CTFEnvironmentValue)] = []
-        for expected in template where expected.kind != .end {
-            let token = peek
-            switch (expected.kind, expected.text) {
-            case (.placeholder, "@STRING"):
-                guard token.kind == .string else { throw fail(token, "expected a string, found \(token.shown)") }
-                strings.append(token)
-                position += 1
-            case (.placeholder, "@NUMBER"):
-                guard token.kind == .number else { throw fail(token, "expected a number, found \(token.shown)") }
-                numbers.append(token)
-                position += 1
-            case (.placeholder, "@BOOL"):
-                guard token.kind == .identifier, ["TRUE", "FALSE", "true", "false"].contains(token.text) else {
-                    throw fail(token, "expected TRUE or FALSE, found \(token.shown)")
-                }
-                bools.append(token)
-                position += 1
-            case (.placeholder, _):
+        var streams: [UInt32: CTFStreamClass] = [:]
+        var events: [(Token, UInt32, CTFEventDeclaration)] = []
+        while peek.kind != .end {
+            let keyword = next()
+            switch keyword.text {
+            case "typealias":
+                let type = try parseType()
+                try expect(":=", "in a typealias")
+                let name = try aliasName()
+                aliases[name] = type
+                try expect(";", "after typealias \(name)")
+            case "struct":
+                let name = try identifier("(struct name)")
+                let fields = try parseStructBody()
+                structs[name.text] = fields
+                try expect(";", "after struct \(name.text)")
+            case "trace":
+                uuid = try parseTrace()
+            case "env":
                 environment = try parseEnvironment()
+            case "clock":
+                guard clock == nil else { throw fail(keyword, "a second clock block: only one clock is supported") }
+                clock = try parseClock()
+            case "stream":
+                let stream = try parseStream(at: keyword)
+                guard streams[stream.id] == nil else { throw fail(keyword, "stream id \(stream.id) is declared twice") }
+                streams[stream.id] = stream
+            case "event":
+                let (streamID, event) = try parseEvent()
+                events.append((keyword, streamID, event))
             default:
-                guard token.kind == expected.kind, token.text == expected.text else {
-                    throw fail(token, "expected '\(expected.text)', found \(token.shown) (not the rseqtrace CTF 1.8 layout)")
-                }
-                position += 1
+                throw fail(keyword, "expected typealias, struct, trace, env, clock, stream or event, found \(keyword.shown)")
             }
         }
-        guard strings.count == 3, numbers.count == 4, bools.count == 1 else {
-            throw fail(0, "internal error: the metadata template is inconsistent")
+        guard let uuid else { throw fail(bytes.count, "the metadata has no trace block") }
+        guard let clock else { throw fail(bytes.count, "the metadata has no clock block") }
+        if streams.isEmpty { throw fail(bytes.count, "the metadata declares no stream") }
+        for (token, streamID, event) in events {
+            guard streams[streamID] != nil else {
+                throw fail(token, "event \(event.name) belongs to stream \(streamID), which is not declared")
+            }
+            guard streams[streamID]!.events[event.id] == nil else {
+                throw fail(token, "event id \(event.id) is declared twice in stream \(streamID)")
+            }
+            streams[streamID]!.events[event.id] = event
         }
-        // strings: trace uuid, clock uuid, clock description; numbers: freq, precision, offset_s, offset.
-        let uuid = try uuidValue(strings[0])
-        let clockUUID = try uuidValue(strings[1])
-        let frequency = try unsignedValue(numbers[0], "clock freq")
-        guard frequency == 1_000_000_000 else {
-            throw fail(numbers[0], "clock freq \(frequency) is not supported: rseqtrace traces use a 1000000000 Hz (nanosecond) clock")
-        }
-        let precision = try unsignedValue(numbers[1], "clock precision")
-        let offsetSeconds = try signedValue(numbers[2], "clock offset_s")
-        let offsetCycles = try signedValue(numbers[3], "clock offset")
-        let (scaled, o1) = offsetSeconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let (_, o2) = scaled.addingReportingOverflow(offsetCycles)
-        guard !o1 && !o2 else { throw fail(numbers[2], "clock offset_s \(offsetSeconds) + offset \(offsetCycles) overflows 64-bit nanoseconds") }
-        let clock = CTFClockDescription(
-            name: "monotonic", uuid: clockUUID, description: strings[2].text, frequency: frequency,
-            precision: precision, offsetSeconds: offsetSeconds, offsetCycles: offsetCycles,
-            absolute: bools[0].text.uppercased() == "TRUE")
+        return CTFTraceMetadata(uuid: uuid, clock: clock, environment: environment, streams: streams)
+    }
 
-        var events: [UInt32: CTFEventDeclaration] = [:]
-        while peek.kind != .end {
-            let start = peek
-            let event = try parseEvent()
-            guard events[event.id] == nil else { throw fail(start, "event id \(event.id) is declared twice") }
-            events[event.id] = event
+    /// A typealias target: one identifier, or several (`unsigned long`).
+    private mutating func aliasName() throws(TraceError) -> String {
+        var words = [try identifier("(typealias name)").text]
+        while peek.kind == .identifier { words.append(next().text) }
+        return words.joined(separator: " ")
+    }
+
+    // MARK: - Types
+
+    /// A type specifier: integer/floating_point/string/enum/struct/variant or an alias.
+    private mutating func parseType() throws(TraceError) -> TypeSpec {
+        let token = peek
+        switch (token.kind, token.text) {
+        case (.identifier, "integer"):
+            _ = next()
+            let attributes = try parseAttributes("integer")
+            let size = try attribute(attributes, "size", token)
+            guard let bits = Int(size), (1...64).contains(bits) else { throw fail(token, "unsupported integer size \(size)") }
+            let align = Int(try attribute(attributes, "align", token, default: "8")) ?? -1
+            let signed = try attribute(attributes, "signed", token, default: "false")
+            var isText = false
+            for (key, value) in attributes {
+                switch (key.text, value.text) {
+                case ("size", _), ("align", _), ("signed", _), ("base", _), ("map", _):
+                    break
+                case ("byte_order", "le"), ("byte_order", "native"), ("encoding", "none"):
+                    break
+                case ("encoding", "UTF8"), ("encoding", "ASCII"):
+                    isText = true
+                case ("byte_order", let order):
+                    throw fail(key, "byte_order \(order) is not supported: expected 'le'")
+                default:
+                    throw fail(key, "unsupported integer attribute '\(key.text) = \(value.text)'")
+                }
+            }
+            return .integer(bits: bits, align: align, isSigned: ["true", "TRUE", "1"].contains(signed), isText: isText)
+        case (.identifier, "floating_point"):
+            _ = next()
+            let attributes = try parseAttributes("floating_point")
+            let exp = try attribute(attributes, "exp_dig", token)
+            let mant = try attribute(attributes, "mant_dig", token)
+            let align = Int(try attribute(attributes, "align", token, default: "8")) ?? -1
+            for (key, value) in attributes where key.text == "byte_order" && value.text != "le" && value.text != "native" {
+                throw fail(key, "byte_order \(value.text) is not supported: expected 'le'")
+            }
+            switch (exp, mant) {
+            case ("8", "24"): return .float(bits: 32, align: align)
+            case ("11", "53"): return .float(bits: 64, align: align)
+            default: throw fail(token, "unsupported floating_point (exp_dig \(exp), mant_dig \(mant)): expected binary32 (8, 24) or binary64 (11, 53)")
+            }
+        case (.identifier, "string"):
+            _ = next()
+            if isPunctuation("{") { _ = try parseAttributes("string") }
+            return .string
+        case (.identifier, "enum"):
+            _ = next()
+            if peek.kind == .identifier && peek.text != "integer" && peek(1).kind == .punctuation && peek(1).text == ":" { _ = next() }
+            try expect(":", "after 'enum' (an enumeration names its integer container)")
+            guard case .integer(let bits, let align, let isSigned, _) = try parseType() else {
+                throw fail(token, "an enumeration's container must be an integer")
+            }
+            guard align == 8 || bits < 8 else { throw fail(token, "enumeration containers must be byte-aligned (align = 8)") }
+            return .enumeration(bits: bits, isSigned: isSigned, labels: try parseEnumerators(isSigned: isSigned))
+        case (.identifier, "struct"):
+            _ = next()
+            if isPunctuation("{") { return .structure(try parseStructBody()) }
+            let name = try identifier("(struct name)")
+            if isPunctuation("{") {
+                let fields = try parseStructBody()
+                structs[name.text] = fields
+                return .structure(fields)
+            }
+            guard let fields = structs[name.text] else { throw fail(name, "struct \(name.text) is not declared") }
+            return .structure(fields)
+        case (.identifier, "variant"):
+            _ = next()
+            try expect("<", "after 'variant'")
+            let tag = try identifier("(variant tag)")
+            try expect(">", "closing the variant tag")
+            return .variant(tag: tag.text, try parseStructBody())
+        case (.identifier, _):
+            // The longest run of identifiers naming an alias (`unsigned long`), leaving the field name.
+            var words: [String] = []
+            var count = 0
+            var match: (TypeSpec, Int)?
+            while peek(count).kind == .identifier {
+                words.append(peek(count).text)
+                count += 1
+                if let type = aliases[words.joined(separator: " ")] { match = (type, count) }
+            }
+            guard let (type, used) = match else {
+                throw fail(token, "expected a type (integer, floating_point, string, enum, struct or a typealias), found \(token.shown)")
+            }
+            position += used
+            return type
+        default:
+            throw fail(token, "expected a type, found \(token.shown)")
         }
-        return CTFTraceMetadata(uuid: uuid, clock: clock, environment: environment, events: events)
+    }
+
+    /// `{ field; ... } [align(N)]`
+    private mutating func parseStructBody() throws(TraceError) -> [FieldSpec] {
+        try expect("{", "opening a struct")
+        var fields: [FieldSpec] = []
+        while !isPunctuation("}") {
+            let start = peek
+            guard start.kind != .end else { throw fail(start, "unterminated struct (truncated metadata?)") }
+            let type = try parseType()
+            let name = try identifier("(field name)")
+            var length = FieldSpec.Length.none
+            if isPunctuation("[") {
+                _ = next()
+                let size = next()
+                switch size.kind {
+                case .number:
+                    guard let count = Int(size.text), count >= 0 else { throw fail(size, "array length '\(size.text)' is not a count") }
+                    length = .fixed(count)
+                case .identifier:
+                    var path = size.text
+                    while isPunctuation(".") {
+                        _ = next()
+                        path += "." + (try identifier("(length field path)")).text
+                    }
+                    length = .field(path)
+                default:
+                    throw fail(size, "expected an array length or a length field, found \(size.shown)")
+                }
+                try expect("]", "closing the length of \(name.text)")
+            }
+            try expect(";", "after field \(name.text)")
+            fields.append(FieldSpec(name: name.text, type: type, length: length, token: start))
+        }
+        try expect("}", "closing a struct")
+        if peek.kind == .identifier && peek.text == "align" {
+            _ = next()
+            try expect("(", "after align")
+            _ = next()
+            try expect(")", "closing align(...)")
+        }
+        return fields
+    }
+
+    /// `{ "label" = value | value ... value | (nothing: the next value), ... }`
+    private mutating func parseEnumerators(isSigned: Bool) throws(TraceError) -> [Int64: String] {
+        try expect("{", "opening the enumerators")
+        var labels: [Int64: String] = [:]
+        var nextValue: Int64 = 0
+        while !isPunctuation("}") {
+            let label = next()
+            guard label.kind == .string || label.kind == .identifier else {
+                throw fail(label, "expected an enumerator label, found \(label.shown)")
+            }
+            var low = nextValue, high = nextValue
+            if isPunctuation("=") {
+                _ = next()
+                low = try enumeratorValue(isSigned: isSigned)
+                high = low
+                if isPunctuation("...") {
+                    _ = next()
+                    high = try enumeratorValue(isSigned: isSigned)
+                }
+            }
+            // Ranges are labelled at their ends only (LTTng-UST writes single values).
+            if labels[low] == nil { labels[low] = label.text }
+            if labels[high] == nil { labels[high] = label.text }
+            nextValue = high &+ 1
+            if isPunctuation(",") { _ = next() }
+        }
+        try expect("}", "closing the enumerators")
+        return labels
+    }
+
+    private mutating func enumeratorValue(isSigned: Bool) throws(TraceError) -> Int64 {
+        let token = next()
+        guard token.kind == .number else { throw fail(token, "expected an enumerator value, found \(token.shown)") }
+        if token.text.hasPrefix("-") { return try signedValue(token, "enumerator value") }
+        return Int64(bitPattern: try unsignedValue(token, "enumerator value"))
+    }
+
+    /// `{ key = value; ... }` (values: numbers, identifiers, or dotted paths such as clock.monotonic.value).
+    private mutating func parseAttributes(_ what: String) throws(TraceError) -> [(Token, Token)] {
+        try expect("{", "after '\(what)'")
+        var result: [(Token, Token)] = []
+        while !isPunctuation("}") {
+            let key = try identifier("(\(what) attribute)")
+            try expect("=", "after '\(key.text)'")
+            var value = next()
+            guard value.kind == .number || value.kind == .identifier || value.kind == .string else {
+                throw fail(value, "expected a value for '\(key.text)', found \(value.shown)")
+            }
+            while isPunctuation(".") {
+                _ = next()
+                value.text += "." + (try identifier("(attribute value)")).text
+            }
+            try expect(";", "after '\(key.text) = \(value.text)'")
+            result.append((key, value))
+        }
+        try expect("}", "closing '\(what)'")
+        return result
+    }
+
+    private func attribute(_ attributes: [(Token, Token)], _ key: String, _ at: Token, default fallback: String? = nil) throws(TraceError) -> String {
+        if let value = attributes.first(where: { $0.0.text == key })?.1 { return value.text }
+        if let fallback { return fallback }
+        throw fail(at, "\(at.text) lacks the '\(key)' attribute")
     }
 
     // MARK: - Blocks
 
-    /// `key = "string" | number;` entries up to (not including) the closing brace.
+    /// `key = value;` entries of a block, as tokens (dotted keys joined, `:=` types parsed by `typed`).
+    private mutating func parseBlock(_ what: String, typed: (inout CTFMetadataParser, String, Token) throws(TraceError) -> Void)
+        throws(TraceError) -> [String: Token] {
+        try expect("{", "after '\(what)'")
+        var values: [String: Token] = [:]
+        while !isPunctuation("}") {
+            let first = try identifier("(\(what) attribute)")
+            var key = first.text
+            while isPunctuation(".") {
+                _ = next()
+                key += "." + (try identifier("(\(what) attribute)")).text
+            }
+            if isPunctuation(":=") {
+                _ = next()
+                try typed(&self, key, first)
+            } else {
+                try expect("=", "after '\(key)' in \(what)")
+                let value = next()
+                guard value.kind == .number || value.kind == .string || value.kind == .identifier else {
+                    throw fail(value, "expected a value for '\(key)' in \(what), found \(value.shown)")
+                }
+                values[key] = value
+            }
+            try expect(";", "after '\(key)' in \(what)")
+        }
+        try expect("}", "closing \(what)")
+        try expect(";", "after \(what)")
+        return values
+    }
+
+    private mutating func parseTrace() throws(TraceError) -> [UInt8] {
+        var header: (TypeSpec, Token)?
+        let values = try parseBlock("trace") { (parser: inout CTFMetadataParser, key: String, token: Token) throws(TraceError) in
+            guard key == "packet.header" else { throw parser.fail(token, "unsupported trace attribute \(key)") }
+            header = (try parser.parseType(), token)
+        }
+        guard values["major"]?.text == "1", values["minor"]?.text == "8" else {
+            throw fail(values["major"] ?? peek, "only CTF 1.8 traces are supported")
+        }
+        if let order = values["byte_order"], order.text != "le" {
+            throw fail(order, "byte_order \(order.text) is not supported: expected 'le'")
+        }
+        guard let uuidToken = values["uuid"] else { throw fail(peek, "the trace block has no uuid") }
+        guard let (type, token) = header else { throw fail(peek, "the trace block declares no packet.header") }
+        try require(type, matches: CTFLayout.packetHeader, what: "packet header", at: token)
+        return try uuidValue(uuidToken)
+    }
+
     private mutating func parseEnvironment() throws(TraceError) -> [(key: String, value: CTFEnvironmentValue)] {
+        try expect("{", "after 'env'")
         var entries: [(key: String, value: CTFEnvironmentValue)] = []
-        while !(peek.kind == .punctuation && peek.text == "}") {
+        while !isPunctuation("}") {
             let key = try identifier("(env entry name)")
-            guard !entries.contains(where: { $0.key == key.text }) else { throw fail(key, "env entry '\(key.text)' appears twice") }
             try expect("=", "after env entry '\(key.text)'")
             let value = next()
             switch value.kind {
@@ -181,275 +431,160 @@ struct CTFMetadataParser: TSDLValueParsing {
             }
             try expect(";", "after env entry '\(key.text)'")
         }
+        try expect("}", "closing env")
+        try expect(";", "after env")
         return entries
     }
 
-    /// `event { name = "..."; id = N; stream_id = 0; fields := struct { ... }; };`
-    private mutating func parseEvent() throws(TraceError) -> CTFEventDeclaration {
-        try expect("event", "(only event blocks may follow the stream block)")
-        try expect("{", "after 'event'")
-        try expect("name", "(first attribute of an event)")
-        try expect("=", "after 'name'")
-        let name = next()
-        guard name.kind == .string, !name.text.isEmpty else { throw fail(name, "expected the event name as a non-empty string, found \(name.shown)") }
-        try expect(";", "after the event name")
-        try expect("id", "(second attribute of event \(name.text))")
-        try expect("=", "after 'id'")
-        let idToken = next()
-        guard idToken.kind == .number else { throw fail(idToken, "expected the id of event \(name.text), found \(idToken.shown)") }
+    private mutating func parseClock() throws(TraceError) -> CTFClockDescription {
+        let values = try parseBlock("clock") { (parser: inout CTFMetadataParser, key: String, token: Token) throws(TraceError) in
+            throw parser.fail(token, "unsupported clock attribute \(key)")
+        }
+        let frequency = try values["freq"].map { (token: Token) throws(TraceError) in try unsignedValue(token, "clock freq") } ?? 1_000_000_000
+        guard frequency == 1_000_000_000 else {
+            throw fail(values["freq"]!, "clock freq \(frequency) is not supported: this reader needs a 1000000000 Hz (nanosecond) clock")
+        }
+        let offsetSeconds = try values["offset_s"].map { (token: Token) throws(TraceError) in try signedValue(token, "clock offset_s") } ?? 0
+        let offset = try values["offset"].map { (token: Token) throws(TraceError) in try signedValue(token, "clock offset") } ?? 0
+        let (scaled, o1) = offsetSeconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (_, o2) = scaled.addingReportingOverflow(offset)
+        guard !o1 && !o2 else { throw fail(values["offset"] ?? peek, "clock offset_s + offset overflows 64-bit nanoseconds") }
+        return CTFClockDescription(
+            name: values["name"]?.text ?? "monotonic",
+            uuid: try values["uuid"].map { (token: Token) throws(TraceError) in try uuidValue(token) } ?? [],
+            description: values["description"]?.text ?? "",
+            frequency: frequency,
+            precision: try values["precision"].map { (token: Token) throws(TraceError) in try unsignedValue(token, "clock precision") } ?? 0,
+            offsetSeconds: offsetSeconds, offsetCycles: offset,
+            absolute: values["absolute"].map { ["TRUE", "true", "1"].contains($0.text) } ?? true)
+    }
+
+    private mutating func parseStream(at keyword: Token) throws(TraceError) -> CTFStreamClass {
+        var header: CTFStreamClass.EventHeader = .compact
+        var context: [CTFFieldDeclaration] = []
+        var sawHeader = false, sawContext = false
+        let values = try parseBlock("stream") { (parser: inout CTFMetadataParser, key: String, token: Token) throws(TraceError) in
+            let type = try parser.parseType()
+            switch key {
+            case "event.header":
+                header = try parser.eventHeader(type, at: token)
+                sawHeader = true
+            case "packet.context":
+                try parser.require(type, matches: CTFLayout.packetContext, what: "packet context", at: token)
+                sawContext = true
+            case "event.context":
+                guard case .structure(let fields) = type else { throw parser.fail(token, "event.context must be a struct") }
+                context = try parser.declarations(fields, of: "the event context")
+            default:
+                throw parser.fail(token, "unsupported stream attribute \(key)")
+            }
+        }
+        guard sawHeader, sawContext else { throw fail(keyword, "a stream block lacks its event.header or packet.context") }
+        let id = try values["id"].map { (token: Token) throws(TraceError) in try unsignedValue(token, "stream id") } ?? 0
+        guard let id32 = UInt32(exactly: id) else { throw fail(values["id"]!, "stream id \(id) does not fit 32 bits") }
+        return CTFStreamClass(id: id32, eventHeader: header, eventContext: context, events: [:])
+    }
+
+    private mutating func parseEvent() throws(TraceError) -> (UInt32, CTFEventDeclaration) {
+        var fieldSpecs: [FieldSpec]?
+        let values = try parseBlock("event") { (parser: inout CTFMetadataParser, key: String, token: Token) throws(TraceError) in
+            guard key == "fields", case .structure(let fields) = try parser.parseType() else {
+                throw parser.fail(token, "unsupported event attribute \(key) (expected fields := struct { ... })")
+            }
+            fieldSpecs = fields
+        }
+        guard let nameToken = values["name"], nameToken.kind == .string, !nameToken.text.isEmpty else {
+            throw fail(peek, "an event block has no name")
+        }
+        let name = nameToken.text
+        guard let idToken = values["id"] else { throw fail(nameToken, "event \(name) has no id") }
         let rawID = try unsignedValue(idToken, "event id")
-        guard let id = UInt32(exactly: rawID) else { throw fail(idToken, "event id \(rawID) does not fit the 32-bit extended header id") }
-        try expect(";", "after the event id")
-        try expect("stream_id", "(third attribute of event \(name.text))")
-        try expect("=", "after 'stream_id'")
-        let stream = next()
-        guard stream.kind == .number, stream.text == "0" else { throw fail(stream, "event \(name.text): stream_id must be 0 (the only stream), found \(stream.shown)") }
-        try expect(";", "after stream_id")
-        try expect("fields", "(fourth attribute of event \(name.text))")
-        try expect(":=", "after 'fields'")
-        try expect("struct", "(event fields are a struct)")
-        try expect("{", "after 'struct'")
-        var fields: [CTFFieldDeclaration] = []
+        guard let id = UInt32(exactly: rawID) else { throw fail(idToken, "event id \(rawID) does not fit 32 bits") }
+        let stream = try values["stream_id"].map { (token: Token) throws(TraceError) in try unsignedValue(token, "stream_id") } ?? 0
+        guard let stream32 = UInt32(exactly: stream) else { throw fail(values["stream_id"]!, "stream_id \(stream) does not fit 32 bits") }
+        let fields = try declarations(fieldSpecs ?? [], of: "event \(name)")
+        return (stream32, CTFEventDeclaration(id: id, name: name, fields: fields))
+    }
+
+    // MARK: - Checks and mapping
+
+    /// The header kind of an `event_header_compact` / `event_header_large` struct.
+    private func eventHeader(_ type: TypeSpec, at token: Token) throws(TraceError) -> CTFStreamClass.EventHeader {
+        guard case .structure(let fields) = type, fields.count == 2, fields[0].name == "id",
+              case .enumeration(let bits, false, _) = fields[0].type, case .variant = fields[1].type else {
+            throw fail(token, "unsupported event.header: expected LTTng's event_header_compact or event_header_large")
+        }
+        switch bits {
+        case CTFLayout.compactIDBits: return .compact
+        case 16: return .large
+        default: throw fail(token, "unsupported event.header id of \(bits) bits: expected 5 (compact) or 16 (large)")
+        }
+    }
+
+    /// Checks that a struct has exactly these byte-aligned unsigned integer fields (`CTFLayout`).
+    private func require(_ type: TypeSpec, matches expected: [CTFLayout.Field], what: String, at token: Token) throws(TraceError) {
+        let layout = expected.map { "\($0.name) (\($0.count.map { "\($0) bytes" } ?? "\($0.bits) bits"))" }.joined(separator: ", ")
+        guard case .structure(let fields) = type, fields.count == expected.count else {
+            throw fail(token, "unsupported \(what): expected \(layout)")
+        }
+        for (field, want) in zip(fields, expected) {
+            guard field.name == want.name, case .integer(let bits, let align, false, _) = field.type, align == 8, bits == want.bits else {
+                throw fail(field.token, "unsupported \(what) field \(field.name): expected \(layout)")
+            }
+            switch (field.length, want.count) {
+            case (.none, nil): break
+            case (.fixed(let count), let wanted?) where count == wanted: break
+            default: throw fail(field.token, "unsupported \(what) field \(field.name): expected \(layout)")
+            }
+        }
+    }
+
+    /// The reader's field declarations; names lose one leading underscore, as babeltrace2 shows them.
+    private func declarations(_ specs: [FieldSpec], of owner: String) throws(TraceError) -> [CTFFieldDeclaration] {
+        var out: [CTFFieldDeclaration] = []
         var rawNames: [String] = []
-        while !(peek.kind == .punctuation && peek.text == "}") {
-            let (field, raw) = try parseField(event: name.text, rawNames: rawNames, fields: fields)
-            fields.append(field)
-            rawNames.append(raw)
-        }
-        try expect("}", "closing the fields of \(name.text)")
-        try expect(";", "after the fields of \(name.text)")
-        try expect("}", "closing event \(name.text)")
-        try expect(";", "after event \(name.text)")
-        return CTFEventDeclaration(id: id, name: name.text, fields: fields)
-    }
-
-    private mutating func parseField(event: String, rawNames: [String], fields: [CTFFieldDeclaration])
-        throws(TraceError) -> (CTFFieldDeclaration, String) {
-        let typeToken = peek
-        var type: CTFFieldType
-        var isText = false
-        switch (typeToken.kind, typeToken.text) {
-        case (.identifier, "floating_point"):
-            _ = next()
-            let attributes = try parseAttributes("floating_point")
-            let exp = try attribute(attributes, "exp_dig", typeToken)
-            let mant = try attribute(attributes, "mant_dig", typeToken)
-            guard try attribute(attributes, "align", typeToken) == "8" else { throw fail(typeToken, "floating_point fields must be byte-aligned (align = 8)") }
-            for (key, value) in attributes where !["exp_dig", "mant_dig", "align"].contains(key.text) {
-                guard key.text == "byte_order", value.text == "le" || value.text == "native" else {
-                    throw fail(key, "unsupported floating_point attribute '\(key.text) = \(value.text)'")
+        for spec in specs {
+            let type: CTFFieldType
+            func unsupported(_ why: String) -> TraceError { fail(spec.token, "\(owner): field \(spec.name): \(why) is not supported by this reader") }
+            switch (spec.type, spec.length) {
+            case (.integer(let bits, let align, let isSigned, false), .none):
+                guard [8, 16, 32, 64].contains(bits) else { throw fail(spec.token, "\(owner): unsupported integer size \(bits)") }
+                guard align == 8 else { throw fail(spec.token, "\(owner): integer fields must be byte-aligned (align = 8), \(spec.name) has align = \(align)") }
+                type = isSigned ? .signed(bits: bits) : .unsigned(bits: bits)
+            case (.integer(8, let align, _, true), .fixed(let count)):
+                guard align == 8 else { throw unsupported("an array with align = \(align)") }
+                type = .textArray(count: count)
+            case (.integer(8, let align, _, let isText), .field(let lengthName)):
+                guard align == 8 else { throw unsupported("a sequence with align = \(align)") }
+                guard let index = rawNames.firstIndex(of: lengthName), case .unsigned = out[index].type else {
+                    throw fail(spec.token, "\(owner): sequence \(spec.name) must be sized by an earlier field (an unsigned integer), not \(lengthName)")
                 }
+                type = isText ? .text(lengthField: index) : .bytes(lengthField: index)
+            case (.float(let bits, let align), .none):
+                guard align == 8 else { throw fail(spec.token, "\(owner): floating_point fields must be byte-aligned (align = 8)") }
+                type = bits == 32 ? .float32 : .float64
+            case (.enumeration(let bits, let isSigned, let labels), .none):
+                guard [8, 16, 32, 64].contains(bits) else { throw fail(spec.token, "\(owner): unsupported integer size \(bits)") }
+                type = .enumeration(bits: bits, isSigned: isSigned, labels: labels)
+            case (.string, .none):
+                type = .string
+            case (.integer, .fixed):
+                throw unsupported("an integer array")
+            case (.integer, .field):
+                throw unsupported("a sequence of integers wider than 8 bits")
+            case (.integer(_, _, _, true), .none):
+                throw unsupported("a text-encoded integer that is not an array")
+            case (.structure, _), (.variant, _):
+                throw unsupported("a nested struct or variant")
+            default:
+                throw unsupported("an array or sequence of this element type")
             }
-            switch (exp, mant) {
-            case ("8", "24"): type = .float32
-            case ("11", "53"): type = .float64
-            default: throw fail(typeToken, "unsupported floating_point (exp_dig \(exp), mant_dig \(mant)): expected binary32 (8, 24) or binary64 (11, 53)")
-            }
-        case (.identifier, "string"):
-            _ = next()
-            if peek.kind == .punctuation && peek.text == "{" {
-                let attributes = try parseAttributes("string")
-                for (key, value) in attributes where !(key.text == "encoding" && ["UTF8", "ASCII", "none"].contains(value.text)) {
-                    throw fail(key, "unsupported string attribute '\(key.text) = \(value.text)'")
-                }
-            }
-            type = .string
-        case (.identifier, "enum"):
-            _ = next()
-            try expect(":", "after 'enum' (an enumeration names its integer container)")
-            let container = try parseIntegerType(event: event)
-            type = .enumeration(bits: container.bits, isSigned: container.isSigned,
-                                labels: try parseEnumerators(event: event, isSigned: container.isSigned))
-        default:
-            let integer = try parseIntegerType(event: event)
-            type = integer.isSigned ? .signed(bits: integer.bits) : .unsigned(bits: integer.bits)
-            isText = integer.isText
+            rawNames.append(spec.name)
+            let shown = spec.name.hasPrefix("_") ? String(spec.name.dropFirst()) : spec.name
+            out.append(CTFFieldDeclaration(name: shown, type: type))
         }
-        let nameToken = try identifier("(field name in event \(event))")
-        if peek.kind == .punctuation && peek.text == "[" {
-            _ = next()
-            let length = next()
-            guard type == .unsigned(bits: 8) else {
-                if type == .string { throw fail(length, "event \(event): arrays of strings are not supported (field \(nameToken.text))") }
-                throw fail(length, "event \(event): only sequences of 8-bit unsigned integers are supported, field \(nameToken.text) is not one")
-            }
-            guard length.kind == .identifier, let index = rawNames.firstIndex(of: length.text) else {
-                throw fail(length, "event \(event): sequence \(nameToken.text) must be sized by an earlier field, found \(length.shown)")
-            }
-            guard case .unsigned = fields[index].type else {
-                throw fail(length, "event \(event): the length of sequence \(nameToken.text) must be an unsigned integer field")
-            }
-            try expect("]", "closing the length of \(nameToken.text)")
-            type = isText ? .text(lengthField: index) : .bytes(lengthField: index)
-        } else if isText {
-            throw fail(nameToken, "event \(event): field \(nameToken.text) has a text encoding but is not a sequence")
-        }
-        try expect(";", "after field \(nameToken.text) of event \(event)")
-        guard !rawNames.contains(nameToken.text) else { throw fail(nameToken, "event \(event): field \(nameToken.text) appears twice") }
-        let shown = nameToken.text.hasPrefix("_") ? String(nameToken.text.dropFirst()) : nameToken.text
-        return (CTFFieldDeclaration(name: shown, type: type), nameToken.text)
-    }
-
-    /// `integer { size = N; align = 8; signed = B; [encoding = UTF8;] [byte_order = le;] }` or one
-    /// of the `uintN_t` aliases.
-    private mutating func parseIntegerType(event: String) throws(TraceError) -> (bits: Int, isSigned: Bool, isText: Bool) {
-        let typeToken = next()
-        switch (typeToken.kind, typeToken.text) {
-        case (.identifier, "integer"):
-            let attributes = try parseAttributes("integer")
-            let size = try attribute(attributes, "size", typeToken)
-            guard try attribute(attributes, "align", typeToken) == "8" else { throw fail(typeToken, "integer fields must be byte-aligned (align = 8)") }
-            let signed = try attribute(attributes, "signed", typeToken)
-            var isText = false
-            for (key, value) in attributes where !["size", "align", "signed"].contains(key.text) {
-                switch (key.text, value.text) {
-                case ("byte_order", "le"), ("byte_order", "native"), ("encoding", "none"):
-                    break
-                case ("encoding", "UTF8"), ("encoding", "ASCII"):
-                    isText = true
-                default:
-                    throw fail(key, "unsupported integer attribute '\(key.text) = \(value.text)'")
-                }
-            }
-            guard let bits = Int(size), [8, 16, 32, 64].contains(bits) else { throw fail(typeToken, "unsupported integer size \(size): expected 8, 16, 32 or 64") }
-            guard !isText || bits == 8 else { throw fail(typeToken, "a text encoding needs 8-bit integers, not \(bits)-bit") }
-            switch signed {
-            case "true", "TRUE", "1": return (bits, true, isText)
-            case "false", "FALSE", "0": return (bits, false, isText)
-            default: throw fail(typeToken, "integer 'signed' must be true or false, found '\(signed)'")
-            }
-        case (.identifier, "uint8_t"): return (8, false, false)
-        case (.identifier, "uint16_t"): return (16, false, false)
-        case (.identifier, "uint32_t"): return (32, false, false)
-        case (.identifier, "uint64_t"): return (64, false, false)
-        default:
-            throw fail(typeToken, "event \(event): expected a field type (integer { ... }, floating_point { ... }, enum : ..., or uint8_t/16/32/64_t), found \(typeToken.shown)")
-        }
-    }
-
-    /// `{ "label" = value, ... }` (a trailing comma is allowed).
-    private mutating func parseEnumerators(event: String, isSigned: Bool) throws(TraceError) -> [Int64: String] {
-        try expect("{", "opening the enumerators of an enum in event \(event)")
-        var labels: [Int64: String] = [:]
-        while !(peek.kind == .punctuation && peek.text == "}") {
-            let label = next()
-            guard label.kind == .string || label.kind == .identifier else {
-                throw fail(label, "event \(event): expected an enumerator label, found \(label.shown)")
-            }
-            try expect("=", "after enumerator \(label.text)")
-            let valueToken = next()
-            guard valueToken.kind == .number else { throw fail(valueToken, "event \(event): expected the value of enumerator \(label.text), found \(valueToken.shown)") }
-            let value = isSigned ? try signedValue(valueToken, "enumerator value")
-                : Int64(bitPattern: try unsignedValue(valueToken, "enumerator value"))
-            if labels[value] == nil { labels[value] = label.text }
-            if peek.kind == .punctuation && peek.text == "," { _ = next() }
-        }
-        try expect("}", "closing the enumerators in event \(event)")
-        return labels
-    }
-
-    /// `{ key = value; ... }`
-    private mutating func parseAttributes(_ what: String) throws(TraceError) -> [(Token, Token)] {
-        try expect("{", "after '\(what)'")
-        var result: [(Token, Token)] = []
-        while !(peek.kind == .punctuation && peek.text == "}") {
-            let key = try identifier("(\(what) attribute)")
-            guard !result.contains(where: { $0.0.text == key.text }) else { throw fail(key, "\(what) attribute '\(key.text)' appears twice") }
-            try expect("=", "after '\(key.text)'")
-            let value = next()
-            guard value.kind == .number || value.kind == .identifier else { throw fail(value, "expected a value for '\(key.text)', found \(value.shown)") }
-            try expect(";", "after '\(key.text) = \(value.text)'")
-            result.append((key, value))
-        }
-        try expect("}", "closing '\(what)'")
-        return result
-    }
-
-    private func attribute(_ attributes: [(Token, Token)], _ key: String, _ at: Token) throws(TraceError) -> String {
-        guard let value = attributes.first(where: { $0.0.text == key })?.1 else { throw fail(at, "\(at.text) lacks the '\(key)' attribute") }
-        return value.text
+        return out
     }
 
     // Values: unsignedValue, signedValue and uuidValue come from TSDLValueParsing (TSDLLiteral.swift).
-
-    // MARK: - Tokenizer
-
-    static func tokenize(_ bytes: [UInt8], from start: Int, allowPlaceholders: Bool,
-                         fail: (Int, String) -> TraceError) throws(TraceError) -> [Token] {
-        var tokens: [Token] = []
-        var i = start
-        func isIdentifierStart(_ c: UInt8) -> Bool { (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7A || c == 0x5F }
-        func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
-        func isIdentifierByte(_ c: UInt8) -> Bool { isIdentifierStart(c) || isDigit(c) }
-        func text(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
-        while i < bytes.count {
-            let c = bytes[i]
-            let start = i
-            switch c {
-            case 0x20, 0x09, 0x0A, 0x0D:
-                i += 1
-            case UInt8(ascii: "/") where i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "*"):
-                i += 2
-                var closed = false
-                while i + 1 < bytes.count {
-                    if bytes[i] == UInt8(ascii: "*") && bytes[i + 1] == UInt8(ascii: "/") { closed = true; break }
-                    i += 1
-                }
-                guard closed else { throw fail(start, "unterminated comment (truncated metadata?)") }
-                i += 2
-            case UInt8(ascii: "/") where i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "/"):
-                while i < bytes.count && bytes[i] != 0x0A { i += 1 }
-            case UInt8(ascii: "\""):
-                i += 1
-                var value: [UInt8] = []
-                var closed = false
-                while i < bytes.count {
-                    let b = bytes[i]
-                    if b == UInt8(ascii: "\"") { closed = true; i += 1; break }
-                    if b == 0x0A { break }
-                    if b == UInt8(ascii: "\\") {
-                        guard i + 1 < bytes.count else { break }
-                        switch bytes[i + 1] {
-                        case UInt8(ascii: "\""), UInt8(ascii: "\\"): value.append(bytes[i + 1])
-                        case UInt8(ascii: "n"): value.append(0x0A)
-                        case UInt8(ascii: "t"): value.append(0x09)
-                        default: throw fail(i, "unsupported escape sequence in string")
-                        }
-                        i += 2
-                        continue
-                    }
-                    value.append(b)
-                    i += 1
-                }
-                guard closed else { throw fail(start, "unterminated string (truncated metadata?)") }
-                tokens.append(Token(kind: .string, text: String(decoding: value, as: UTF8.self), offset: start))
-            case UInt8(ascii: "@") where allowPlaceholders:
-                i += 1
-                while i < bytes.count && isIdentifierByte(bytes[i]) { i += 1 }
-                tokens.append(Token(kind: .placeholder, text: text(start..<i), offset: start))
-            case _ where isIdentifierStart(c):
-                while i < bytes.count && isIdentifierByte(bytes[i]) { i += 1 }
-                tokens.append(Token(kind: .identifier, text: text(start..<i), offset: start))
-            case _ where isDigit(c) || (c == UInt8(ascii: "-") && i + 1 < bytes.count && isDigit(bytes[i + 1])):
-                i += 1
-                while i < bytes.count && isIdentifierByte(bytes[i]) { i += 1 }
-                tokens.append(Token(kind: .number, text: text(start..<i), offset: start))
-            case UInt8(ascii: ":") where i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "="):
-                i += 2
-                tokens.append(Token(kind: .punctuation, text: ":=", offset: start))
-            case UInt8(ascii: ".") where i + 2 < bytes.count && bytes[i + 1] == c && bytes[i + 2] == c:
-                i += 3
-                tokens.append(Token(kind: .punctuation, text: "...", offset: start))
-            case UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "["),
-                 UInt8(ascii: "]"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: ";"), UInt8(ascii: "="),
-                 UInt8(ascii: ":"), UInt8(ascii: ","), UInt8(ascii: "."):
-                i += 1
-                tokens.append(Token(kind: .punctuation, text: text(start..<i), offset: start))
-            default:
-                throw fail(start, "unexpected byte 0x\(String(c, radix: 16)) in metadata")
-            }
-        }
-        tokens.append(Token(kind: .end, text: "", offset: bytes.count))
-        return tokens
-    }
 }

@@ -90,12 +90,6 @@ public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
     /// pattern for unsigned containers).
     case enumeration(label: String?, value: Int64, isSigned: Bool)
 
-    /// The two's-complement value of the low `bits` bits of `raw` (8...64).
-    static func signExtended(_ raw: UInt64, bits: Int) -> Int64 {
-        let shift = UInt64(64 - bits)
-        return Int64(bitPattern: raw << shift) >> Int64(shift)
-    }
-
     /// babeltrace2-like rendering.
     public var description: String {
         switch self {

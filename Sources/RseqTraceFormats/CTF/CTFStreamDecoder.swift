@@ -13,9 +13,7 @@ public struct CTFStreamDecoder {
     let bytes: [UInt8]
     let metadata: CTFTraceMetadata
 
-    static let packetHeaderSize = 4 + 16 + 4 + 8
-    static let packetContextSize = 8 * 6 + 4
-    static let headerSize = packetHeaderSize + packetContextSize
+    static let headerSize = CTFLayout.headerSize
 
     // Position.
     private var nextPacket = 0
@@ -86,66 +84,72 @@ public struct CTFStreamDecoder {
             throw fail(start, "truncated packet header: \(remaining) bytes left, a packet header and context take \(CTFStreamDecoder.headerSize)")
         }
         let end = bytes.count
-        let magic = try load(start, 4, limit: end, "magic")
+        /// The value of packet header or context field `name`, where `CTFLayout` places it.
+        func field(_ name: String) throws(TraceError) -> UInt64 {
+            let (offset, size) = CTFLayout.positions[name]!
+            return try load(start + offset, size, limit: end, name)
+        }
+        /// The byte offset of field `name` in the file.
+        func at(_ name: String) -> Int { start + CTFLayout.offset(name) }
+        let magic = try field("magic")
         guard magic == UInt64(CTFMetadata.packetMagic) else {
-            throw fail(start, "bad packet magic 0x\(String(magic, radix: 16)), expected 0x\(String(CTFMetadata.packetMagic, radix: 16))")
+            throw fail(at("magic"), "bad packet magic 0x\(String(magic, radix: 16)), expected 0x\(String(CTFMetadata.packetMagic, radix: 16))")
         }
-        let uuid = Array(bytes[(start + 4)..<(start + 20)])
+        let uuidAt = at("uuid")
+        let uuid = Array(bytes[uuidAt..<(uuidAt + 16)])
         guard uuid == metadata.uuid else {
-            throw fail(start + 4, "packet uuid \(CTFMetadata.uuidString(uuid)) does not match the trace uuid \(CTFMetadata.uuidString(metadata.uuid)) of the metadata")
+            throw fail(uuidAt, "packet uuid \(CTFMetadata.uuidString(uuid)) does not match the trace uuid \(CTFMetadata.uuidString(metadata.uuid)) of the metadata")
         }
-        let streamID = try load(start + 20, 4, limit: end, "stream_id")
+        let streamID = try field("stream_id")
         guard let declared = metadata.streams[UInt32(truncatingIfNeeded: streamID)], streamID <= UInt64(UInt32.max) else {
-            throw fail(start + 20, "stream_id \(streamID) is not declared (the metadata declares stream \(metadata.streams.keys.sorted().map(String.init).joined(separator: ", ")))")
+            throw fail(at("stream_id"), "stream_id \(streamID) is not declared (the metadata declares stream \(metadata.streams.keys.sorted().map(String.init).joined(separator: ", ")))")
         }
         if let streamClass, streamClass.id != declared.id {
-            throw fail(start + 20, "stream_id \(streamID) differs from \(streamClass.id) in the earlier packets of this file")
+            throw fail(at("stream_id"), "stream_id \(streamID) differs from \(streamClass.id) in the earlier packets of this file")
         }
-        let instance = try load(start + 24, 8, limit: end, "stream_instance_id")
-        var o = start + CTFStreamDecoder.packetHeaderSize
-        let begin = try load(o, 8, limit: end, "timestamp_begin")
-        let packetTimestampEnd = try load(o + 8, 8, limit: end, "timestamp_end")
-        let contentBits = try load(o + 16, 8, limit: end, "content_size")
-        let packetBits = try load(o + 24, 8, limit: end, "packet_size")
-        let sequence = try load(o + 32, 8, limit: end, "packet_seq_num")
-        let discarded = try load(o + 40, 8, limit: end, "events_discarded")
-        let cpuID = UInt32(truncatingIfNeeded: try load(o + 48, 4, limit: end, "cpu_id"))
-        o = start + CTFStreamDecoder.headerSize
+        let instance = try field("stream_instance_id")
+        let begin = try field("timestamp_begin")
+        let packetTimestampEnd = try field("timestamp_end")
+        let contentBits = try field("content_size")
+        let packetBits = try field("packet_size")
+        let sequence = try field("packet_seq_num")
+        let discarded = try field("events_discarded")
+        let cpuID = UInt32(truncatingIfNeeded: try field("cpu_id"))
+        let o = start + CTFStreamDecoder.headerSize
 
         if let instanceID, instance != instanceID {
-            throw fail(start + 24, "stream_instance_id \(instance) differs from \(instanceID) in the earlier packets of this file")
+            throw fail(at("stream_instance_id"), "stream_instance_id \(instance) differs from \(instanceID) in the earlier packets of this file")
         }
         if let cpu, cpuID != cpu {
-            throw fail(start + 80, "cpu_id \(cpuID) differs from \(cpu) in the earlier packets of this file")
+            throw fail(at("cpu_id"), "cpu_id \(cpuID) differs from \(cpu) in the earlier packets of this file")
         }
-        let ctx = start + CTFStreamDecoder.packetHeaderSize
         guard contentBits % 8 == 0, packetBits % 8 == 0 else {
-            throw fail(ctx + 16, "content_size \(contentBits) or packet_size \(packetBits) bits is not a whole number of bytes")
+            throw fail(at("content_size"), "content_size \(contentBits) or packet_size \(packetBits) bits is not a whole number of bytes")
         }
         guard contentBits <= packetBits else {
-            throw fail(ctx + 16, "content_size \(contentBits) bits exceeds packet_size \(packetBits) bits")
+            throw fail(at("content_size"), "content_size \(contentBits) bits exceeds packet_size \(packetBits) bits")
         }
         guard contentBits / 8 >= UInt64(CTFStreamDecoder.headerSize) else {
-            throw fail(ctx + 16, "content_size \(contentBits) bits is smaller than the packet header and context (\(CTFStreamDecoder.headerSize * 8) bits)")
+            throw fail(at("content_size"), "content_size \(contentBits) bits is smaller than the packet header and context (\(CTFStreamDecoder.headerSize * 8) bits)")
         }
         guard packetBits / 8 <= UInt64(remaining) else {
-            throw fail(ctx + 24, "packet_size \(packetBits / 8) bytes exceeds the \(remaining) bytes left in the file (truncated stream?)")
+            throw fail(at("packet_size"), "packet_size \(packetBits / 8) bytes exceeds the \(remaining) bytes left in the file (truncated stream?)")
         }
         guard begin <= packetTimestampEnd else {
-            throw fail(ctx, "timestamp_begin \(begin) is after timestamp_end \(packetTimestampEnd)")
+            throw fail(at("timestamp_begin"), "timestamp_begin \(begin) is after timestamp_end \(packetTimestampEnd)")
         }
         if let previousEnd, begin < previousEnd {
-            throw fail(ctx, "timestamp_begin \(begin) goes back before the previous packet's timestamp_end \(previousEnd)")
+            throw fail(at("timestamp_begin"), "timestamp_begin \(begin) goes back before the previous packet's timestamp_end \(previousEnd)")
         }
         if let previousSequence {
             guard sequence == previousSequence &+ 1 else {
-                throw fail(ctx + 32, "packet_seq_num \(sequence) does not follow \(previousSequence)")
+                throw fail(at("packet_seq_num"), "packet_seq_num \(sequence) does not follow \(previousSequence)")
             }
         } else if sequence != 0 {
-            throw fail(ctx + 32, "the first packet's packet_seq_num is \(sequence), expected 0")
+            throw fail(at("packet_seq_num"), "the first packet's packet_seq_num is \(sequence), expected 0")
         }
         guard discarded >= previousDiscarded else {
-            throw fail(ctx + 40, "events_discarded \(discarded) is lower than the previous packet's \(previousDiscarded) (it is cumulative)")
+            throw fail(at("events_discarded"), "events_discarded \(discarded) is lower than the previous packet's \(previousDiscarded) (it is cumulative)")
         }
 
         let delta = discarded - previousDiscarded
@@ -179,10 +183,12 @@ public struct CTFStreamDecoder {
         switch header {
         case .compact:
             let first = try load(start, 1, limit: contentEnd, "event header")
-            if first & 31 < UInt64(CTFMetadata.extendedID) {
+            let idMask = UInt64(CTFLayout.extendedID)
+            if first & idMask < idMask {
                 let word = try load(start, 4, limit: contentEnd, "compact event header")
-                id = UInt32(word & 31)
-                timestamp = try advanceClock(low: word >> 5, bits: 27, at: start)
+                id = UInt32(word & idMask)
+                timestamp = try advanceClock(low: word >> UInt64(CTFLayout.compactIDBits),
+                                             bits: UInt64(CTFLayout.compactTimestampBits), at: start)
                 cursor = start + 4
             } else {
                 id = UInt32(try load(start + 1, 4, limit: contentEnd, "extended event header id"))
@@ -244,14 +250,14 @@ public struct CTFStreamDecoder {
             case .unsigned(let bits):
                 value = .unsigned(try load(cursor, bits / 8, limit: contentEnd, what))
             case .signed(let bits):
-                value = .signed(CTFValue.signExtended(try load(cursor, bits / 8, limit: contentEnd, what), bits: bits))
+                value = .signed(FieldType.signExtended(try load(cursor, bits / 8, limit: contentEnd, what), bits: bits))
             case .float32:
                 value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: try load(cursor, 4, limit: contentEnd, what))))
             case .float64:
                 value = .float64(Double(bitPattern: try load(cursor, 8, limit: contentEnd, what)))
             case .enumeration(let bits, let isSigned, let labels):
                 let raw = try load(cursor, bits / 8, limit: contentEnd, what)
-                let number = isSigned ? CTFValue.signExtended(raw, bits: bits) : Int64(bitPattern: raw)
+                let number = isSigned ? FieldType.signExtended(raw, bits: bits) : Int64(bitPattern: raw)
                 value = .enumeration(label: labels[number], value: number, isSigned: isSigned)
             case .textArray(let count):
                 guard count <= contentEnd - cursor else {

@@ -5,7 +5,7 @@ import RseqTrace
 import SystemPackage
 
 /// Reads a CTF 1.8 trace directory written by `CTFTraceWriter`, or by LTTng-UST 2.13 (see
-/// `CTFLTTngMetadataParser` for what of LTTng's dialect is read): validates its `metadata`, then
+/// `CTFMetadataParser` for what of LTTng's dialect is read): validates its `metadata`, then
 /// decodes the events of its stream files, merged in timestamp order or one stream at a time.
 ///
 /// `directory` may also be an LTTng session's output directory: the one trace below it
@@ -47,11 +47,9 @@ public final class CTFTraceReader {
         let metadataPath = directory + "/metadata"
         var text = try CTFTraceReader.readFile(metadataPath, limit: CTFTraceReader.metadataLimit)
         if text.count >= 4 && text[0] == 0x57 && text[1] == 0x1D && text[2] == 0xD1 && text[3] == 0x75 {
-            text = try CTFLTTngMetadataParser.unpacketize(text, path: metadataPath)
+            text = try CTFMetadataParser.unpacketize(text, path: metadataPath)
         }
-        metadata = CTFLTTngMetadataParser.isLTTng(text)
-            ? try CTFLTTngMetadataParser.parse(text, path: metadataPath)
-            : try CTFMetadataParser.parse(text, path: metadataPath)
+        metadata = try CTFMetadataParser.parse(text, path: metadataPath)
         // Stream files: everything but the metadata, hidden files and directories (LTTng's index/).
         let names = entries.filter { name in
             name != "metadata" && !name.hasPrefix(".") && SystemInfo.directoryEntries(directory + "/" + name) == nil

@@ -220,7 +220,7 @@ public final class CTFTraceWriter {
 
     // MARK: - Packets
 
-    static let headerSize = 4 + 16 + 4 + 8 + 8 * 6 + 4
+    static let headerSize = CTFLayout.headerSize
 
     private func flush(_ ring: Int) throws(TraceError) {
         try state.streams[ring].flush(ring: ring, uuid: description.uuid, monotonicReference: clock.monotonicReference)
@@ -345,8 +345,9 @@ struct CTFStream {
         // SAFETY: the buffer has room for the event (grown above); `payload` is readable (the caller's promise).
         let end = unsafe buffer.withUnsafeMutableBytes { out in
             var at = start
-            if UInt32(writtenID) < CTFMetadata.extendedID && stamp - previous < (1 << 27) {
-                let word = UInt32(writtenID) | UInt32(truncatingIfNeeded: stamp & 0x7FF_FFFF) << 5
+            if UInt32(writtenID) < CTFMetadata.extendedID && stamp - previous < (1 << CTFLayout.compactTimestampBits) {
+                let low = UInt32(truncatingIfNeeded: stamp) & ((1 << CTFLayout.compactTimestampBits) - 1)
+                let word = UInt32(writtenID) | low << CTFLayout.compactIDBits
                 // SAFETY: within the room made above.
                 unsafe out.storeBytes(of: word.littleEndian, toByteOffset: at, as: UInt32.self)
                 at += 4
@@ -445,6 +446,8 @@ struct CTFStream {
         eventBytes = 0
     }
 
+    /// The packet header and context, field by field in the order of `CTFLayout.packetHeader` and
+    /// `CTFLayout.packetContext`.
     private func header(ring: Int, uuid: [UInt8], eventBytes: Int, begin: UInt64, end: UInt64,
                         discarded: UInt64) -> [UInt8] {
         var packet: [UInt8] = []

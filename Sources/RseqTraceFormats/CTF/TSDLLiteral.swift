@@ -1,6 +1,6 @@
 import RseqTrace
 
-/// Parsing of TSDL literal values (integers, UUIDs), shared by the metadata parsers. Each returns
+/// Parsing of TSDL literal values (integers, UUIDs), used by the metadata parser. Each returns
 /// nil or a reason instead of throwing, so that a parser can report it with its own position.
 enum TSDLLiteral {
     /// A decimal or `0x` hexadecimal 64-bit unsigned integer.
@@ -51,18 +51,18 @@ enum TSDLLiteral {
 }
 
 /// A metadata parser over a token array that reports problems at a token: gets the token cursor
-/// and literal readers below, shared by the rseqtrace and LTTng-UST metadata parsers.
+/// and the literal readers below.
 protocol TSDLValueParsing {
-    var tokens: [CTFMetadataParser.Token] { get }
+    var tokens: [TSDLToken] { get }
     var position: Int { get set }
-    func fail(_ token: CTFMetadataParser.Token, _ what: String) -> TraceError
+    func fail(_ token: TSDLToken, _ what: String) -> TraceError
 }
 
 extension TSDLValueParsing {
     /// The current token (the end token once the input is exhausted).
-    var peek: CTFMetadataParser.Token { tokens[min(position, tokens.count - 1)] }
+    var peek: TSDLToken { tokens[min(position, tokens.count - 1)] }
 
-    mutating func next() -> CTFMetadataParser.Token {
+    mutating func next() -> TSDLToken {
         let token = peek
         if position < tokens.count - 1 { position += 1 }
         return token
@@ -75,25 +75,25 @@ extension TSDLValueParsing {
         }
     }
 
-    mutating func identifier(_ context: String) throws(TraceError) -> CTFMetadataParser.Token {
+    mutating func identifier(_ context: String) throws(TraceError) -> TSDLToken {
         let token = next()
         guard token.kind == .identifier else { throw fail(token, "expected an identifier \(context), found \(token.shown)") }
         return token
     }
 
-    func unsignedValue(_ token: CTFMetadataParser.Token, _ what: String) throws(TraceError) -> UInt64 {
+    func unsignedValue(_ token: TSDLToken, _ what: String) throws(TraceError) -> UInt64 {
         guard let value = TSDLLiteral.unsigned(token.text) else { throw fail(token, "\(what) '\(token.text)' is not a 64-bit unsigned integer") }
         return value
     }
 
-    func signedValue(_ token: CTFMetadataParser.Token, _ what: String) throws(TraceError) -> Int64 {
+    func signedValue(_ token: TSDLToken, _ what: String) throws(TraceError) -> Int64 {
         switch TSDLLiteral.signed(token.text) {
         case .success(let value): return value
         case .failure(let problem): throw fail(token, problem.describe(what, token.text))
         }
     }
 
-    func uuidValue(_ token: CTFMetadataParser.Token) throws(TraceError) -> [UInt8] {
+    func uuidValue(_ token: TSDLToken) throws(TraceError) -> [UInt8] {
         guard let uuid = TSDLLiteral.uuid(token.text) else {
             throw fail(token, "'\(token.text)' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
         }

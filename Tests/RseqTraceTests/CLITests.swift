@@ -125,9 +125,9 @@ struct CLITests {
 
     @Test("without the LTTng trait (as the test suite builds it), demo --backend lttng and both fail with the rebuild hint",
           arguments: ["lttng", "both"])
-    func backendWithoutTrait(backend: String) {
-        let run = RseqTraceTool.run(["demo", "--backend", backend, "--events", "10", "--no-output"], limit: 60)
-        #expect(run.exitStatus == 1, "\(run)")
+    func backendWithoutTrait(backend: String) throws {
+        let run = try HelperProcess.runRseqtrace(["demo", "--backend", backend, "--events", "10", "--no-output"], timeout: .seconds(60))
+        #expect(run.exitCode == 1, "\(run)")
         #expect(run.stderrLines == [
             "error: --backend \(backend): this rseqtrace was built without the LTTng trait: rebuild with `swift build --traits LTTng` (needs liblttng-ust-dev)",
         ], "\(run)")
@@ -138,8 +138,8 @@ struct CLITests {
     func demoExpectedEvents() throws {
         let path = "/tmp/rseqtrace-cli-\(getpid())-expected.jsonl"
         defer { _ = try? HelperProcess.run("/bin/rm", ["-f", path], environment: HelperProcess.childEnvironment(), timeout: .seconds(30)) }
-        let run = RseqTraceTool.run(["demo", "--no-output", "--threads", "1", "--events", "1000", "--expected-events", path])
-        #expect(run.exitStatus == 0, "\(run)")
+        let run = try HelperProcess.runRseqtrace(["demo", "--no-output", "--threads", "1", "--events", "1000", "--expected-events", path])
+        #expect(run.exitCode == 0, "\(run)")
         let file = try HelperProcess.run("/bin/cat", [path], environment: HelperProcess.childEnvironment(), timeout: .seconds(30))
         let lines = file.stdout.split(separator: "\n")
         #expect(lines.count == 1001)

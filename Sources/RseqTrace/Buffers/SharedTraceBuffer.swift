@@ -51,10 +51,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// Attaches to the trace object named by `RSEQTRACE_BUFFER`, or returns nil when it is unset
     /// (the program runs untraced).
     public static func openFromEnvironment() throws(TraceError) -> SharedTraceBuffer? {
-        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment.
-        guard let value = unsafe getenv(environmentVariable) else { return nil }
-        // SAFETY: as above.
-        let name = unsafe String(cString: value)
+        guard let name = SystemInfo.environmentValue(environmentVariable) else { return nil }
         let buffer = try open(name: name)
         buffer.noteAttachedProducer()
         return buffer

@@ -44,13 +44,8 @@ public enum RseqRuntime {
 
     /// The decision, taken on first use (thread-safe).
     public static let status: RseqStatus = {
-        var forbid = false
-        // SAFETY: getenv returns nil or a NUL-terminated string owned by the environment.
-        if let value = unsafe getenv(forceFallbackVariable) {
-            // SAFETY: getenv returns a NUL-terminated string owned by the environment.
-            let text = unsafe String(cString: value)
-            forbid = !text.isEmpty && text != "0"
-        }
+        let text = SystemInfo.environmentValue(forceFallbackVariable) ?? ""
+        let forbid = !text.isEmpty && text != "0"
         let result = rseqtrace_probe(forbid ? 1 : 0)
         let mode: ProducerMode
         var reason = ""

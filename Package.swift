@@ -191,7 +191,7 @@ let package = Package(
             name: "RseqTraceTests",
             dependencies: [
                 "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceSupport", "CRseqTrace",
-                "CRseqTraceTestSupport", "RseqTraceTestPayloads",
+                "CRseqTraceLTTng", "CRseqTraceTestSupport", "RseqTraceTestPayloads",
                 "rseqtrace-testhelper", "rseqtrace", "rseqtrace-example",
             ],
             swiftSettings: auditedUnsafe

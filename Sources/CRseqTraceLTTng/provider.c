@@ -13,7 +13,8 @@
  * Field mapping: see the table in README.md ("LTTng-UST bridge"). Swift passes each field's kind
  * and its payload shape (fixed size, or a u16 count bounded by `bound`), computed from the schema
  * (RseqTrace.PayloadFieldShape); this file walks a payload only with those shapes, every count
- * checked against its bound and the payload's length before any field is read.
+ * checked against its bound and the payload's length before any field is read
+ * (rseqtrace_lttng_payload_matches, compiled in every build and tested against Swift's check).
  * On architectures with efficient unaligned access (x86) LTTng-UST packs event fields, so the
  * payload is written with one copy; elsewhere field by field at their natural alignment.
  *
@@ -66,6 +67,7 @@ struct field_spec {
 struct rseqtrace_lttng_builder {
 	char *name;
 	struct field_spec *fields;
+	struct rseqtrace_lttng_field_shape *shapes;	/* parallel to `fields` */
 	unsigned count;
 	unsigned capacity;
 	bool failed;
@@ -74,6 +76,7 @@ struct rseqtrace_lttng_builder {
 struct rseqtrace_lttng_event {
 	char *name;				/* "provider:event" */
 	struct field_spec *fields;
+	struct rseqtrace_lttng_field_shape *shapes;	/* parallel to `fields` */
 	unsigned field_count;
 	/* Payload size when every field has a fixed size (Swift's EventSchema.fixedPayloadSize), else -1. */
 	long fixed_size;
@@ -167,14 +170,23 @@ void rseqtrace_lttng_builder_add_field(struct rseqtrace_lttng_builder *builder, 
 	if (builder->count == builder->capacity) {
 		unsigned capacity = builder->capacity ? builder->capacity * 2 : 8;
 		struct field_spec *fields = realloc(builder->fields, capacity * sizeof(*fields));
+		struct rseqtrace_lttng_field_shape *shapes;
 
 		if (!fields) {
 			builder->failed = true;
 			return;
 		}
 		builder->fields = fields;
+		shapes = realloc(builder->shapes, capacity * sizeof(*shapes));
+		if (!shapes) {
+			builder->failed = true;
+			return;
+		}
+		builder->shapes = shapes;
 		builder->capacity = capacity;
 	}
+	builder->shapes[builder->count].fixed = fixed;
+	builder->shapes[builder->count].bound = bound;
 	field = &builder->fields[builder->count];
 	memset(field, 0, sizeof(*field));
 	field->name = strdup(name);
@@ -243,38 +255,6 @@ static uint64_t load_le(const uint8_t *p, unsigned bytes)
 	for (i = 0; i < bytes; i++)
 		value |= (uint64_t) p[i] << (8 * i);
 	return value;
-}
-
-/*
- * Whether `length` bytes are exactly one payload of `event`: the walk of Swift's
- * PayloadFieldShape.matches over the shapes Swift passed, reading a count only when its two bytes
- * are within `length` and refusing a count above its field's bound.
- */
-static bool payload_matches(const struct rseqtrace_lttng_event *event, const uint8_t *payload, size_t length)
-{
-	size_t offset = 0;
-	unsigned i;
-
-	if (event->fixed_size >= 0)
-		return length == (size_t) event->fixed_size;
-	for (i = 0; i < event->field_count; i++) {
-		const struct field_spec *field = &event->fields[i];
-		size_t count;
-
-		if (field->fixed) {
-			if (length - offset < field->fixed)
-				return false;
-			offset += field->fixed;
-			continue;
-		}
-		if (length - offset < 2)
-			return false;
-		count = (size_t) load_le(payload + offset, 2);
-		if (count > field->bound || length - offset - 2 < count)
-			return false;
-		offset += 2 + count;
-	}
-	return offset == length;
 }
 
 /* MARK: - Typed events: descriptors */
@@ -754,6 +734,7 @@ int rseqtrace_lttng_builder_register(struct rseqtrace_lttng_builder *builder, ui
 			: "event number or field count out of range (at most %u events of %u fields)",
 			RSEQTRACE_LTTNG_MAX_EVENTS, RSEQTRACE_LTTNG_MAX_FIELDS);
 		free_fields(builder->fields, builder->count);
+		free(builder->shapes);
 		free(builder->name);
 		free(builder);
 		return -1;
@@ -768,6 +749,7 @@ int rseqtrace_lttng_builder_register(struct rseqtrace_lttng_builder *builder, ui
 				index, existing->name);
 		pthread_mutex_unlock(&registry_lock);
 		free_fields(builder->fields, builder->count);
+		free(builder->shapes);
 		free(builder->name);
 		free(builder);
 		return result;
@@ -780,6 +762,7 @@ int rseqtrace_lttng_builder_register(struct rseqtrace_lttng_builder *builder, ui
 	}
 	event->name = builder->name;
 	event->fields = builder->fields;
+	event->shapes = builder->shapes;
 	event->field_count = builder->count;
 	event->fixed_size = fixed_size;
 	event->largest_align = 1;
@@ -818,7 +801,8 @@ int rseqtrace_lttng_forward(uint32_t index, const void *payload, size_t length)
 			return 0;
 		if (caa_unlikely(!LTTNG_UST_TP_RCU_LINK_TEST()))
 			return 0;
-		if (caa_unlikely(!payload_matches(event, payload, length)))
+		if (caa_unlikely(!rseqtrace_lttng_payload_matches(event->shapes, event->field_count,
+				event->fixed_size, payload, length)))
 			return 0;
 		lttng_ust_tp_rcu_read_lock();
 		probe = lttng_ust_tp_rcu_dereference(((struct rseqtrace_lttng_event *) event)->tracepoint.probes);
@@ -891,3 +875,34 @@ void rseqtrace_lttng_write_text(uint32_t index, const char *text)
 }
 
 #endif /* RSEQTRACE_WITH_LTTNG */
+
+/* MARK: - Payload shape check (every build) */
+
+int rseqtrace_lttng_payload_matches(const struct rseqtrace_lttng_field_shape *shapes, unsigned count,
+		long fixed_size, const void *payload, size_t length)
+{
+	const uint8_t *bytes = payload;
+	size_t offset = 0;
+	unsigned i;
+
+	if (fixed_size >= 0)
+		return length == (size_t) fixed_size;
+	for (i = 0; i < count; i++) {
+		size_t items;
+
+		if (shapes[i].fixed) {
+			if (length - offset < shapes[i].fixed)
+				return 0;
+			offset += shapes[i].fixed;
+			continue;
+		}
+		if (length - offset < 2)
+			return 0;
+		/* Little-endian, whatever the host order. */
+		items = (size_t) bytes[offset] | (size_t) bytes[offset + 1] << 8;
+		if (items > shapes[i].bound || length - offset - 2 < items)
+			return 0;
+		offset += 2 + items;
+	}
+	return offset == length;
+}

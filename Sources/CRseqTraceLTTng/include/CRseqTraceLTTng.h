@@ -79,6 +79,23 @@ int rseqtrace_lttng_forward(uint32_t index, const void *payload, size_t length);
 /* Writes `rseqtrace:text` for event `index` with `text` (NUL-terminated) as its fields. */
 void rseqtrace_lttng_write_text(uint32_t index, const char *text);
 
+/* One field's payload shape, as passed to rseqtrace_lttng_builder_add_field. */
+struct rseqtrace_lttng_field_shape {
+	unsigned fixed;
+	unsigned bound;
+};
+
+/*
+ * Whether `length` bytes at `payload` are exactly one payload of the `count` fields `shapes` (the
+ * check rseqtrace_lttng_forward makes before LTTng-UST reads a byte): every fixed field present,
+ * every u16 count read only when its two bytes are inside `length` and refused above its bound or
+ * past `length`, nothing left over. With `fixed_size` >= 0, only the length is compared. Returns 1
+ * or 0. Compiled with and without the LTTng trait, so every build tests it against Swift's
+ * PayloadFieldShape.matches.
+ */
+int rseqtrace_lttng_payload_matches(const struct rseqtrace_lttng_field_shape *shapes, unsigned count,
+		long fixed_size, const void *payload, size_t length);
+
 #ifdef __cplusplus
 }
 #endif

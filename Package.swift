@@ -163,6 +163,7 @@ let package = Package(
                 // Forwards to LTTng-UST only when built with --traits LTTng (stubs otherwise).
                 "RseqTraceLTTng",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Benchmarks/rseqtrace-bench",
             swiftSettings: auditedUnsafe

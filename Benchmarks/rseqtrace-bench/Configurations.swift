@@ -15,6 +15,9 @@ enum Configuration: String, CaseIterable, Sendable {
     /// `Tracepoint.emit` into an attached overwrite-mode buffer of 1 MiB per CPU (flight recorder:
     /// it recycles continuously, so "lost" counts what was overwritten, by design).
     case rseqtraceOverwrite = "rseqtrace-overwrite"
+    /// `Tracepoint.emit` into a discard-mode buffer that holds the whole run, in a worker started
+    /// with `RSEQTRACE_FORCE_FALLBACK=1`: the protocol of processes that cannot use rseq.
+    case rseqtraceFallback = "rseqtrace-fallback"
     /// `Tracepoint.emit` with the event disabled by `TraceRuntime.disable("bench:*")`.
     case rseqtraceDisabled = "rseqtrace-disabled"
     /// The lower-level `Producer.write(eventID:value:)` copy-commit, discard mode (no typed encoding).
@@ -44,6 +47,7 @@ enum Configuration: String, CaseIterable, Sendable {
         switch self {
         case .rseqtraceDiscard: "RseqTrace emit, discard"
         case .rseqtraceOverwrite: "RseqTrace emit, overwrite"
+        case .rseqtraceFallback: "RseqTrace emit, fallback"
         case .rseqtraceDisabled: "RseqTrace emit, disabled"
         case .rseqtraceProducer: "RseqTrace Producer.write"
         case .lttngEnabled: "LTTng-UST, discard session"
@@ -61,7 +65,8 @@ enum Configuration: String, CaseIterable, Sendable {
     /// Whether the configuration stores the events somewhere (it then reports recorded/lost).
     var records: Bool {
         switch self {
-        case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceProducer, .lttngEnabled, .rseqtraceLTTng, .mutexRing, .perCPURing: true
+        case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceFallback, .rseqtraceProducer, .lttngEnabled, .rseqtraceLTTng,
+             .mutexRing, .perCPURing: true
         default: false
         }
     }
@@ -69,7 +74,7 @@ enum Configuration: String, CaseIterable, Sendable {
     /// Whether the configuration writes a trace to disk (bytes per event are reported).
     var writesTrace: Bool {
         switch self {
-        case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceProducer, .lttngEnabled: true
+        case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceFallback, .rseqtraceProducer, .lttngEnabled: true
         default: false
         }
     }
@@ -77,6 +82,11 @@ enum Configuration: String, CaseIterable, Sendable {
     /// Whether this configuration runs under the LTTng runner (a session daemon is needed): the
     /// LTTng C program, or (for the bridge) `rseqtrace-bench worker` inside an LTTng session.
     var isLTTng: Bool { self == .lttngEnabled || self == .lttngDisabled || self == .rseqtraceLTTng }
+
+    /// Environment variables the worker of this configuration is started with.
+    var workerEnvironment: [String: String] {
+        self == .rseqtraceFallback ? ["RSEQTRACE_FORCE_FALLBACK": "1"] : [:]
+    }
 
     /// Runs this many times the events of the others: the empty loop is so fast that a run of the
     /// normal length lasts well under a millisecond, where one interrupt shows.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import RseqTrace
 import RseqTraceSupport
+import SystemPackage
 
 /// The few file-system and /proc reads the harness needs, without Foundation.
 enum FileSystem {
@@ -26,16 +27,12 @@ enum FileSystem {
 
     /// Size of a regular file, or nil.
     static func size(of path: String) -> UInt64? {
-        var info = stat()
-        // SAFETY: `info` is a local stat structure.
-        guard unsafe stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
-        return UInt64(info.st_size)
+        guard let info = try? FilePath(path).stat(), info.type == .regular else { return nil }
+        return UInt64(info.size)
     }
 
     static func isDirectory(_ path: String) -> Bool {
-        var info = stat()
-        // SAFETY: `info` is a local stat structure.
-        return unsafe stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+        (try? FilePath(path).stat())?.type == .directory
     }
 
     /// Every regular file under `directory` (recursively) as (path, size).

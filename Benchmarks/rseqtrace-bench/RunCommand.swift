@@ -215,7 +215,7 @@ struct Harness {
             trace = workDirectory + "/rseqtrace-trace-\(traces)"
             arguments += ["--trace-output", trace!]
         }
-        let output = ChildProcess.runCaptured(arguments)
+        let output = ChildProcess.runCaptured(arguments, setting: cell.configuration.workerEnvironment)
         if let trace { FileSystem.removeTree(trace) }
         removeLeftoverBuffer(of: output)
         guard output.exitedCleanly, let line = output.lastLine(startingWith: "result "),

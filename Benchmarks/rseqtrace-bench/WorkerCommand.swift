@@ -57,7 +57,7 @@ struct WorkerCommand: ParsableCommand {
         var result: RunResult
         do {
             switch config {
-            case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceDisabled, .rseqtraceProducer:
+            case .rseqtraceDiscard, .rseqtraceOverwrite, .rseqtraceFallback, .rseqtraceDisabled, .rseqtraceProducer:
                 result = try runRseqTrace()
             case .mutexRing, .perCPURing:
                 result = try runBaselineRing()
@@ -110,6 +110,12 @@ struct WorkerCommand: ParsableCommand {
     }
 
     func runRseqTrace() throws(TraceError) -> RunResult {
+        // The fallback row measures the protocol of processes without rseq: refuse to report rseq
+        // figures under its name.
+        if config == .rseqtraceFallback && RseqRuntime.mode != .fallback {
+            throw TraceError(.invalidConfiguration,
+                             "the fallback row runs in mode \(RseqRuntime.mode.rawValue), not fallback: start the worker with RSEQTRACE_FORCE_FALLBACK=1")
+        }
         let payloadSize = workload == .event ? 20 : 2 + 64
         let recordSize = TraceLayout.recordSize(payloadSize: payloadSize)
         var configuration = TraceConfiguration(name: "rseqtrace-bench-\(getpid())")

@@ -187,7 +187,7 @@ enum CellCommand {
         let totals = drainer.totals
         if countTamper { emitted += 1 }
         if let drainError { failures.append("drain: \(drainError)") }
-        if verifier.damaged > 0 { failures.append("damaged: \(verifier.damaged) records fail the payload check (first: \(verifier.problems.first ?? ""))") }
+        if verifier.damaged > 0 { failures.append("damaged: \(verifier.damaged) records fail the payload check (first: \(verifier.problems.first { $0.contains("damaged") || $0.contains("out of range") } ?? ""))") }
         if verifier.duplicates > 0 { failures.append("duplicates: \(verifier.duplicates) (thread, sequence) pairs delivered twice") }
         if verifier.regressions > 0 {
             failures.append("timestamps: \(verifier.regressions) records older than their predecessor in the ring (first: \(verifier.problems.first { $0.contains("timestamp") } ?? ""))")

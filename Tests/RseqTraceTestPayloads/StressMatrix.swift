@@ -1,6 +1,9 @@
 // The stress matrix: its cells, which of them are known to fail, and how one cell is run (as an
 // `rseqtrace-stress cell NAME` child process) and judged. Shared by rseqtrace-stress (`matrix`)
 // and StressMatrixTests.
+#if canImport(Glibc)
+import Glibc
+#endif
 import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceSupport
@@ -202,15 +205,24 @@ public enum StressCellRunner {
         var diagnostics = ""
         var milliseconds = 0
         do {
-            let outcome = try ChildProcess.run(arguments, environment: environment, timeout: limit)
-            diagnostics = outcome.stderr
+            let child = try ChildProcess.spawn(arguments, environment: environment, stdin: .null)
+            var snapshot = ""
+            if child.waitForExit(milliseconds: Int(limit.components.seconds) * 1000) == nil {
+                // Its own watchdog did not end it: record where its threads (and its producer
+                // process's) are, then kill it.
+                snapshot = threadStates(of: child.pid)
+                child.signal(SIGKILL)
+            }
+            var outcome = child.wait()
+            outcome.timedOut = outcome.timedOut || !snapshot.isEmpty
+            diagnostics = outcome.stderr + snapshot
             let (seconds, attoseconds) = outcome.duration.components
             milliseconds = Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
             if let line = outcome.lastLine(startingWith: "cell: ") {
                 (fields, failures) = CellReport.parse(line)
             }
             if outcome.timedOut {
-                failures.append("stalled: killed after \(limit) (its own watchdog did not end it)")
+                failures.append("stalled: killed after \(limit) (its own watchdog did not end it); thread states: \(snapshot.split(separator: "\n").joined(separator: "; "))")
             } else if outcome.exitCode != 0 && failures.isEmpty {
                 failures.append("cell process ended with \(outcome.termination?.description ?? "no status") and reported no failure")
             } else if outcome.exitCode == 0 && (!failures.isEmpty || fields.isEmpty) {
@@ -225,6 +237,19 @@ public enum StressCellRunner {
         return CellOutcome(cell: cell, fields: fields, failures: failures, verdict: verdict,
                            diagnostics: diagnostics, milliseconds: milliseconds)
     }
+}
+
+/// `pid tid state wchan` of every thread of `pid` and of its children, from /proc.
+private func threadStates(of pid: Int32) -> String {
+    let script = """
+        for p in \(pid) $(cat /proc/\(pid)/task/*/children 2>/dev/null); do
+          for t in /proc/$p/task/*; do
+            echo "$p ${t##*/} $(cut -d' ' -f3 $t/stat 2>/dev/null) $(cat $t/wchan 2>/dev/null)"
+          done
+        done
+        """
+    guard let outcome = try? ChildProcess.run(["/bin/sh", "-c", script], timeout: .seconds(5)) else { return "" }
+    return outcome.stdout
 }
 
 /// The line a cell process ends with: `cell: key=value ... failures=none` or

@@ -88,10 +88,15 @@ public struct CTFFieldValue: Sendable, Equatable {
 
 /// A decoded field value.
 public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
+    /// An unsigned integer (zero-extended to 64 bits).
     case unsigned(UInt64)
+    /// A signed integer (sign-extended to 64 bits).
     case signed(Int64)
+    /// A binary32 float.
     case float32(Float)
+    /// A binary64 float.
     case float64(Double)
+    /// A byte sequence.
     case bytes([UInt8])
     /// Text (invalid UTF-8 is repaired with U+FFFD).
     case string(String)

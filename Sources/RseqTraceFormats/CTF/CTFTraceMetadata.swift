@@ -11,7 +11,7 @@ public struct CTFTraceMetadata: Sendable, Equatable {
     public var events: [UInt32: CTFEventDeclaration]
     /// Every stream class by id, with its events (LTTng-UST: one per channel; event ids are per
     /// stream class). rseqtrace traces have stream class 0 only.
-    public var streams: [UInt32: CTFStreamClass]
+    package var streams: [UInt32: CTFStreamClass]
 
     package init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
                 events: [UInt32: CTFEventDeclaration]) {
@@ -42,9 +42,9 @@ public struct CTFTraceMetadata: Sendable, Equatable {
 }
 
 /// One `stream` block: how its events' headers look, the context every event carries, its events.
-public struct CTFStreamClass: Sendable, Hashable {
+package struct CTFStreamClass: Sendable, Hashable {
     /// The two event headers of LTTng-UST (rseqtrace writes the compact one).
-    public enum EventHeader: Sendable, Hashable {
+    package enum EventHeader: Sendable, Hashable {
         /// 5-bit id + 27-bit timestamp in 32 bits; id 31: 32-bit id + 64-bit timestamp follow.
         case compact
         /// 16-bit id + 32-bit timestamp; id 65535: 32-bit id + 64-bit timestamp follow.
@@ -52,13 +52,13 @@ public struct CTFStreamClass: Sendable, Hashable {
     }
 
     /// The stream class id (`stream_id` in packet headers).
-    public var id: UInt32
+    package var id: UInt32
     /// The event header layout of this stream class's events.
-    public var eventHeader: EventHeader
+    package var eventHeader: EventHeader
     /// `event.context` fields (e.g. `vpid`, `procname` added with `lttng add-context`).
-    public var eventContext: [CTFFieldDeclaration]
+    package var eventContext: [CTFFieldDeclaration]
     /// Event declarations of this stream class by id.
-    public var events: [UInt32: CTFEventDeclaration]
+    package var events: [UInt32: CTFEventDeclaration]
 
     package init(id: UInt32, eventHeader: EventHeader, eventContext: [CTFFieldDeclaration],
                 events: [UInt32: CTFEventDeclaration]) {
@@ -108,7 +108,9 @@ public struct CTFClockDescription: Sendable, Equatable {
 
 /// A value of the `env` block.
 public enum CTFEnvironmentValue: Sendable, Hashable, CustomStringConvertible {
+    /// A quoted string.
     case string(String)
+    /// An integer.
     case integer(Int64)
 
     /// The value as written in the metadata: an integer, or a string in quotes.
@@ -153,9 +155,13 @@ public struct CTFFieldDeclaration: Sendable, Hashable {
 /// Field types of the rseqtrace dialect: byte-aligned little-endian scalars, and byte sequences
 /// whose length is an earlier unsigned field.
 public enum CTFFieldType: Sendable, Hashable {
+    /// An unsigned integer of `bits` (8, 16, 32 or 64) bits.
     case unsigned(bits: Int)
+    /// A two's-complement integer of `bits` (8, 16, 32 or 64) bits.
     case signed(bits: Int)
+    /// An IEEE 754 binary32 float.
     case float32
+    /// An IEEE 754 binary64 float.
     case float64
     /// `uint8_t name[lengthField];` — `lengthField` is the index of an earlier unsigned field.
     case bytes(lengthField: Int)

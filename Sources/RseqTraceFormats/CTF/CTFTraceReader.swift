@@ -12,8 +12,18 @@ import SystemPackage
 /// (`ust/uid/<uid>/64-bit`, `ust/pid/<name>-<pid>-<time>`) is read; when there are several, the
 /// error lists them.
 ///
-/// Every file is read into memory when the reader is created; decoding is lazy. Malformed input
-/// throws `TraceError(.corrupted)` whose message names the file, the byte offset and the problem.
+/// Every file is read into memory when the reader is created (within bounds: 16 MiB of metadata,
+/// 4 GiB per stream file, 16 GiB in all); decoding is lazy. Malformed input throws
+/// `TraceError(.corrupted)` whose message names the file, the byte offset and the problem.
+///
+/// Nothing in the directory is trusted: a symbolic link, FIFO, device or socket where a file is
+/// expected is refused without being read (files are opened with `O_NOFOLLOW | O_NONBLOCK` and the
+/// opened file's type and size are checked), and so are two stream files holding the same stream.
+/// A stream whose `packet_seq_num` skips or repeats a number is an error, not a warning: the
+/// message says how many packets are missing, or which packet is duplicated (babeltrace2 reports
+/// such gaps as discarded packets and goes on; this reader refuses an incomplete trace). Packets
+/// missing at the end of a stream are only visible with LTTng index files (`index/<stream>.idx`):
+/// when present, every index must list exactly the packets of its stream file.
 public final class CTFTraceReader {
     /// The trace directory (the one holding `metadata`).
     public let directory: String

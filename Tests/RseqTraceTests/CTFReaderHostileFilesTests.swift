@@ -105,6 +105,30 @@ struct CTFReaderHostileFilesTests {
         Self.expectRefused(dir, limits: limits, ["\(dir)/channel0_1: is a symbolic link"])
     }
 
+    /// The writer reads an existing output directory's `metadata` to know whether it may replace
+    /// it (`SystemInfo.readSmallFile`): a FIFO there is refused at once, not waited on.
+    @Test("a FIFO named metadata in the output directory: demo refuses the directory at once")
+    func fifoInOutputDirectory() throws {
+        let home = CTFReaderCorruptionTests.fixtureDirectory("hostile-output")
+        let output = home + "/rseqtrace-demo"
+        defer {
+            Self.remove(output)
+            // SAFETY: rmdir takes the path by value.
+            unsafe rmdir(home)
+        }
+        // SAFETY: mkdir and mkfifo take the paths by value.
+        #expect(unsafe mkdir(home, 0o700) == 0)
+        // SAFETY: as above.
+        #expect(unsafe mkdir(output, 0o700) == 0)
+        // SAFETY: as above.
+        #expect(unsafe mkfifo(output + "/metadata", 0o600) == 0)
+        let run = try HelperProcess.run("/bin/sh", ["-c", "cd '\(home)' && exec '\(HelperProcess.rseqtracePath)' demo --threads 1 --events 10"],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(!run.timedOut, "\(run)")
+        #expect(run.status == 1, "\(run)")
+        #expect(run.stderr.contains("error: output directory rseqtrace-demo is not empty"), "\(run)")
+    }
+
     // MARK: - Bounds
 
     @Test("a sparse stream file one byte over the bound: refused from its size, before reading")

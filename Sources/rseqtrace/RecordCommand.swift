@@ -17,10 +17,17 @@ struct RecordCommand: ParsableCommand {
             The program finds the trace object through the RSEQTRACE_BUFFER environment variable \
             (SharedTraceBuffer.openFromEnvironment()). rseqtrace drains it while the program runs, \
             shows progress on a terminal, writes the trace, and exits with the program's exit status \
-            (128 + signal number if it was killed). Typed tracepoints attach to it on first use; \
-            --enable/--disable choose which of them record (last matching rule wins; with any --enable, \
-            only enabled events record), passed to the program as RSEQTRACE_EVENTS. The last line is \
-            machine-readable:
+            (128 + signal number if it was killed). Typed tracepoints attach to it on first use.
+
+            --enable and --disable choose which events record, as rules applied in the order given: \
+            the last matching rule wins. When the first rule is an --enable, only what the rules \
+            enable records; otherwise everything but what they disable does. Patterns are \
+            case-sensitive, with '*' and '?' wildcards; each option takes one pattern or a \
+            comma-separated list. They reach the program as RSEQTRACE_EVENTS (without them, the \
+            environment's RSEQTRACE_EVENTS, checked first); the model is described in full on \
+            TraceRuntime (docs/Instrumentation.md).
+
+            The last line is machine-readable:
               summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> mode=<discard|overwrite> exit_status=<n>
             """)
 
@@ -39,11 +46,12 @@ struct RecordCommand: ParsableCommand {
     static let settleMilliseconds = 10
 
     @Option(name: .customLong("enable"), help: ArgumentHelp(
-        "Record the events matching PATTERN (e.g. 'http:*'); repeatable.", valueName: "PATTERN"))
+        "Record the events matching PATTERNS (e.g. 'http:*' or 'http:*,queue:*'); repeatable, in order with --disable.",
+        valueName: "PATTERNS"))
     var enabled: [String] = []
 
     @Option(name: .customLong("disable"), help: ArgumentHelp(
-        "Do not record the events matching PATTERN; repeatable.", valueName: "PATTERN"))
+        "Do not record the events matching PATTERNS; repeatable, in order with --enable.", valueName: "PATTERNS"))
     var disabled: [String] = []
 
     @Option(help: """
@@ -61,15 +69,7 @@ struct RecordCommand: ParsableCommand {
         guard (1...10_000).contains(intervalMilliseconds) else {
             throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
         }
-        for pattern in enabled + disabled {
-            do { _ = try EventPattern(pattern) } catch { throw ValidationError("\(error.message)") }
-        }
-    }
-
-    /// The RSEQTRACE_EVENTS value for the program, in command-line order (enables, then disables).
-    var eventRules: String? {
-        let rules = enabled + disabled.map { "-" + $0 }
-        return rules.isEmpty ? nil : rules.joined(separator: ",")
+        do { _ = try eventRuleList() } catch { throw ValidationError(error.message) }
     }
 
     func run() throws {
@@ -91,7 +91,7 @@ struct RecordCommand: ParsableCommand {
         // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
         signal(SIGINT, SIG_IGN)
         var environment = [SharedTraceBuffer.environmentVariable: buffer.name]
-        if let eventRules { environment[TraceRuntime.eventsVariable] = eventRules }
+        if let eventRules = try eventRuleList() { environment[TraceRuntime.eventsVariable] = eventRules }
         if let backend { environment[TraceRuntime.backendVariable] = backend.rawValue }
         let child = try ChildProcess.spawn(command, environment: ProcessEnvironment.current(setting: environment),
                                            searchPath: true, stdout: .inherit, stderr: .inherit)

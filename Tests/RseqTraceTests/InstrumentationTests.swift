@@ -54,6 +54,77 @@ struct InstrumentationTests {
         #expect(bad.exitCode == 64 && bad.stderr.contains("event pattern 'http:dé' contains 'é'"), "\(bad)")
     }
 
+    static let allFour = "inst:scalars,inst:skipped,http:debug,http:request"
+
+    @Test("RSEQTRACE_EVENTS: rules apply in order from their start; enable/disable at run time change only the events they name",
+          arguments: [("", allFour), ("http:*,-http:debug", "http:request"), ("-http:debug,http:*", allFour),
+                      (" http:request , inst:sc* ", "inst:scalars,http:request"), ("-inst:*", "http:debug,http:request"),
+                      ("HTTP:*", "")])
+    func environmentRules(_ value: String, _ expected: String) throws {
+        let outcome = try HelperProcess.runHelper(["instrumented", "--scenario", "env-toggle"],
+                                                  setting: [TraceRuntime.eventsVariable: value], timeout: .seconds(60))
+        let fields = try #require(outcome.fields(of: "instrumented:"), "\(outcome)")
+        #expect(fields["ok"] == "1" && outcome.exitCode == 0, "\(outcome)")
+        #expect(fields["enabled"] == expected && fields["problems"] == "0", "\(value): \(outcome)")
+    }
+
+    @Test("a malformed RSEQTRACE_EVENTS disables every event and says so once, quoting it exactly", .timeLimit(.minutes(2)))
+    func malformedEnvironmentRules() throws {
+        let output = "/tmp/rseqtrace-inst-\(getpid())-badenv"
+        _ = try? HelperProcess.run("/bin/rm", ["-rf", output], environment: HelperProcess.childEnvironment(), timeout: .seconds(30))
+        defer { _ = try? HelperProcess.run("/bin/rm", ["-rf", output], environment: HelperProcess.childEnvironment(), timeout: .seconds(30)) }
+        let value = "http:*,-bad name"
+        // `env` sets the value for the program only: rseqtrace record itself refuses it.
+        let outcome = try HelperProcess.run(
+            Self.rseqtrace, ["record", "--output", output, "--", "/usr/bin/env", "\(TraceRuntime.eventsVariable)=\(value)",
+                             HelperProcess.helperPath, "instrumented", "--scenario", "env", "--events", "40"],
+            environment: HelperProcess.childEnvironment(), timeout: .seconds(120))
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        let fields = try #require(outcome.fields(of: "instrumented:"), "\(outcome)")
+        #expect(fields["attached"] == "1" && fields["enabled"] == "" && fields["problems"] == "1", "\(outcome)")
+        #expect(outcome.fields(of: "summary:")?["recorded"] == "0", "\(outcome)")
+        let messages = outcome.stderr.split(separator: "\n").filter { $0.contains(TraceRuntime.eventsVariable) }
+        #expect(messages.count == 1 && messages[0].hasPrefix("rseqtrace: RSEQTRACE_EVENTS='http:*,-bad name' is malformed, so every event is disabled: rule '-bad name': event pattern 'bad name' contains ' '"),
+                "\(messages)")
+    }
+
+    @Test("rseqtrace record applies --enable/--disable in command-line order, each a comma-separated list",
+          .timeLimit(.minutes(3)),
+          arguments: [
+            (["--enable", "http:*", "--disable", "http:*", "--enable", "http:debug", "--enable", "inst:scalars"],
+             "inst:scalars,http:debug"),
+            (["--disable", "http:debug", "--enable", "http:*"], allFour),
+            (["--enable", "inst:*, http:*", "--disable=http:*,inst:skipped", "--enable=http:request"], "inst:scalars,http:request"),
+          ])
+    func recordRuleOrder(_ options: [String], _ expected: String) throws {
+        let (outcome, events, output) = try Self.record(options, scenario: "env", events: 20, tag: "order-" + options.joined().filter { $0.isLetter })
+        defer { _ = try? HelperProcess.run("/bin/rm", ["-rf", output], environment: HelperProcess.childEnvironment(), timeout: .seconds(30)) }
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        let fields = try #require(outcome.fields(of: "instrumented:"), "\(outcome)")
+        #expect(fields["enabled"] == expected && fields["problems"] == "0", "\(options): \(outcome)")
+        var counts: [String: Int] = [:]
+        for event in events { counts[event.name, default: 0] += 1 }
+        let names = expected.split(separator: ",").map(String.init)
+        #expect(counts == Dictionary(uniqueKeysWithValues: names.map { ($0, 20) }), "\(options): \(counts)")
+    }
+
+    @Test("rseqtrace record refuses a bad pattern, or a malformed inherited RSEQTRACE_EVENTS, before starting the program")
+    func recordRefusesBadRules() throws {
+        let marker = "/tmp/rseqtrace-inst-\(getpid())-started"
+        for (options, setting, message) in [
+            (["--enable", "http:*,bad name"], [:], "--enable 'http:*,bad name': event pattern 'bad name' contains ' '"),
+            (["--disable", "http:*,"], [:], "--disable 'http:*,': an event pattern cannot be empty"),
+            ([], [TraceRuntime.eventsVariable: "http:("], "RSEQTRACE_EVENTS in the environment is malformed (rule 'http:(': event pattern 'http:(' contains '('"),
+          ] as [([String], [String: String], String)] {
+            let outcome = try HelperProcess.run(Self.rseqtrace, ["record", "--output", marker + "-trace"] + options + ["--", "/usr/bin/touch", marker],
+                                                environment: HelperProcess.childEnvironment(setting), timeout: .seconds(30))
+            #expect(outcome.exitCode == 64 && outcome.stderr.contains(message), "\(options) \(setting): \(outcome)")
+            let exists = try HelperProcess.run("/usr/bin/test", ["-e", marker], environment: HelperProcess.childEnvironment(), timeout: .seconds(30))
+            #expect(exists.exitCode == 1, "the program ran: \(options) \(setting)")
+            _ = try? HelperProcess.run("/bin/rm", ["-rf", marker, marker + "-trace"], environment: HelperProcess.childEnvironment(), timeout: .seconds(30))
+        }
+    }
+
     /// Renders every field of every event identically from bt2 and from our reader: integers in
     /// decimal, floats as their binary64 bit pattern, text as UTF-8 hex, enumerations as label:value.
     static let bt2Canonical = """
@@ -164,18 +235,104 @@ struct InstrumentationTests {
         #expect(throws: TraceError.self) { try EventPattern("http request") }
     }
 
-    @Test("rules: last match wins; with any enabling rule only enabled events record")
+    @Test("rules: a list beginning with an enable is an allow-list, otherwise everything starts enabled; last match wins")
     func rules() throws {
         func enabled(_ spec: String, _ name: String) throws -> Bool {
-            TraceRuntime.isEnabled(name, rules: try TraceRuntime.parseRules(spec))
+            try EventRules(parsing: spec).isEnabled(name)
         }
         #expect(try enabled("", "a:b"))
         #expect(try !enabled("-a:*", "a:b") && enabled("-a:*", "c:d"))
         #expect(try enabled("a:*", "a:b") && !enabled("a:*", "c:d"))
-        #expect(try !enabled("a:*,-a:b", "a:b") && enabled("a:*,-a:b", "a:c"))
-        #expect(try enabled("-a:b,a:*", "a:b"))
-        #expect(try enabled(" +a:b , ", "a:b"))
-        #expect(throws: TraceError.self) { try TraceRuntime.parseRules("a:b,-é") }
+        #expect(try !enabled("a:*,-a:b", "a:b") && enabled("a:*,-a:b", "a:c") && !enabled("a:*,-a:b", "c:d"))
+        // Same rules, other order: starts enabled (first rule disables), then a:* re-enables a:b.
+        #expect(try enabled("-a:b,a:*", "a:b") && enabled("-a:b,a:*", "c:d"))
+        #expect(try enabled(" +a:b , ", "a:b") && !enabled(" +a:b , ", "c:d"))
+        #expect(try enabled("a:*,,c:d", "c:d"))
+        // Case-sensitive, like lttng.
+        #expect(try !enabled("A:*", "a:b") && enabled("-A:*", "a:b"))
+        // Malformed items are named exactly as written; blanks inside a pattern are not removed.
+        for (spec, quoted) in [("a:b,-é", "rule '-é': event pattern 'é' contains 'é'"),
+                               ("a:b, bad name", "rule ' bad name': event pattern 'bad name' contains ' '"),
+                               ("-", "rule '-': an event pattern cannot be empty")] {
+            do {
+                _ = try EventRules(parsing: spec)
+                Issue.record("\(spec) was accepted")
+            } catch {
+                #expect(error.message.hasPrefix(quoted), "\(error.message)")
+            }
+        }
+    }
+
+    @Test("runtime rules: enable(X)/disable(X) change only the events matching X and compact shadowed rules")
+    func ruleAppending() throws {
+        let names = ["a:b", "a:c", "b:b", "b:x", "c:c"]
+        let patterns = ["a:b", "a:*", "*:b", "b:?", "*", "c:c", "?:?", "z:*"]
+        let starts = ["", "a:*", "-b:*", "a:*,-a:b", "-a:b,a:*", "*:b,-b:b,c:c"]
+        for start in starts {
+            for first in patterns {
+                for second in patterns {
+                    for (e1, e2) in [(true, true), (true, false), (false, true), (false, false)] {
+                        var rules = try EventRules(parsing: start)
+                        for (pattern, enable) in [(first, e1), (second, e2)] {
+                            let before = rules
+                            rules.append(.init(try EventPattern(pattern), enabled: enable))
+                            let p = try EventPattern(pattern)
+                            for name in names {
+                                let expected = p.matches(name) ? enable : before.isEnabled(name)
+                                #expect(rules.isEnabled(name) == expected,
+                                        "\(start) then \(enable ? "enable" : "disable")(\(pattern)): \(name)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The admin-endpoint sequence: disable then enable one event, from each start.
+        for start in starts {
+            let initial = try EventRules(parsing: start)
+            var rules = initial
+            for name in names where initial.isEnabled(name) {
+                rules.append(.init(try EventPattern(name), enabled: false))
+                rules.append(.init(try EventPattern(name), enabled: true))
+                #expect(names.map(rules.isEnabled) == names.map(initial.isEnabled), "\(start), toggling \(name)")
+            }
+        }
+        // Toggling does not grow the list; a wider rule replaces the narrower ones it shadows.
+        var rules = try EventRules(parsing: "http:*")
+        for _ in 0..<1000 {
+            rules.append(.init(try EventPattern("http:debug"), enabled: false))
+            rules.append(.init(try EventPattern("http:debug"), enabled: true))
+        }
+        #expect(rules.rules.map(\.pattern.text) == ["http:*", "http:debug"] && !rules.startsEnabled)
+        rules.append(.init(try EventPattern("http:de?ug"), enabled: false))
+        rules.append(.init(try EventPattern("http:*"), enabled: true))
+        #expect(rules.rules.map(\.pattern.text) == ["http:*"] && !rules.isEnabled("db:query") && rules.isEnabled("http:debug"))
+    }
+
+    @Test("pattern inclusion is proved only when it holds")
+    func patternInclusion() throws {
+        let cases: [(String, String, Bool)] = [
+            ("http:debug", "http:debug", true), ("http:debug", "http:*", true), ("http:de?ug", "http:*", true),
+            ("http:*", "http:*", true), ("http:req*", "http:*", true), ("http:*", "http:req*", false),
+            ("a:?", "a:*", true), ("a:?", "a:?", true), ("a:*", "a:?", false), ("a:b", "a:?", true),
+            ("*", "*", true), ("a:*", "*", true), ("*", "a:*", false), ("a:**", "a:*", true),
+            ("http:debug", "http:request", false), ("x:a*b", "x:*b", true), ("x:a*b", "x:b*", false),
+        ]
+        for (narrow, wide, expected) in cases {
+            #expect(try EventPattern(narrow).isCovered(by: EventPattern(wide)) == expected, "\(narrow) within \(wide)")
+        }
+        // Soundness against every name built from a small alphabet.
+        let letters = ["a", "b", ":"]
+        var names = [""]
+        for _ in 0..<4 { names += names.flatMap { n in letters.map { n + $0 } } }
+        names = Array(Set(names))
+        let patterns = ["a:*", "*", "?:?", "a*", "*b", "a:b", "a?b", "*:*", "a*:b", "??*", "*a*"]
+        for narrow in patterns {
+            for wide in patterns where try EventPattern(narrow).isCovered(by: EventPattern(wide)) {
+                let n = try EventPattern(narrow), w = try EventPattern(wide)
+                #expect(!names.contains { n.matches($0) && !w.matches($0) }, "\(narrow) within \(wide) is wrong")
+            }
+        }
     }
 
     @Test("text truncation keeps whole UTF-8 sequences")

@@ -47,7 +47,7 @@ let instTexts: [(String, String)] = [
 ]
 
 enum InstrumentedCommand {
-    static let usage = "instrumented --scenario types|emit-types|env|rules|late|problems|reattach|forwarder|malformed|macros [--events N]"
+    static let usage = "instrumented --scenario types|emit-types|env|env-toggle|rules|late|problems|reattach|forwarder|malformed|macros [--events N]"
 
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
         let options = try Options(arguments, flagNames: [], valueNames: ["scenario", "events"])
@@ -61,6 +61,7 @@ enum InstrumentedCommand {
         switch scenario {
         case "types": typesScenario(events: events, expect, &facts)
         case "env": envScenario(events: events, &facts)
+        case "env-toggle": envToggleScenario(expect, &facts)
         case "emit-types":
             emitTypes(events: events)
             facts.append("attached=\(TraceRuntime.attachedBuffer != nil ? 1 : 0) problems=\(TraceRuntime.problems.count)")
@@ -219,6 +220,34 @@ enum InstrumentedCommand {
             .filter { TraceRuntime.isEnabled($0) }.joined(separator: ","))
     }
 
+    /// Starting from the RSEQTRACE_EVENTS rules: for each event, `enable` adds exactly that event to
+    /// the enabled set and `disable` removes exactly it, and disabling then enabling (or enabling then
+    /// disabling) an event brings back the previous set. Prints the set it started from.
+    static func envToggleScenario(_ expect: (Bool, @autoclosure () -> String) -> Void, _ facts: inout [String]) {
+        let names = ["inst:scalars", "inst:skipped", "http:debug", "http:request"]
+        func enabledSet() -> Set<String> { Set(names.filter { TraceRuntime.isEnabled($0) }) }
+        let start = enabledSet()
+        facts.append("enabled=" + names.filter(start.contains).joined(separator: ","))
+        facts.append("problems=\(TraceRuntime.problems.count)")
+        do {
+            for name in names {
+                let before = enabledSet()
+                if before.contains(name) {
+                    try TraceRuntime.disable(name)
+                    expect(enabledSet() == before.subtracting([name]), "disable(\(name)) changed \(before.sorted()) to \(enabledSet().sorted())")
+                    try TraceRuntime.enable(name)
+                } else {
+                    try TraceRuntime.enable(name)
+                    expect(enabledSet() == before.union([name]), "enable(\(name)) changed \(before.sorted()) to \(enabledSet().sorted())")
+                    try TraceRuntime.disable(name)
+                }
+                expect(enabledSet() == before, "toggling \(name) left \(enabledSet().sorted()), expected \(before.sorted())")
+            }
+        } catch {
+            expect(false, "rule API failed: \(error)")
+        }
+    }
+
     /// Enable/disable by exact name and wildcard, rule order, and that a disabled guard skips arguments.
     static func rulesScenario(_ expect: (Bool, @autoclosure () -> String) -> Void, _ facts: inout [String]) {
         let buffer = makeBuffer("rules")
@@ -239,11 +268,22 @@ enum InstrumentedCommand {
             try TraceRuntime.disable("http:*")
             emitAll(1)                                  // only inst:skipped
             try TraceRuntime.enable("http:debug")
-            emitAll(2)                                  // an enable rule: only http:debug
+            emitAll(2)                                  // http:debug back, inst:skipped unchanged
             try TraceRuntime.setRules("*,-inst:*")
             emitAll(3)                                  // http:debug and http:request
             try TraceRuntime.setRules("")
             emitAll(4)                                  // everything again
+            try TraceRuntime.disable("http:debug")      // an admin endpoint turns one event off...
+            emitAll(5)
+            try TraceRuntime.enable("http:debug")       // ...and on again: every event as in round 4
+            emitAll(6)
+            for _ in 0..<1000 {
+                try TraceRuntime.disable("http:debug")
+                try TraceRuntime.enable("http:debug")
+            }
+            let rules = TraceRuntime.rules
+            expect(rules.rules.count == 1 && rules.startsEnabled, "toggling left \(rules.rules.count) rules, start \(rules.startsEnabled)")
+            facts.append("rule_count=\(rules.rules.count)")
             do {
                 try TraceRuntime.enable("http:dé*")
                 expect(false, "a pattern with 'é' was accepted")
@@ -258,10 +298,10 @@ enum InstrumentedCommand {
         func rounds(_ name: String) -> [UInt64] {
             events.filter { $0.0 == name }.compactMap { if case .unsigned(let v) = $0.1[0].value, v != 7 { return v } else { return nil } }
         }
-        expect(rounds("http:debug") == [0, 2, 3, 4], "http:debug rounds \(rounds("http:debug"))")
-        expect(rounds("http:request") == [0, 3, 4], "http:request rounds \(rounds("http:request"))")
-        expect(rounds("inst:skipped") == [0, 1, 4], "inst:skipped rounds \(rounds("inst:skipped"))")
-        expect(evaluated == 3, "the guarded argument was evaluated \(evaluated) times, expected 3 (enabled rounds only)")
+        expect(rounds("http:debug") == [0, 2, 3, 4, 6], "http:debug rounds \(rounds("http:debug"))")
+        expect(rounds("http:request") == [0, 3, 4, 5, 6], "http:request rounds \(rounds("http:request"))")
+        expect(rounds("inst:skipped") == [0, 1, 2, 4, 5, 6], "inst:skipped rounds \(rounds("inst:skipped"))")
+        expect(evaluated == 5, "the guarded argument was evaluated \(evaluated) times, expected 5 (enabled rounds only)")
         expect(TraceRuntime.isEnabled("anything:else"), "with no rule everything is enabled")
         facts.append("evaluated=\(evaluated)")
     }

@@ -11,12 +11,39 @@ import Synchronization
 /// change; it recomputes and stores the state word of every registered tracepoint, which is all the
 /// fast path reads.
 ///
-/// At first use the runtime reads `RSEQTRACE_EVENTS` (rules, see ``setRules(_:)``),
+/// At first use the runtime reads `RSEQTRACE_EVENTS` (a rule list, see below),
 /// `RSEQTRACE_BACKEND` (`buffer`, `lttng` or `both`) and attaches the buffer named by
 /// `RSEQTRACE_BUFFER` when that is set (as `rseqtrace record` does), so an instrumented program
 /// records under `rseqtrace record` without calling ``attach(_:)`` itself.
+///
+/// ## Which events are enabled
+///
+/// This is the one description of the model; `RSEQTRACE_EVENTS`, ``setRules(_:)``,
+/// ``enable(_:)``, ``disable(_:)`` and `rseqtrace record --enable/--disable` all follow it.
+///
+/// - A **rule** is a pattern and a verdict: enable or disable the events whose name matches it.
+///   Patterns match whole names, case-sensitively (`HTTP:*` does not match `http:request`); `*`
+///   matches any run of characters (also none), `?` one character; the other allowed characters are
+///   ASCII letters and digits, `_` and `:` (`http:*`, `*:request`, `db:query`, `*`).
+/// - A **rule list** is written as comma-separated rules, each pattern optionally preceded by `-`
+///   (disable) or `+` (enable): `http:*,-http:debug`. Blanks around a rule are ignored.
+/// - **Start**: an event no rule matches is enabled, unless the rule list begins with an enabling
+///   rule: then it is an allow-list (`http:*` records only `http:` events) and such an event is
+///   disabled. An empty list, or one beginning with a disabling rule, starts with everything enabled.
+/// - **Order**: rules apply in the order written; the **last matching rule wins**
+///   (`http:*,-http:debug` records `http:request` but not `http:debug`; `-http:debug,http:*` records both).
+/// - **At run time**, ``enable(_:)`` and ``disable(_:)`` add one rule at the end: they change only the
+///   events matching their pattern, never the others, and never the start. So `enable(X)` never
+///   disables anything, and `disable(X)` followed by `enable(X)` brings back exactly the previous state
+///   of every event when the events matching `X` were enabled before. Earlier rules that a new rule
+///   shadows entirely are dropped, so toggling does not grow the list. ``setRules(_:)`` replaces the
+///   whole list (and its start), as `RSEQTRACE_EVENTS` sets it at first use.
+/// - A **malformed** `RSEQTRACE_EVENTS` disables every event (fails closed): the runtime says so
+///   once on stderr, quoting the value and what is allowed, and records it in ``problems``;
+///   ``enable(_:)`` still enables events afterwards. `rseqtrace record` checks its patterns before it
+///   starts the program.
 public enum TraceRuntime {
-    /// Enable/disable rules: comma-separated patterns, `-` in front disables (`http:*,-http:debug`).
+    /// The rule list read at first use (see "Which events are enabled" above): `http:*,-http:debug`.
     public static let eventsVariable = "RSEQTRACE_EVENTS"
     /// `buffer` (default), `lttng` or `both`.
     public static let backendVariable = "RSEQTRACE_BACKEND"
@@ -54,7 +81,7 @@ public enum TraceRuntime {
         var entries: [Entry] = []
         var schemas: [EventSchema] = []
         var localIndexByName: [String: Int] = [:]
-        var rules: [(pattern: EventPattern, enabled: Bool)] = []
+        var rules = EventRules.enablingEverything
         var sinks: TraceSinks = .buffer
         var buffer: SharedTraceBuffer?
         var generation = -1
@@ -141,58 +168,47 @@ public enum TraceRuntime {
 
     // MARK: - Enabling
 
-    /// Enables the events whose name matches `pattern` (a later rule overrides an earlier one).
+    /// Enables the events whose name matches `pattern` and changes no other event (see "Which
+    /// events are enabled").
+    /// - Throws: `.invalidConfiguration` for a malformed pattern (nothing changes).
     public static func enable(_ pattern: String) throws(TraceError) {
         let parsed = try EventPattern(pattern)
         shared.withLock { state in
-            state.rules.append((parsed, true))
+            state.rules.append(.init(parsed, enabled: true))
             rearm(&state)
         }
     }
 
-    /// Disables the events whose name matches `pattern` (a later rule overrides an earlier one).
+    /// Disables the events whose name matches `pattern` and changes no other event (see "Which
+    /// events are enabled").
+    /// - Throws: `.invalidConfiguration` for a malformed pattern (nothing changes).
     public static func disable(_ pattern: String) throws(TraceError) {
         let parsed = try EventPattern(pattern)
         shared.withLock { state in
-            state.rules.append((parsed, false))
+            state.rules.append(.init(parsed, enabled: false))
             rearm(&state)
         }
     }
 
-    /// Replaces every rule with those of `specification`: comma-separated patterns, a leading `-`
-    /// disables (`http:*,-http:debug`). An empty specification enables everything.
+    /// Replaces every rule, and the start, with the rule list `specification`, as
+    /// `RSEQTRACE_EVENTS` does at first use (see "Which events are enabled"): `http:*,-http:debug`
+    /// records the `http:` events but `http:debug`; an empty list enables everything.
+    /// - Throws: `.invalidConfiguration` naming the first malformed rule (nothing changes).
     public static func setRules(_ specification: String) throws(TraceError) {
-        let rules = try parseRules(specification)
+        let rules = try EventRules(parsing: specification)
         shared.withLock { state in
             state.rules = rules
             rearm(&state)
         }
     }
 
-    /// Whether an event named `name` is enabled by the current rules: with no rule, or only
-    /// disabling rules, events are enabled; once any rule enables something, only what a rule
-    /// enables is. The last matching rule wins.
+    /// Whether an event named `name` is enabled by the current rules (see "Which events are enabled").
     public static func isEnabled(_ name: String) -> Bool {
-        shared.withLock { isEnabled(name, rules: $0.rules) }
+        shared.withLock { $0.rules.isEnabled(name) }
     }
 
-    static func isEnabled(_ name: String, rules: [(pattern: EventPattern, enabled: Bool)]) -> Bool {
-        var enabled = !rules.contains { $0.enabled }
-        for rule in rules where rule.pattern.matches(name) { enabled = rule.enabled }
-        return enabled
-    }
-
-    static func parseRules(_ specification: String) throws(TraceError) -> [(pattern: EventPattern, enabled: Bool)] {
-        var rules: [(pattern: EventPattern, enabled: Bool)] = []
-        for item in specification.split(separator: ",") {
-            var text = item.filter { $0 != " " }
-            guard !text.isEmpty else { continue }
-            let enabled = text.first != "-"
-            if text.first == "-" || text.first == "+" { text.removeFirst() }
-            rules.append((try EventPattern(text), enabled))
-        }
-        return rules
-    }
+    /// The current rule list, for tests.
+    package static var rules: EventRules { shared.withLock { $0.rules } }
 
     // MARK: - Forwarding
 
@@ -332,7 +348,7 @@ public enum TraceRuntime {
         let schema = state.schemas[entry.localIndex]
         var sinks: TraceSinks = []
         var eventID: UInt16 = 0
-        if isEnabled(schema.name, rules: state.rules) {
+        if state.rules.isEnabled(schema.name) {
             if state.sinks.contains(.buffer), let buffer = state.buffer {
                 if let id = entry.bufferIDs[state.generation] {
                     eventID = id
@@ -375,9 +391,13 @@ public enum TraceRuntime {
     private static func readEnvironment(into state: inout State) {
         if let rules = environment(eventsVariable) {
             do throws(TraceError) {
-                state.rules = try parseRules(rules)
+                state.rules = try EventRules(parsing: rules)
             } catch {
-                note("\(eventsVariable)='\(rules)' is ignored: \(error)", into: &state)
+                state.rules = .disablingEverything
+                note(escapingControls("""
+                    \(eventsVariable)='\(rules)' is malformed, so every event is disabled: \(error.message). \
+                    A rule list is comma-separated patterns, each optionally preceded by '-' (disable) or '+' (enable)
+                    """), into: &state)
             }
         }
         if let backend = environment(backendVariable), !backend.isEmpty {
@@ -396,6 +416,20 @@ public enum TraceRuntime {
                 note("cannot attach the buffer named by \(SharedTraceBuffer.environmentVariable): \(error)", into: &state)
             }
         }
+    }
+
+    /// `text` with its control characters escaped (`\\t`, `\\u{1B}`), everything else as is, so a
+    /// message quoting a value stays one readable line.
+    static func escapingControls(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar.properties.generalCategory == .control {
+                out += scalar.escaped(asASCII: true)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     private static func environment(_ name: String) -> String? { SystemInfo.environmentValue(name) }

@@ -14,6 +14,8 @@ let usage = """
       \(SingleStepTargetCommand.usage)
       \(DieMidRecordCommand.usage)
       \(InstrumentedCommand.usage)
+      \(StormCommand.usage)
+      \(StuckCommand.usage)
       mode
     """
 
@@ -30,6 +32,8 @@ do {
     case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
     case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
     case "instrumented": finish(try InstrumentedCommand.run(rest))
+    case "storm": finish(try StormCommand.run(rest))
+    case "stuck": finish(try StuckCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

@@ -1,0 +1,111 @@
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+import RseqTrace
+import RseqTraceConsumer
+
+// The lock-free protocol of fallback rings and the slow lane (docs/BufferProtocol.md §5), in
+// `rseqtrace-testhelper` processes started with RSEQTRACE_FORCE_FALLBACK=1 (the producer mode is
+// chosen once per process). Every figure is exact; each run is bounded by the helper's own time
+// limit and by the test's.
+
+@Suite("Lock-free fallback protocol", .serialized)
+struct LockFreeFallbackTests {
+    static let fallback = ProcessModeSetting.forcedFallback.environment
+
+    @Test("signal storm: writers and SIGUSR1 handlers writing into the same rings balance exactly, intact and in order",
+          .timeLimit(.minutes(2)), arguments: [BufferMode.discard, .overwrite])
+    func signalStorm(mode: BufferMode) throws {
+        var arguments = ["storm", "--mode", mode.description, "--threads", "4", "--events", "200000", "--time-limit", "60"]
+        if mode == .overwrite {
+            arguments += ["--ring-size", "16384", "--subbuffer-size", "1024"]
+        }
+        let outcome = try HelperProcess.runHelper(arguments, setting: Self.fallback, timeout: .seconds(100))
+        let fields = try #require(outcome.fields(of: "storm:"), "no storm line:\n\(outcome)")
+        report("storm \(mode): \(outcome.stdout.split(separator: "\n").first ?? "") (\(outcome.duration))")
+        #expect(outcome.exitedCleanly, "\(outcome)")
+        #expect(fields["mode"] == "fallback")
+        #expect(fields["path"] == "lockFree")
+        let emitted = try #require(fields["emitted"].flatMap { UInt64($0) })
+        let recorded = try #require(fields["recorded"].flatMap { UInt64($0) })
+        let lost = try #require(fields["lost"].flatMap { UInt64($0) })
+        let handlerEmitted = try #require(fields["handler_emitted"].flatMap { UInt64($0) })
+        #expect(emitted == 4 * 200_000 + handlerEmitted)
+        #expect(handlerEmitted > 0, "no handler ran: \(outcome)")
+        #expect(recorded + lost == emitted, "\(outcome)")
+        #expect(fields["damaged"] == "0", "\(outcome)")
+        #expect(fields["duplicates"] == "0", "\(outcome)")
+        #expect(fields["regressions"] == "0", "\(outcome)")
+        #expect(fields["timed_out"] == "false", "\(outcome)")
+        if mode == .overwrite {
+            #expect((UInt64(fields["overwritten"] ?? "") ?? 0) > 0, "a 16 KiB ring must have been overwritten: \(outcome)")
+        }
+    }
+
+    @Test("overwrite exactness with 256-byte sub-buffers under concurrent draining: nothing overwritten while read is delivered",
+          .timeLimit(.minutes(2)))
+    func overwriteSmallBuffers() throws {
+        let arguments = ["storm", "--mode", "overwrite", "--threads", "4", "--events", "40000",
+                         "--ring-size", "8192", "--subbuffer-size", "256", "--time-limit", "60"]
+        let outcome = try HelperProcess.runHelper(arguments, setting: Self.fallback, timeout: .seconds(100))
+        let fields = try #require(outcome.fields(of: "storm:"), "no storm line:\n\(outcome)")
+        report("overwrite small: \(outcome.stdout.split(separator: "\n").first ?? "") (\(outcome.duration))")
+        #expect(outcome.exitedCleanly, "\(outcome)")
+        let emitted = try #require(fields["emitted"].flatMap { UInt64($0) })
+        let recorded = try #require(fields["recorded"].flatMap { UInt64($0) })
+        let lost = try #require(fields["lost"].flatMap { UInt64($0) })
+        #expect(recorded + lost == emitted, "\(outcome)")
+        #expect(recorded > 0 && lost > 0, "\(outcome)")
+        #expect(fields["damaged"] == "0", "\(outcome)")
+        #expect(fields["duplicates"] == "0", "\(outcome)")
+        #expect(fields["regressions"] == "0", "\(outcome)")
+    }
+
+    @Test("a producer stuck inside its reservation blocks nobody: others drop and count, live drains return, the end balances",
+          .timeLimit(.minutes(2)), arguments: [BufferMode.discard, .overwrite])
+    func stuckReservation(mode: BufferMode) throws {
+        let arguments = ["stuck", "--mode", mode.description, "--threads", "3", "--events", "20000",
+                         "--ring-size", "16384", "--subbuffer-size", "1024"]
+        let outcome = try HelperProcess.runHelper(arguments, setting: Self.fallback, timeout: .seconds(100))
+        let fields = try #require(outcome.fields(of: "stuck:"), "no stuck line:\n\(outcome)")
+        report("stuck \(mode): \(outcome.stdout.split(separator: "\n").first ?? "") (\(outcome.duration))")
+        #expect(outcome.exitedCleanly, "\(outcome)")
+        #expect(fields["path"] == "lockFree")
+        // The other producers finished while the reservation was still pending...
+        #expect(fields["still_stuck"] == "true", "\(outcome)")
+        // ...dropping (and counting) once the ring wrapped onto the stuck sub-buffer...
+        #expect((UInt64(fields["dropped_while_stuck"] ?? "") ?? 0) > 0, "\(outcome)")
+        // ...while live drains returned every time, having read everything before the stuck
+        // sub-buffer (or counted it as overwritten) and stopped there, to retry later.
+        #expect(fields["next_read_subbuffer"] == fields["stuck_subbuffer"], "\(outcome)")
+        #expect((UInt64(fields["live_rounds"] ?? "") ?? 0) > 0, "\(outcome)")
+        let emitted = try #require(fields["emitted"].flatMap { UInt64($0) })
+        let recorded = try #require(fields["recorded"].flatMap { UInt64($0) })
+        let lost = try #require(fields["lost"].flatMap { UInt64($0) })
+        #expect(recorded + lost == emitted, "\(outcome)")
+        #expect(fields["damaged"] == "0", "\(outcome)")
+        #expect(fields["duplicates"] == "0", "\(outcome)")
+        #expect(fields["regressions"] == "0", "\(outcome)")
+        #expect(fields["abandoned"] == "0", "\(outcome)")
+    }
+
+    @Test("in rseq mode, the slow lane (lock-free) and the rseq rings balance exactly under a signal storm",
+          .timeLimit(.minutes(2)))
+    func rseqModeStorm() throws {
+        // Handlers and writers in rseq mode: rseq rings, plus the lock-free slow lane for records
+        // that exhaust their attempts; counters and the slow lane must still balance.
+        let arguments = ["storm", "--mode", "discard", "--threads", "4", "--events", "40000", "--time-limit", "60"]
+        let outcome = try HelperProcess.runHelper(arguments, setting: ProcessModeSetting.inherited.environment,
+                                                  timeout: .seconds(100))
+        let fields = try #require(outcome.fields(of: "storm:"), "no storm line:\n\(outcome)")
+        report("storm rseq: \(outcome.stdout.split(separator: "\n").first ?? "") (\(outcome.duration))")
+        #expect(outcome.exitedCleanly, "\(outcome)")
+        #expect(fields["path"] == "rseqCPU")
+        let emitted = try #require(fields["emitted"].flatMap { UInt64($0) })
+        let recorded = try #require(fields["recorded"].flatMap { UInt64($0) })
+        let lost = try #require(fields["lost"].flatMap { UInt64($0) })
+        #expect(recorded + lost == emitted, "\(outcome)")
+        #expect(fields["damaged"] == "0" && fields["duplicates"] == "0" && fields["regressions"] == "0", "\(outcome)")
+    }
+}

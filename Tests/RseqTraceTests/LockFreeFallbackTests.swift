@@ -4,6 +4,8 @@ import Glibc
 #endif
 import RseqTrace
 import RseqTraceConsumer
+import RseqTraceSupport
+import Synchronization
 
 // The lock-free protocol of fallback rings and the slow lane (docs/BufferProtocol.md §5), in
 // `rseqtrace-testhelper` processes started with RSEQTRACE_FORCE_FALLBACK=1 (the producer mode is
@@ -107,5 +109,46 @@ struct LockFreeFallbackTests {
         let lost = try #require(fields["lost"].flatMap { UInt64($0) })
         #expect(recorded + lost == emitted, "\(outcome)")
         #expect(fields["damaged"] == "0" && fields["duplicates"] == "0" && fields["regressions"] == "0", "\(outcome)")
+    }
+
+    @Test("rseq mode: the lock-free slow lane's counters reset exactly while producers on a ringless CPU keep dropping",
+          .enabled(if: CPUPinner.isAllowed(cpu: 1)), .timeLimit(.minutes(1)))
+    func slowLaneCounterReset() throws {
+        // cpuRingCount 1: threads pinned to CPU 1 have no ring and write through the slow lane.
+        let fixture = try UnitTraceFixture("lfreset", cpuRingCount: 1)
+        let threads = 3
+        let events = 20_000
+        let finished = Atomic<Int>(0)
+        let pinFailures = Atomic<Int>(0)
+        let producer = fixture.producer
+        let workers = WorkerThreads(count: threads) { thread in
+            do {
+                try UnitTrace.onCPU(1) { () throws(TraceError) in
+                    for sequence in 0..<events {
+                        _ = producer.write(eventID: 6, value: UInt64(thread << 32 | sequence))
+                    }
+                }
+            } catch {
+                pinFailures.wrappingAdd(1, ordering: .relaxed)
+            }
+            finished.wrappingAdd(1, ordering: .releasing)
+        }
+        var resets = 0
+        while finished.load(ordering: .acquiring) < threads {
+            if resets % 4 == 0 { try fixture.drainer.drainOnce { _ in } }
+            try fixture.drainer.resetCounters()
+            resets += 1
+        }
+        workers.join()
+        try fixture.drainer.drainOnce(quiescent: true) { _ in }
+        try fixture.drainer.resetCounters()
+        #expect(pinFailures.load(ordering: .relaxed) == 0)
+        let slowLane = fixture.drainer.statistics[fixture.layout.slowLaneRing]
+        #expect(slowLane.dropped > 0, "an 8 KiB slow lane must refuse records")
+        #expect(slowLane.recorded + slowLane.lost == UInt64(threads * events))
+        #expect(fixture.drainer.statistics[0].recorded == 0)
+        let buffer = fixture.buffer   // ring views borrow a local reference
+        let remaining = buffer.ring(fixture.layout.slowLaneRing).load(ControlField.dropped, ordering: .relaxed)
+        #expect(remaining == 0)
     }
 }

@@ -151,4 +151,38 @@ struct LockFreeFallbackTests {
         let remaining = buffer.ring(fixture.layout.slowLaneRing).load(ControlField.dropped, ordering: .relaxed)
         #expect(remaining == 0)
     }
+
+    @Test("a consumer in another process drains the lock-free rings of a fallback process's buffer exactly",
+          .timeLimit(.minutes(1)), arguments: [BufferMode.discard, .overwrite])
+    func crossProcess(mode: BufferMode) throws {
+        let name = uniqueBufferName("lockfree-\(mode)")
+        let arguments = ["fallback-write", "--name", name, "--mode", mode.description, "--threads", "3",
+                         "--events", "5000", "--ring-size", "16384", "--subbuffer-size", "1024"]
+        let outcome = try HelperProcess.runHelper(arguments, setting: Self.fallback, timeout: .seconds(50))
+        let fields = try #require(outcome.fields(of: "fallback-write:"), "no fallback-write line:\n\(outcome)")
+        #expect(outcome.exitedCleanly, "\(outcome)")
+        #expect(fields["path"] == "lockFree")
+        let buffer = try SharedTraceBuffer.open(name: name)
+        defer { buffer.removeName() }
+        #expect(buffer.ringProtocol == .lockFree)
+        #expect(buffer.isFinished)
+        let drainer = TraceDrainer(buffer: buffer)
+        var intact: UInt64 = 0
+        var damaged: UInt64 = 0
+        var regressions: UInt64 = 0
+        var last = Array(repeating: UInt64(0), count: buffer.layout.ringCount)
+        try drainer.drainOnce(quiescent: true) { record in
+            if record.timestamp < last[record.ring] { regressions += 1 }
+            last[record.ring] = record.timestamp
+            let words = (0..<4).map { record.load(fromByteOffset: $0 * 8, as: UInt64.self) }
+            let check = (words[0] &* 0x9E37_79B9_7F4A_7C15) ^ (words[1] &* 0xC2B2_AE3D_27D4_EB4F) ^ 0x5BD1_E995_0000_0001
+            if record.payloadSize == 32 && words[2] == check && words[3] == ~check { intact += 1 } else { damaged += 1 }
+        }
+        let totals = drainer.totals
+        #expect(damaged == 0 && regressions == 0)
+        #expect(totals.recorded == intact && intact > 0)
+        #expect(String(totals.recorded + totals.dropped) == fields["emitted"] || mode == .overwrite, "\(totals)")
+        #expect(String(totals.recorded + totals.lost) == fields["emitted"], "\(totals) \(outcome)")
+        if mode == .discard { #expect(String(totals.recorded) == fields["stored"]) }
+    }
 }

@@ -344,3 +344,48 @@ enum StuckCommand {
         return exact && clean && drainError == nil ? 0 : 1
     }
 }
+
+/// `fallback-write`: creates the named buffer (kept after exit), writes checked records from
+/// several threads and exits; another process drains it (cross-process reading of lock-free rings).
+enum FallbackWriteCommand {
+    static let usage = """
+        fallback-write --name NAME --mode discard|overwrite --threads N --events N [--ring-size BYTES] [--subbuffer-size BYTES]
+        """
+
+    static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
+        let options = try Options(arguments, flagNames: [],
+                                  valueNames: ["name", "mode", "threads", "events", "ring-size", "subbuffer-size"])
+        let name = try options.string("name")
+        let mode: BufferMode
+        switch try options.string("mode") {
+        case "discard": mode = .discard
+        case "overwrite": mode = .overwrite
+        case let other: throw UsageError("--mode must be discard or overwrite, got '\(other)'")
+        }
+        let threads = try options.int("threads", in: 1...64)
+        let events = try options.int("events", in: 1...5_000_000)
+        let ringSize = try options.int("ring-size", default: 16384, in: 8192...(1 << 30))
+        let subbufferSize = try options.int("subbuffer-size", default: 1024, in: 256...(1 << 24))
+        let buffer: SharedTraceBuffer
+        do {
+            buffer = try SharedTraceBuffer.create(TraceConfiguration(
+                name: name, ringSize: ringSize, subbufferSize: subbufferSize, mode: mode, removeWhenClosed: false))
+        } catch {
+            printError("error: \(error)")
+            return 3
+        }
+        let producer = buffer.makeProducer()
+        let shared = SharedCounters(threads: threads)
+        WorkerThreads.run(count: threads) { index in
+            var kept: UInt64 = 0
+            for sequence in 0..<UInt64(events)
+            where producer.write(eventID: 1, value: CheckedPayload(source: UInt64(index), sequence: sequence)) {
+                kept += 1
+            }
+            shared.stored.wrappingAdd(kept, ordering: .relaxed)
+        }
+        buffer.markFinished()
+        print("fallback-write: mode=\(RseqRuntime.status.mode) path=\(producer.path) emitted=\(threads * events) stored=\(shared.stored.load(ordering: .relaxed))")
+        return 0
+    }
+}

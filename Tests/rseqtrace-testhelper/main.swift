@@ -16,6 +16,7 @@ let usage = """
       \(InstrumentedCommand.usage)
       \(StormCommand.usage)
       \(StuckCommand.usage)
+      \(FallbackWriteCommand.usage)
       mode
     """
 
@@ -34,6 +35,7 @@ do {
     case "instrumented": finish(try InstrumentedCommand.run(rest))
     case "storm": finish(try StormCommand.run(rest))
     case "stuck": finish(try StuckCommand.run(rest))
+    case "fallback-write": finish(try FallbackWriteCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

@@ -14,6 +14,9 @@ let usage = """
       \(SingleStepTargetCommand.usage)
       \(DieMidRecordCommand.usage)
       \(InstrumentedCommand.usage)
+      \(StormCommand.usage)
+      \(StuckCommand.usage)
+      \(FallbackWriteCommand.usage)
       mode
     """
 
@@ -30,6 +33,9 @@ do {
     case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
     case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
     case "instrumented": finish(try InstrumentedCommand.run(rest))
+    case "storm": finish(try StormCommand.run(rest))
+    case "stuck": finish(try StuckCommand.run(rest))
+    case "fallback-write": finish(try FallbackWriteCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

@@ -14,6 +14,7 @@ let usage = """
       \(SingleStepTargetCommand.usage)
       \(DieMidRecordCommand.usage)
       \(InstrumentedCommand.usage)
+      \(EmitUntilSignalCommand.usage)
       mode
     """
 
@@ -30,6 +31,7 @@ do {
     case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
     case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
     case "instrumented": finish(try InstrumentedCommand.run(rest))
+    case "emit-until-signal": finish(try EmitUntilSignalCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

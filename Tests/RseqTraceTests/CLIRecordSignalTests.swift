@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import RseqTrace
+import RseqTraceSupport
+import SystemPackage
+import Testing
+
+/// `rseqtrace record` stopped by a signal, killed, or failing: the trace it leaves, its exit
+/// status, and what it leaves behind (nothing under /dev/shm, no half-made output directory).
+@Suite("CLI: rseqtrace record under signals and failures",
+       .enabled(if: HelperProcess.isExecutable(HelperProcess.rseqtracePath) && HelperProcess.isExecutable(HelperProcess.helperPath),
+                "rseqtrace and rseqtrace-testhelper are built next to the tests"))
+struct CLIRecordSignalTests {
+    /// A scratch directory for one test: `output` (the trace) and `ready` (the traced helper's pid).
+    struct Scratch {
+        let root: String
+        var output: String { root + "/trace" }
+        var ready: String { root + "/ready" }
+
+        init(_ tag: String) {
+            root = CTFEndToEndTests.temporaryDirectory("signal-\(tag)")
+            CTFEndToEndTests.removeTree(root)
+            // SAFETY: mkdir takes the path by value.
+            _ = unsafe mkdir(root, 0o700)
+        }
+
+        func remove() { CTFEndToEndTests.removeTree(root) }
+    }
+
+    /// Starts `rseqtrace record` of `emit-until-signal` and waits (at most 60 s) until the helper
+    /// has emitted its first records; returns the recorder and the helper's pid.
+    func startRecording(_ scratch: Scratch, helperArguments: [String] = []) throws -> (ChildProcess, pid_t) {
+        let recorder = try HelperProcess.startRseqtrace(
+            ["record", "--output", scratch.output, "--", HelperProcess.helperPath, "emit-until-signal",
+             "--ready-file", scratch.ready] + helperArguments)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while ContinuousClock.now < deadline {
+            if let text = SystemInfo.readSmallFile(scratch.ready),
+               let line = text.split(separator: "\n").first, let pid = pid_t(line) {
+                return (recorder, pid)
+            }
+            if recorder.hasExited { break }
+            recorder.pump(milliseconds: 20)
+        }
+        recorder.signal(SIGKILL)
+        Issue.record("the traced helper never became ready\n\(recorder.wait(timeout: .seconds(10)))")
+        throw CancellationError()
+    }
+
+    /// `rseqtrace stats` of a trace directory: its exit code and `stats:` fields.
+    func stats(_ directory: String) throws -> (HelperProcess.Outcome, [String: String]) {
+        let run = try HelperProcess.runRseqtrace(["stats", directory], timeout: .seconds(60))
+        return (run, run.fields(of: "stats: ") ?? [:])
+    }
+
+    /// The bytes of the stream files (`channel0_<n>`) in `directory`.
+    func streamBytes(_ directory: String) -> Int64 {
+        var total: Int64 = 0
+        for entry in SystemInfo.directoryEntries(directory) ?? [] where entry.hasPrefix("channel0_") {
+            if let info = try? FilePath(directory + "/" + entry).stat() { total += info.size }
+        }
+        return total
+    }
+
+    /// The /dev/shm name a recorder with pid `pid` used for its buffer when it had one.
+    func shmLeft(byRecorder pid: pid_t) -> Bool {
+        // SAFETY: access takes the path by value.
+        unsafe access("/dev/shm/rseqtrace-record-\(pid)", F_OK) == 0
+    }
+
+    @Test("SIGTERM or SIGHUP to record: forwarded to the program, the trace completed and readable, every emitted record recorded or counted lost, exit status 128 + signal",
+          .timeLimit(.minutes(2)), arguments: [SIGTERM, SIGHUP])
+    func terminationSignalFinishesTheTrace(signal: Int32) throws {
+        let scratch = Scratch("\(signal)")
+        defer { scratch.remove() }
+        let (recorder, helper) = try startRecording(scratch)
+        recorder.signal(signal)
+        let run = recorder.wait(timeout: .seconds(60))
+        kill(helper, SIGKILL)   // (dead already when record forwarded the signal)
+        #expect(run.exitCode == 128 + signal, "\(run)")
+        let emitted = try #require(run.fields(of: "emit-until-signal: "), "\(run)")
+        #expect(emitted["signal"] == "\(signal)", "\(run)")
+        let summary = try #require(run.fields(of: "summary: "), "\(run)")
+        let recorded = try #require(summary["recorded"].flatMap { UInt64($0) }, "\(run)")
+        let lost = try #require(summary["lost"].flatMap { UInt64($0) }, "\(run)")
+        #expect(recorded + lost == emitted["emitted"].flatMap { UInt64($0) }, "\(run)")
+        #expect(summary["exit_status"] == "\(128 + signal)", "\(run)")
+        #expect(!shmLeft(byRecorder: run.pid))
+        let (read, fields) = try stats(scratch.output)
+        #expect(read.exitCode == 0, "\(read)")
+        #expect(fields["events"] == "\(recorded)", "\(read)")
+        #expect(fields["discarded"] == "\(lost)", "\(read)")
+    }
+
+    @Test("a program that ignores the forwarded SIGTERM is killed after the grace period; record writes the trace and exits 143",
+          .timeLimit(.minutes(2)))
+    func gracePeriodIsBounded() throws {
+        let scratch = Scratch("grace")
+        defer { scratch.remove() }
+        let (recorder, helper) = try startRecording(scratch, helperArguments: ["--ignore"])
+        recorder.signal(SIGTERM)
+        let run = recorder.wait(timeout: .seconds(60))
+        kill(helper, SIGKILL)
+        #expect(run.exitCode == 128 + SIGTERM, "\(run)")
+        #expect(run.stderr.contains("has not exited 5 s after SIGTERM: killing it (SIGKILL)"), "\(run)")
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        #expect(kill(helper, 0) != 0 || errno == ESRCH, "the helper is gone")
+        let summary = try #require(run.fields(of: "summary: "), "\(run)")
+        #expect(summary["exit_status"] == "\(128 + SIGTERM)", "\(run)")
+        #expect(!shmLeft(byRecorder: run.pid))
+        let (read, fields) = try stats(scratch.output)
+        #expect(read.exitCode == 0, "\(read)")
+        #expect(fields["events"] == summary["recorded"], "\(read)")
+    }
+
+    @Test("record killed with SIGKILL: the metadata exists and stats reads the events already written; nothing left in /dev/shm",
+          .timeLimit(.minutes(2)))
+    func killedRecorderLeavesAReadableTrace() throws {
+        let scratch = Scratch("kill")
+        defer { scratch.remove() }
+        let (recorder, helper) = try startRecording(scratch)
+        defer { kill(helper, SIGKILL) }
+        // Wait (at most 60 s) until drained records have reached a stream file.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        var written: Int64 = 0
+        while written == 0 && ContinuousClock.now < deadline && !recorder.hasExited {
+            written = streamBytes(scratch.output)
+            recorder.pump(milliseconds: 20)
+        }
+        try #require(written > 0, "no stream data within 60 s")
+        recorder.signal(SIGKILL)
+        kill(helper, SIGKILL)   // the program outlives a killed recorder (see record --help)
+        let run = recorder.wait(timeout: .seconds(60))
+        #expect(run.signal == SIGKILL, "\(run)")
+        #expect(SystemInfo.readSmallFile(scratch.output + "/metadata") != nil, "the metadata exists")
+        #expect(!shmLeft(byRecorder: run.pid))
+        let (read, fields) = try stats(scratch.output)
+        #expect(read.exitCode == 0, "\(read)")
+        #expect((fields["events"].flatMap { UInt64($0) } ?? 0) > 0, "\(read)")
+    }
+
+    @Test("record that cannot start its program exits 1 and leaves no output directory", .timeLimit(.minutes(1)))
+    func failedRecordRemovesItsOutput() throws {
+        let scratch = Scratch("fail")
+        defer { scratch.remove() }
+        let run = try HelperProcess.runRseqtrace(["record", "--output", scratch.output, "--", scratch.root + "/no-such-program"],
+                                                 timeout: .seconds(60))
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(run.stderr.contains("cannot run \(scratch.root)/no-such-program"), "\(run)")
+        // SAFETY: access takes the path by value.
+        #expect(unsafe access(scratch.output, F_OK) != 0, "\(scratch.output) was removed")
+        #expect(!shmLeft(byRecorder: run.pid))
+        // The same --output works at once.
+        let again = try HelperProcess.runRseqtrace(["record", "--output", scratch.output, "--", "/bin/true"], timeout: .seconds(60))
+        #expect(again.exitCode == 0, "\(again)")
+    }
+
+    @Test("record into an existing empty directory that fails leaves the directory, empty", .timeLimit(.minutes(1)))
+    func failedRecordKeepsAnEmptyGivenDirectory() throws {
+        let scratch = Scratch("fail-existing")
+        defer { scratch.remove() }
+        // SAFETY: mkdir takes the path by value.
+        _ = unsafe mkdir(scratch.output, 0o755)
+        let run = try HelperProcess.runRseqtrace(["record", "--output", scratch.output, "--", scratch.root + "/no-such-program"],
+                                                 timeout: .seconds(60))
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(SystemInfo.directoryEntries(scratch.output) == [], "\(run)")
+    }
+}

@@ -167,4 +167,20 @@ struct CLIRecordSignalTests {
         #expect(run.exitCode == 1, "\(run)")
         #expect(SystemInfo.directoryEntries(scratch.output) == [], "\(run)")
     }
+
+    @Test("demo refuses a sub-buffer too small for its demo:types events, naming the size that works; with that size it verifies",
+          .timeLimit(.minutes(2)))
+    func demoSmallSubbuffers() throws {
+        for size in ["256", "512"] {
+            let refused = try HelperProcess.runRseqtrace(["demo", "--buffer-size", "16K", "--subbuffer-size", size, "--no-output"],
+                                                         timeout: .seconds(60))
+            #expect(refused.exitCode == 64, "\(refused)")
+            #expect(refused.stderr.contains("--subbuffer-size \(size) cannot hold the demo's demo:types events"), "\(refused)")
+            #expect(refused.stderr.contains("use --subbuffer-size 1024 or more"), "\(refused)")
+        }
+        let run = try HelperProcess.runRseqtrace(["demo", "--buffer-size", "16K", "--subbuffer-size", "1K", "--threads", "2",
+                                                  "--events", "20000", "--no-output"], timeout: .seconds(90))
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.stdout.contains(" demo:types records intact, 0 damaged, 0 duplicated"), "\(run)")
+    }
 }

@@ -121,23 +121,36 @@ struct CLIRecordSignalTests {
         defer { scratch.remove() }
         let (recorder, helper) = try startRecording(scratch)
         defer { kill(helper, SIGKILL) }
-        // Wait (at most 60 s) until drained records have reached a stream file.
+        // Wait (at most 60 s) until drained records have reached a stream file and the metadata
+        // describes the typed event the helper registered after the recording started.
         let deadline = ContinuousClock.now.advanced(by: .seconds(60))
         var written: Int64 = 0
-        while written == 0 && ContinuousClock.now < deadline && !recorder.hasExited {
+        var describesLate = false
+        while !(written > 0 && describesLate) && ContinuousClock.now < deadline && !recorder.hasExited {
             written = streamBytes(scratch.output)
+            describesLate = SystemInfo.readSmallFile(scratch.output + "/metadata", limit: 1 << 20)?.contains("\"helper:late\"") == true
             recorder.pump(milliseconds: 20)
         }
-        try #require(written > 0, "no stream data within 60 s")
+        try #require(written > 0 && describesLate, "no stream data, or no metadata for helper:late, within 60 s")
         recorder.signal(SIGKILL)
-        kill(helper, SIGKILL)   // the program outlives a killed recorder (see record --help)
+        let ended = recorder.waitForExit(milliseconds: 60_000)
+        #expect(ended == .signaled(SIGKILL))
+        // The program outlives a killed recorder (see record --help); it holds the recorder's
+        // output pipes, so it goes before the recorder's output is collected.
+        #expect(kill(helper, 0) == 0, "the traced program keeps running")
+        kill(helper, SIGKILL)
         let run = recorder.wait(timeout: .seconds(60))
         #expect(run.signal == SIGKILL, "\(run)")
-        #expect(SystemInfo.readSmallFile(scratch.output + "/metadata") != nil, "the metadata exists")
         #expect(!shmLeft(byRecorder: run.pid))
         let (read, fields) = try stats(scratch.output)
         #expect(read.exitCode == 0, "\(read)")
         #expect((fields["events"].flatMap { UInt64($0) } ?? 0) > 0, "\(read)")
+        if HelperProcess.isExecutable(CTFEndToEndTests.babeltrace) {
+            let bt = try HelperProcess.run(CTFEndToEndTests.babeltrace, [scratch.output], environment: HelperProcess.childEnvironment(),
+                                           timeout: .seconds(60))
+            #expect(bt.exitCode == 0, "\(bt.stderr)")
+            #expect(UInt64(bt.stdoutLines.count) == fields["events"].flatMap { UInt64($0) }, "babeltrace2 prints every event stats counts")
+        }
     }
 
     @Test("record that cannot start its program exits 1 and leaves no output directory", .timeLimit(.minutes(1)))

@@ -4,10 +4,15 @@ import Glibc
 import RseqTrace
 import RseqTraceSupport
 
+/// A typed event that `emit-until-signal` starts emitting once it is ready: its schema is
+/// registered while the recording runs.
+let emitLateTracepoint = Tracepoint1<UInt64>("helper:late", fields: "n")
+
 /// `emit-until-signal`: a traced program that runs until SIGTERM or SIGHUP (as under `rseqtrace
 /// record`, attached through RSEQTRACE_BUFFER). It writes records of event 7 (payload = sequence
 /// number), 64 at a time with a 1 ms pause; after `--ready-after` of them it writes its pid to
-/// `--ready-file` (whole, by rename). On SIGTERM or SIGHUP it prints
+/// `--ready-file` (whole, by rename) and from then on also emits one typed `helper:late` event per
+/// 64 records. `emitted` counts both. On SIGTERM or SIGHUP it prints
 /// `emit-until-signal: emitted=<n> signal=<s>` and dies of that signal. With `--ignore` it
 /// ignores both and runs until killed. Either way it gives up after `--time-limit` seconds.
 enum EmitUntilSignalCommand {
@@ -40,7 +45,10 @@ enum EmitUntilSignalCommand {
                 _ = producer.write(eventID: 7, value: emitted)
                 emitted += 1
             }
-            if !ready && emitted >= UInt64(readyAfter) {
+            if ready {
+                emitLateTracepoint.emit(emitted)
+                emitted += 1
+            } else if emitted >= UInt64(readyAfter) {
                 ready = true
                 guard writeWhole(readyFile, "\(getpid())\n") else { return 3 }
             }

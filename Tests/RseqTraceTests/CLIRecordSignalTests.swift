@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CRseqTraceSupport
 import RseqTrace
 import RseqTraceSupport
 import SystemPackage
@@ -195,5 +196,55 @@ struct CLIRecordSignalTests {
                                                   "--events", "20000", "--no-output"], timeout: .seconds(90))
         #expect(run.exitCode == 0, "\(run)")
         #expect(run.stdout.contains(" demo:types records intact, 0 damaged, 0 duplicated"), "\(run)")
+    }
+
+    @Test("a /dev/shm too small for the buffer is reported as memory that could not be allocated, with what to do (private mount namespace)",
+          .enabled(if: geteuid() == 0 && HelperProcess.isExecutable("/usr/bin/unshare"), "needs root and unshare for a private tmpfs"),
+          .timeLimit(.minutes(1)))
+    func tooSmallSharedMemory() throws {
+        let script = "mount -t tmpfs -o size=4M tmpfs /dev/shm || exit 77; exec \(HelperProcess.rseqtracePath) demo --no-output --threads 1 --events 10"
+        let run = try HelperProcess.run("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script],
+                                        environment: HelperProcess.environment(), timeout: .seconds(50))
+        try #require(run.exitCode != 77, "cannot mount a tmpfs here: \(run)")
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(run.stderr.contains("bytes of shared memory for the trace buffer (/dev/shm/rseqtrace-demo-"), "\(run)")
+        #expect(run.stderr.contains("choose smaller rings (--buffer-size) or free some memory"), "\(run)")
+        #expect(!run.stderr.contains("Bad address"), "\(run)")
+    }
+}
+
+/// `SharedTraceBuffer.create(_:in:)` and `open(descriptor:)`: the form `rseqtrace record` hands to
+/// the program it runs.
+@Suite("SharedTraceBuffer in an inherited memory file")
+struct MemoryFileBufferTests {
+    @Test("a buffer created in a sealed memfd attaches by descriptor with the same geometry, and its size cannot change")
+    func createAndAttach() throws {
+        let memory = try MemoryFile.create(label: "rseqtrace-test-\(getpid())")
+        defer { try? memory.close() }
+        let configuration = TraceConfiguration(name: "rseqtrace-test-memfd-\(getpid())", ringSize: 8192, subbufferSize: 1024,
+                                               cpuRingCount: 2)
+        let created = try SharedTraceBuffer.create(configuration, in: memory)
+        try MemoryFile.sealSize(memory)
+        let seals = try #require(MemoryFile.seals(memory))
+        #expect(seals & Int32(RSEQTRACE_SEAL_SHRINK | RSEQTRACE_SEAL_GROW) == Int32(RSEQTRACE_SEAL_SHRINK | RSEQTRACE_SEAL_GROW))
+        #expect(throws: Errno.self) { try memory.resize(to: 4096) }
+        let attached = try SharedTraceBuffer.open(descriptor: memory.rawValue)
+        #expect(attached.layout == created.layout)
+        #expect(attached.name == "fd:\(memory.rawValue)")
+        // The descriptor stays open for the process's own children.
+        #expect((try? FileDescriptor(rawValue: memory.rawValue).stat()) != nil)
+        // SAFETY: access takes the path by value.
+        #expect(unsafe access("/dev/shm/" + configuration.name, F_OK) != 0, "no name under /dev/shm")
+    }
+
+    @Test("open(descriptor:) refuses a descriptor that is not open and a file that is not a trace object")
+    func refusals() throws {
+        // (A number far above any descriptor limit: a closed one could be reused by a concurrent test.)
+        let number: Int32 = 1_000_000_000
+        #expect { try SharedTraceBuffer.open(descriptor: number) } throws: { ($0 as? TraceError)?.code == .notFound }
+        let other = try MemoryFile.create(label: "rseqtrace-test-other")
+        defer { try? other.close() }
+        try other.resize(to: 8192)
+        #expect { try SharedTraceBuffer.open(descriptor: other.rawValue) } throws: { ($0 as? TraceError)?.code == .notATraceObject }
     }
 }

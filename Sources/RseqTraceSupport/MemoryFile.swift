@@ -39,10 +39,12 @@ package enum MemoryFile {
     }
 }
 
-/// Termination signals received through a signalfd instead of a handler: while it exists the
+/// Termination signals received through a signalfd instead of a handler: from its creation the
 /// signals are blocked in the creating thread and queue on the descriptor, which `poll` can
 /// watch with other descriptors (e.g. `ChildProcess.waitForExit(milliseconds:alsoWaking:)`).
 /// Create it before starting other threads, so that none of them receives the signals instead.
+/// The signals stay blocked after it is gone (a signal that comes late is then never acted on,
+/// e.g. while a recorder finishes its trace and exits) until `unblock()`.
 package final class SignalReceiver {
     /// The signalfd (non-blocking, close-on-exec).
     package let descriptor: Int32
@@ -61,6 +63,10 @@ package final class SignalReceiver {
 
     deinit {
         close(descriptor)
+    }
+
+    /// Unblocks the signals: one still pending is acted on at once (by its handler or default action).
+    package func unblock() {
         // SAFETY: as in init.
         _ = unsafe signals.withUnsafeBufferPointer { unsafe rseqtrace_support_unblock_signals($0.baseAddress, Int32($0.count)) }
     }

@@ -108,6 +108,7 @@ struct RecordCommand: ParsableCommand {
         // SIGTERM and SIGHUP are read from a descriptor from here on (before any thread starts,
         // so that none receives them instead) and finish the trace; see the discussion above.
         let signals = try SignalReceiver([SIGTERM, SIGHUP])
+        defer { withExtendedLifetime(signals) {} }
         // The buffer lives in an anonymous memory file the program inherits: no name under
         // /dev/shm to leak when this process is killed, or for another user to take first.
         let memory = try MemoryFile.create(label: "rseqtrace-record-\(getpid())")
@@ -159,15 +160,16 @@ struct RecordCommand: ParsableCommand {
             termination = drained == 0 ? child.waitForExit(milliseconds: wait, alsoWaking: signals.descriptor) : child.reap(blocking: false)
         }
         // Then drain until two rounds in a row find nothing (its children may still be writing
-        // for a moment), pausing briefly between rounds; after a termination signal, for at most
-        // the grace period.
-        let drainDeadline = ContinuousClock.now + Self.gracePeriod
+        // for a moment), pausing briefly between rounds; once a termination signal has come (before
+        // or during this), for at most the grace period from here or from that signal.
+        let drainStart = ContinuousClock.now
         var idleRounds = 0
         while idleRounds < 2 {
             let drained = try recorder.round()
             progress.update(recorder.drainer.totals)
             idleRounds = drained == 0 ? idleRounds + 1 : 0
-            if received != nil && ContinuousClock.now >= drainDeadline { break }
+            if received == nil, let signal = signals.next() { received = (signal, .now) }
+            if let received, ContinuousClock.now - max(drainStart, received.at) >= Self.gracePeriod { break }
             if drained == 0 { SystemClock.sleep(milliseconds: min(intervalMilliseconds, Self.settleMilliseconds)) }
         }
         buffer.markFinished()

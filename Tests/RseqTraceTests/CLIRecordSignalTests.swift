@@ -115,6 +115,37 @@ struct CLIRecordSignalTests {
         #expect(fields["events"] == summary["recorded"], "\(read)")
     }
 
+    @Test("SIGTERM while a descendant of the exited program keeps writing: record stops draining within the grace period and writes the trace",
+          .timeLimit(.minutes(2)))
+    func drainAfterExitIsBoundedBySignal() throws {
+        let scratch = Scratch("descendant")
+        defer { scratch.remove() }
+        // The program starts the writer in the background and exits at once; the writer keeps
+        // the buffer busy, so the drain that follows the program's exit never goes idle.
+        let recorder = try HelperProcess.startRseqtrace(
+            ["record", "--output", scratch.output, "--", "/bin/sh", "-c",
+             "\"$0\" emit-until-signal --ignore --ready-file \"$1\" --time-limit 60 & exit 0",
+             HelperProcess.helperPath, scratch.ready])
+        var writer: pid_t?
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while writer == nil && ContinuousClock.now < deadline {
+            writer = SystemInfo.readSmallFile(scratch.ready).flatMap { $0.split(separator: "\n").first }.flatMap { pid_t($0) }
+            recorder.pump(milliseconds: 20)
+        }
+        let descendant = try #require(writer, "the background writer never became ready")
+        defer { kill(descendant, SIGKILL) }
+        recorder.signal(SIGTERM)
+        let ended = recorder.waitForExit(milliseconds: 60_000)
+        kill(descendant, SIGKILL)   // it holds the recorder's output pipes
+        let run = recorder.wait(timeout: .seconds(60))
+        #expect(ended == .exited(0), "\(run)")
+        let summary = try #require(run.fields(of: "summary: "), "\(run)")
+        #expect(summary["exit_status"] == "0", "\(run)")
+        let (read, fields) = try stats(scratch.output)
+        #expect(read.exitCode == 0, "\(read)")
+        #expect(fields["events"] == summary["recorded"], "\(read)")
+    }
+
     @Test("record killed with SIGKILL: the metadata exists and stats reads the events already written; nothing left in /dev/shm",
           .timeLimit(.minutes(2)))
     func killedRecorderLeavesAReadableTrace() throws {

@@ -23,8 +23,9 @@ enum EmitUntilSignalCommand {
         let readyFile = try options.string("ready-file")
         let readyAfter = try options.int("ready-after", default: 1000, in: 0...10_000_000)
         let timeLimit = try options.int("time-limit", default: 120, in: 1...3600)
-        var receiver: SignalReceiver?
+        let receiver: SignalReceiver?
         if options.has("ignore") {
+            receiver = nil
             signal(SIGTERM, SIG_IGN)
             signal(SIGHUP, SIG_IGN)
         } else {
@@ -57,8 +58,8 @@ enum EmitUntilSignalCommand {
                 var line = "emit-until-signal: emitted=\(emitted) signal=\(signal)\n"
                 // SAFETY: writing the string's own UTF-8 buffer, valid for the closure.
                 line.withUTF8 { bytes in _ = unsafe write(1, bytes.baseAddress, bytes.count) }
-                receiver = nil   // unblocks the signals
                 Glibc.signal(signal, SIG_DFL)
+                receiver?.unblock()
                 raise(signal)
                 return 1         // not reached
             }

@@ -29,7 +29,9 @@ struct RecordCommand: ParsableCommand {
             itself is killed (SIGKILL), the trace directory stays readable (the metadata is always \
             current and drained events reach the stream files within a second) but is not \
             finished, and the program keeps running: its later events fill the buffer and are \
-            dropped, counted in the buffer that nobody reads any more.
+            dropped, counted in the buffer that nobody reads any more. A recording that fails \
+            before it recorded any event removes the output directory it created (or empties the \
+            one it was given).
 
             Typed tracepoints attach to it on first use; \
             --enable/--disable choose which of them record (last matching rule wins; with any --enable, \
@@ -103,8 +105,19 @@ struct RecordCommand: ParsableCommand {
     private func record() throws(TraceError) -> Int32 {
         let createdDirectory = try CTFTraceWriter.prepareDirectory(output)
         var complete = false
-        // A recording that fails leaves nothing behind: no half-made trace blocking a rerun.
-        defer { if !complete { CTFTraceWriter.removeTrace(in: output, removingDirectory: createdDirectory) } }
+        var started: TraceRecorder?
+        // A recording that fails before it recorded anything leaves nothing behind (no half-made
+        // trace blocking a rerun); one that fails later keeps the events already written, which
+        // stay readable (the metadata is always current).
+        defer {
+            if !complete {
+                if let recorded = started?.drainer.totals.recorded, recorded > 0 {
+                    printError("rseqtrace: \(output) keeps the trace written before the failure (up to \(recorded) events)")
+                } else {
+                    CTFTraceWriter.removeTrace(in: output, removingDirectory: createdDirectory)
+                }
+            }
+        }
         // SIGTERM and SIGHUP are read from a descriptor from here on (before any thread starts,
         // so that none receives them instead) and finish the trace; see the discussion above.
         let signals = try SignalReceiver([SIGTERM, SIGHUP])
@@ -118,6 +131,7 @@ struct RecordCommand: ParsableCommand {
         let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-record",
                                          procname: command[0].split(separator: "/").last.map(String.init) ?? command[0],
                                          pid: getpid())
+        started = recorder
         // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
         signal(SIGINT, SIG_IGN)
         var environment = [SharedTraceBuffer.environmentVariable: SharedTraceBuffer.descriptorPrefix + "\(memory.rawValue)"]

@@ -10,7 +10,7 @@ import SystemPackage
 /// replace. Handed to a child by inheritance (`ChildProcess.spawn(inheriting:)`).
 package enum MemoryFile {
     /// Creates an empty anonymous memory file labelled `label` (shown as `/memfd:<label>` in
-    /// /proc/<pid>/fd), close-on-exec and sealable.
+    /// /proc/<pid>/fd), close-on-exec and sealable, with a descriptor number above 2.
     package static func create(label: String) throws(TraceError) -> FileDescriptor {
         // SAFETY: the call copies the NUL-terminated label Swift passes for its duration.
         let fd = unsafe rseqtrace_support_memfd_create(label)
@@ -18,7 +18,17 @@ package enum MemoryFile {
             throw TraceError(.systemCallFailed, "cannot create an anonymous memory file for the trace buffer (memfd_create)",
                              errno: Errno(rawValue: -fd))
         }
-        return FileDescriptor(rawValue: fd)
+        guard fd < 3 else { return FileDescriptor(rawValue: fd) }
+        // Standard input, output or error was closed and the file took its number: move it above
+        // them, or a child would read or write the trace buffer as one of its standard streams.
+        let moved = fcntl(fd, F_DUPFD_CLOEXEC, Int32(3))
+        let error = errno
+        close(fd)
+        guard moved >= 0 else {
+            throw TraceError(.systemCallFailed, "cannot move the trace buffer's memory file above descriptor 2 (fcntl F_DUPFD_CLOEXEC)",
+                             errno: Errno(rawValue: error))
+        }
+        return FileDescriptor(rawValue: moved)
     }
 
     /// Seals the size of `fd` (no shrinking, no growing, no further seals): a process sharing it

@@ -185,6 +185,20 @@ struct CLIRecordSignalTests {
         }
     }
 
+    @Test("record started with stdin and stderr closed hands the program a buffer descriptor above 2, never one of its standard streams",
+          .timeLimit(.minutes(1)))
+    func bufferDescriptorAvoidsStandardStreams() throws {
+        let scratch = Scratch("closed-std")
+        defer { scratch.remove() }
+        let run = try HelperProcess.run("/bin/sh", ["-c", "exec \"$0\" record --output \"$1\" -- /bin/sh -c 'echo \"buffer=$RSEQTRACE_BUFFER\"' 0<&- 2>&-",
+                                                    HelperProcess.rseqtracePath, scratch.output],
+                                        environment: HelperProcess.environment(), timeout: .seconds(50))
+        #expect(run.exitCode == 0, "\(run)")
+        let value = try #require(run.stdoutLines.first { $0.hasPrefix("buffer=fd:") }, "\(run)")
+        let descriptor = try #require(Int32(value.dropFirst("buffer=fd:".count)), "\(run)")
+        #expect(descriptor > 2, "\(run)")
+    }
+
     @Test("record that cannot start its program exits 1 and leaves no output directory", .timeLimit(.minutes(1)))
     func failedRecordRemovesItsOutput() throws {
         let scratch = Scratch("fail")

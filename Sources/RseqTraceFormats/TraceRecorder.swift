@@ -14,6 +14,10 @@ public final class TraceRecorder {
     package let drainer: TraceDrainer
     /// The CTF writer, when recording to a directory.
     public private(set) var writer: CTFTraceWriter?
+    /// The longest time a drained record waits in the writer before it reaches its stream file
+    /// (`CTFTraceWriter.checkpoint()`): what a recorder killed without warning can lose.
+    public var checkpointInterval: Duration = .seconds(1)
+    private var lastCheckpoint = ContinuousClock.now
 
     /// - Parameters:
     ///   - output: a directory prepared with `CTFTraceWriter.prepareDirectory`, or nil.
@@ -35,7 +39,8 @@ public final class TraceRecorder {
     }
 
     /// Drains every ring once, passing each record to `visit` and to the trace; returns the
-    /// number of records drained.
+    /// number of records drained. When `checkpointInterval` has passed since the last
+    /// checkpoint, writes the pending packets.
     @discardableResult
     public func round(quiescent: Bool = false, _ visit: (borrowing DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
         guard let writer else { return try drainer.drainOnce(quiescent: quiescent, visit) }
@@ -57,6 +62,11 @@ public final class TraceRecorder {
         if let failure { throw failure }
         for (ring, statistics) in drainer.statistics.enumerated() {
             try writer.noteLost(ring: ring, total: statistics.lost)
+        }
+        let now = ContinuousClock.now
+        if now - lastCheckpoint >= checkpointInterval {
+            try writer.checkpoint()
+            lastCheckpoint = now
         }
         return count
     }

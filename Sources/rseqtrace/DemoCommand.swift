@@ -68,6 +68,18 @@ struct DemoCommand: ParsableCommand {
     func validate() throws {
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
         guard (1...100_000_000).contains(events) else { throw ValidationError("--events must be between 1 and 100000000, got \(events)") }
+        // Every demo:types event must fit a record, or the run cannot account for what it emitted.
+        if let layout = TraceLayout(cpuRingCount: 1, ringSize: buffer.bufferSize.bytes, subbufferSize: buffer.subbufferSize.bytes),
+           layout.maximumPayloadSize < demoTypesMaximumPayloadSize {
+            let overhead = layout.subbufferSize - layout.maximumPayloadSize
+            var needed = 256
+            while needed - overhead < demoTypesMaximumPayloadSize { needed *= 2 }
+            throw ValidationError("""
+                --subbuffer-size \(layout.subbufferSize) cannot hold the demo's demo:types events: their payloads \
+                reach \(demoTypesMaximumPayloadSize) bytes and a \(layout.subbufferSize)-byte sub-buffer holds at most \
+                \(layout.maximumPayloadSize); use --subbuffer-size \(needed) or more
+                """)
+        }
     }
 
     func run() throws {

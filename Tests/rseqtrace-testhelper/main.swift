@@ -17,6 +17,7 @@ let usage = """
       \(StormCommand.usage)
       \(StuckCommand.usage)
       \(FallbackWriteCommand.usage)
+      \(EmitUntilSignalCommand.usage)
       mode
     """
 
@@ -36,6 +37,7 @@ do {
     case "storm": finish(try StormCommand.run(rest))
     case "stuck": finish(try StuckCommand.run(rest))
     case "fallback-write": finish(try FallbackWriteCommand.run(rest))
+    case "emit-until-signal": finish(try EmitUntilSignalCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

@@ -14,6 +14,7 @@ let usage = """
       \(SingleStepTargetCommand.usage)
       \(DieMidRecordCommand.usage)
       \(InstrumentedCommand.usage)
+      \(HostileProducerCommand.usage)
       mode
     """
 
@@ -30,6 +31,7 @@ do {
     case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
     case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
     case "instrumented": finish(try InstrumentedCommand.run(rest))
+    case "hostile-producer": finish(try HostileProducerCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

@@ -77,14 +77,34 @@ package struct RingReader {
 
     /// Bytes a ring quarantined after a position problem leaves unread: from what this consumer
     /// read up to the highest head it can trust (this read's `head` if plausible), at most a ring.
-    func hiddenBytes(head: UInt64, consumed: UInt64, cursor: Cursor) -> UInt64 {
+    /// When the head itself is wrong, the valid record chain that starts there counts too: a
+    /// head moved backwards hides the records it no longer covers.
+    func hiddenBytes(ring: RingView, head: UInt64, consumed: UInt64, cursor: Cursor) -> UInt64 {
         let from = cursor.consumed ?? (consumed & 7 == 0 && consumed <= head ? consumed : head)
         var to = cursor.head
         if head & 7 == 0, head <= Self.maximumPosition, head >= cursor.head,
            buffer.mode == .overwrite || head <= from &+ UInt64(layout.ringSize) {
             to = head
         }
-        return to > from ? min(to - from, UInt64(layout.ringSize)) : 0
+        let belowHead = to > from ? min(to - from, UInt64(layout.ringSize)) : 0
+        return max(belowHead, chainBytes(ring: ring, from: from))
+    }
+
+    /// Bytes of the valid record chain starting at `from`, however far it goes (at most one
+    /// ring; the lap in each record word ends it where older content begins).
+    func chainBytes(ring: RingView, from: UInt64) -> UInt64 {
+        guard from & 7 == 0, from <= Self.maximumPosition else { return 0 }
+        let walk = RecordWalk.run(layout: layout, from: from, to: from &+ UInt64(layout.ringSize), maximumLost: maximumBeginLost,
+                                  word: { ring.loadWord(at: $0, ordering: .acquiring) }, visit: { _, _ in })
+        return walk.end &- from
+    }
+
+    /// Bytes a walk of `[start, head)` that stopped at damage at `end` leaves unread, at most a
+    /// ring: from `end`, or from `consumed` when the walk read nothing (in overwrite mode, what lies
+    /// between `consumed` and `start` was skipped on the word of the damaged ring's positions).
+    func unreadBytes(head: UInt64, consumed: UInt64, start: UInt64, end: UInt64) -> UInt64 {
+        let from = end > start ? end : min(consumed, end)
+        return head > from ? min(head - from, UInt64(layout.ringSize)) : 0
     }
 
     /// What the begin records of this object may carry: nothing in discard mode, a
@@ -157,7 +177,7 @@ package struct RingReader {
         let consumed = ring.load(.consumed, ordering: .acquiring)
         if let problem = checkPositions(head: head, consumed: consumed, cursor: cursor) {
             outcome.problem = problem
-            outcome.hidden = hiddenBytes(head: head, consumed: consumed, cursor: cursor)
+            outcome.hidden = hiddenBytes(ring: ring, head: head, consumed: consumed, cursor: cursor)
             return outcome
         }
         cursor.head = head
@@ -194,7 +214,7 @@ package struct RingReader {
         }
         cursor.consumed = walk.end
         outcome.problem = walk.problem
-        if walk.problem != nil { outcome.hidden = head > walk.end ? min(head - walk.end, UInt64(layout.ringSize)) : 0 }
+        if walk.problem != nil { outcome.hidden = unreadBytes(head: head, consumed: consumed, start: start, end: walk.end) }
         return outcome
     }
 
@@ -294,7 +314,7 @@ package struct RingReader {
             let head = ring.load(.head, ordering: .acquiring)
             let consumed = ring.load(.consumed, ordering: .acquiring)
             if let problem = checkPositions(head: head, consumed: consumed, cursor: cursor) {
-                return Snapshot(problem: problem, hidden: hiddenBytes(head: head, consumed: consumed, cursor: cursor))
+                return Snapshot(problem: problem, hidden: hiddenBytes(ring: ring, head: head, consumed: consumed, cursor: cursor))
             }
             let start = readableRange(ring: ring, head: head, consumed: consumed).start
             guard start < head else {
@@ -334,10 +354,10 @@ package struct RingReader {
             if commit(markerField, marker, limit, walk.end) {
                 return Snapshot(start: start, end: walk.end, committed: true, positionsChecked: true, head: head,
                                 consumed: consumed, problem: walk.problem,
-                                hidden: walk.problem == nil || walk.end > head ? 0 : head - walk.end)
+                                hidden: walk.problem == nil ? 0 : unreadBytes(head: head, consumed: consumed, start: start, end: walk.end))
             }
             last = Snapshot(positionsChecked: true, head: head, consumed: consumed, problem: walk.problem,
-                            hidden: walk.problem == nil || walk.end > head ? 0 : head - walk.end)
+                            hidden: walk.problem == nil ? 0 : unreadBytes(head: head, consumed: consumed, start: start, end: walk.end))
         }
         // Producers kept recycling under us: report nothing this round (or the damage the last
         // copy showed); losses stay counted in begin records the next round will read.

@@ -243,6 +243,20 @@ struct HostileMemoryTests {
         #expect(totals.recorded == 6 && totals.quarantined == 0)
     }
 
+    @Test("a counter at UInt64.max after resetCounters took counts out saturates the drainer's totals")
+    func counterAfterResetSaturates() throws {
+        let victim = Hostile.victim
+        let fixture = try UnitTraceFixture("hostile-reset")
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        mapped.ring(victim).store(.dropped, 5, ordering: .relaxed)
+        try fixture.drainer.resetCounters()
+        #expect(fixture.drainer.statistics[victim].dropped == 5)
+        mapped.ring(victim).store(.dropped, .max, ordering: .relaxed)
+        fixture.drainer.refreshCounters()
+        #expect(fixture.drainer.statistics[victim].dropped == .max)
+        #expect(fixture.drainer.totals.lost == .max)
+    }
+
     /// Byte offsets inside the registry region of the first entry's fields.
     static let registryScribbles: [(name: String, offset: Int, bytes: [UInt8], expected: String)] = [
         ("entry length 0xFFFFFFFF", 0, [0xFF, 0xFF, 0xFF, 0xFF], "event registry entry at offset 0: invalid length 4294967295"),

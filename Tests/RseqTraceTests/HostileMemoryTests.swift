@@ -243,6 +243,38 @@ struct HostileMemoryTests {
         #expect(totals.recorded == 6 && totals.quarantined == 0)
     }
 
+    @Test("overwrite mode: a recycle marker declaring a sub-buffer dead with fewer losses than its unread records is damage; one that counts them is a loss",
+          arguments: [UInt64(0), 40, 41, 1000])
+    func recycleMarkerMustCoverTheRecordsItSkips(lost: UInt64) throws {
+        let (victim, good) = (Hostile.victim, Hostile.good)
+        let fixture = try UnitTraceFixture("hostile-marker", mode: .overwrite)
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        // 41 records fill a sub-buffer: 290 records leave the ring's last one open, and the next
+        // opening (at 8192) recycles slot 0.
+        try Hostile.write(fixture, cpu: victim, 1...290)
+        try Hostile.write(fixture, cpu: good, 1001...1003)
+        #expect(fixture.head(victim) == 7264)
+        mapped.ring(victim).store(ControlField.recycleMarker(slot: 0), RecycleMarker(tag: 8, lost: lost).rawValue,
+                                  ordering: .releasing)
+        let drained = Hostile.drain(fixture, quiescent: true)
+        #expect(Hostile.sequences(drained.records, ring: good) == [1001, 1002, 1003])
+        if lost < 41 {
+            let error = try #require(drained.error)
+            #expect(error.message.contains("""
+                ring \(victim) of trace '\(fixture.buffer.name)' has an impossible recycle marker of slot 0 (offset 512 of its \
+                control block): it declares sub-buffer 0 recycled with \(lost) lost records, but 41 unread records are still in it
+                """), "\(error.message)")
+            #expect(Hostile.sequences(drained.records, ring: victim).isEmpty)
+            #expect(fixture.drainer.statistics[victim].hidden == 7264)
+            #expect(fixture.drainer.quarantinedRings.keys.sorted() == [victim])
+        } else {
+            #expect(drained.error == nil)
+            #expect(Hostile.sequences(drained.records, ring: victim) == Array(42...290))
+            #expect(fixture.drainer.statistics[victim].overwritten == lost)
+            #expect(fixture.drainer.totals.quarantined == 0)
+        }
+    }
+
     @Test("a counter at UInt64.max after resetCounters took counts out saturates the drainer's totals")
     func counterAfterResetSaturates() throws {
         let victim = Hostile.victim

@@ -185,6 +185,24 @@ package struct RingReader {
         var start = consumed
         if buffer.mode == .overwrite {
             let readable = readableRange(ring: ring, head: head, consumed: start)
+            // No producer runs (quiescent), so the declared-dead sub-buffer is still intact: the
+            // marker must count at least the unread records it destroys, or it hides them.
+            if !readable.skipped.isEmpty {
+                var unread: UInt64 = 0
+                let walk = RecordWalk.run(layout: layout, from: readable.skipped.lowerBound, to: readable.skipped.upperBound,
+                                          maximumLost: maximumBeginLost,
+                                          word: { ring.loadWord(at: $0, ordering: .acquiring) },
+                                          visit: { _, word in if word.kind == .event { unread &+= 1 } })
+                if walk.problem == nil && unread > readable.pendingLost {
+                    let field = ControlField.recycleMarker(slot: readable.pendingSlot)
+                    outcome.problem = RecordWalk.Problem(position: readable.pendingLost, reason: """
+                        it declares sub-buffer \(readable.skipped.upperBound &- UInt64(layout.subbufferSize)) recycled with \
+                        \(readable.pendingLost) lost records, but \(unread) unread records are still in it
+                        """, field: field)
+                    outcome.hidden = head &- consumed > UInt64(layout.ringSize) ? UInt64(layout.ringSize) : head &- consumed
+                    return outcome
+                }
+            }
             start = readable.start
             outcome.overwritten.addSaturated(readable.pendingLost)
             if readable.pendingLost > 0 {
@@ -367,18 +385,20 @@ package struct RingReader {
     /// Where reading may start in overwrite mode: after `consumed`, after recycled sub-buffers, and
     /// after the oldest one if its slot was already declared recycled (step 1 of an opening that
     /// has not committed yet, whose loss `pendingLost` will be reported by the begin record).
+    /// `skipped` is the unread part of that declared-dead sub-buffer, which `pendingLost` must cover.
     package func readableRange(ring: RingView, head: UInt64, consumed: UInt64)
-        -> (start: UInt64, pendingLost: UInt64, pendingSlot: Int) {
+        -> (start: UInt64, pendingLost: UInt64, pendingSlot: Int, skipped: Range<UInt64>) {
         var start = max(consumed, layout.oldestValid(head: head))
         let p = UInt64(layout.subbufferSize)
         let nextOpen = head % p == 0 ? head : (head / p &+ 1) &* p
-        guard nextOpen >= UInt64(layout.ringSize) else { return (start, 0, 0) }
+        guard nextOpen >= UInt64(layout.ringSize) else { return (start, 0, 0, start..<start) }
         let slot = layout.slot(of: nextOpen)
         let marker = RecycleMarker(rawValue: ring.load(ControlField.recycleMarker(slot: slot), ordering: .acquiring))
-        guard marker.tag == layout.subbufferTag(of: nextOpen) else { return (start, 0, slot) }
+        guard marker.tag == layout.subbufferTag(of: nextOpen) else { return (start, 0, slot, start..<start) }
         let deadEnd = nextOpen &- UInt64(layout.ringSize) &+ p
+        let skipped = start < deadEnd ? max(start, deadEnd &- p)..<deadEnd : start..<start
         if start < deadEnd { start = deadEnd }
-        return (start, marker.lost, slot)
+        return (start, marker.lost, slot, skipped)
     }
 
     // MARK: - Acting atomically with a ring's producers

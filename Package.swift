@@ -177,7 +177,7 @@ let package = Package(
         ),
         .target(
             name: "RseqTraceTestPayloads",
-            dependencies: ["RseqTrace", "RseqTraceConsumer", "CRseqTraceTestSupport"],
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceSupport", "CRseqTraceTestSupport"],
             path: "Tests/RseqTraceTestPayloads",
             swiftSettings: auditedUnsafe
         ),
@@ -188,12 +188,21 @@ let package = Package(
             path: "Tests/rseqtrace-testhelper",
             swiftSettings: auditedUnsafe
         ),
+        // The stress matrix over the public API (Tools/test runs it in a release build; the test
+        // suite runs a light subset). No swift-syntax, so its release build stays small.
+        .executableTarget(
+            name: "rseqtrace-stress",
+            dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceSupport", "CRseqTraceTestSupport",
+                           "RseqTraceTestPayloads"],
+            path: "Tests/rseqtrace-stress",
+            swiftSettings: auditedUnsafe
+        ),
         .testTarget(
             name: "RseqTraceTests",
             dependencies: [
                 "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceSupport", "CRseqTrace",
                 "CRseqTraceLTTng", "CRseqTraceTestSupport", "RseqTraceTestPayloads",
-                "rseqtrace-testhelper", "rseqtrace", "rseqtrace-example",
+                "rseqtrace-testhelper", "rseqtrace-stress", "rseqtrace", "rseqtrace-example",
             ],
             swiftSettings: auditedUnsafe
         ),

@@ -8,8 +8,10 @@ import RseqTrace
 /// - **Overwrite mode** (flight recorder) races with producers recycling old sub-buffers, so
 ///   committing what was read must be atomic with them: the drainer copies the readable part of a
 ///   ring, then publishes `consumed` with an rseq sequence that runs on the ring's CPU
-///   (`CPUPinner`) and only succeeds if no sub-buffer it copied was recycled meanwhile; rings of
-///   the locked protocol do the same under the ring mutex.
+///   (`CPUPinner`) and only succeeds if no sub-buffer it copied was recycled meanwhile. Rings of
+///   the lock-free protocol (fallback buffers, the slow lane) are copied a sub-buffer at a time
+///   and a copy is delivered only if no producer can have reached it since; what producers
+///   overwrote is counted, never delivered.
 /// - `quiescent: true` tells the drainer that no producer runs any more (all joined or exited),
 ///   so it can read and publish without pinning, and a record still marked as being written was
 ///   abandoned by a producer that died between reserve and commit: it is skipped and counted
@@ -150,7 +152,7 @@ public final class TraceDrainer {
     /// from zero. This drainer's totals keep counting what was reset, so they stay exact.
     ///
     /// Rings of the rseq protocol are reset by a compare-and-zero sequence run on the ring's CPU,
-    /// which fails and is retried if a producer counted in between; locked rings under their mutex.
+    /// which fails and is retried if a producer counted in between; lock-free rings by an atomic exchange.
     /// - Throws: `.systemCallFailed` when a CPU cannot be reached (offline, outside the allowed set).
     public func resetCounters() throws(TraceError) {
         for index in 0..<layout.ringCount {
@@ -177,7 +179,11 @@ public final class TraceDrainer {
             delivered += 1
         }
         let outcome: RingReader.Outcome
-        if buffer.mode == .discard || quiescent {
+        if !reader.usesRseq(index) {
+            // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only; the reader
+            // passes `visit` payload pointers valid for the call.
+            outcome = unsafe reader.readLockFree(index, quiescent: quiescent, scratch: scratch, cursor: &cursors[index], visit)
+        } else if buffer.mode == .discard || quiescent {
             // SAFETY: the reader passes `visit` payload pointers valid for the call (see RingReader.Visit).
             outcome = unsafe reader.readInPlace(index, quiescent: quiescent, cursor: &cursors[index], visit)
         } else {

@@ -2,11 +2,11 @@ import RseqTrace
 
 /// Decodes a record payload with its event schema (the encoding documented on ``EventSchema``)
 /// into the values a CTF reader would show for the same event.
-public enum EventPayloadDecoder {
+package enum EventPayloadDecoder {
     /// The field values, or nil when `payload` does not match `schema` (see `EventSchema.matches`).
     /// Byte arrays yield their length field (`_<name>_length`) first, as in CTF; strings are
     /// exact (the CTF writer cuts them at a NUL, this does not).
-    public static func decode(_ payload: [UInt8], schema: EventSchema) -> [CTFFieldValue]? {
+    package static func decode(_ payload: [UInt8], schema: EventSchema) -> [CTFFieldValue]? {
         schema.decode(payload).map { fields($0, schema: schema) }
     }
 

@@ -9,9 +9,9 @@ import RseqTraceConsumer
 /// again whenever a record carries an id it has not seen). Used by `rseqtrace` and the benchmarks.
 public final class TraceRecorder {
     /// The buffer being drained.
-    public let buffer: SharedTraceBuffer
+    package let buffer: SharedTraceBuffer
     /// The drainer (its statistics are the recording's).
-    public let drainer: TraceDrainer
+    package let drainer: TraceDrainer
     /// The CTF writer, when recording to a directory.
     public private(set) var writer: CTFTraceWriter?
     /// The first error reading the buffer's event registry (`.corrupted` when another process

@@ -30,18 +30,22 @@ public final class LTTngForwarder: TraceEventForwarder {
         case text
     }
 
+    /// How this forwarder writes events.
     public let encoding: Encoding
     private let notes = Mutex<[String]>([])
     /// Schemas of the registered events, for the text encoding.
     private let schemas = Mutex<[Int: EventSchema]>([:])
 
-    public init(encoding: Encoding = .typed) {
+    package init(encoding: Encoding = .typed) {
         self.encoding = encoding
     }
 
     /// Events that could not be forwarded as typed events, and why (also written to stderr once).
     public var problems: [String] { notes.withLock { $0 } }
 
+    /// Describes event `event` to LTTng-UST as a typed event with `schema`'s name and fields
+    /// (called by `TraceRuntime` when the event is first enabled). When LTTng-UST refuses it, the
+    /// event is forwarded as `rseqtrace:text` and the reason lands in `problems`. Allocates; once per event.
     public func register(event: Int, schema: EventSchema) {
         guard rseqtrace_lttng_is_available() == 1 else { return }
         guard let index = UInt32(exactly: event) else {
@@ -79,6 +83,9 @@ public final class LTTngForwarder: TraceEventForwarder {
         }
     }
 
+    /// Writes one event's payload to LTTng-UST (called by `TraceRuntime` for each emitted event):
+    /// the typed event, or `rseqtrace:text` when the event is not registered as typed. Does nothing
+    /// when no LTTng session enables the event, or in a build without the `LTTng` trait.
     public func forward(event: Int, payload: RawSpan) {
         // SAFETY: the C function reads `count` bytes of the span's memory during the call only.
         let wantsText = unsafe payload.withUnsafeBytes { bytes in
@@ -94,7 +101,7 @@ public final class LTTngForwarder: TraceEventForwarder {
 
     /// The text of the fallback encoding for a payload of a registered event (what `rseqtrace:text`
     /// carries in `fields`), or nil when the event is unknown or the payload does not match it.
-    public func renderedText(event: Int, payload: [UInt8]) -> String? {
+    package func renderedText(event: Int, payload: [UInt8]) -> String? {
         schemas.withLock { $0[event] }?.renderText(payload)
     }
 
@@ -128,7 +135,7 @@ public final class LTTngForwarder: TraceEventForwarder {
 /// ```
 public enum LTTngBridge {
     /// `typed` (default) or `text`: how events are written (see ``LTTngForwarder/Encoding``).
-    public static let encodingVariable = "RSEQTRACE_LTTNG_ENCODING"
+    package static let encodingVariable = "RSEQTRACE_LTTNG_ENCODING"
 
     /// Whether this build includes the LTTng-UST provider (the package was built with
     /// `--traits LTTng`).

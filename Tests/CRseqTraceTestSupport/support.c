@@ -110,12 +110,17 @@ static unsigned char rtts_timer_used[RTTS_MAX_TIMERS];
 
 int64_t rtts_thread_timer_create(long tid, uint64_t interval_ns)
 {
-	if (interval_ns == 0)
+	return rtts_thread_timer_create_signal(tid, interval_ns, rtts_timer_signal());
+}
+
+int64_t rtts_thread_timer_create_signal(long tid, uint64_t interval_ns, int signo)
+{
+	if (interval_ns == 0 || signo <= 0)
 		return -EINVAL;
 	struct sigevent event;
 	memset(&event, 0, sizeof(event));
 	event.sigev_notify = SIGEV_THREAD_ID;
-	event.sigev_signo = rtts_timer_signal();
+	event.sigev_signo = signo;
 #ifdef sigev_notify_thread_id
 	event.sigev_notify_thread_id = (pid_t)tid;
 #else

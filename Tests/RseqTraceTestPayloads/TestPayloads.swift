@@ -56,28 +56,33 @@ public struct PayloadWriter {
             return producer.write(eventID: event, value: value)
         }
     }
-}
 
-/// Verifying drained test payloads.
-public enum Payloads {
-    /// The id of an intact record, or nil when any byte of it is wrong.
-    public static func verifiedID(_ record: borrowing DrainedRecord) -> UInt64? {
-        guard record.payloadSize >= 16 else { return nil }
-        let id = record.load(fromByteOffset: 0, as: UInt64.self)
+    /// Emits one record for (thread, sequence) without the writer's scratch words, so that it can
+    /// run in a signal handler interrupting any thread (reserve/store/commit, or a value copy for
+    /// the fixed-size records). Returns whether it was stored.
+    public static func emitWithoutScratch(_ producer: Producer, thread: UInt32, sequence: UInt64) -> Bool {
+        let id = rtts_payload_id(thread, sequence)
         let size = Int(rtts_payload_size(id))
-        guard record.payloadSize == size, record.eventID == rtts_payload_event(id) else { return nil }
+        let event = rtts_payload_event(id)
         let size32 = UInt32(size)
+        if sequence % 3 == 2 {
+            let value = FixedPayload(id: id, check: rtts_payload_word(id, size32, 1),
+                                     filler: rtts_payload_word(id, size32, 2))
+            return producer.write(eventID: event, value: value)
+        }
+        guard let reservation = producer.reserve(eventID: event, payloadSize: size) else { return false }
         let full = size / 8
-        for k in 0..<full where record.load(fromByteOffset: k * 8, as: UInt64.self) != rtts_payload_word(id, size32, UInt32(k)) {
-            return nil
+        for k in 0..<full {
+            reservation.store(rtts_payload_word(id, size32, UInt32(k)), at: k * 8)
         }
         if size % 8 != 0 {
             let last = rtts_payload_word(id, size32, UInt32(full))
-            for j in 0..<(size % 8)
-            where record.load(fromByteOffset: full * 8 + j, as: UInt8.self) != UInt8(truncatingIfNeeded: last >> UInt64(8 * j)) {
-                return nil
+            for j in 0..<(size % 8) {
+                reservation.store(UInt8(truncatingIfNeeded: last >> UInt64(8 * j)), at: full * 8 + j)
             }
         }
-        return id
+        reservation.commit()
+        return true
     }
 }
+

@@ -375,6 +375,9 @@ struct CTFReaderTests {
 @Suite("CTFReader: malformed traces are rejected with .corrupted, naming file and offset")
 struct CTFReaderCorruptionTests {
     /// A small valid trace: its directory and original files.
+    /// A fresh directory name under /tmp (not created).
+    static func fixtureDirectory(_ tag: String) -> String { ReaderFiles.temporaryDirectory(tag) }
+
     static func fixture(_ tag: String, events: Int = 600) throws -> (String, [String: [UInt8]]) {
         let dir = ReaderFiles.temporaryDirectory(tag)
         var builder = try TraceBuilder.varied(directory: dir, rings: 2, events: events, seed: 99)

@@ -212,7 +212,7 @@ struct LTTngReaderTests {
         let trace = session + "/ust/uid/0/64-bit"
         write(trace + "/metadata", metadata)
         write(trace + "/channel0_1", stream())
-        write(trace + "/index/channel0_1.idx", [1, 2, 3])
+        write(trace + "/index/channel0_1.idx", CTFReaderHostileFilesTests.index(of: stream()))
         return session
     }
 

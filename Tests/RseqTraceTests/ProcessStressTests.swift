@@ -21,7 +21,7 @@ import RseqTraceSupport
 enum ProcessModeSetting: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// Inherited environment (without the mode variables): glibc registers rseq.
     case inherited
-    /// RSEQTRACE_FORCE_FALLBACK=1: the locked protocol.
+    /// RSEQTRACE_FORCE_FALLBACK=1: the lock-free protocol.
     case forcedFallback
     /// GLIBC_TUNABLES=glibc.pthread.rseq=0: glibc does not register, RseqTrace registers itself.
     case glibcRseqDisabled
@@ -140,7 +140,7 @@ struct ProcessStressTests {
         }
         #expect(UInt64(fields["signals"] ?? "") ?? 0 > 0, "the per-thread timers never fired")
         #expect(UInt64(fields["migrations"] ?? "") ?? 0 > 0, "the migrator never moved a thread")
-        #expect(fields["path"] == (process == .forcedFallback ? "locked" : "rseqCPU"))
+        #expect(fields["path"] == (process == .forcedFallback ? "lockFree" : "rseqCPU"))
         #expect(outcome.exitCode == 0, "\(outcome)")
     }
 
@@ -187,7 +187,7 @@ struct ProcessStressTests {
         }
 
         let drainer = TraceDrainer(buffer: buffer)
-        var verifier = TestRecordVerifier(layout: buffer.layout)
+        var verifier = RecordVerifier(layout: buffer.layout)
         let deadline = ContinuousClock.now.advanced(by: .seconds(90))
         while finished.load(ordering: .acquiring) < localThreads || !children.allSatisfy({ $0.hasExited }) {
             for child in children { child.pump() }
@@ -205,7 +205,7 @@ struct ProcessStressTests {
             #expect(outcome.exitCode == 0, "\(outcome)")
             let fields = try #require(outcome.fields(of: "attach-write:"), "\(outcome)")
             #expect(fields["mode"] == helper.setting.expectedMode, "\(outcome)")
-            let expectedPath = buffer.ringProtocol == .locked ? "locked"
+            let expectedPath = buffer.ringProtocol == .lockFree ? "lockFree"
                 : helper.setting == .forcedFallback ? "slowLaneOnly" : "rseqCPU"
             #expect(fields["path"] == expectedPath, "\(outcome)")
             let childEmitted = try #require(fields["emitted"].flatMap { UInt64($0) })
@@ -223,9 +223,10 @@ struct ProcessStressTests {
         // The rings are large enough for everything: nothing may be lost, so every record of
         // every process must be there exactly once.
         #expect(totals.lost == 0)
-        var expectedPerProcess: [Int: Int] = [0: localThreads * events]
-        for helper in helpers { expectedPerProcess[helper.base] = helperThreads * events }
-        #expect(verifier.countsByBase(bases: [0, 1000, 2000]) == expectedPerProcess)
+        #expect(verifier.intactCount(threads: 0..<1000) == UInt64(localThreads * events))
+        for helper in helpers {
+            #expect(verifier.intactCount(threads: helper.base..<(helper.base + 1000)) == UInt64(helperThreads * events))
+        }
         // The forced-fallback helper can only use the slow lane.
         #expect(verifier.slowLane >= UInt64(helperThreads * events))
     }
@@ -314,12 +315,12 @@ struct ProcessStressTests {
             // Measured on Linux 6.18: every single-step trap is a ptrace stop, i.e. a context
             // switch, and the kernel aborts a sequence interrupted by one on the way back to user
             // space, so no sequence can ever complete under single-stepping. After
-            // Producer.maximumAttempts aborts each record must leave for the slow lane (a locked
+            // Producer.maximumAttempts aborts each record must leave for the slow lane (a lock-free
             // ring) instead of retrying forever, and it does.
             #expect(stepped.allSatisfy { $0.ring == slowLane },
                     "rings: \(stepped.map(\.ring)) (slow lane is \(slowLane))")
         } else {
-            // Locked protocol (this test process runs in fallback mode): no sequence to abort.
+            // Lock-free protocol (this test process runs in fallback mode): no sequence to abort.
             report("single-step: buffer protocol \(buffer.ringProtocol), path \(fields["path"] ?? "?")")
         }
     }
@@ -357,7 +358,7 @@ struct ProcessStressTests {
         report("valgrind (\(binary)): \(outcome.stdout.split(separator: "\n").first ?? "") (\(outcome.duration))")
         let fields = try #require(outcome.fields(of: "stress:"), "\(outcome)")
         #expect(fields["mode"] == "fallback", "\(outcome)")
-        #expect(fields["path"] == "locked")
+        #expect(fields["path"] == "lockFree")
         #expect(fields["emitted"] == "6000")
         let recorded = try #require(fields["recorded"].flatMap { UInt64($0) })
         let lost = try #require(fields["lost"].flatMap { UInt64($0) })
@@ -407,56 +408,5 @@ struct ProcessStressTests {
             let line = outcome.stdout.split(separator: "\n").first.map(String.init) ?? ""
             #expect(line == "mode=\(setting.expectedMode)", "\(setting.testDescription): \(outcome)")
         }
-    }
-}
-
-// MARK: - Payloads written and checked by this process (format: CRseqTraceTestSupport.h)
-
-/// Checks drained records of any process: integrity, duplicates, per-ring timestamp order.
-struct TestRecordVerifier {
-    let slowLaneRing: Int
-    private var seen: Set<UInt64> = []
-    private var lastStamp: [UInt64]
-    var intact: UInt64 = 0
-    var damaged: UInt64 = 0
-    var duplicates: UInt64 = 0
-    var regressions: UInt64 = 0
-    var slowLane: UInt64 = 0
-    var problems: [String] = []
-
-    init(layout: TraceLayout) {
-        slowLaneRing = layout.slowLaneRing
-        lastStamp = [UInt64](repeating: 0, count: layout.ringCount)
-    }
-
-    mutating func check(_ record: borrowing DrainedRecord) {
-        if record.ring == slowLaneRing { slowLane += 1 }
-        if record.timestamp < lastStamp[record.ring] {
-            regressions += 1
-            if problems.count < 10 { problems.append("ring \(record.ring) @\(record.position): timestamp went back") }
-        }
-        lastStamp[record.ring] = max(lastStamp[record.ring], record.timestamp)
-        guard let id = Payloads.verifiedID(record) else {
-            damaged += 1
-            if problems.count < 10 { problems.append("ring \(record.ring) @\(record.position): damaged") }
-            return
-        }
-        if seen.insert(id).inserted {
-            intact += 1
-        } else {
-            duplicates += 1
-            if problems.count < 10 { problems.append("ring \(record.ring) @\(record.position): duplicate \(id)") }
-        }
-    }
-
-    /// Intact records per thread-id base (each process writes threads base..<base + 1000).
-    func countsByBase(bases: [Int]) -> [Int: Int] {
-        var counts: [Int: Int] = [:]
-        for id in seen {
-            let thread = Int(rtts_payload_thread(id))
-            let base = bases.last { $0 <= thread } ?? -1
-            counts[base, default: 0] += 1
-        }
-        return counts
     }
 }

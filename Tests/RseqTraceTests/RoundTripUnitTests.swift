@@ -382,7 +382,7 @@ struct RoundTripUnitTests {
         #expect(fixture.consumed(0) == head)
     }
 
-    @Test("a thread on a CPU that has no ring (cpuRingCount 1, pinned to CPU 1) writes through the locked slow lane",
+    @Test("a thread on a CPU that has no ring (cpuRingCount 1, pinned to CPU 1) writes through the lock-free slow lane",
           .enabled(if: CPUPinner.isAllowed(cpu: 1)))
     func slowLaneRoundTrip() throws {
         let fixture = try UnitTraceFixture("slowlane", cpuRingCount: 1)
@@ -550,15 +550,15 @@ enum UnitWritePath: CaseIterable, CustomTestStringConvertible, Sendable {
     case copyCommitOpeningSubbuffer
     /// reserve / store or withUnsafeMutablePayload / commit, in place and opening sub-buffers.
     case reserveCommit
-    /// Every API through the locked slow lane (cpuRingCount 1, thread pinned to CPU 1).
-    case lockedSlowLane
+    /// Every API through the lock-free slow lane (cpuRingCount 1, thread pinned to CPU 1).
+    case lockFreeSlowLane
 
     var testDescription: String {
         switch self {
         case .copyCommitInOpenSubbuffer: "copy-commit in an open sub-buffer"
         case .copyCommitOpeningSubbuffer: "copy-commit opening a sub-buffer"
         case .reserveCommit: "reserve/commit"
-        case .lockedSlowLane: "locked slow lane"
+        case .lockFreeSlowLane: "lock-free slow lane"
         }
     }
 
@@ -638,7 +638,7 @@ struct PaddingUnitTests {
             case .reserveCommit:
                 writes.append(PlannedWrite(id: id, api: UnitWritePath.reserveAPIs[i % UnitWritePath.reserveAPIs.count],
                                            bytes: bytes, filler: false))
-            case .lockedSlowLane:
+            case .lockFreeSlowLane:
                 writes.append(PlannedWrite(id: id, api: UnitWriteAPI.allCases[i % UnitWriteAPI.allCases.count],
                                            bytes: bytes, filler: false))
             }
@@ -649,21 +649,21 @@ struct PaddingUnitTests {
     static let oddPayloadSizes = [1, 3, 7, 9, 15, 100, 977]
 
     // On the rseq paths (the default), copy-commit of a record that fits the open sub-buffer is one
-    // rseq sequence; in a process forced into the fallback protocol every path is the locked one.
+    // rseq sequence; in a process forced into the fallback protocol every path is the lock-free one.
     @Test("every per-CPU write path delivers exactly the payload size written and the same bytes, over stale ring bytes",
           arguments: [UnitWritePath.copyCommitInOpenSubbuffer, .copyCommitOpeningSubbuffer, .reserveCommit], oddPayloadSizes)
     func everyPathDeliversTheExactPayload(path: UnitWritePath, payloadSize: Int) throws {
         try Self.checkExactPayloads(path: path, payloadSize: payloadSize)
     }
 
-    @Test("the locked slow lane (cpuRingCount 1, pinned to CPU 1) delivers exactly the payload size written and the same bytes",
+    @Test("the lock-free slow lane (cpuRingCount 1, pinned to CPU 1) delivers exactly the payload size written and the same bytes",
           .enabled(if: CPUPinner.isAllowed(cpu: 1)), arguments: oddPayloadSizes)
     func slowLaneDeliversTheExactPayload(payloadSize: Int) throws {
-        try Self.checkExactPayloads(path: .lockedSlowLane, payloadSize: payloadSize)
+        try Self.checkExactPayloads(path: .lockFreeSlowLane, payloadSize: payloadSize)
     }
 
     static func checkExactPayloads(path: UnitWritePath, payloadSize: Int) throws {
-        let slowLane = path == .lockedSlowLane
+        let slowLane = path == .lockFreeSlowLane
         // 32 sub-buffers of 1 KiB: every record below lands on bytes of the first lap (stale 0xFF).
         let fixture = try UnitTraceFixture("path-\(path)-\(payloadSize)", ringSize: 1 << 15, subbufferSize: 1024,
                                            cpuRingCount: slowLane ? 1 : nil)
@@ -720,7 +720,7 @@ struct PaddingUnitTests {
         case .reserveCommit:
             #expect(opening == packedOpenings && inPlace == 12 - packedOpenings)
             #expect(apis.count == UnitWritePath.reserveAPIs.count)
-        case .lockedSlowLane:
+        case .lockFreeSlowLane:
             #expect(opening == packedOpenings && inPlace == 12 - packedOpenings)
             #expect(apis.count == UnitWriteAPI.allCases.count)
         }
@@ -874,7 +874,7 @@ struct OverwriteUnitTests {
         try Self.interleaved(payloadSize: payloadSize, slowLane: false)
     }
 
-    @Test("the same exactness holds on the locked slow lane (cpuRingCount 1, writer pinned to CPU 1, mutex commits)",
+    @Test("the same exactness holds on the lock-free slow lane (cpuRingCount 1, writer pinned to CPU 1, lock-free commits)",
           .enabled(if: CPUPinner.isAllowed(cpu: 1)), arguments: [8, 13, 984])
     func interleavedSlowLaneDrainsAreExact(payloadSize: Int) throws {
         try Self.interleaved(payloadSize: payloadSize, slowLane: true)

@@ -5,6 +5,7 @@ import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceSupport
+import RseqTraceTestPayloads
 
 /// `stress`: a fresh buffer, N producer threads under optional signal storms, yields and
 /// migrations, drained concurrently by the main thread, every record verified.
@@ -63,7 +64,7 @@ enum StressCommand {
         let settings = WorkloadSettings(threads: threads, events: events, signals: signals,
                                         yield: options.has("yield"),
                                         deadline: start.advanced(by: .seconds(timeLimit)), seed: seed)
-        var verifier = RecordVerifier(threads: threads, events: events, layout: buffer.layout)
+        var verifier = RecordVerifier(layout: buffer.layout, threads: threads, events: events)
 
         let producers = Workload.startProducers(producer, settings, state)
         let migrator = options.has("migrate") ? Workload.startMigrator(state, seed: seed) : nil

@@ -15,6 +15,9 @@ let usage = """
       \(DieMidRecordCommand.usage)
       \(InstrumentedCommand.usage)
       \(HostileProducerCommand.usage)
+      \(StormCommand.usage)
+      \(StuckCommand.usage)
+      \(FallbackWriteCommand.usage)
       mode
     """
 
@@ -32,6 +35,9 @@ do {
     case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
     case "instrumented": finish(try InstrumentedCommand.run(rest))
     case "hostile-producer": finish(try HostileProducerCommand.run(rest))
+    case "storm": finish(try StormCommand.run(rest))
+    case "stuck": finish(try StuckCommand.run(rest))
+    case "fallback-write": finish(try FallbackWriteCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

@@ -20,7 +20,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     public let layout: TraceLayout
     /// What happens when a ring is full.
     public let mode: BufferMode
-    /// How producers update the rings (rseq or locked), decided by the creating process.
+    /// How producers update the rings (rseq or lock-free), decided by the creating process.
     package let ringProtocol: RingProtocol
     /// What indexes the per-CPU rings.
     public let indexing: RingIndexing
@@ -80,7 +80,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 """)
         }
         let status = RseqRuntime.status
-        let ringProtocol: RingProtocol = status.mode.usesRseq ? .rseq : .locked
+        let ringProtocol: RingProtocol = status.mode.usesRseq ? .rseq : .lockFree
         if configuration.indexing == .concurrencyID && !status.supportsConcurrencyID {
             throw TraceError(.invalidConfiguration, """
                 mm_cid indexing needs rseq with node_id/mm_cid (Linux 6.3+); this process runs in \
@@ -195,16 +195,6 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         header.put(clock.realtimeReference, at: HeaderField.realtimeReference, as: UInt64.self)
         header.putBytes(bootID, at: HeaderField.bootID, limit: 16)
         header.putBytes(Array(CycleClock.sourceName.utf8), at: HeaderField.clockSource, limit: 16)
-        for ring in 0..<layout.ringCount {
-            // SAFETY: the mutex lives inside ring `ring`'s control block, 64-aligned, 64 bytes reserved.
-            let rc = unsafe rseqtrace_mutex_init_shared(
-                base.advanced(by: layout.ringsOffset + ring * layout.ringStride + ControlField.mutex.rawValue))
-            if rc != 0 {
-                // SAFETY: unmapping our own mapping.
-                unsafe munmap(base, layout.totalSize)
-                throw fail("cannot initialise the ring mutex", Errno(rawValue: rc))
-            }
-        }
         // SAFETY: the registry mutex lives in the header, 64-aligned, 64 bytes reserved.
         let registryMutex = unsafe rseqtrace_mutex_init_shared(base.advanced(by: HeaderField.registryMutex.rawValue))
         if registryMutex != 0 {
@@ -444,7 +434,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     private func makeWriterState(inCreatingProcess: Bool) -> RingWriter.State {
         let path: RingWriter.Path
         switch ringProtocol {
-        case .locked: path = .locked
+        case .lockFree: path = .lockFree
         case .rseq:
             if !RseqRuntime.mode.usesRseq {
                 path = .slowLaneOnly          // never mix protocols: this process cannot run rseq

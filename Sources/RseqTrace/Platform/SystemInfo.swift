@@ -7,12 +7,14 @@ import SystemPackage
 
 /// Facts about the machine read from /sys and /proc, without Foundation.
 package enum SystemInfo {
-    /// Reads a small text file (at most `limit` bytes); `nil` if it cannot be read.
+    /// Reads a small text file (at most `limit` bytes); `nil` if it cannot be read or is not a
+    /// regular file (a FIFO or device is opened without blocking and refused, never read).
     package static func readSmallFile(_ path: String, limit: Int = 4096) -> String? {
-        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking]) else {
             return nil
         }
         defer { try? fd.close() }
+        guard let info = try? fd.stat(), info.type == .regular else { return nil }
         var bytes = [UInt8](repeating: 0, count: limit)
         // SAFETY: reading into the array's own storage, at most its count.
         let count = unsafe (try? bytes.withUnsafeMutableBytes { buffer in
@@ -119,6 +121,13 @@ package enum SystemInfo {
     }
 
     /// Nanoseconds of `clock`.
+    /// Sleeps about one millisecond (test hooks and bounded waits only).
+    package static func sleepBriefly() {
+        var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+        // SAFETY: both arguments are local timespecs (the remainder is not needed).
+        _ = unsafe nanosleep(&pause, nil)
+    }
+
     package static func nanoseconds(_ clock: clockid_t) -> UInt64 {
         var ts = timespec()
         // SAFETY: `ts` is a local timespec.

@@ -1,9 +1,11 @@
 import CRseqTrace
+import Synchronization
 import SystemPackage
 
 /// The read side of the ring protocol (docs/BufferProtocol.md §4.6): walking and validating record
 /// chains, where reading may start, the in-place drain of discard mode, the copy-and-commit drain of
-/// overwrite mode (an rseq sequence on the ring's CPU, or the ring mutex), and counter resets.
+/// overwrite mode (an rseq sequence on the ring's CPU), the read side of the lock-free protocol
+/// (§5: fallback rings and every slow lane), and counter resets.
 ///
 /// It keeps its `SharedTraceBuffer`, so the ring views it makes stay valid. Policy (rounds,
 /// statistics, callbacks) belongs to the caller (`TraceDrainer` in RseqTraceConsumer).
@@ -116,7 +118,7 @@ package struct RingReader {
     package typealias Visit = (_ position: UInt64, _ word: RecordWord, _ timestamp: UInt64,
                                _ payload: UnsafeRawPointer) -> Void
 
-    /// Whether ring `index` is updated by rseq sequences (else under its mutex).
+    /// Whether ring `index` is updated by rseq sequences (else by the lock-free protocol).
     package func usesRseq(_ index: Int) -> Bool {
         buffer.ringProtocol == .rseq && index < layout.cpuRingCount
     }
@@ -131,7 +133,7 @@ package struct RingReader {
 
     /// Sets the ring's `dropped` and `tooLarge` counters back to zero atomically with its producers
     /// and returns what it took out: a compare-and-zero sequence on the ring's CPU (rseq rings), or
-    /// under the ring mutex.
+    /// an atomic exchange (lock-free rings, whose producers count with atomic adds).
     /// - Throws: `.systemCallFailed` when the CPU cannot be reached or producers kept counting.
     package func takeCounters(_ index: Int) throws(TraceError) -> (dropped: UInt64, tooLarge: UInt64) {
         let ring = buffer.ring(index)
@@ -140,12 +142,7 @@ package struct RingReader {
                 (try zeroOnCPU(ring, index, .dropped), try zeroOnCPU(ring, index, .tooLarge))
             }
         }
-        return try withRingMutex(ring, index) {
-            let counts = (ring.load(.dropped, ordering: .relaxed), ring.load(.tooLarge, ordering: .relaxed))
-            ring.store(.dropped, 0, ordering: .relaxed)
-            ring.store(.tooLarge, 0, ordering: .relaxed)
-            return counts
-        }
+        return (ring.takeAndZero(.dropped), ring.takeAndZero(.tooLarge))
     }
 
     /// Compare-and-zero of a counter on its ring's CPU (the caller is pinned there); returns the
@@ -239,36 +236,24 @@ package struct RingReader {
     // MARK: - Reading overwrite-mode rings while producers run
 
     /// Copies the readable part of ring `index` into `scratch` (at least `ringSize` bytes) and
-    /// publishes it atomically with the ring's producers — on the ring's CPU for rseq rings, under
-    /// the ring mutex otherwise — then visits the events of the committed copy.
+    /// publishes it atomically with the ring's producers — on the ring's CPU (rseq rings only) —
+    /// then visits the events of the committed copy.
     /// - Throws: `.systemCallFailed`/`.invalidConfiguration` when the ring's CPU cannot be reached;
     ///   `.corrupted` is not thrown here: damage is returned in `Outcome.problem`.
     package func readSnapshot(_ index: Int, scratch: UnsafeMutableRawBufferPointer, cursor: inout Cursor,
                               _ visit: Visit) throws(TraceError) -> Outcome {
         let known = cursor
         let ring = buffer.ring(index)
-        let snapshot: Snapshot
-        if usesRseq(index) {
-            snapshot = try onRingCPU(index, purpose: "reading it in overwrite mode") { () throws(TraceError) in
-                // SAFETY: `scratch` has ringSize bytes (caller's contract, checked in takeSnapshot).
-                unsafe takeSnapshot(ring: ring, scratch: scratch, cursor: known, commit: { markerField, marker, limit, end in
-                    // SAFETY: control words of this ring; the sequence checks it runs on CPU `index`.
-                    unsafe rseqtrace_load_cbne_load_cbgtu_store__cpu_id(
-                        UInt32(index), ring.controlPointer(markerField), marker,
-                        ring.controlPointer(.head), limit,
-                        ring.controlPointer(.consumed), end) == 0
-                })
-            }
-        } else {
-            snapshot = try withRingMutex(ring, index) {
-                // SAFETY: as above.
-                unsafe takeSnapshot(ring: ring, scratch: scratch, cursor: known, commit: { markerField, marker, limit, end in
-                    guard ring.load(markerField, ordering: .relaxed) == marker,
-                          ring.load(.head, ordering: .relaxed) <= limit else { return false }
-                    ring.store(.consumed, end, ordering: .releasing)
-                    return true
-                })
-            }
+        precondition(usesRseq(index), "lock-free rings are read with readLockFree")
+        let snapshot = try onRingCPU(index, purpose: "reading it in overwrite mode") { () throws(TraceError) in
+            // SAFETY: `scratch` has ringSize bytes (caller's contract, checked in takeSnapshot).
+            unsafe takeSnapshot(ring: ring, scratch: scratch, cursor: known, commit: { markerField, marker, limit, end in
+                // SAFETY: control words of this ring; the sequence checks it runs on CPU `index`.
+                unsafe rseqtrace_load_cbne_load_cbgtu_store__cpu_id(
+                    UInt32(index), ring.controlPointer(markerField), marker,
+                    ring.controlPointer(.head), limit,
+                    ring.controlPointer(.consumed), end) == 0
+            })
         }
         var outcome = Outcome(problem: snapshot.problem, hidden: snapshot.hidden)
         if snapshot.positionsChecked {
@@ -401,6 +386,154 @@ package struct RingReader {
         return (start, marker.lost, slot, skipped)
     }
 
+    // MARK: - Lock-free rings (fallback buffers, every slow lane)
+
+    /// Reads lock-free ring `index` (docs/BufferProtocol.md §5.3–5.4), live or `quiescent`, in either
+    /// mode, sub-buffer by sub-buffer from `consumed`:
+    /// - a sub-buffer is read when its slot's commit counter shows it complete (closed: `P` bytes
+    ///   committed; open: every byte reserved up to the head, the head unchanged around the counter
+    ///   load). A live read stops at the first one that is not (a record still being written, or
+    ///   a producer stopped inside its reservation): nothing waits, the next round retries;
+    /// - discard mode reads in place and then publishes `consumed` (releasing);
+    /// - overwrite mode copies the sub-buffer into `scratch`, then checks (after an acquiring
+    ///   fence) that the head has not passed the start of the slot's next content: a copy that may
+    ///   have been overwritten is dropped, never delivered; what producers destroy is counted from
+    ///   begin records (each carries the slot's cumulative destroyed-event count) against the
+    ///   slot's accounting word, so the loss is exact whether a record was read, partly read or not;
+    /// - `quiescent`: incomplete sub-buffers are walked too; busy records were abandoned.
+    /// - Parameter scratch: at least one sub-buffer of writable memory (overwrite mode).
+    /// - Parameter cursor: what earlier reads established (`head` and `consumed` are checked
+    ///   against it, and every head loaded during the read against the previous one).
+    package func readLockFree(_ index: Int, quiescent: Bool, scratch: UnsafeMutableRawBufferPointer,
+                              cursor: inout Cursor, _ visit: Visit) -> Outcome {
+        let ring = buffer.ring(index)
+        let p = UInt64(layout.subbufferSize)
+        let perRing = UInt64(layout.subbuffersPerRing)
+        let ringSize = UInt64(layout.ringSize)
+        let overwrite = buffer.mode == .overwrite
+        var outcome = Outcome()
+        guard scratch.count >= layout.subbufferSize, let base = scratch.baseAddress else {
+            outcome.problem = RecordWalk.Problem(position: 0, reason: "the scratch buffer cannot hold a sub-buffer")
+            return outcome
+        }
+        var position = ring.load(.consumed, ordering: .acquiring)
+        let firstHead = ring.load(.head, ordering: .acquiring)
+        if let problem = checkPositions(head: firstHead, consumed: position, cursor: cursor) {
+            outcome.problem = problem
+            outcome.hidden = hiddenBytes(ring: ring, head: firstHead, consumed: position, cursor: cursor)
+            return outcome
+        }
+        cursor.head = firstHead
+        cursor.consumed = position
+        // Bounded: at most a few laps of sub-buffers per call, whatever producers do meanwhile.
+        var steps = 0
+        while steps < 4 * layout.subbuffersPerRing + 16 {
+            steps += 1
+            let head = ring.load(.head, ordering: .acquiring)
+            if head & 7 != 0 || head > Self.maximumPosition || head < cursor.head {
+                outcome.problem = RecordWalk.Problem(position: head, reason: """
+                    head moved from \(cursor.head) to \(head) during a read (heads only grow, 8-byte aligned, below 2^62)
+                    """, field: .head)
+                outcome.hidden = hiddenBytes(ring: ring, head: head, consumed: position, cursor: cursor)
+                break
+            }
+            cursor.head = head
+            if overwrite { position = max(position, layout.oldestValid(head: head)) }
+            guard position < head else { break }
+            // Positions are below 2^62 here (checked above): no arithmetic on them overflows.
+            let n = position / p
+            let subStart = n &* p
+            let subEnd = subStart &+ p
+            let slot = Int(truncatingIfNeeded: n % perRing)
+            let generationBase = (n / perRing) &* p
+            let counter = ring.load(.commitCounter(slot: slot), ordering: .acquiring)
+            let end: UInt64
+            let complete: Bool
+            if head >= subEnd {
+                end = subEnd
+                complete = counter == generationBase &+ p
+            } else {
+                end = head
+                complete = counter == generationBase &+ (head &- subStart)
+                    && ring.load(.head, ordering: .acquiring) == head
+            }
+            if !complete {
+                // Overwrite mode: the slot already holds its next content; the head moved on.
+                if overwrite && counter > generationBase &+ p { continue }
+                guard quiescent else { break }
+            }
+            var walkEnd = position
+            var problem: RecordWalk.Problem?
+            let accounting = ControlField.readAccounting(slot: slot)
+            if overwrite {
+                // Copy [position, end) (inside one sub-buffer), then validate the copy.
+                let count = Int(truncatingIfNeeded: end &- position)
+                // SAFETY: count <= P <= scratch.count (the scratch buffer is the caller's, writable).
+                guard unsafe ring.copyBytes(from: position, count: count, into: scratch) else {
+                    outcome.problem = RecordWalk.Problem(position: position, reason: "a copy of \(count) bytes crosses its sub-buffer")
+                    break
+                }
+                atomicMemoryFence(ordering: .acquiring)
+                if ring.load(.head, ordering: .relaxed) > subStart &+ ringSize {
+                    continue   // the slot's next content may have reached the copy: deliver nothing
+                }
+                let from = position
+                let walk = RecordWalk.run(layout: layout, from: from, to: end, abandonBusy: quiescent, word: { at in
+                    // SAFETY: at - from < count, 8-aligned, inside the copy.
+                    unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: at &- from), as: UInt64.self)
+                }, visit: { at, word in
+                    let offset = Int(truncatingIfNeeded: at &- from)
+                    if word.isBusy {
+                        outcome.abandoned &+= 1
+                    } else if word.kind == .subbufferBegin {
+                        // SAFETY: the begin record is 24 bytes, inside the copy.
+                        let destroyed = unsafe base.load(fromByteOffset: offset + 16, as: UInt64.self)
+                        let accounted = ring.load(accounting, ordering: .relaxed)
+                        if destroyed > accounted { outcome.overwritten.addSaturated(destroyed - accounted) }
+                        ring.store(accounting, destroyed, ordering: .relaxed)
+                    } else if word.kind == .event {
+                        // SAFETY: as above; the timestamp follows the record word.
+                        let timestamp = unsafe base.load(fromByteOffset: offset + 8, as: UInt64.self)
+                        // SAFETY: the payload follows the 16-byte header inside the copy, untouched until the next read.
+                        unsafe visit(at, word, timestamp, UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize)))
+                        ring.store(accounting, ring.load(accounting, ordering: .relaxed) &+ 1, ordering: .relaxed)
+                    }
+                })
+                walkEnd = walk.end
+                problem = walk.problem
+            } else {
+                let walk = RecordWalk.run(layout: layout, from: position, to: end, abandonBusy: quiescent,
+                                          word: { ring.loadWord(at: $0, ordering: .acquiring) },
+                                          visit: { at, word in
+                    if word.isBusy {
+                        outcome.abandoned &+= 1
+                    } else if word.kind == .event {
+                        // SAFETY: a committed record inside the ring; producers do not reuse it before `consumed` passes it.
+                        let payload = unsafe UnsafeRawPointer(ring.pointer(at: at &+ UInt64(TraceLayout.recordHeaderSize)))
+                        // SAFETY: `payload` stays valid during the call (see `Visit`).
+                        unsafe visit(at, word, ring.loadWord(at: at &+ 8, ordering: .relaxed), payload)
+                    } else if word.kind == .subbufferBegin {
+                        outcome.overwritten.addSaturated(ring.loadWord(at: at &+ 16, ordering: .relaxed))
+                    }
+                })
+                walkEnd = walk.end
+                problem = walk.problem
+            }
+            if walkEnd != position {
+                position = walkEnd
+                ring.store(.consumed, position, ordering: .releasing)
+                cursor.consumed = position
+            }
+            if let problem {
+                outcome.problem = problem
+                outcome.hidden = head > walkEnd ? min(head - walkEnd, ringSize) : 0
+                break
+            }
+            if walkEnd < end { break }
+        }
+        return outcome
+    }
+
     // MARK: - Acting atomically with a ring's producers
 
     /// Runs `body` on ring `index`'s CPU (the cpu_opv emulation), mapping failures to TraceError.
@@ -426,19 +559,6 @@ package struct RingReader {
         }
     }
 
-    /// Runs `body` holding ring `index`'s mutex (rings of the locked protocol).
-    private func withRingMutex<R>(_ ring: RingView, _ index: Int, _ body: () throws(TraceError) -> R) throws(TraceError) -> R {
-        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
-        let mutex = unsafe ring.controlPointer(.mutex)
-        // SAFETY: as above.
-        let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
-        guard rc == 0 else {
-            throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))
-        }
-        // SAFETY: locked just above.
-        defer { unsafe rseqtrace_mutex_unlock(mutex) }
-        return try body()
-    }
 }
 
 extension TraceLayout {
@@ -525,6 +645,10 @@ extension ControlField {
         case ControlField.dropped.rawValue: "dropped counter"
         case ControlField.tooLarge.rawValue: "tooLarge counter"
         case ControlField.consumed.rawValue: "consumed"
+        case ControlField.readAccounting.rawValue...:
+            "read accounting word of slot \((rawValue &- ControlField.readAccounting.rawValue) / 8)"
+        case ControlField.commitCounters.rawValue...:
+            "commit counter of slot \((rawValue &- ControlField.commitCounters.rawValue) / 8)"
         case ControlField.recycleMarkers.rawValue...: "recycle marker of slot \((rawValue &- ControlField.recycleMarkers.rawValue) / 8)"
         default: "control word"
         }

@@ -1,3 +1,4 @@
+import CRseqTrace
 import Synchronization
 
 /// A view of one ring inside a mapped trace object: its control words and its data bytes.
@@ -83,11 +84,32 @@ package struct RingView: ~Escapable, @unchecked Sendable {
         }
     }
 
-    /// Atomic add; only for rings using the locked protocol (never mixed with rseq updates).
+    /// Atomic add; only for words of lock-free rings, and the slow lane (never mixed with rseq updates).
     @inlinable
-    package func atomicAdd(_ field: ControlField, _ value: UInt64) {
+    package func atomicAdd(_ field: ControlField, _ value: UInt64, ordering: StoreOrdering = .relaxed) {
         // SAFETY: as in `load`.
-        _ = unsafe atomicControl(field).pointee.wrappingAdd(value, ordering: .relaxed)
+        let word = unsafe atomicControl(field)
+        switch ordering {
+        case .relaxed: _ = unsafe word.pointee.wrappingAdd(value, ordering: .relaxed)  // SAFETY: word inside the mapped control block
+        case .releasing: _ = unsafe word.pointee.wrappingAdd(value, ordering: .releasing)  // SAFETY: as above
+        }
+    }
+
+    /// Atomic exchange with zero (lock-free rings): takes out exactly the value it replaces.
+    @inlinable
+    package func takeAndZero(_ field: ControlField) -> UInt64 {
+        // SAFETY: as in `load`.
+        unsafe atomicControl(field).pointee.exchange(0, ordering: .relaxed)
+    }
+
+    /// The lock-free reservation: compare-and-swap of the pair {`head`, `reservedStamp`}. On
+    /// failure `head` and `stamp` receive the current pair (docs/BufferProtocol.md §5.1).
+    @inlinable
+    package func compareExchangeReservation(head: inout UInt64, stamp: inout UInt64,
+                                            newHead: UInt64, newStamp: UInt64) -> Bool {
+        // SAFETY: the pair is the first 16 bytes of the 4096-aligned control block (16-aligned),
+        // accessed only by this compare-and-swap and by atomic loads of its halves.
+        unsafe rseqtrace_cas_head_stamp(controlPointer(.head), &head, &stamp, newHead, newStamp) != 0
     }
 
     // MARK: Data

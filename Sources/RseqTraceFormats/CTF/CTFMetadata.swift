@@ -8,9 +8,13 @@ public struct CTFTraceDescription: Sendable {
     public var clock: CycleClock
     /// Boot id: the clock UUID, so traces of the same boot (LTTng's too) correlate.
     public var bootID: [UInt8]
+    /// Host name, in the `env` block.
     public var hostname: String
+    /// Trace name, in the `env` block.
     public var traceName: String
+    /// Name of the traced process, in the `env` block.
     public var procname: String
+    /// Process id of the traced process, in the `env` block.
     public var pid: Int32
     /// Per-CPU rings; the slow lane is written as one more stream with cpu_id = cpuRingCount.
     public var cpuRingCount: Int
@@ -18,6 +22,7 @@ public struct CTFTraceDescription: Sendable {
     /// carrying their raw payload as a byte sequence.
     public var schemas: [UInt16: EventSchema]
 
+    /// A description of a trace to write; pass it to `CTFTraceWriter.init(directory:description:packetCapacity:)`.
     public init(uuid: [UInt8], clock: CycleClock, bootID: [UInt8], hostname: String, traceName: String,
                 procname: String, pid: Int32, cpuRingCount: Int, schemas: [UInt16: EventSchema]) {
         self.uuid = uuid
@@ -38,18 +43,18 @@ public struct CTFTraceDescription: Sendable {
 /// word (ids 0...30, less than 2^27 ns since the stream's previous timestamp), or id 31 followed by
 /// a 32-bit id and a 64-bit timestamp. Fields are byte-aligned little-endian, so record payloads
 /// are copied verbatim.
-public enum CTFMetadata {
-    public static let packetMagic: UInt32 = 0xC1FC_1FC1
+package enum CTFMetadata {
+    package static let packetMagic: UInt32 = 0xC1FC_1FC1
     /// First line of every metadata file.
-    public static let signature = "/* CTF 1.8 */"
-    public static let extendedID: UInt32 = CTFLayout.extendedID
+    package static let signature = "/* CTF 1.8 */"
+    package static let extendedID: UInt32 = CTFLayout.extendedID
 
     /// Records whose payload does not match their event's schema are written as this event (id 0,
     /// which the registry never assigns), keeping the original id and bytes.
-    public static let malformedEventName = "rseqtrace:malformed_payload"
-    public static let malformedEventID: UInt16 = 0
+    package static let malformedEventName = "rseqtrace:malformed_payload"
+    package static let malformedEventID: UInt16 = 0
 
-    public static func text(_ d: CTFTraceDescription, unknownIDs: Set<UInt16>, malformedSeen: Bool = false) -> String {
+    package static func text(_ d: CTFTraceDescription, unknownIDs: Set<UInt16>, malformedSeen: Bool = false) -> String {
         let offsetNs = Int64(bitPattern: d.clock.realtimeReference) - Int64(bitPattern: d.clock.monotonicReference)
         let offsetSeconds = offsetNs >= 0 ? offsetNs / 1_000_000_000 : (offsetNs - 999_999_999) / 1_000_000_000
         let offsetRemainder = offsetNs - offsetSeconds * 1_000_000_000
@@ -128,7 +133,7 @@ public enum CTFMetadata {
         return out
     }
 
-    public static func uuidString(_ bytes: [UInt8]) -> String {
+    package static func uuidString(_ bytes: [UInt8]) -> String {
         let hex = bytes.prefix(16).map { b -> String in
             let s = String(b, radix: 16)
             return b < 16 ? "0" + s : s

@@ -1,6 +1,8 @@
 /// What iterating a CTF trace yields: an event, or a count of events the tracer discarded.
 public enum CTFRecord: Sendable, Equatable {
+    /// A decoded event.
     case event(CTFEvent)
+    /// Events the tracer discarded (its buffer was full) before the packet that reported them.
     case discarded(CTFDiscardedEvents)
 
     /// Monotonic nanoseconds used to order records: the event's timestamp, or the beginning of
@@ -20,6 +22,7 @@ public enum CTFRecord: Sendable, Equatable {
         }
     }
 
+    /// `cpu_id` of the packet the record came from.
     public var cpuID: UInt32 {
         switch self {
         case .event(let e): return e.cpuID
@@ -32,22 +35,26 @@ public enum CTFRecord: Sendable, Equatable {
 public struct CTFEvent: Sendable, Equatable {
     /// Stream file name (`channel0_<n>`).
     public var stream: String
+    /// `stream_instance_id` of the packet.
     public var streamInstanceID: UInt64
     /// `cpu_id` of the packet.
     public var cpuID: UInt32
+    /// The event id within its stream class.
     public var id: UInt32
+    /// The event name from the metadata.
     public var name: String
     /// CLOCK_MONOTONIC nanoseconds.
     public var timestamp: UInt64
     /// CLOCK_REALTIME nanoseconds since the epoch (`timestamp` + the clock offset).
     public var realtime: Int64
+    /// The payload fields, in declaration order.
     public var fields: [CTFFieldValue]
     /// Byte offset of the event header in the stream file.
-    public var offset: Int
+    package var offset: Int
     /// The stream's event context fields (LTTng-UST contexts such as `vpid`); empty for rseqtrace traces.
     public var context: [CTFFieldValue] = []
 
-    public init(stream: String, streamInstanceID: UInt64, cpuID: UInt32, id: UInt32, name: String,
+    package init(stream: String, streamInstanceID: UInt64, cpuID: UInt32, id: UInt32, name: String,
                 timestamp: UInt64, realtime: Int64, fields: [CTFFieldValue], offset: Int) {
         self.stream = stream
         self.streamInstanceID = streamInstanceID
@@ -68,10 +75,12 @@ public struct CTFEvent: Sendable, Equatable {
 
 /// A named field value of an event.
 public struct CTFFieldValue: Sendable, Equatable {
+    /// The field name.
     public var name: String
+    /// The decoded value.
     public var value: CTFValue
 
-    public init(name: String, value: CTFValue) {
+    package init(name: String, value: CTFValue) {
         self.name = name
         self.value = value
     }
@@ -79,10 +88,15 @@ public struct CTFFieldValue: Sendable, Equatable {
 
 /// A decoded field value.
 public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
+    /// An unsigned integer (zero-extended to 64 bits).
     case unsigned(UInt64)
+    /// A signed integer (sign-extended to 64 bits).
     case signed(Int64)
+    /// A binary32 float.
     case float32(Float)
+    /// A binary64 float.
     case float64(Double)
+    /// A byte sequence.
     case bytes([UInt8])
     /// Text (invalid UTF-8 is repaired with U+FFFD).
     case string(String)
@@ -121,20 +135,26 @@ public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
 /// Events a stream's tracer discarded, as the `events_discarded` difference between a packet
 /// and the previous packet of its stream (for the first packet: its own count).
 public struct CTFDiscardedEvents: Sendable, Equatable {
+    /// Stream file name (`channel0_<n>`).
     public var stream: String
+    /// `stream_instance_id` of the packet.
     public var streamInstanceID: UInt64
+    /// `cpu_id` of the packet.
     public var cpuID: UInt32
+    /// How many events were discarded in this range.
     public var count: UInt64
     /// Monotonic ns: the previous packet's `timestamp_end` (first packet: its `timestamp_begin`).
     public var begin: UInt64
     /// Monotonic ns: this packet's `timestamp_end`.
     public var end: UInt64
+    /// `begin` as CLOCK_REALTIME nanoseconds since the epoch.
     public var realtimeBegin: Int64
+    /// `end` as CLOCK_REALTIME nanoseconds since the epoch.
     public var realtimeEnd: Int64
     /// `packet_seq_num` of the packet that reported the loss.
     public var packetSequence: UInt64
 
-    public init(stream: String, streamInstanceID: UInt64, cpuID: UInt32, count: UInt64, begin: UInt64, end: UInt64,
+    package init(stream: String, streamInstanceID: UInt64, cpuID: UInt32, count: UInt64, begin: UInt64, end: UInt64,
                 realtimeBegin: Int64, realtimeEnd: Int64, packetSequence: UInt64) {
         self.stream = stream
         self.streamInstanceID = streamInstanceID

@@ -123,6 +123,16 @@ public struct CTFStreamDecoder {
         if let cpu, cpuID != cpu {
             throw fail(at("cpu_id"), "cpu_id \(cpuID) differs from \(cpu) in the earlier packets of this file")
         }
+        if let previousSequence {
+            guard sequence == previousSequence &+ 1 else {
+                if sequence > previousSequence {
+                    throw fail(at("packet_seq_num"), "packet_seq_num \(sequence) does not follow \(previousSequence): \(sequence - previousSequence - 1) missing packet(s) (removed from the stream file, or discarded by the tracer); the trace is incomplete")
+                }
+                throw fail(at("packet_seq_num"), "packet_seq_num \(sequence) does not follow \(previousSequence): a duplicated packet (the stream file repeats packet \(sequence)); the trace is corrupted")
+            }
+        } else if sequence != 0 {
+            throw fail(at("packet_seq_num"), "the first packet's packet_seq_num is \(sequence), expected 0")
+        }
         guard contentBits % 8 == 0, packetBits % 8 == 0 else {
             throw fail(at("content_size"), "content_size \(contentBits) or packet_size \(packetBits) bits is not a whole number of bytes")
         }
@@ -140,13 +150,6 @@ public struct CTFStreamDecoder {
         }
         if let previousEnd, begin < previousEnd {
             throw fail(at("timestamp_begin"), "timestamp_begin \(begin) goes back before the previous packet's timestamp_end \(previousEnd)")
-        }
-        if let previousSequence {
-            guard sequence == previousSequence &+ 1 else {
-                throw fail(at("packet_seq_num"), "packet_seq_num \(sequence) does not follow \(previousSequence)")
-            }
-        } else if sequence != 0 {
-            throw fail(at("packet_seq_num"), "the first packet's packet_seq_num is \(sequence), expected 0")
         }
         guard discarded >= previousDiscarded else {
             throw fail(at("events_discarded"), "events_discarded \(discarded) is lower than the previous packet's \(previousDiscarded) (it is cumulative)")

@@ -3,6 +3,7 @@
 public struct CTFTraceMetadata: Sendable, Equatable {
     /// The trace uuid (16 bytes); every packet header must repeat it.
     public var uuid: [UInt8]
+    /// The trace clock: frequency and offset from the Unix epoch.
     public var clock: CTFClockDescription
     /// `env` entries in declaration order.
     public var environment: [(key: String, value: CTFEnvironmentValue)]
@@ -10,15 +11,15 @@ public struct CTFTraceMetadata: Sendable, Equatable {
     public var events: [UInt32: CTFEventDeclaration]
     /// Every stream class by id, with its events (LTTng-UST: one per channel; event ids are per
     /// stream class). rseqtrace traces have stream class 0 only.
-    public var streams: [UInt32: CTFStreamClass]
+    package var streams: [UInt32: CTFStreamClass]
 
-    public init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
+    package init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
                 events: [UInt32: CTFEventDeclaration]) {
         self.init(uuid: uuid, clock: clock, environment: environment,
                   streams: [0: CTFStreamClass(id: 0, eventHeader: .compact, eventContext: [], events: events)])
     }
 
-    public init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
+    package init(uuid: [UInt8], clock: CTFClockDescription, environment: [(key: String, value: CTFEnvironmentValue)],
                 streams: [UInt32: CTFStreamClass]) {
         self.uuid = uuid
         self.clock = clock
@@ -32,6 +33,7 @@ public struct CTFTraceMetadata: Sendable, Equatable {
         environment.first { $0.key == key }?.value
     }
 
+    /// Equal when uuid, clock, stream classes (with their events) and environment are equal.
     public static func == (a: CTFTraceMetadata, b: CTFTraceMetadata) -> Bool {
         a.uuid == b.uuid && a.clock == b.clock && a.streams == b.streams
             && a.environment.map(\.key) == b.environment.map(\.key)
@@ -40,22 +42,25 @@ public struct CTFTraceMetadata: Sendable, Equatable {
 }
 
 /// One `stream` block: how its events' headers look, the context every event carries, its events.
-public struct CTFStreamClass: Sendable, Hashable {
+package struct CTFStreamClass: Sendable, Hashable {
     /// The two event headers of LTTng-UST (rseqtrace writes the compact one).
-    public enum EventHeader: Sendable, Hashable {
+    package enum EventHeader: Sendable, Hashable {
         /// 5-bit id + 27-bit timestamp in 32 bits; id 31: 32-bit id + 64-bit timestamp follow.
         case compact
         /// 16-bit id + 32-bit timestamp; id 65535: 32-bit id + 64-bit timestamp follow.
         case large
     }
 
-    public var id: UInt32
-    public var eventHeader: EventHeader
+    /// The stream class id (`stream_id` in packet headers).
+    package var id: UInt32
+    /// The event header layout of this stream class's events.
+    package var eventHeader: EventHeader
     /// `event.context` fields (e.g. `vpid`, `procname` added with `lttng add-context`).
-    public var eventContext: [CTFFieldDeclaration]
-    public var events: [UInt32: CTFEventDeclaration]
+    package var eventContext: [CTFFieldDeclaration]
+    /// Event declarations of this stream class by id.
+    package var events: [UInt32: CTFEventDeclaration]
 
-    public init(id: UInt32, eventHeader: EventHeader, eventContext: [CTFFieldDeclaration],
+    package init(id: UInt32, eventHeader: EventHeader, eventContext: [CTFFieldDeclaration],
                 events: [UInt32: CTFEventDeclaration]) {
         self.id = id
         self.eventHeader = eventHeader
@@ -67,16 +72,24 @@ public struct CTFStreamClass: Sendable, Hashable {
 /// The `clock` block: timestamps are in cycles of `frequency` Hz since boot; adding
 /// `offsetSeconds` s + `offsetCycles` cycles gives the time since the Unix epoch.
 public struct CTFClockDescription: Sendable, Equatable {
+    /// The clock's name (`monotonic` for rseqtrace and LTTng-UST traces).
     public var name: String
+    /// The clock uuid (16 bytes): the boot id, so traces of one boot correlate.
     public var uuid: [UInt8]
+    /// Free-form description from the metadata.
     public var description: String
+    /// Cycles per second (1,000,000,000: nanoseconds).
     public var frequency: UInt64
+    /// Precision in cycles, as declared.
     public var precision: UInt64
+    /// Seconds from the Unix epoch to the clock's zero.
     public var offsetSeconds: Int64
+    /// Cycles added to `offsetSeconds`.
     public var offsetCycles: Int64
+    /// Whether the clock is declared absolute (comparable across traces of different machines).
     public var absolute: Bool
 
-    public init(name: String, uuid: [UInt8], description: String, frequency: UInt64, precision: UInt64,
+    package init(name: String, uuid: [UInt8], description: String, frequency: UInt64, precision: UInt64,
                 offsetSeconds: Int64, offsetCycles: Int64, absolute: Bool) {
         self.name = name
         self.uuid = uuid
@@ -95,9 +108,12 @@ public struct CTFClockDescription: Sendable, Equatable {
 
 /// A value of the `env` block.
 public enum CTFEnvironmentValue: Sendable, Hashable, CustomStringConvertible {
+    /// A quoted string.
     case string(String)
+    /// An integer.
     case integer(Int64)
 
+    /// The value as written in the metadata: an integer, or a string in quotes.
     public var description: String {
         switch self {
         case .string(let s): return s
@@ -108,11 +124,14 @@ public enum CTFEnvironmentValue: Sendable, Hashable, CustomStringConvertible {
 
 /// One `event` block.
 public struct CTFEventDeclaration: Sendable, Hashable {
+    /// The event id within its stream class.
     public var id: UInt32
+    /// The event name, e.g. `http:request`.
     public var name: String
+    /// The payload fields, in order.
     public var fields: [CTFFieldDeclaration]
 
-    public init(id: UInt32, name: String, fields: [CTFFieldDeclaration]) {
+    package init(id: UInt32, name: String, fields: [CTFFieldDeclaration]) {
         self.id = id
         self.name = name
         self.fields = fields
@@ -122,10 +141,12 @@ public struct CTFEventDeclaration: Sendable, Hashable {
 /// One field of an event payload. `name` is the TSDL identifier without its leading underscore
 /// (as babeltrace2 shows it).
 public struct CTFFieldDeclaration: Sendable, Hashable {
+    /// The field name.
     public var name: String
+    /// The field's type.
     public var type: CTFFieldType
 
-    public init(name: String, type: CTFFieldType) {
+    package init(name: String, type: CTFFieldType) {
         self.name = name
         self.type = type
     }
@@ -134,9 +155,13 @@ public struct CTFFieldDeclaration: Sendable, Hashable {
 /// Field types of the rseqtrace dialect: byte-aligned little-endian scalars, and byte sequences
 /// whose length is an earlier unsigned field.
 public enum CTFFieldType: Sendable, Hashable {
+    /// An unsigned integer of `bits` (8, 16, 32 or 64) bits.
     case unsigned(bits: Int)
+    /// A two's-complement integer of `bits` (8, 16, 32 or 64) bits.
     case signed(bits: Int)
+    /// An IEEE 754 binary32 float.
     case float32
+    /// An IEEE 754 binary64 float.
     case float64
     /// `uint8_t name[lengthField];` — `lengthField` is the index of an earlier unsigned field.
     case bytes(lengthField: Int)
@@ -150,7 +175,7 @@ public enum CTFFieldType: Sendable, Hashable {
     case textArray(count: Int)
 
     /// Bytes of a scalar field; nil for sequences.
-    public var fixedByteCount: Int? {
+    package var fixedByteCount: Int? {
         switch self {
         case .unsigned(let bits), .signed(let bits): return bits / 8
         case .float32: return 4

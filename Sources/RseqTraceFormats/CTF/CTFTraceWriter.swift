@@ -17,7 +17,7 @@ public final class CTFTraceWriter {
     /// What the metadata describes: the trace's identity and the event schemas written so far.
     public private(set) var description: CTFTraceDescription
     /// Bytes at which a packet closes.
-    public let packetCapacity: Int
+    package let packetCapacity: Int
 
     /// What was written.
     public struct Summary: Sendable {
@@ -73,7 +73,7 @@ public final class CTFTraceWriter {
     /// never mixed with or written over other files. With `replacingPreviousTrace`, a directory
     /// holding only a trace rseqtrace wrote (its `metadata` and `channel0_<n>` files) is emptied
     /// first — anything else in it is refused. Call early to fail before doing any work.
-    public static func prepareDirectory(_ path: String, replacingPreviousTrace: Bool = false) throws(TraceError) {
+    package static func prepareDirectory(_ path: String, replacingPreviousTrace: Bool = false) throws(TraceError) {
         // SAFETY: mkdir takes the path by value.
         if unsafe mkdir(path, 0o755) != 0 {
             let errno = Errno(rawValue: Glibc.errno)
@@ -104,7 +104,7 @@ public final class CTFTraceWriter {
 
     /// Names the traced process in the metadata (`procname`, `vpid`), e.g. once a recorder has
     /// started it.
-    public func updateProcess(procname: String, pid: Int32) {
+    package func updateProcess(procname: String, pid: Int32) {
         description.procname = procname
         description.pid = pid
     }
@@ -112,7 +112,7 @@ public final class CTFTraceWriter {
     /// Adds schemas registered since the writer was created. Ids already known keep their schema,
     /// and an id already written without a schema (as `rseqtrace:unknown_<id>`) stays so: its
     /// events in the streams are encoded that way.
-    public func updateSchemas(_ schemas: [UInt16: EventSchema]) {
+    package func updateSchemas(_ schemas: [UInt16: EventSchema]) {
         description.schemas.merge(schemas.filter { !unknownIDs.contains($0.key) }) { current, _ in current }
     }
 
@@ -120,10 +120,10 @@ public final class CTFTraceWriter {
     /// before the first record of an id without a schema is written (as `rseqtrace:unknown_<id>`,
     /// for good), the writer calls it and adds what it returns, as `updateSchemas` does. Saves a
     /// caller checking `hasDecided` for every record.
-    public var schemaSource: (() throws(TraceError) -> [UInt16: EventSchema])?
+    package var schemaSource: (() throws(TraceError) -> [UInt16: EventSchema])?
 
     /// Whether events of `id` are written with a schema (or were already written without one).
-    public func hasDecided(_ id: UInt16) -> Bool {
+    package func hasDecided(_ id: UInt16) -> Bool {
         state.decisions[Int(id)].kind != .undecided || description.schemas[id] != nil
     }
 
@@ -135,7 +135,7 @@ public final class CTFTraceWriter {
 
     /// Appends one event to its ring's stream, copying `payload` (e.g. a `DrainedRecord`'s, which
     /// is only valid during the drain callback) without first copying it to an array.
-    public func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
+    package func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
         // SAFETY: the span's bytes, read during the call only.
         try unsafe payload.withUnsafeBytes { (bytes) throws(TraceError) in
             // SAFETY: `bytes` is readable for the closure's duration.

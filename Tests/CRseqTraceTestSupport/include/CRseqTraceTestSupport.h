@@ -48,6 +48,8 @@ uint64_t rtts_signal_count(void);
 /* Creates and arms a CLOCK_MONOTONIC timer sending rtts_timer_signal() to thread `tid` of this
  * process every `interval_ns`. Returns a handle >= 0, or -errno. */
 int64_t rtts_thread_timer_create(long tid, uint64_t interval_ns);
+/* The same timer sending `signo` instead (the caller installs its handler). */
+int64_t rtts_thread_timer_create_signal(long tid, uint64_t interval_ns, int signo);
 /* Disarms and deletes a timer made by rtts_thread_timer_create. */
 int rtts_thread_timer_delete(int64_t handle);
 

@@ -275,6 +275,30 @@ struct HostileMemoryTests {
         }
     }
 
+    @Test("the lock-free slow lane's head and consumed are checked like the others: quarantine naming the word, the CPU rings drained",
+          arguments: [BufferMode.discard, .overwrite],
+                     [(ControlField.head, UInt64.max, "head 18446744073709551615 is not a position producers can reach"),
+                      (.head, HostileScribble.intMaxPlusOne, "head 9223372036854775808 is not a position producers can reach"),
+                      (.head, 3, "head 3 is not a position producers can reach"),
+                      (.consumed, .max, "consumed 18446744073709551615 is not 8-byte aligned or is beyond head 0"),
+                      (.consumed, 4096, "consumed 4096 is not 8-byte aligned or is beyond head 0")])
+    func slowLanePositions(mode: BufferMode, scribble: (field: ControlField, value: UInt64, expected: String)) throws {
+        let good = Hostile.good
+        let fixture = try UnitTraceFixture("hostile-slowlane-\(mode)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        let slowLane = fixture.layout.slowLaneRing
+        try Hostile.write(fixture, cpu: good, 1...3)
+        mapped.ring(slowLane).store(scribble.field, scribble.value, ordering: .releasing)
+        let drained = Hostile.drain(fixture, quiescent: true)
+        let error = try #require(drained.error)
+        #expect(error.message.hasPrefix("ring \(slowLane) of trace '\(fixture.buffer.name)' has an impossible \(scribble.field.name)"),
+                "\(error.message)")
+        #expect(error.message.contains(scribble.expected), "\(error.message)")
+        #expect(Hostile.sequences(drained.records, ring: good) == [1, 2, 3])
+        #expect(fixture.drainer.quarantinedRings.keys.sorted() == [slowLane])
+        #expect(Hostile.drain(fixture, quiescent: true).error == nil)
+    }
+
     @Test("a counter at UInt64.max after resetCounters took counts out saturates the drainer's totals")
     func counterAfterResetSaturates() throws {
         let victim = Hostile.victim

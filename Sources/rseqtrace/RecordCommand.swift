@@ -35,9 +35,12 @@ struct RecordCommand: ParsableCommand {
 
             Typed tracepoints attach to it on first use; \
             --enable/--disable choose which of them record (last matching rule wins; with any --enable, \
-            only enabled events record), passed to the program as RSEQTRACE_EVENTS. The last line is \
-            machine-readable:
-              summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> mode=<discard|overwrite> exit_status=<n>
+            only enabled events record), passed to the program as RSEQTRACE_EVENTS. A ring that \
+            something else damaged is quarantined (no longer read; the others are still recorded) and a \
+            damaged event registry leaves events without their schema: both are reported on stderr and \
+            make rseqtrace exit with status 1 once the trace is written. The last line is machine-readable:
+              summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> quarantined=<n> hidden_bytes=<n> mode=<discard|overwrite> exit_status=<n>
+            (exit_status is the status described under Stopping, whatever was damaged.)
             """)
 
     @Option(help: "Directory for the trace (created; must not exist or be empty).")
@@ -197,14 +200,19 @@ struct RecordCommand: ParsableCommand {
         } else {
             exitStatus = termination?.status ?? 1
         }
-        print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))")
+        print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))\(totals.quarantined > 0 ? ", \(totals.quarantined) rings quarantined with \(totals.hidden) bytes unread" : "")")
         if let summary {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
             print("read it with: babeltrace2 \(output)")
         }
-        print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
+        // Damage found by another process's writes: the trace of the good rings is complete, but the
+        // recording is not.
+        let damage = recorder.quarantinedRings.sorted { $0.key < $1.key }.map(\.value.message)
+            + (recorder.registryProblem.map { [$0.message] } ?? [])
+        for message in damage { printError("error: \(message)") }
+        print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) quarantined=\(totals.quarantined) hidden_bytes=\(totals.hidden) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
         complete = true
-        return exitStatus
+        return damage.isEmpty ? exitStatus : 1
     }
 
     /// SIGTERM, SIGHUP, or the number.

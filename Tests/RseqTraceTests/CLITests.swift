@@ -163,9 +163,11 @@ struct CLITests {
 }
 
 /// `summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n>
-/// mode=<discard|overwrite> exit_status=<n>`, parsed strictly (keys in this order, nothing else).
-private struct RecordSummary {
-    static let keys = ["recorded", "lost", "dropped", "overwritten", "too_large", "abandoned", "mode", "exit_status"]
+/// quarantined=<n> hidden_bytes=<n> mode=<discard|overwrite> exit_status=<n>`, parsed strictly
+/// (keys in this order, nothing else).
+struct RecordSummary {
+    static let keys = ["recorded", "lost", "dropped", "overwritten", "too_large", "abandoned", "quarantined",
+                       "hidden_bytes", "mode", "exit_status"]
     var values: [String: String] = [:]
 
     init?(_ line: Substring) {

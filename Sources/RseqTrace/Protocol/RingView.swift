@@ -122,11 +122,13 @@ package struct RingView: ~Escapable, @unchecked Sendable {
         unsafe data.advanced(by: Int(truncatingIfNeeded: position & mask))
     }
 
+    /// The 8-byte word containing ring position `position`. Record words are 8-byte aligned; a
+    /// position read from shared memory is validated by the reader before use, and whatever it is,
+    /// its low 3 bits are cleared here, so the word always lies inside the data region.
     @inlinable
     func atomicWord(at position: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        precondition(position & 7 == 0, "record words are 8-byte aligned")
         // SAFETY: masked into the data region and 8-aligned, so the whole word is inside it.
-        return unsafe pointer(at: position).sharedWord64(at: 0)
+        unsafe pointer(at: position & ~7).sharedWord64(at: 0)
     }
 
     /// Loads the 64-bit word at `position` (a record word, timestamp or count).
@@ -150,13 +152,14 @@ package struct RingView: ~Escapable, @unchecked Sendable {
         }
     }
 
-    /// Copies `count` bytes starting at `position` (which must not cross the end of the ring).
-    package func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) {
+    /// Copies `count` bytes starting at `position`; `false` (nothing copied) when the range would
+    /// cross the end of the ring or overflow `destination`.
+    package func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) -> Bool {
         let offset = Int(truncatingIfNeeded: position & mask)
-        precondition(count >= 0 && offset + count <= ringSize && count <= destination.count,
-                     "copy crosses the end of the ring or overflows the destination")
-        guard count > 0, let target = destination.baseAddress else { return }
+        guard count >= 0, count <= ringSize &- offset, count <= destination.count else { return false }
+        guard count > 0, let target = destination.baseAddress else { return true }
         // SAFETY: source range checked against the ring above, destination against its count.
         unsafe target.copyMemory(from: data.advanced(by: offset), byteCount: count)
+        return true
     }
 }

@@ -35,7 +35,7 @@ _Static_assert(offsetof(struct rseqtrace_open_plan, begin_word) == 24, "open pla
 _Static_assert(offsetof(struct rseqtrace_open_plan, begin_lost) == 32, "open plan layout");
 _Static_assert(offsetof(struct rseqtrace_open_plan, record_slot) == 40, "open plan layout");
 _Static_assert(offsetof(struct rseqtrace_open_plan, record_word) == 48, "open plan layout");
-_Static_assert(sizeof(pthread_mutex_t) <= 64, "the ring control block reserves 64 bytes for its mutex");
+_Static_assert(sizeof(pthread_mutex_t) <= 64, "the registry reserves 64 bytes for its mutex");
 
 #ifndef __NR_rseq
 #if defined(__x86_64__)
@@ -313,4 +313,13 @@ void rseqtrace_mutex_unlock(void *mutex)
 size_t rseqtrace_mutex_size(void)
 {
 	return sizeof(pthread_mutex_t);
+}
+
+/* MARK: - Test hooks of the lock-free protocol */
+
+volatile uint32_t rseqtrace_stall_event_id = 0;
+
+void rseqtrace_set_stall_event_id(uint32_t id)
+{
+	rseqtrace_stall_event_id = id;
 }

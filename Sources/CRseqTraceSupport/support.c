@@ -2,10 +2,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(pid_t) == sizeof(int), "pid_t is passed to pidfd_open as an int");
+_Static_assert(RSEQTRACE_SEAL_SEAL == F_SEAL_SEAL, "seal values match the kernel's");
+_Static_assert(RSEQTRACE_SEAL_SHRINK == F_SEAL_SHRINK, "seal values match the kernel's");
+_Static_assert(RSEQTRACE_SEAL_GROW == F_SEAL_GROW, "seal values match the kernel's");
+_Static_assert(sizeof(struct signalfd_siginfo) == 128, "a signalfd read returns 128-byte records");
 
 int rseqtrace_support_pipe_cloexec(int fds[2])
 {
@@ -21,4 +29,74 @@ int rseqtrace_support_pidfd_open(pid_t pid)
 	(void)pid;
 	return -ENOSYS;
 #endif
+}
+
+int rseqtrace_support_memfd_create(const char *name)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	return fd >= 0 ? fd : -errno;
+}
+
+int rseqtrace_support_add_seals(int fd, int seals)
+{
+	return fcntl(fd, F_ADD_SEALS, seals) == 0 ? 0 : -errno;
+}
+
+int rseqtrace_support_get_seals(int fd)
+{
+	int seals = fcntl(fd, F_GET_SEALS);
+	return seals >= 0 ? seals : -errno;
+}
+
+static int rseqtrace_support_signal_set(const int *signals, int count, sigset_t *set)
+{
+	sigemptyset(set);
+	for (int i = 0; i < count; i++) {
+		if (sigaddset(set, signals[i]) != 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int rseqtrace_support_signalfd_block(const int *signals, int count)
+{
+	sigset_t set;
+	int rc = rseqtrace_support_signal_set(signals, count, &set);
+	if (rc != 0)
+		return rc;
+	rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (rc != 0)
+		return -rc;
+	int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0) {
+		int error = errno;
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+		return -error;
+	}
+	return fd;
+}
+
+int rseqtrace_support_signalfd_read(int fd)
+{
+	struct signalfd_siginfo info;
+	for (;;) {
+		ssize_t got = read(fd, &info, sizeof info);
+		if (got == (ssize_t)sizeof info)
+			return (int)info.ssi_signo;
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return got < 0 ? -errno : -EIO;
+	}
+}
+
+int rseqtrace_support_unblock_signals(const int *signals, int count)
+{
+	sigset_t set;
+	int rc = rseqtrace_support_signal_set(signals, count, &set);
+	if (rc != 0)
+		return rc;
+	rc = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	return -rc;
 }

@@ -8,8 +8,10 @@ import RseqTrace
 /// - **Overwrite mode** (flight recorder) races with producers recycling old sub-buffers, so
 ///   committing what was read must be atomic with them: the drainer copies the readable part of a
 ///   ring, then publishes `consumed` with an rseq sequence that runs on the ring's CPU
-///   (`CPUPinner`) and only succeeds if no sub-buffer it copied was recycled meanwhile; rings of
-///   the locked protocol do the same under the ring mutex.
+///   (`CPUPinner`) and only succeeds if no sub-buffer it copied was recycled meanwhile. Rings of
+///   the lock-free protocol (fallback buffers, the slow lane) are copied a sub-buffer at a time
+///   and a copy is delivered only if no producer can have reached it since; what producers
+///   overwrote is counted, never delivered.
 /// - `quiescent: true` tells the drainer that no producer runs any more (all joined or exited),
 ///   so it can read and publish without pinning, and a record still marked as being written was
 ///   abandoned by a producer that died between reserve and commit: it is skipped and counted
@@ -18,6 +20,15 @@ import RseqTrace
 ///
 /// Lost records are counted exactly: `dropped` and `tooLarge` counters per ring, plus the
 /// `lost` count carried by each sub-buffer begin record in overwrite mode.
+///
+/// Nothing read from the shared object is trusted: another process of the same user can write
+/// anything into it. Record words, begin records, `head` and `consumed` are validated before use
+/// (`head` only grows and stays within what producers can reach; only this drainer moves
+/// `consumed`), and counters are summed saturating. A ring found damaged is **quarantined**: the
+/// round that finds it throws a `.corrupted` error naming the ring, the position or control word
+/// and what to do, after draining the other rings; from then on the ring is no longer read, its
+/// statistics say so (`RingStatistics.quarantined`, and `hidden`: the published bytes left
+/// unread), and later rounds keep draining the other rings without throwing again.
 ///
 /// The drainer is policy (rounds, statistics, callbacks); the read side of the protocol itself
 /// (walk and validation, snapshot and commit) lives with the write side in RseqTrace.
@@ -43,8 +54,17 @@ public final class TraceDrainer {
         public var tooLarge: UInt64 = 0
         /// Records reserved by a producer that died before committing them (found by a quiescent drain).
         public var abandoned: UInt64 = 0
-        /// Every record lost on this ring.
-        public var lost: UInt64 { overwritten + dropped + tooLarge + abandoned }
+        /// Rings no longer read because something other than RseqTrace damaged them (0 or 1 for one
+        /// ring; the number of such rings in `totals`). See `TraceDrainer.quarantinedRings`.
+        public var quarantined: Int = 0
+        /// Bytes of records published in a quarantined ring that were not read when it was
+        /// quarantined (at most one ring's size per ring); records written into it afterwards are
+        /// counted by `dropped` (discard mode) or not at all (overwrite mode).
+        public var hidden: UInt64 = 0
+        /// Every record lost on this ring (saturating at `UInt64.max`).
+        public var lost: UInt64 {
+            overwritten.addingSaturated(dropped).addingSaturated(tooLarge).addingSaturated(abandoned)
+        }
     }
 
     /// Totals per ring, indexed like the rings (the last one is the slow lane).
@@ -52,6 +72,13 @@ public final class TraceDrainer {
     private let scratch: UnsafeMutableRawBufferPointer
     /// Counts taken out of the ring counters by `resetCounters()`, per ring (dropped, tooLarge).
     private var resetBase: [(dropped: UInt64, tooLarge: UInt64)]
+    /// What earlier reads established about each ring's positions.
+    private var cursors: [RingReader.Cursor]
+
+    /// The rings no longer read because something other than RseqTrace wrote impossible values
+    /// into them, each with the `.corrupted` error that quarantined it (naming the ring, the
+    /// position or control word, and what to do). Empty while every ring is sound.
+    public private(set) var quarantinedRings: [Int: TraceError] = [:]
 
     /// A drainer of `buffer`, with a private scratch buffer of one ring (for overwrite mode).
     public init(buffer: SharedTraceBuffer) {
@@ -60,6 +87,7 @@ public final class TraceDrainer {
         self.reader = RingReader(buffer: buffer)
         self.statistics = Array(repeating: RingStatistics(), count: buffer.layout.ringCount)
         self.resetBase = Array(repeating: (0, 0), count: buffer.layout.ringCount)
+        self.cursors = Array(repeating: RingReader.Cursor(), count: buffer.layout.ringCount)
         // SAFETY: freshly allocated, freed in deinit, only used inside this object.
         unsafe self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.layout.ringSize, alignment: 8)
     }
@@ -69,37 +97,53 @@ public final class TraceDrainer {
         unsafe scratch.deallocate()
     }
 
-    /// Total records delivered and lost over all rings.
+    /// Total records delivered and lost over all rings (each count saturating at `UInt64.max`);
+    /// `quarantined` is the number of quarantined rings.
     public var totals: RingStatistics {
         statistics.reduce(into: RingStatistics()) { sum, s in
-            sum.recorded += s.recorded
-            sum.overwritten += s.overwritten
-            sum.dropped += s.dropped
-            sum.tooLarge += s.tooLarge
-            sum.abandoned += s.abandoned
+            sum.recorded.addSaturated(s.recorded)
+            sum.overwritten.addSaturated(s.overwritten)
+            sum.dropped.addSaturated(s.dropped)
+            sum.tooLarge.addSaturated(s.tooLarge)
+            sum.abandoned.addSaturated(s.abandoned)
+            sum.quarantined += s.quarantined
+            sum.hidden.addSaturated(s.hidden)
         }
     }
 
-    /// Drains every ring once, calling `deliver` for each record in ring order.
+    /// Drains every ring once (except quarantined ones), calling `deliver` for each record in ring
+    /// order.
     /// - Returns: the number of records delivered in this round.
-    /// - Throws: `TraceError` (`.corrupted` names the ring and position of a damaged record;
-    ///   `.systemCallFailed` when a CPU cannot be reached in overwrite mode).
+    /// - Throws: `TraceError`, after every other ring was drained and the counters refreshed:
+    ///   `.systemCallFailed` when a CPU cannot be reached in overwrite mode; `.corrupted` when this
+    ///   round quarantined a ring (the error names the ring and the damaged position or control
+    ///   word; see `quarantinedRings`). The records of the round were delivered and are counted.
     @discardableResult
     public func drainOnce(quiescent: Bool = false, _ deliver: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
         var delivered = 0
-        for index in 0..<layout.ringCount {
-            delivered += try drainRing(index, quiescent: quiescent, deliver)
+        var failure: TraceError?
+        var quarantine: TraceError?
+        for index in 0..<layout.ringCount where statistics[index].quarantined == 0 {
+            do {
+                delivered += try drainRing(index, quiescent: quiescent, deliver)
+            } catch {
+                failure = failure ?? error
+            }
+            if quarantine == nil, let error = quarantinedRings[index] { quarantine = error }
         }
         refreshCounters()
+        if let failure { throw failure }
+        if let quarantine { throw quarantine }
         return delivered
     }
 
-    /// Re-reads the per-ring `dropped` and `tooLarge` counters.
+    /// Re-reads the per-ring `dropped` and `tooLarge` counters (of quarantined rings too: what
+    /// producers drop there is still lost).
     public func refreshCounters() {
         for index in 0..<layout.ringCount {
             let counters = reader.counters(index)
-            statistics[index].dropped = resetBase[index].dropped + counters.dropped
-            statistics[index].tooLarge = resetBase[index].tooLarge + counters.tooLarge
+            statistics[index].dropped = resetBase[index].dropped.addingSaturated(counters.dropped)
+            statistics[index].tooLarge = resetBase[index].tooLarge.addingSaturated(counters.tooLarge)
         }
     }
 
@@ -108,19 +152,21 @@ public final class TraceDrainer {
     /// from zero. This drainer's totals keep counting what was reset, so they stay exact.
     ///
     /// Rings of the rseq protocol are reset by a compare-and-zero sequence run on the ring's CPU,
-    /// which fails and is retried if a producer counted in between; locked rings under their mutex.
+    /// which fails and is retried if a producer counted in between; lock-free rings by an atomic exchange.
     /// - Throws: `.systemCallFailed` when a CPU cannot be reached (offline, outside the allowed set).
     public func resetCounters() throws(TraceError) {
         for index in 0..<layout.ringCount {
             let taken = try reader.takeCounters(index)
-            resetBase[index].dropped += taken.dropped
-            resetBase[index].tooLarge += taken.tooLarge
+            resetBase[index].dropped.addSaturated(taken.dropped)
+            resetBase[index].tooLarge.addSaturated(taken.tooLarge)
         }
         refreshCounters()
     }
 
     // MARK: - One ring
 
+    /// Drains ring `index` once; damage quarantines it (`quarantinedRings`) instead of throwing.
+    /// - Throws: only when the ring's CPU cannot be reached (overwrite mode).
     func drainRing(_ index: Int, quiescent: Bool, _ deliver: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
         var delivered = 0
         let visit: RingReader.Visit = { position, word, timestamp, payload in
@@ -133,25 +179,41 @@ public final class TraceDrainer {
             delivered += 1
         }
         let outcome: RingReader.Outcome
-        if buffer.mode == .discard || quiescent {
+        if !reader.usesRseq(index) {
+            // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only; the reader
+            // passes `visit` payload pointers valid for the call.
+            outcome = unsafe reader.readLockFree(index, quiescent: quiescent, scratch: scratch, cursor: &cursors[index], visit)
+        } else if buffer.mode == .discard || quiescent {
             // SAFETY: the reader passes `visit` payload pointers valid for the call (see RingReader.Visit).
-            outcome = unsafe reader.readInPlace(index, quiescent: quiescent, visit)
+            outcome = unsafe reader.readInPlace(index, quiescent: quiescent, cursor: &cursors[index], visit)
         } else {
             // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only.
-            outcome = try unsafe reader.readSnapshot(index, scratch: scratch, visit)
+            outcome = try unsafe reader.readSnapshot(index, scratch: scratch, cursor: &cursors[index], visit)
         }
         // Account for what was delivered before reporting damage, so nothing is delivered twice.
-        statistics[index].recorded += UInt64(delivered)
-        statistics[index].overwritten += outcome.overwritten
-        statistics[index].abandoned += outcome.abandoned
-        if let problem = outcome.problem { throw corruption(ring: index, problem) }
+        statistics[index].recorded.addSaturated(UInt64(delivered))
+        statistics[index].overwritten.addSaturated(outcome.overwritten)
+        statistics[index].abandoned.addSaturated(outcome.abandoned)
+        if let problem = outcome.problem {
+            statistics[index].quarantined = 1
+            statistics[index].hidden = outcome.hidden
+            quarantinedRings[index] = corruption(ring: index, problem, hidden: outcome.hidden)
+        }
         return delivered
     }
 
-    private func corruption(ring: Int, _ problem: RecordWalk.Problem) -> TraceError {
-        TraceError(.corrupted, """
-            ring \(ring) of trace '\(buffer.name)' is damaged at position \(problem.position): \
-            \(problem.reason); something other than RseqTrace wrote into \(SharedTraceBuffer.path(forName: buffer.name))
+    private func corruption(ring: Int, _ problem: RecordWalk.Problem, hidden: UInt64) -> TraceError {
+        let path = SharedTraceBuffer.path(forName: buffer.name)
+        let what: String
+        if let field = problem.field {
+            what = "has an impossible \(field.name) (offset \(field.rawValue) of its control block): \(problem.reason)"
+        } else {
+            what = "is damaged at position \(problem.position): \(problem.reason)"
+        }
+        return TraceError(.corrupted, """
+            ring \(ring) of trace '\(buffer.name)' \(what); something other than RseqTrace wrote into \(path). \
+            Ring \(ring) is quarantined: it is no longer read (\(hidden) published bytes left unread), the other \
+            rings keep draining; stop the process writing into \(path), and trace again for a complete record
             """)
     }
 }

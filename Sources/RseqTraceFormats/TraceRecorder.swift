@@ -14,6 +14,17 @@ public final class TraceRecorder {
     package let drainer: TraceDrainer
     /// The CTF writer, when recording to a directory.
     public private(set) var writer: CTFTraceWriter?
+    /// The longest time a drained record waits in the writer before it reaches its stream file
+    /// (`CTFTraceWriter.checkpoint()`): what a recorder killed without warning can lose.
+    public var checkpointInterval: Duration = .seconds(1)
+    private var lastCheckpoint = ContinuousClock.now
+    /// The first error reading the buffer's event registry (`.corrupted` when another process
+    /// damaged it), or nil. Recording goes on: events whose id has no schema are written as
+    /// `rseqtrace:unknown_<id>`.
+    public private(set) var registryProblem: TraceError?
+    /// The rings quarantined so far, with the errors naming them (`TraceDrainer.quarantinedRings`).
+    /// `round` does not throw for them: the other rings keep being recorded.
+    public var quarantinedRings: [Int: TraceError] { drainer.quarantinedRings }
 
     /// - Parameters:
     ///   - output: a directory prepared with `CTFTraceWriter.prepareDirectory`, or nil.
@@ -23,40 +34,68 @@ public final class TraceRecorder {
         self.buffer = buffer
         self.drainer = TraceDrainer(buffer: buffer)
         if let output {
+            var schemas: [UInt16: EventSchema] = [:]
+            do { schemas = try buffer.registeredEvents() } catch { registryProblem = error }
             writer = try CTFTraceWriter(directory: output, description: CTFTraceDescription(
                 uuid: TraceRecorder.randomUUID(), clock: buffer.clock, bootID: buffer.bootID,
                 hostname: hostname ?? TraceRecorder.hostname(),
                 traceName: traceName, procname: procname, pid: pid,
-                cpuRingCount: buffer.layout.cpuRingCount, schemas: try buffer.registeredEvents()))
+                cpuRingCount: buffer.layout.cpuRingCount, schemas: schemas))
             // A producer registers an event before publishing its first record, so a record of an
-            // id without a schema yet means the registry has grown since the writer read it.
-            writer?.schemaSource = { () throws(TraceError) in try buffer.registeredEvents() }
+            // id without a schema yet means the registry has grown since the writer read it. A
+            // damaged registry is noted, not thrown: the event is written without its schema.
+            writer?.schemaSource = { [weak self] () throws(TraceError) in
+                do throws(TraceError) {
+                    return try buffer.registeredEvents()
+                } catch {
+                    if self?.registryProblem == nil { self?.registryProblem = error }
+                    return [:]
+                }
+            }
         }
     }
 
     /// Drains every ring once, passing each record to `visit` and to the trace; returns the
-    /// number of records drained.
+    /// number of records drained. When `checkpointInterval` has passed since the last
+    /// checkpoint, writes the pending packets.
+    /// A ring quarantined by this round does not make it throw (see
+    /// `quarantinedRings`): its records before the damage are recorded, the other rings go on.
+    /// - Throws: `TraceError` when a CPU cannot be reached or the trace cannot be written.
     @discardableResult
     public func round(quiescent: Bool = false, _ visit: (borrowing DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
-        guard let writer else { return try drainer.drainOnce(quiescent: quiescent, visit) }
         var failure: TraceError?
-        let count = try drainer.drainOnce(quiescent: quiescent) { record in
-            visit(record)
-            guard failure == nil else { return }
-            do throws(TraceError) {
-                // (The writer reads new schemas from the registry itself: see `schemaSource`.)
-                // The payload goes from the ring to the stream without an intermediate array.
-                try record.withPayload { (payload) throws(TraceError) in
-                    try writer.append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp,
-                                      payload: payload)
+        var count = 0
+        do {
+            try drainer.drainOnce(quiescent: quiescent) { record in
+                count += 1
+                visit(record)
+                guard failure == nil, let writer else { return }
+                do throws(TraceError) {
+                    // (The writer reads new schemas from the registry itself: see `schemaSource`.)
+                    // The payload goes from the ring to the stream without an intermediate array.
+                    try record.withPayload { (payload) throws(TraceError) in
+                        try writer.append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp,
+                                          payload: payload)
+                    }
+                } catch {
+                    failure = error
                 }
-            } catch {
-                failure = error
+            }
+        } catch {
+            // A quarantine is reported through `quarantinedRings`; anything else is thrown.
+            guard error.code == .corrupted, drainer.quarantinedRings.values.contains(where: { $0.message == error.message }) else {
+                throw error
             }
         }
         if let failure { throw failure }
+        guard let writer else { return count }
         for (ring, statistics) in drainer.statistics.enumerated() {
             try writer.noteLost(ring: ring, total: statistics.lost)
+        }
+        let now = ContinuousClock.now
+        if now - lastCheckpoint >= checkpointInterval {
+            try writer.checkpoint()
+            lastCheckpoint = now
         }
         return count
     }

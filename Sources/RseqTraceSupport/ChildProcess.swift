@@ -143,9 +143,11 @@ package final class ChildProcess {
     ///     process's environment unchanged.
     ///   - searchPath: look a program name without `/` up in PATH (posix_spawnp).
     ///   - stdin: `.inherit` or `.null`.
+    ///   - inheriting: descriptors of this process the child inherits under the same numbers,
+    ///     even when they are close-on-exec here (which they stay in this process).
     package static func spawn(_ arguments: [String], environment: [String]? = nil, searchPath: Bool = false,
                               stdin: ChildStream = .inherit, stdout: ChildStream = .capture,
-                              stderr: ChildStream = .capture) throws(TraceError) -> ChildProcess {
+                              stderr: ChildStream = .capture, inheriting: [Int32] = []) throws(TraceError) -> ChildProcess {
         guard let program = arguments.first else {
             throw TraceError(.invalidConfiguration, "no program to run: the argument list is empty")
         }
@@ -195,6 +197,11 @@ package final class ChildProcess {
                 // SAFETY: as above; the call copies the path.
                 unsafe posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             }
+        }
+        for fd in inheriting {
+            // SAFETY: as above; dup2 onto the same number clears close-on-exec in the child only
+            // (POSIX.1-2024, glibc 2.29+).
+            unsafe posix_spawn_file_actions_adddup2(&actions, fd, fd)
         }
         var noSignals = sigset_t()
         var defaults = sigset_t()
@@ -281,8 +288,11 @@ package final class ChildProcess {
     /// Waits at most `milliseconds` (negative: without limit) for the child to exit, reading its
     /// captured output meanwhile; wakes as soon as it exits. Returns how it ended, or nil if it
     /// is still running.
+    ///
+    /// A descriptor in `alsoWaking` (e.g. a `SignalReceiver`'s) ends the wait as soon as it polls
+    /// readable; the caller then reads it.
     @discardableResult
-    package func waitForExit(milliseconds: Int) -> Termination? {
+    package func waitForExit(milliseconds: Int, alsoWaking wakeFD: Int32 = -1) -> Termination? {
         let deadline = milliseconds < 0 ? UInt64.max : SystemClock.monotonic() &+ UInt64(milliseconds) &* 1_000_000
         while true {
             if let ended = reap(blocking: false) { return ended }
@@ -290,7 +300,9 @@ package final class ChildProcess {
             guard now < deadline else { return nil }
             let left = deadline == .max ? -1 : Int((deadline - now + 999_999) / 1_000_000)
             // Without a pidfd, look again every 10 ms.
-            poll(milliseconds: exitFD >= 0 ? left : (left < 0 ? 10 : min(left, 10)), watchExit: true)
+            let woken = poll(milliseconds: exitFD >= 0 ? left : (left < 0 ? 10 : min(left, 10)), watchExit: true,
+                             wakeFD: wakeFD)
+            if woken { return reap(blocking: false) }
         }
     }
 
@@ -299,21 +311,25 @@ package final class ChildProcess {
         poll(milliseconds: milliseconds, watchExit: false)
     }
 
-    /// Polls the captured pipes (and the pidfd when `watchExit`) once and reads what arrived.
-    private func poll(milliseconds: Int, watchExit: Bool) {
+    /// Polls the captured pipes (and the pidfd when `watchExit`, and `wakeFD`) once and reads
+    /// what arrived; returns whether `wakeFD` is readable.
+    @discardableResult
+    private func poll(milliseconds: Int, watchExit: Bool, wakeFD: Int32 = -1) -> Bool {
         var fds = [pollfd(fd: outFD, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: errFD, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: watchExit && termination == nil ? exitFD : -1, events: Int16(POLLIN), revents: 0)]
+                   pollfd(fd: watchExit && termination == nil ? exitFD : -1, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
         guard fds.contains(where: { $0.fd >= 0 }) else {
             if milliseconds > 0 { SystemClock.sleep(milliseconds: milliseconds) }
-            return
+            return false
         }
         let timeout = Int32(clamping: milliseconds)
-        // SAFETY: `fds` is a live local array of 3 pollfd; negative descriptors are ignored by poll.
-        let ready = unsafe fds.withUnsafeMutableBufferPointer { unsafe Glibc.poll($0.baseAddress, 3, timeout) }
-        guard ready > 0 else { return }
+        // SAFETY: `fds` is a live local array of 4 pollfd; negative descriptors are ignored by poll.
+        let ready = unsafe fds.withUnsafeMutableBufferPointer { unsafe Glibc.poll($0.baseAddress, 4, timeout) }
+        guard ready > 0 else { return false }
         if fds[0].revents != 0 { Self.readAvailable(&outFD, into: &out) }
         if fds[1].revents != 0 { Self.readAvailable(&errFD, into: &err) }
+        return fds[3].revents != 0
     }
 
     private static func readAvailable(_ fd: inout Int32, into sink: inout [UInt8]) {

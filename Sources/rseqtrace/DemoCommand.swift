@@ -68,6 +68,18 @@ struct DemoCommand: ParsableCommand {
     func validate() throws {
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
         guard (1...100_000_000).contains(events) else { throw ValidationError("--events must be between 1 and 100000000, got \(events)") }
+        // Every demo:types event must fit a record, or the run cannot account for what it emitted.
+        if let layout = TraceLayout(cpuRingCount: 1, ringSize: buffer.bufferSize.bytes, subbufferSize: buffer.subbufferSize.bytes),
+           layout.maximumPayloadSize < demoTypesMaximumPayloadSize {
+            let overhead = layout.subbufferSize - layout.maximumPayloadSize
+            var needed = 256
+            while needed - overhead < demoTypesMaximumPayloadSize { needed *= 2 }
+            throw ValidationError("""
+                --subbuffer-size \(layout.subbufferSize) cannot hold the demo's demo:types events: their payloads \
+                reach \(demoTypesMaximumPayloadSize) bytes and a \(layout.subbufferSize)-byte sub-buffer holds at most \
+                \(layout.maximumPayloadSize); use --subbuffer-size \(needed) or more
+                """)
+        }
     }
 
     func run() throws {
@@ -117,9 +129,10 @@ struct DemoCommand: ParsableCommand {
         print("ring          emitted    recorded        lost   (dropped / overwritten / too-large / abandoned)")
         for (index, ring) in result.perRing.enumerated() {
             let name = index == layout.slowLaneRing ? "slow lane" : "cpu \(index)"
-            print(pad(name, 9) + pad("\(ring.recorded + ring.lost)", 12, right: true)
+            print(pad(name, 9) + pad("\(ring.recorded.addingSaturated(ring.lost))", 12, right: true)
                   + pad("\(ring.recorded)", 12, right: true) + pad("\(ring.lost)", 12, right: true)
-                  + "   (\(ring.dropped) / \(ring.overwritten) / \(ring.tooLarge) / \(ring.abandoned))")
+                  + "   (\(ring.dropped) / \(ring.overwritten) / \(ring.tooLarge) / \(ring.abandoned))"
+                  + (ring.quarantined > 0 ? "   quarantined, \(ring.hidden) bytes unread" : ""))
         }
         print("")
         let events = Double(max(result.emitted, result.forwarded, 1))
@@ -140,7 +153,10 @@ struct DemoCommand: ParsableCommand {
             print("summary: mode=\(status.mode) backend=lttng forwarded=\(result.forwarded) ns_per_event=\(format(nsPerEvent))")
             return
         }
-        let balanced = result.recorded + result.lost == result.emitted
+        for ring in result.perRing.indices where result.perRing[ring].quarantined > 0 {
+            printError("error: ring \(ring) was quarantined: something other than RseqTrace wrote into the trace object")
+        }
+        let balanced = result.recorded.addingSaturated(result.lost) == result.emitted
         if !balanced || result.damaged > 0 || result.duplicates > 0 || result.timestampRegressions > 0
             || result.intact + result.typesIntact != result.recorded {
             printError("error: verification failed: recorded \(result.recorded) + lost \(result.lost) != emitted \(result.emitted), or damaged/duplicated/out-of-order records (see above)")

@@ -13,6 +13,19 @@ let demoTypesTracepoint = Tracepoint17<
     String, TraceString<8>, [UInt8], TraceBytes<4>, DemoColor, DemoLevel
 >("demo:types", fields: "u8 u16 u32 u64 i8 i16 i32 i64 flag f32 f64 text short_text bytes short_bytes color level")
 
+/// The largest payload a `demo:types` event can carry: the sum of its fields' largest encodings
+/// (the types of `demoTypesTracepoint`, in order).
+let demoTypesMaximumPayloadSize: Int = {
+    let types: [FieldType] = [
+        UInt8.traceFieldType, UInt16.traceFieldType, UInt32.traceFieldType, UInt64.traceFieldType,
+        Int8.traceFieldType, Int16.traceFieldType, Int32.traceFieldType, Int64.traceFieldType,
+        Bool.traceFieldType, Float.traceFieldType, Double.traceFieldType,
+        String.traceFieldType, TraceString<8>.traceFieldType, [UInt8].traceFieldType, TraceBytes<4>.traceFieldType,
+        DemoColor.traceFieldType, DemoLevel.traceFieldType,
+    ]
+    return types.reduce(0) { $0 + $1.maximumByteCount }
+}()
+
 /// An unsigned enumeration field.
 enum DemoColor: UInt8, TraceEnum, Equatable {
     case red, green, blue

@@ -15,20 +15,38 @@ struct RecordCommand: ParsableCommand {
         abstract: "Run an instrumented program with tracing on and write its trace (CTF).",
         discussion: """
             The program finds the trace object through the RSEQTRACE_BUFFER environment variable \
-            (SharedTraceBuffer.openFromEnvironment()). rseqtrace drains it while the program runs, \
-            shows progress on a terminal, writes the trace, and exits with the program's exit status \
-            (128 + signal number if it was killed). Typed tracepoints attach to it on first use.
+            (SharedTraceBuffer.openFromEnvironment()): fd:<n>, an anonymous memory file it inherits \
+            (and its own children with it), which disappears with the last process holding it. \
+            rseqtrace drains it while the program runs, shows progress on a terminal, writes the \
+            trace, and exits with the program's exit status (128 + signal number if it was killed).
 
-            --enable and --disable choose which events record, as rules applied in the order given: \
-            the last matching rule wins. When the first rule is an --enable, only what the rules \
-            enable records; otherwise everything but what they disable does. Patterns are \
-            case-sensitive, with '*' and '?' wildcards; each option takes one pattern or a \
-            comma-separated list. They reach the program as RSEQTRACE_EVENTS (without them, the \
-            environment's RSEQTRACE_EVENTS, checked first); the model is described in full on \
-            TraceRuntime (docs/Instrumentation.md).
+            Stopping: Ctrl-C (SIGINT) reaches the program from the terminal; rseqtrace keeps \
+            draining until it exits. SIGTERM and SIGHUP sent to rseqtrace (kill, timeout, a closed \
+            terminal) are forwarded to the program; rseqtrace drains until it exits, writes the \
+            complete trace and exits with the program's status (143 or 129 if the signal ended \
+            it). If the program has not exited 5 s after the forwarded signal, rseqtrace kills it \
+            (SIGKILL), writes the trace and exits with 128 + the signal it received. If rseqtrace \
+            itself is killed (SIGKILL), the trace directory stays readable (the metadata is always \
+            current and drained events reach the stream files within a second) but is not \
+            finished, and the program keeps running: its later events fill the buffer and are \
+            dropped, counted in the buffer that nobody reads any more. A recording that fails \
+            before it recorded any event removes the output directory it created (or empties the \
+            one it was given).
 
-            The last line is machine-readable:
-              summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> mode=<discard|overwrite> exit_status=<n>
+            Typed tracepoints attach to it on first use. --enable and --disable choose which events \
+            record, as rules applied in the order given: the last matching rule wins. When the first \
+            rule is an --enable, only what the rules enable records; otherwise everything but what \
+            they disable does. Patterns are case-sensitive, with '*' and '?' wildcards; each option \
+            takes one pattern or a comma-separated list. They reach the program as RSEQTRACE_EVENTS \
+            (without them, the environment's RSEQTRACE_EVENTS, checked first); the model is described \
+            in full on TraceRuntime (docs/Instrumentation.md).
+
+            A ring that \
+            something else damaged is quarantined (no longer read; the others are still recorded) and a \
+            damaged event registry leaves events without their schema: both are reported on stderr and \
+            make rseqtrace exit with status 1 once the trace is written. The last line is machine-readable:
+              summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> quarantined=<n> hidden_bytes=<n> mode=<discard|overwrite> exit_status=<n>
+            (exit_status is the status described under Stopping, whatever was damaged.)
             """)
 
     @Option(help: "Directory for the trace (created; must not exist or be empty).")
@@ -44,6 +62,10 @@ struct RecordCommand: ParsableCommand {
 
     /// The longest pause between the drain rounds that follow the program's exit.
     static let settleMilliseconds = 10
+
+    /// How long the program has to exit after a forwarded SIGTERM or SIGHUP, and the longest
+    /// drain after that before the trace is written.
+    static let gracePeriod = Duration.seconds(5)
 
     @Option(name: .customLong("enable"), help: ArgumentHelp(
         "Record the events matching PATTERNS (e.g. 'http:*' or 'http:*,queue:*'); repeatable, in order with --disable.",
@@ -83,36 +105,87 @@ struct RecordCommand: ParsableCommand {
     }
 
     private func record() throws(TraceError) -> Int32 {
-        try CTFTraceWriter.prepareDirectory(output)
-        let buffer = try SharedTraceBuffer.create(self.buffer.configuration(name: "rseqtrace-record-\(getpid())"))
+        let createdDirectory = try CTFTraceWriter.prepareDirectory(output)
+        var complete = false
+        var started: TraceRecorder?
+        // A recording that fails before it recorded anything leaves nothing behind (no half-made
+        // trace blocking a rerun); one that fails later keeps the events already written, which
+        // stay readable (the metadata is always current).
+        defer {
+            if !complete {
+                if let recorded = started?.drainer.totals.recorded, recorded > 0 {
+                    printError("rseqtrace: \(output) keeps the trace written before the failure (up to \(recorded) events)")
+                } else {
+                    CTFTraceWriter.removeTrace(in: output, removingDirectory: createdDirectory)
+                }
+            }
+        }
+        // SIGTERM and SIGHUP are read from a descriptor from here on (before any thread starts,
+        // so that none receives them instead) and finish the trace; see the discussion above.
+        let signals = try SignalReceiver([SIGTERM, SIGHUP])
+        defer { withExtendedLifetime(signals) {} }
+        // The buffer lives in an anonymous memory file the program inherits: no name under
+        // /dev/shm to leak when this process is killed, or for another user to take first.
+        let memory = try MemoryFile.create(label: "rseqtrace-record-\(getpid())")
+        defer { try? memory.close() }
+        let buffer = try SharedTraceBuffer.create(self.buffer.configuration(name: "rseqtrace-record-\(getpid())"), in: memory)
+        try MemoryFile.sealSize(memory)
         let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-record",
                                          procname: command[0].split(separator: "/").last.map(String.init) ?? command[0],
                                          pid: getpid())
+        started = recorder
         // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
         signal(SIGINT, SIG_IGN)
-        var environment = [SharedTraceBuffer.environmentVariable: buffer.name]
+        var environment = [SharedTraceBuffer.environmentVariable: SharedTraceBuffer.descriptorPrefix + "\(memory.rawValue)"]
         if let eventRules = try eventRuleList() { environment[TraceRuntime.eventsVariable] = eventRules }
         if let backend { environment[TraceRuntime.backendVariable] = backend.rawValue }
         let child = try ChildProcess.spawn(command, environment: ProcessEnvironment.current(setting: environment),
-                                           searchPath: true, stdout: .inherit, stderr: .inherit)
+                                           searchPath: true, stdout: .inherit, stderr: .inherit,
+                                           inheriting: [memory.rawValue])
         // The trace describes the traced program (LTTng's per-process `vpid`), not the recorder.
         recorder.writer?.updateProcess(procname: recorder.writer?.description.procname ?? command[0], pid: child.pid)
         let progress = ProgressLine(enabled: isatty(2) == 1)
         // While the program runs: drain, and when a round finds nothing wait up to the interval for
-        // its exit (a pidfd wakes this loop the moment it exits).
+        // its exit (a pidfd wakes this loop the moment it exits, the signalfd when a signal comes).
         var termination: Termination?
+        var received: (signal: Int32, at: ContinuousClock.Instant)?
+        var killedAfterGrace = false
         while termination == nil {
+            while let signal = signals.next() {
+                child.signal(signal)
+                if received == nil {
+                    received = (signal, .now)
+                    progress.clear()
+                    printError("rseqtrace: \(Self.signalName(signal)) received: forwarded to \(command[0]); finishing the trace once it exits (at most \(Self.gracePeriod.components.seconds) s)")
+                }
+            }
+            var wait = intervalMilliseconds
+            if let received {
+                let left = Self.gracePeriod - (ContinuousClock.now - received.at)
+                if left <= .zero {
+                    printError("rseqtrace: \(command[0]) has not exited \(Self.gracePeriod.components.seconds) s after \(Self.signalName(received.signal)): killing it (SIGKILL)")
+                    child.signal(SIGKILL)
+                    killedAfterGrace = true
+                    termination = child.waitForExit(milliseconds: 1000)
+                    break
+                }
+                wait = min(wait, Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000) + 1)
+            }
             let drained = try recorder.round()
             progress.update(recorder.drainer.totals)
-            termination = drained == 0 ? child.waitForExit(milliseconds: intervalMilliseconds) : child.reap(blocking: false)
+            termination = drained == 0 ? child.waitForExit(milliseconds: wait, alsoWaking: signals.descriptor) : child.reap(blocking: false)
         }
         // Then drain until two rounds in a row find nothing (its children may still be writing
-        // for a moment), pausing briefly between rounds.
+        // for a moment), pausing briefly between rounds; once a termination signal has come (before
+        // or during this), for at most the grace period from here or from that signal.
+        let drainStart = ContinuousClock.now
         var idleRounds = 0
         while idleRounds < 2 {
             let drained = try recorder.round()
             progress.update(recorder.drainer.totals)
             idleRounds = drained == 0 ? idleRounds + 1 : 0
+            if received == nil, let signal = signals.next() { received = (signal, .now) }
+            if let received, ContinuousClock.now - max(drainStart, received.at) >= Self.gracePeriod { break }
             if drained == 0 { SystemClock.sleep(milliseconds: min(intervalMilliseconds, Self.settleMilliseconds)) }
         }
         buffer.markFinished()
@@ -120,14 +193,35 @@ struct RecordCommand: ParsableCommand {
         progress.clear()
         let summary = try recorder.finish()
         let totals = recorder.drainer.totals
-        let exitStatus = termination?.status ?? 1
-        print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))")
+        let exitStatus: Int32
+        if killedAfterGrace, let received {
+            exitStatus = 128 + received.signal
+        } else {
+            exitStatus = termination?.status ?? 1
+        }
+        print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))\(totals.quarantined > 0 ? ", \(totals.quarantined) rings quarantined with \(totals.hidden) bytes unread" : "")")
         if let summary {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
             print("read it with: babeltrace2 \(output)")
         }
-        print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
-        return exitStatus
+        // Damage found by another process's writes: the trace of the good rings is complete, but the
+        // recording is not.
+        let damage = recorder.quarantinedRings.sorted { $0.key < $1.key }.map(\.value.message)
+            + (recorder.registryProblem.map { [$0.message] } ?? [])
+        for message in damage { printError("error: \(message)") }
+        print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) quarantined=\(totals.quarantined) hidden_bytes=\(totals.hidden) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
+        complete = true
+        return damage.isEmpty ? exitStatus : 1
+    }
+
+    /// SIGTERM, SIGHUP, or the number.
+    static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGTERM: "SIGTERM"
+        case SIGHUP: "SIGHUP"
+        case SIGINT: "SIGINT"
+        default: "signal \(signal)"
+        }
     }
 }
 

@@ -73,7 +73,7 @@ struct CLITests {
         #expect(run.stdout.contains(" records intact, 0 damaged, 0 duplicated, 0 per-CPU timestamp regressions"), "\(run)")
     }
 
-    @Test("with RSEQTRACE_FORCE_FALLBACK=1 the demo runs the locked protocol and still balances exactly",
+    @Test("with RSEQTRACE_FORCE_FALLBACK=1 the demo runs the lock-free protocol and still balances exactly",
           arguments: [["--threads", "2", "--events", "2000"],
                       ["--mode", "overwrite", "--buffer-size", "16K", "--subbuffer-size", "1K", "--threads", "2", "--events", "5000"]])
     func demoFallbackBalances(arguments: [String]) throws {
@@ -163,9 +163,11 @@ struct CLITests {
 }
 
 /// `summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n>
-/// mode=<discard|overwrite> exit_status=<n>`, parsed strictly (keys in this order, nothing else).
-private struct RecordSummary {
-    static let keys = ["recorded", "lost", "dropped", "overwritten", "too_large", "abandoned", "mode", "exit_status"]
+/// quarantined=<n> hidden_bytes=<n> mode=<discard|overwrite> exit_status=<n>`, parsed strictly
+/// (keys in this order, nothing else).
+struct RecordSummary {
+    static let keys = ["recorded", "lost", "dropped", "overwritten", "too_large", "abandoned", "quarantined",
+                       "hidden_bytes", "mode", "exit_status"]
     var values: [String: String] = [:]
 
     init?(_ line: Substring) {

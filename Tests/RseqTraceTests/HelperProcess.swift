@@ -96,6 +96,12 @@ enum HelperProcess {
         try run(rseqtracePath, arguments, environment: environment(setting: setting), timeout: timeout)
     }
 
+    /// Starts the `rseqtrace` executable built next to the tests, with this process's environment
+    /// plus `setting`, stdout and stderr captured; the caller waits for it (`wait(timeout:)`).
+    static func startRseqtrace(_ arguments: [String], setting: [String: String] = [:]) throws(TraceError) -> Running {
+        try start(rseqtracePath, arguments, environment: environment(setting: setting))
+    }
+
     /// Runs the test helper to completion (or `timeout`).
     static func runHelper(_ arguments: [String], setting: [String: String] = [:],
                           timeout: Duration) throws(TraceError) -> Outcome {

@@ -150,10 +150,10 @@ struct TraceLayoutUnitTests {
             #expect(layout.subbufferSize == c.sub)
             #expect(layout.ringCount == c.cpus + 1)
             #expect(layout.slowLaneRing == c.cpus)
-            #expect(layout.ringStride == 4096 + c.ring)
+            #expect(layout.ringStride == 8192 + c.ring)
             #expect(layout.ringsOffset == TraceLayout.registryOffset + TraceLayout.registrySize)
             #expect(layout.ringsOffset == 65_536)
-            #expect(layout.totalSize == 65_536 + (c.cpus + 1) * (4096 + c.ring))
+            #expect(layout.totalSize == 65_536 + (c.cpus + 1) * (8192 + c.ring))
             #expect(layout.subbuffersPerRing == c.ring / c.sub)
             #expect(layout.subbuffersPerRing >= 2 && layout.subbuffersPerRing <= TraceLayout.maximumSubbuffersPerRing)
             #expect(1 << layout.ringShift == c.ring)
@@ -238,9 +238,9 @@ struct TraceLayoutUnitTests {
     func constants() {
         let bytes = (0..<8).map { UInt8(truncatingIfNeeded: TraceLayout.magic >> (8 * UInt64($0))) }
         #expect(bytes == Array("RSEQTRC".utf8) + [1])
-        #expect(TraceLayout.version == 1)
+        #expect(TraceLayout.version == 2)
         #expect(TraceLayout.headerSize == 4096)
-        #expect(TraceLayout.controlSize == 4096)
+        #expect(TraceLayout.controlSize == 8192)
         #expect(TraceLayout.beginRecordSize == 24)
         #expect(TraceLayout.recordHeaderSize == 16)
         #expect(TraceLayout.minimumRingSize == 8192)
@@ -249,8 +249,14 @@ struct TraceLayoutUnitTests {
         #expect(TraceLayout.maximumSubbufferSize == 1 << 24)
         #expect(TraceLayout.maximumSubbuffersPerRing == 256)
         // Control words live on distinct cache lines as documented (producer line vs consumer line).
-        #expect(ControlField.head.rawValue == 0 && ControlField.dropped.rawValue == 8 && ControlField.tooLarge.rawValue == 16)
-        #expect(ControlField.mutex.rawValue == 64 && ControlField.consumed.rawValue == 128)
+        // {head, reservedStamp} is the 16-aligned pair lock-free reservations swap.
+        #expect(ControlField.head.rawValue == 0 && ControlField.reservedStamp.rawValue == 8)
+        #expect(ControlField.dropped.rawValue == 16 && ControlField.tooLarge.rawValue == 24)
+        #expect(ControlField.consumed.rawValue == 128 && ControlField.recycleMarkers.rawValue == 512)
+        // 256 slots of recycle markers, commit counters and read accounting fit the control block.
+        #expect(ControlField.recycleMarker(slot: 255).rawValue + 8 <= ControlField.commitCounters.rawValue)
+        #expect(ControlField.commitCounter(slot: 255).rawValue + 8 <= ControlField.readAccounting.rawValue)
+        #expect(ControlField.readAccounting(slot: 255).rawValue + 8 == TraceLayout.controlSize)
     }
 }
 

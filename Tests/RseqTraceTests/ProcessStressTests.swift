@@ -21,7 +21,7 @@ import RseqTraceSupport
 enum ProcessModeSetting: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// Inherited environment (without the mode variables): glibc registers rseq.
     case inherited
-    /// RSEQTRACE_FORCE_FALLBACK=1: the locked protocol.
+    /// RSEQTRACE_FORCE_FALLBACK=1: the lock-free protocol.
     case forcedFallback
     /// GLIBC_TUNABLES=glibc.pthread.rseq=0: glibc does not register, RseqTrace registers itself.
     case glibcRseqDisabled
@@ -140,7 +140,7 @@ struct ProcessStressTests {
         }
         #expect(UInt64(fields["signals"] ?? "") ?? 0 > 0, "the per-thread timers never fired")
         #expect(UInt64(fields["migrations"] ?? "") ?? 0 > 0, "the migrator never moved a thread")
-        #expect(fields["path"] == (process == .forcedFallback ? "locked" : "rseqCPU"))
+        #expect(fields["path"] == (process == .forcedFallback ? "lockFree" : "rseqCPU"))
         #expect(outcome.exitCode == 0, "\(outcome)")
     }
 
@@ -205,7 +205,7 @@ struct ProcessStressTests {
             #expect(outcome.exitCode == 0, "\(outcome)")
             let fields = try #require(outcome.fields(of: "attach-write:"), "\(outcome)")
             #expect(fields["mode"] == helper.setting.expectedMode, "\(outcome)")
-            let expectedPath = buffer.ringProtocol == .locked ? "locked"
+            let expectedPath = buffer.ringProtocol == .lockFree ? "lockFree"
                 : helper.setting == .forcedFallback ? "slowLaneOnly" : "rseqCPU"
             #expect(fields["path"] == expectedPath, "\(outcome)")
             let childEmitted = try #require(fields["emitted"].flatMap { UInt64($0) })
@@ -315,12 +315,12 @@ struct ProcessStressTests {
             // Measured on Linux 6.18: every single-step trap is a ptrace stop, i.e. a context
             // switch, and the kernel aborts a sequence interrupted by one on the way back to user
             // space, so no sequence can ever complete under single-stepping. After
-            // Producer.maximumAttempts aborts each record must leave for the slow lane (a locked
+            // Producer.maximumAttempts aborts each record must leave for the slow lane (a lock-free
             // ring) instead of retrying forever, and it does.
             #expect(stepped.allSatisfy { $0.ring == slowLane },
                     "rings: \(stepped.map(\.ring)) (slow lane is \(slowLane))")
         } else {
-            // Locked protocol (this test process runs in fallback mode): no sequence to abort.
+            // Lock-free protocol (this test process runs in fallback mode): no sequence to abort.
             report("single-step: buffer protocol \(buffer.ringProtocol), path \(fields["path"] ?? "?")")
         }
     }
@@ -358,7 +358,7 @@ struct ProcessStressTests {
         report("valgrind (\(binary)): \(outcome.stdout.split(separator: "\n").first ?? "") (\(outcome.duration))")
         let fields = try #require(outcome.fields(of: "stress:"), "\(outcome)")
         #expect(fields["mode"] == "fallback", "\(outcome)")
-        #expect(fields["path"] == "locked")
+        #expect(fields["path"] == "lockFree")
         #expect(fields["emitted"] == "6000")
         let recorded = try #require(fields["recorded"].flatMap { UInt64($0) })
         let lost = try #require(fields["lost"].flatMap { UInt64($0) })

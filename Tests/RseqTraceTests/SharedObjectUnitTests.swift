@@ -84,7 +84,7 @@ struct SharedObjectUnitTests {
         #expect(buffer.creatorPID == getpid())
         #expect(buffer.name == name)
         #expect(buffer.mode == .discard)
-        #expect(buffer.ringProtocol == (RseqRuntime.mode.usesRseq ? .rseq : .locked))
+        #expect(buffer.ringProtocol == (RseqRuntime.mode.usesRseq ? .rseq : .lockFree))
         #expect(buffer.layout.cpuRingCount == SystemInfo.possibleCPUCount)
         #expect(buffer.isFinished == false)
     }
@@ -445,7 +445,7 @@ struct SharedObjectUnitTests {
     }
 
     @Test("a header with another version fails with .unsupportedVersion and says to use a matching tool",
-          arguments: [UInt32(0), 2, 0xFFFF_FFFF])
+          arguments: [UInt32(0), 1, 3, 0xFFFF_FFFF])
     func openOtherVersion(version: UInt32) throws {
         let name = UnitTrace.name("version")
         let buffer = try SharedTraceBuffer.create(configuration(name))
@@ -453,7 +453,7 @@ struct SharedObjectUnitTests {
         #expect(patchFile(path, offset: HeaderField.version.rawValue, uint32: version))
         let error = try #require(traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) })
         #expect(error.code == .unsupportedVersion)
-        #expect(error.message == "\(path) has layout version \(version); this build reads version 1: use a matching rseqtrace")
+        #expect(error.message == "\(path) has layout version \(version); this build reads version 2: use a matching rseqtrace")
         withExtendedLifetime(buffer) {}
     }
 
@@ -498,7 +498,7 @@ struct SharedObjectUnitTests {
                       (HeaderField.subbufferSize.rawValue, 8, 768, "invalid geometry"),
                       (HeaderField.ringCount.rawValue, 4, 99, "ring count, stride or total size do not match the geometry"),
                       (HeaderField.totalSize.rawValue, 8, 4096, "ring count, stride or total size do not match the geometry"),
-                      (HeaderField.ringProtocol.rawValue, 4, 3, "unknown protocol, mode or indexing value"),
+                      (HeaderField.ringProtocol.rawValue, 4, 2, "unknown protocol, mode or indexing value"),
                       (HeaderField.bufferMode.rawValue, 4, 2, "unknown protocol, mode or indexing value"),
                       (HeaderField.indexing.rawValue, 4, 5, "unknown protocol, mode or indexing value"),
                       (HeaderField.state.rawValue, 4, 0, "unknown state 0"),

@@ -14,6 +14,11 @@ let usage = """
       \(SingleStepTargetCommand.usage)
       \(DieMidRecordCommand.usage)
       \(InstrumentedCommand.usage)
+      \(HostileProducerCommand.usage)
+      \(StormCommand.usage)
+      \(StuckCommand.usage)
+      \(FallbackWriteCommand.usage)
+      \(EmitUntilSignalCommand.usage)
       mode
     """
 
@@ -30,6 +35,11 @@ do {
     case "singlestep-target": finish(try SingleStepTargetCommand.run(rest))
     case "die-mid-record": finish(try DieMidRecordCommand.run(rest))
     case "instrumented": finish(try InstrumentedCommand.run(rest))
+    case "hostile-producer": finish(try HostileProducerCommand.run(rest))
+    case "storm": finish(try StormCommand.run(rest))
+    case "stuck": finish(try StuckCommand.run(rest))
+    case "fallback-write": finish(try FallbackWriteCommand.run(rest))
+    case "emit-until-signal": finish(try EmitUntilSignalCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

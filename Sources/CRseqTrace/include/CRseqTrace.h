@@ -133,6 +133,72 @@ void rseqtrace_publish_producer_table(uintptr_t address);
  * static variables live), 0 otherwise (stack, heap). Uses dladdr. */
 int rseqtrace_is_static_storage(const void *address);
 
+/* MARK: - Lock-free protocol (fallback rings and the slow lane; docs/BufferProtocol.md §5) */
+
+/* The cycle counter, ordered: it is not read before the instructions that precede it have
+ * completed (x86_64: lfence; rdtsc; lfence. aarch64: isb; mrs cntvct_el0; isb), so a value read
+ * after a load of a ring's reservation word is not older than that load. */
+RSEQTRACE_INLINE uint64_t rseqtrace_ordered_timestamp(void)
+{
+#if defined(__x86_64__)
+	uint32_t lo, hi;
+	__asm__ __volatile__("lfence\n\trdtsc\n\tlfence" : "=a"(lo), "=d"(hi) : : "memory");
+	return ((uint64_t)hi << 32) | lo;
+#else
+	uint64_t v;
+	__asm__ __volatile__("isb\n\tmrs %0, cntvct_el0\n\tisb" : "=r"(v) : : "memory");
+	return v;
+#endif
+}
+
+/* Compare-and-swap of a ring's 16-byte reservation pair {head, stamp} (16-aligned): when
+ * pair == {*head, *stamp}, stores {new_head, new_stamp} and returns 1; otherwise loads the current
+ * pair into *head and *stamp and returns 0. Sequentially consistent (a locked cmpxchg16b on x86_64;
+ * an ldaxp/stlxp loop on aarch64, which also works without LSE). */
+RSEQTRACE_INLINE int rseqtrace_cas_head_stamp(uint64_t *pair, uint64_t *head, uint64_t *stamp,
+                                              uint64_t new_head, uint64_t new_stamp)
+{
+#if defined(__x86_64__)
+	unsigned char ok;
+	__asm__ __volatile__("lock cmpxchg16b %1\n\tsete %0"
+	                     : "=q"(ok), "+m"(*(volatile unsigned __int128 *)pair), "+a"(*head), "+d"(*stamp)
+	                     : "b"(new_head), "c"(new_stamp)
+	                     : "memory", "cc");
+	return ok;
+#else
+	uint64_t lo, hi;
+	uint32_t failed;
+	for (;;) {
+		__asm__ __volatile__("ldaxp %0, %1, [%2]" : "=&r"(lo), "=&r"(hi) : "r"(pair) : "memory");
+		if (lo != *head || hi != *stamp) {
+			/* Store back what was read: ends the exclusive access with a single-copy atomic
+			 * 16-byte read of the pair (ldaxp alone does not guarantee one). */
+			__asm__ __volatile__("stlxp %w0, %1, %2, [%3]" : "=&r"(failed) : "r"(lo), "r"(hi), "r"(pair) : "memory");
+			if (failed) continue;
+			*head = lo;
+			*stamp = hi;
+			return 0;
+		}
+		__asm__ __volatile__("stlxp %w0, %1, %2, [%3]"
+		                     : "=&r"(failed) : "r"(new_head), "r"(new_stamp), "r"(pair) : "memory");
+		if (!failed) {
+			__asm__ __volatile__("dmb ish" : : : "memory");
+			return 1;
+		}
+	}
+#endif
+}
+
+/* Test hook: while nonzero, a lock-free reservation of an event whose id equals it parks between
+ * its reservation and its timestamp and record word stores (sleeping 1 ms at a time), as a producer
+ * stopped by a debugger at the worst moment would. Tests set and clear it. */
+extern volatile uint32_t rseqtrace_stall_event_id;
+void rseqtrace_set_stall_event_id(uint32_t id);
+RSEQTRACE_INLINE uint32_t rseqtrace_stall_requested(void)
+{
+	return rseqtrace_stall_event_id;
+}
+
 /* Initialises a process-shared, robust mutex in shared memory. Returns 0 or an errno value. */
 int rseqtrace_mutex_init_shared(void *mutex);
 /* Locks such a mutex, waiting at most `timeout_ns` (CLOCK_MONOTONIC). Returns 0 when locked

@@ -20,7 +20,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     public let layout: TraceLayout
     /// What happens when a ring is full.
     public let mode: BufferMode
-    /// How producers update the rings (rseq or locked), decided by the creating process.
+    /// How producers update the rings (rseq or lock-free), decided by the creating process.
     package let ringProtocol: RingProtocol
     /// What indexes the per-CPU rings.
     public let indexing: RingIndexing
@@ -48,11 +48,25 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// program it runs.
     public static let environmentVariable = "RSEQTRACE_BUFFER"
 
+    /// The prefix of an `RSEQTRACE_BUFFER` value that names an inherited descriptor (`fd:<n>`)
+    /// rather than a /dev/shm name.
+    public static let descriptorPrefix = "fd:"
+
     /// Attaches to the trace object named by `RSEQTRACE_BUFFER`, or returns nil when it is unset
-    /// (the program runs untraced).
+    /// (the program runs untraced). The value is either `fd:<n>`, a descriptor this process
+    /// inherited (`open(descriptor:)`, what `rseqtrace record` passes), or a name under /dev/shm
+    /// (`open(name:)`).
     public static func openFromEnvironment() throws(TraceError) -> SharedTraceBuffer? {
-        guard let name = SystemInfo.environmentValue(environmentVariable) else { return nil }
-        let buffer = try open(name: name)
+        guard let value = SystemInfo.environmentValue(environmentVariable) else { return nil }
+        let buffer: SharedTraceBuffer
+        if value.hasPrefix(descriptorPrefix) {
+            guard let descriptor = Int32(value.dropFirst(descriptorPrefix.count)), descriptor >= 0 else {
+                throw TraceError(.invalidName, "\(environmentVariable)=\(value) is not fd:<descriptor number>")
+            }
+            buffer = try open(descriptor: descriptor)
+        } else {
+            buffer = try open(name: value)
+        }
         buffer.noteAttachedProducer()
         return buffer
     }
@@ -70,29 +84,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         if let problem = TraceConfiguration.problem(withName: configuration.name) {
             throw TraceError(.invalidName, problem)
         }
-        let cpus = configuration.cpuRingCount ?? SystemInfo.possibleCPUCount
-        guard let layout = TraceLayout(cpuRingCount: cpus, ringSize: configuration.ringSize,
-                                       subbufferSize: configuration.subbufferSize) else {
-            throw TraceError(.invalidConfiguration, """
-                invalid ring geometry: ringSize \(configuration.ringSize) and subbufferSize \
-                \(configuration.subbufferSize) must be powers of two with 8 KiB <= ringSize <= 1 GiB, \
-                256 B <= subbufferSize <= 16 MiB, 2 to 256 sub-buffers per ring; cpu rings \(cpus) must be 1...4096
-                """)
-        }
-        let status = RseqRuntime.status
-        let ringProtocol: RingProtocol = status.mode.usesRseq ? .rseq : .locked
-        if configuration.indexing == .concurrencyID && !status.supportsConcurrencyID {
-            throw TraceError(.invalidConfiguration, """
-                mm_cid indexing needs rseq with node_id/mm_cid (Linux 6.3+); this process runs in \
-                \(status) mode: use cpu_id indexing
-                """)
-        }
-        if configuration.indexing == .concurrencyID && configuration.mode == .overwrite {
-            throw TraceError(.invalidConfiguration, """
-                overwrite mode needs cpu_id indexing: a consumer must run on a ring's CPU to read it \
-                atomically with its producers, and an mm_cid is not a CPU
-                """)
-        }
+        let (layout, ringProtocol) = try checkedGeometry(configuration)
         let path = SharedTraceBuffer.path(forName: configuration.name)
         let fd: FileDescriptor
         do {
@@ -112,10 +104,77 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
         }
         defer { try? fd.close() }
-        func fail(_ message: String, _ errno: Errno) -> TraceError {
-            // SAFETY: unlinking the name this call just created, by value (a Swift string).
-            _ = unsafe unlink(path)
+        return try build(in: fd, location: path, unlinkOnFailure: true, configuration: configuration,
+                         layout: layout, ringProtocol: ringProtocol)
+    }
+
+    /// Creates a new trace object in `memoryFile`, an empty file this process opened read-write
+    /// (typically a `memfd_create` descriptor), without a name under /dev/shm: nothing is left
+    /// behind when the last process holding it ends. The descriptor stays the caller's (it is not
+    /// closed); hand it to other processes by inheritance, with `RSEQTRACE_BUFFER=fd:<n>`
+    /// (see `openFromEnvironment()`). `configuration.name` only labels the object in messages,
+    /// and `removeWhenClosed` does not apply.
+    ///
+    /// - Throws: `TraceError` with `.invalidConfiguration`, `.invalidName`, or `.systemCallFailed`
+    ///   (for example when the memory for the buffer cannot be allocated).
+    public static func create(_ configuration: TraceConfiguration, in memoryFile: FileDescriptor) throws(TraceError) -> SharedTraceBuffer {
+        if let problem = TraceConfiguration.problem(withName: configuration.name) {
+            throw TraceError(.invalidName, problem)
+        }
+        let (layout, ringProtocol) = try checkedGeometry(configuration)
+        return try build(in: memoryFile, location: "the anonymous memory file '\(configuration.name)' (descriptor \(memoryFile.rawValue))",
+                         unlinkOnFailure: false, configuration: configuration, layout: layout, ringProtocol: ringProtocol)
+    }
+
+    /// The layout and ring protocol of a configuration, or the error saying why it is refused.
+    private static func checkedGeometry(_ configuration: TraceConfiguration) throws(TraceError) -> (TraceLayout, RingProtocol) {
+        let cpus = configuration.cpuRingCount ?? SystemInfo.possibleCPUCount
+        guard let layout = TraceLayout(cpuRingCount: cpus, ringSize: configuration.ringSize,
+                                       subbufferSize: configuration.subbufferSize) else {
+            throw TraceError(.invalidConfiguration, """
+                invalid ring geometry: ringSize \(configuration.ringSize) and subbufferSize \
+                \(configuration.subbufferSize) must be powers of two with 8 KiB <= ringSize <= 1 GiB, \
+                256 B <= subbufferSize <= 16 MiB, 2 to 256 sub-buffers per ring; cpu rings \(cpus) must be 1...4096
+                """)
+        }
+        let status = RseqRuntime.status
+        let ringProtocol: RingProtocol = status.mode.usesRseq ? .rseq : .lockFree
+        if configuration.indexing == .concurrencyID && !status.supportsConcurrencyID {
+            throw TraceError(.invalidConfiguration, """
+                mm_cid indexing needs rseq with node_id/mm_cid (Linux 6.3+); this process runs in \
+                \(status) mode: use cpu_id indexing
+                """)
+        }
+        if configuration.indexing == .concurrencyID && configuration.mode == .overwrite {
+            throw TraceError(.invalidConfiguration, """
+                overwrite mode needs cpu_id indexing: a consumer must run on a ring's CPU to read it \
+                atomically with its producers, and an mm_cid is not a CPU
+                """)
+        }
+        return (layout, ringProtocol)
+    }
+
+    /// Sizes, maps, populates and initialises the trace object in `fd` (empty, read-write, owned
+    /// by the caller); `location` names it in messages. On failure the name at `location` is
+    /// removed when `unlinkOnFailure`.
+    private static func build(in fd: FileDescriptor, location path: String, unlinkOnFailure: Bool,
+                              configuration: TraceConfiguration, layout: TraceLayout,
+                              ringProtocol: RingProtocol) throws(TraceError) -> SharedTraceBuffer {
+        func fail(_ message: String, _ errno: Errno?) -> TraceError {
+            if unlinkOnFailure {
+                // SAFETY: unlinking the name this call just created, by value (a Swift string).
+                _ = unsafe unlink(path)
+            }
             return TraceError(.systemCallFailed, message, errno: errno)
+        }
+        /// The message for memory that could not be reserved or touched (ENOSPC, ENOMEM, or the
+        /// EFAULT that MADV_POPULATE_WRITE reports when a page cannot be allocated).
+        func outOfMemory(_ errno: Errno) -> TraceError {
+            fail("""
+                cannot allocate \(layout.totalSize) bytes of shared memory for the trace buffer \
+                (\(path)): there is not enough free memory (or room in /dev/shm, or under this \
+                cgroup's memory limit); choose smaller rings (--buffer-size) or free some memory
+                """, errno == .badAddress ? nil : errno)
         }
         let created: Stat
         do {
@@ -126,7 +185,9 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         do {
             try fd.resize(to: Int64(layout.totalSize))
         } catch {
-            throw fail("cannot size \(path) to \(layout.totalSize) bytes", error as? Errno ?? .ioError)
+            let errno = error as? Errno ?? .ioError
+            if errno == .noSpace || errno == .noMemory || errno == .fileTooLarge { throw outOfMemory(errno) }
+            throw fail("cannot size \(path) to \(layout.totalSize) bytes", errno)
         }
         // SAFETY: mapping the descriptor opened above with the size just set; the result is checked.
         let mapping = unsafe mmap(nil, layout.totalSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
@@ -159,14 +220,12 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 if rc != 0 {
                     // SAFETY: unmapping our own mapping.
                     unsafe munmap(base, layout.totalSize)
-                    throw fail("cannot allocate \(layout.totalSize) bytes for \(path): is /dev/shm large enough?",
-                               Errno(rawValue: rc))
+                    throw outOfMemory(Errno(rawValue: rc))
                 }
             } else {
                 // SAFETY: unmapping our own mapping.
                 unsafe munmap(base, layout.totalSize)
-                throw fail("cannot allocate \(layout.totalSize) bytes for \(path): is /dev/shm large enough (df -h /dev/shm)?",
-                           errno)
+                throw outOfMemory(errno)
             }
         }
 
@@ -195,16 +254,6 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         header.put(clock.realtimeReference, at: HeaderField.realtimeReference, as: UInt64.self)
         header.putBytes(bootID, at: HeaderField.bootID, limit: 16)
         header.putBytes(Array(CycleClock.sourceName.utf8), at: HeaderField.clockSource, limit: 16)
-        for ring in 0..<layout.ringCount {
-            // SAFETY: the mutex lives inside ring `ring`'s control block, 64-aligned, 64 bytes reserved.
-            let rc = unsafe rseqtrace_mutex_init_shared(
-                base.advanced(by: layout.ringsOffset + ring * layout.ringStride + ControlField.mutex.rawValue))
-            if rc != 0 {
-                // SAFETY: unmapping our own mapping.
-                unsafe munmap(base, layout.totalSize)
-                throw fail("cannot initialise the ring mutex", Errno(rawValue: rc))
-            }
-        }
         // SAFETY: the registry mutex lives in the header, 64-aligned, 64 bytes reserved.
         let registryMutex = unsafe rseqtrace_mutex_init_shared(base.advanced(by: HeaderField.registryMutex.rawValue))
         if registryMutex != 0 {
@@ -271,6 +320,39 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         guard info.permissions.isDisjoint(with: [.groupReadWriteExecute, .otherReadWriteExecute]) else {
             throw TraceError(.permissionDenied, "\(path) is accessible by other users (mode \(String(info.permissions.rawValue & 0o777, radix: 8))): refusing to use it")
         }
+        return try map(fd, info: info, name: name, path: path)
+    }
+
+    /// Attaches to the trace object in `descriptor`, a descriptor this process inherited (see
+    /// `create(_:in:)`), validating everything about it. The descriptor is left open, so that
+    /// the processes this one starts inherit it too. No name is involved, so no other user can
+    /// substitute an object: the descriptor's owner and permission bits are not checked beyond
+    /// its being a regular file of this user.
+    ///
+    /// - Throws: `TraceError` with `.notFound` (not an open descriptor), `.permissionDenied`,
+    ///   `.notATraceObject`, `.unsupportedVersion` or `.corrupted`.
+    public static func open(descriptor: Int32) throws(TraceError) -> SharedTraceBuffer {
+        let path = "descriptor \(descriptor)"
+        let info: Stat
+        do {
+            info = try FileDescriptor(rawValue: descriptor).stat()
+        } catch {
+            if error == .badFileDescriptor {
+                throw TraceError(.notFound, "\(environmentVariable) names \(path), which is not open in this process: was it started by rseqtrace record?", errno: error)
+            }
+            throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: error)
+        }
+        guard info.type == .regular else {
+            throw TraceError(.notATraceObject, "\(path) is not a regular file")
+        }
+        guard info.userID.rawValue == geteuid() else {
+            throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.userID.rawValue), not to you (uid \(geteuid())): refusing to use it")
+        }
+        return try map(FileDescriptor(rawValue: descriptor), info: info, name: "fd:\(descriptor)", path: path)
+    }
+
+    /// Maps and validates the trace object open as `fd` (whose `fstat` is `info`).
+    private static func map(_ fd: FileDescriptor, info: Stat, name: String, path: String) throws(TraceError) -> SharedTraceBuffer {
         let fileSize = Int(info.size)
         guard fileSize >= TraceLayout.headerSize else {
             throw TraceError(.notATraceObject, "\(path) is \(fileSize) bytes, too small to be a trace object")
@@ -444,7 +526,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     private func makeWriterState(inCreatingProcess: Bool) -> RingWriter.State {
         let path: RingWriter.Path
         switch ringProtocol {
-        case .locked: path = .locked
+        case .lockFree: path = .lockFree
         case .rseq:
             if !RseqRuntime.mode.usesRseq {
                 path = .slowLaneOnly          // never mix protocols: this process cannot run rseq

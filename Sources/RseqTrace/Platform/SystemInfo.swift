@@ -121,6 +121,13 @@ package enum SystemInfo {
     }
 
     /// Nanoseconds of `clock`.
+    /// Sleeps about one millisecond (test hooks and bounded waits only).
+    package static func sleepBriefly() {
+        var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+        // SAFETY: both arguments are local timespecs (the remainder is not needed).
+        _ = unsafe nanosleep(&pause, nil)
+    }
+
     package static func nanoseconds(_ clock: clockid_t) -> UInt64 {
         var ts = timespec()
         // SAFETY: `ts` is a local timespec.

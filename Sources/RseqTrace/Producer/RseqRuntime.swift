@@ -11,12 +11,12 @@ public enum ProducerMode: String, Sendable, CustomStringConvertible {
     /// rseq through our own per-thread registration (glibc did not register: `glibc.pthread.rseq=0`).
     case rseqSelfRegistered = "rseq-self"
     /// rseq is unusable (ENOSYS under valgrind or on old kernels, EPERM under seccomp, EINVAL when
-    /// another component registered its own area) or was disabled: every ring uses the locked protocol.
+    /// another component registered its own area) or was disabled: every ring uses the lock-free protocol.
     case fallback = "fallback"
 
     /// `rseq`, `rseq-self` or `fallback`.
     public var description: String { rawValue }
-    /// Whether records are written with restartable sequences (else with the locked protocol).
+    /// Whether records are written with restartable sequences (else with the lock-free protocol).
     public var usesRseq: Bool { self != .fallback }
 }
 

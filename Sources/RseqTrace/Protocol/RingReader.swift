@@ -1,9 +1,11 @@
 import CRseqTrace
+import Synchronization
 import SystemPackage
 
 /// The read side of the ring protocol (docs/BufferProtocol.md §4.6): walking and validating record
 /// chains, where reading may start, the in-place drain of discard mode, the copy-and-commit drain of
-/// overwrite mode (an rseq sequence on the ring's CPU, or the ring mutex), and counter resets.
+/// overwrite mode (an rseq sequence on the ring's CPU), the read side of the lock-free protocol
+/// (§5: fallback rings and every slow lane), and counter resets.
 ///
 /// It keeps its `SharedTraceBuffer`, so the ring views it makes stay valid. Policy (rounds,
 /// statistics, callbacks) belongs to the caller (`TraceDrainer` in RseqTraceConsumer).
@@ -23,16 +25,100 @@ package struct RingReader {
         package var overwritten: UInt64 = 0
         /// Records whose producer died between reserve and commit (quiescent drains only).
         package var abandoned: UInt64 = 0
-        /// Damage found after the records visited (which were consumed).
+        /// Damage found after the records visited (which were consumed): a damaged record, or a
+        /// control word that moved impossibly. The caller quarantines the ring.
         package var problem: RecordWalk.Problem?
+        /// With a problem: bytes of the ring that were published (below a trusted head) and will not
+        /// be read, at most one ring.
+        package var hidden: UInt64 = 0
     }
+
+    /// What this consumer knows about a ring from its earlier reads, to detect positions that move
+    /// impossibly. Only the consumer writes `consumed`, and `head` only grows.
+    package struct Cursor: Sendable {
+        /// `consumed` as this consumer last read or published it; nil before its first read.
+        package var consumed: UInt64?
+        /// The highest `head` validated so far.
+        package var head: UInt64 = 0
+        package init() {}
+    }
+
+    /// No producer reaches this position (2^62 bytes is a century at 1 GB/s): a larger `head` was
+    /// written by something else, and positions below it leave room for any arithmetic on them.
+    package static let maximumPosition: UInt64 = 1 << 62
+
+    /// Checks `head` and `consumed` as loaded from a ring against each other, the ring's geometry
+    /// and what `cursor` remembers. Returns the damage, or nil when both are plausible.
+    package func checkPositions(head: UInt64, consumed: UInt64, cursor: Cursor) -> RecordWalk.Problem? {
+        if head & 7 != 0 || head > Self.maximumPosition {
+            return RecordWalk.Problem(position: head, reason: """
+                head \(head) is not a position producers can reach (they are 8-byte aligned and below 2^62)
+                """, field: .head)
+        }
+        if head < cursor.head {
+            return RecordWalk.Problem(position: head, reason: "head went backwards from \(cursor.head) to \(head)",
+                                      field: .head)
+        }
+        if let expected = cursor.consumed, consumed != expected {
+            return RecordWalk.Problem(position: consumed, reason: """
+                consumed changed from \(expected) to \(consumed), but only this consumer writes it
+                """, field: .consumed)
+        }
+        if consumed & 7 != 0 || consumed > head {
+            return RecordWalk.Problem(position: consumed, reason: """
+                consumed \(consumed) is not 8-byte aligned or is beyond head \(head)
+                """, field: .consumed)
+        }
+        if buffer.mode == .discard && head - consumed > UInt64(layout.ringSize) {
+            return RecordWalk.Problem(position: head, reason: """
+                head \(head) is more than one ring (\(layout.ringSize) bytes) beyond consumed \(consumed)
+                """, field: .head)
+        }
+        return nil
+    }
+
+    /// Bytes a ring quarantined after a position problem leaves unread: from what this consumer
+    /// read up to the highest head it can trust (this read's `head` if plausible), at most a ring.
+    /// When the head itself is wrong, the valid record chain that starts there counts too: a
+    /// head moved backwards hides the records it no longer covers.
+    func hiddenBytes(ring: RingView, head: UInt64, consumed: UInt64, cursor: Cursor) -> UInt64 {
+        let from = cursor.consumed ?? (consumed & 7 == 0 && consumed <= head ? consumed : head)
+        var to = cursor.head
+        if head & 7 == 0, head <= Self.maximumPosition, head >= cursor.head,
+           buffer.mode == .overwrite || head <= from &+ UInt64(layout.ringSize) {
+            to = head
+        }
+        let belowHead = to > from ? min(to - from, UInt64(layout.ringSize)) : 0
+        return max(belowHead, chainBytes(ring: ring, from: from))
+    }
+
+    /// Bytes of the valid record chain starting at `from`, however far it goes (at most one
+    /// ring; the lap in each record word ends it where older content begins).
+    func chainBytes(ring: RingView, from: UInt64) -> UInt64 {
+        guard from & 7 == 0, from <= Self.maximumPosition else { return 0 }
+        let walk = RecordWalk.run(layout: layout, from: from, to: from &+ UInt64(layout.ringSize), maximumLost: maximumBeginLost,
+                                  word: { ring.loadWord(at: $0, ordering: .acquiring) }, visit: { _, _ in })
+        return walk.end &- from
+    }
+
+    /// Bytes a walk of `[start, head)` that stopped at damage at `end` leaves unread, at most a
+    /// ring: from `end`, or from `consumed` when the walk read nothing (in overwrite mode, what lies
+    /// between `consumed` and `start` was skipped on the word of the damaged ring's positions).
+    func unreadBytes(head: UInt64, consumed: UInt64, start: UInt64, end: UInt64) -> UInt64 {
+        let from = end > start ? end : min(consumed, end)
+        return head > from ? min(head - from, UInt64(layout.ringSize)) : 0
+    }
+
+    /// What the begin records of this object may carry: nothing in discard mode, a
+    /// `RecycleMarker` count in overwrite mode.
+    var maximumBeginLost: UInt64 { buffer.mode == .discard ? 0 : RecycleMarker.maximumLost }
 
     /// Called for each event record in ring order: its position, word, timestamp and payload.
     /// The payload is valid only during the call.
     package typealias Visit = (_ position: UInt64, _ word: RecordWord, _ timestamp: UInt64,
                                _ payload: UnsafeRawPointer) -> Void
 
-    /// Whether ring `index` is updated by rseq sequences (else under its mutex).
+    /// Whether ring `index` is updated by rseq sequences (else by the lock-free protocol).
     package func usesRseq(_ index: Int) -> Bool {
         buffer.ringProtocol == .rseq && index < layout.cpuRingCount
     }
@@ -47,7 +133,7 @@ package struct RingReader {
 
     /// Sets the ring's `dropped` and `tooLarge` counters back to zero atomically with its producers
     /// and returns what it took out: a compare-and-zero sequence on the ring's CPU (rseq rings), or
-    /// under the ring mutex.
+    /// an atomic exchange (lock-free rings, whose producers count with atomic adds).
     /// - Throws: `.systemCallFailed` when the CPU cannot be reached or producers kept counting.
     package func takeCounters(_ index: Int) throws(TraceError) -> (dropped: UInt64, tooLarge: UInt64) {
         let ring = buffer.ring(index)
@@ -56,12 +142,7 @@ package struct RingReader {
                 (try zeroOnCPU(ring, index, .dropped), try zeroOnCPU(ring, index, .tooLarge))
             }
         }
-        return try withRingMutex(ring, index) {
-            let counts = (ring.load(.dropped, ordering: .relaxed), ring.load(.tooLarge, ordering: .relaxed))
-            ring.store(.dropped, 0, ordering: .relaxed)
-            ring.store(.tooLarge, 0, ordering: .relaxed)
-            return counts
-        }
+        return (ring.takeAndZero(.dropped), ring.takeAndZero(.tooLarge))
     }
 
     /// Compare-and-zero of a counter on its ring's CPU (the caller is pinned there); returns the
@@ -86,15 +167,41 @@ package struct RingReader {
     /// (`consumed`, releasing). With `quiescent` (no producer can run any more) a busy record was
     /// abandoned: it is skipped and counted instead of stopping the walk, and in overwrite mode a slot
     /// declared recycled whose opening never happened has its loss counted (once).
-    package func readInPlace(_ index: Int, quiescent: Bool, _ visit: Visit) -> Outcome {
+    package func readInPlace(_ index: Int, quiescent: Bool, cursor: inout Cursor, _ visit: Visit) -> Outcome {
         let ring = buffer.ring(index)
         var outcome = Outcome()
         let head = ring.load(.head, ordering: .acquiring)
-        var start = ring.load(.consumed, ordering: .acquiring)
+        let consumed = ring.load(.consumed, ordering: .acquiring)
+        if let problem = checkPositions(head: head, consumed: consumed, cursor: cursor) {
+            outcome.problem = problem
+            outcome.hidden = hiddenBytes(ring: ring, head: head, consumed: consumed, cursor: cursor)
+            return outcome
+        }
+        cursor.head = head
+        cursor.consumed = consumed
+        var start = consumed
         if buffer.mode == .overwrite {
             let readable = readableRange(ring: ring, head: head, consumed: start)
+            // No producer runs (quiescent), so the declared-dead sub-buffer is still intact: the
+            // marker must count at least the unread records it destroys, or it hides them.
+            if !readable.skipped.isEmpty {
+                var unread: UInt64 = 0
+                let walk = RecordWalk.run(layout: layout, from: readable.skipped.lowerBound, to: readable.skipped.upperBound,
+                                          maximumLost: maximumBeginLost,
+                                          word: { ring.loadWord(at: $0, ordering: .acquiring) },
+                                          visit: { _, word in if word.kind == .event { unread &+= 1 } })
+                if walk.problem == nil && unread > readable.pendingLost {
+                    let field = ControlField.recycleMarker(slot: readable.pendingSlot)
+                    outcome.problem = RecordWalk.Problem(position: readable.pendingLost, reason: """
+                        it declares sub-buffer \(readable.skipped.upperBound &- UInt64(layout.subbufferSize)) recycled with \
+                        \(readable.pendingLost) lost records, but \(unread) unread records are still in it
+                        """, field: field)
+                    outcome.hidden = head &- consumed > UInt64(layout.ringSize) ? UInt64(layout.ringSize) : head &- consumed
+                    return outcome
+                }
+            }
             start = readable.start
-            outcome.overwritten += readable.pendingLost
+            outcome.overwritten.addSaturated(readable.pendingLost)
             if readable.pendingLost > 0 {
                 // Never count that pending loss twice (the quiescent contract: no producer writes
                 // this ring any more, so the reader may clear a producer-owned marker).
@@ -102,71 +209,67 @@ package struct RingReader {
             }
         }
         let walk = RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent,
+                                  maximumLost: maximumBeginLost,
                                   word: { ring.loadWord(at: $0, ordering: .acquiring) },
                                   visit: { position, word in
             if word.isBusy {
-                outcome.abandoned += 1   // its producer died between reserve and commit
+                outcome.abandoned &+= 1   // its producer died between reserve and commit
             } else if word.kind == .event {
                 // SAFETY: a committed record inside the ring; the reader owns it until `consumed` moves.
-                let payload = unsafe UnsafeRawPointer(ring.pointer(at: position + UInt64(TraceLayout.recordHeaderSize)))
+                let payload = unsafe UnsafeRawPointer(ring.pointer(at: position &+ UInt64(TraceLayout.recordHeaderSize)))
                 // SAFETY: `payload` stays valid during the call (see `Visit`).
-                unsafe visit(position, word, ring.loadWord(at: position + 8, ordering: .relaxed), payload)
+                unsafe visit(position, word, ring.loadWord(at: position &+ 8, ordering: .relaxed), payload)
             } else if word.kind == .subbufferBegin {
-                outcome.overwritten += ring.loadWord(at: position + 16, ordering: .relaxed)
+                // Checked against `maximumBeginLost` by the walk.
+                outcome.overwritten.addSaturated(ring.loadWord(at: position &+ 16, ordering: .relaxed))
             }
         })
-        if walk.end != ring.load(.consumed, ordering: .relaxed) {
+        if walk.end != consumed {
             ring.store(.consumed, walk.end, ordering: .releasing)
         }
+        cursor.consumed = walk.end
         outcome.problem = walk.problem
+        if walk.problem != nil { outcome.hidden = unreadBytes(head: head, consumed: consumed, start: start, end: walk.end) }
         return outcome
     }
 
     // MARK: - Reading overwrite-mode rings while producers run
 
     /// Copies the readable part of ring `index` into `scratch` (at least `ringSize` bytes) and
-    /// publishes it atomically with the ring's producers — on the ring's CPU for rseq rings, under
-    /// the ring mutex otherwise — then visits the events of the committed copy.
+    /// publishes it atomically with the ring's producers — on the ring's CPU (rseq rings only) —
+    /// then visits the events of the committed copy.
     /// - Throws: `.systemCallFailed`/`.invalidConfiguration` when the ring's CPU cannot be reached;
     ///   `.corrupted` is not thrown here: damage is returned in `Outcome.problem`.
-    package func readSnapshot(_ index: Int, scratch: UnsafeMutableRawBufferPointer,
+    package func readSnapshot(_ index: Int, scratch: UnsafeMutableRawBufferPointer, cursor: inout Cursor,
                               _ visit: Visit) throws(TraceError) -> Outcome {
+        let known = cursor
         let ring = buffer.ring(index)
-        let snapshot: Snapshot
-        if usesRseq(index) {
-            snapshot = try onRingCPU(index, purpose: "reading it in overwrite mode") { () throws(TraceError) in
-                // SAFETY: `scratch` has ringSize bytes (caller's contract, checked in takeSnapshot).
-                unsafe takeSnapshot(ring: ring, scratch: scratch, commit: { markerField, marker, limit, end in
-                    // SAFETY: control words of this ring; the sequence checks it runs on CPU `index`.
-                    unsafe rseqtrace_load_cbne_load_cbgtu_store__cpu_id(
-                        UInt32(index), ring.controlPointer(markerField), marker,
-                        ring.controlPointer(.head), limit,
-                        ring.controlPointer(.consumed), end) == 0
-                })
-            }
-        } else {
-            snapshot = try withRingMutex(ring, index) {
-                // SAFETY: as above.
-                unsafe takeSnapshot(ring: ring, scratch: scratch, commit: { markerField, marker, limit, end in
-                    guard ring.load(markerField, ordering: .relaxed) == marker,
-                          ring.load(.head, ordering: .relaxed) <= limit else { return false }
-                    ring.store(.consumed, end, ordering: .releasing)
-                    return true
-                })
-            }
+        precondition(usesRseq(index), "lock-free rings are read with readLockFree")
+        let snapshot = try onRingCPU(index, purpose: "reading it in overwrite mode") { () throws(TraceError) in
+            // SAFETY: `scratch` has ringSize bytes (caller's contract, checked in takeSnapshot).
+            unsafe takeSnapshot(ring: ring, scratch: scratch, cursor: known, commit: { markerField, marker, limit, end in
+                // SAFETY: control words of this ring; the sequence checks it runs on CPU `index`.
+                unsafe rseqtrace_load_cbne_load_cbgtu_store__cpu_id(
+                    UInt32(index), ring.controlPointer(markerField), marker,
+                    ring.controlPointer(.head), limit,
+                    ring.controlPointer(.consumed), end) == 0
+            })
         }
-        var outcome = Outcome(problem: snapshot.problem)
-        guard snapshot.end > snapshot.start else { return outcome }
+        var outcome = Outcome(problem: snapshot.problem, hidden: snapshot.hidden)
+        if snapshot.positionsChecked {
+            cursor.head = snapshot.head
+            cursor.consumed = snapshot.committed ? snapshot.end : snapshot.consumed
+        }
+        guard snapshot.committed, snapshot.end > snapshot.start, let base = scratch.baseAddress else { return outcome }
         let start = snapshot.start
-        let base = scratch.baseAddress!   // ringSize bytes (checked in takeSnapshot)
-        _ = RecordWalk.run(layout: layout, from: start, to: snapshot.end, word: { position in
-            // SAFETY: inside the committed copy, 8-aligned.
-            unsafe base.load(fromByteOffset: Int(position - start), as: UInt64.self)
+        _ = RecordWalk.run(layout: layout, from: start, to: snapshot.end, maximumLost: maximumBeginLost, word: { position in
+            // SAFETY: inside the committed copy (the walk stays in [start, end), end - start <= ringSize), 8-aligned.
+            unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: position &- start), as: UInt64.self)
         }, visit: { position, word in
-            let offset = Int(position - start)
+            let offset = Int(truncatingIfNeeded: position &- start)
             if word.kind == .subbufferBegin {
                 // SAFETY: the begin record is 24 bytes, inside the copy.
-                outcome.overwritten += unsafe base.load(fromByteOffset: offset + 16, as: UInt64.self)
+                outcome.overwritten.addSaturated(unsafe base.load(fromByteOffset: offset + 16, as: UInt64.self))
             }
             guard word.kind == .event else { return }
             // SAFETY: the record lies inside the copy, which stays untouched until the next read.
@@ -180,8 +283,17 @@ package struct RingReader {
     struct Snapshot {
         var start: UInt64 = 0
         var end: UInt64 = 0
-        /// Damage found right after `end` (reported once the records before it are delivered).
+        /// Whether `consumed` now holds `end`.
+        var committed = false
+        /// Whether `head` and `consumed` below passed `checkPositions`.
+        var positionsChecked = false
+        var head: UInt64 = 0
+        var consumed: UInt64 = 0
+        /// Damage found right after `end` (reported once the records before it are delivered), or
+        /// positions that moved impossibly.
         var problem: RecordWalk.Problem?
+        /// With a problem: published bytes that will not be read (see `Outcome.hidden`).
+        var hidden: UInt64 = 0
     }
 
     /// Copies the readable part of a ring into `scratch` and publishes it with `commit`
@@ -192,67 +304,234 @@ package struct RingReader {
     /// ## Safety
     /// - `scratch` must be writable memory of at least `layout.ringSize` bytes.
     @unsafe
-    private func takeSnapshot(ring: RingView, scratch: UnsafeMutableRawBufferPointer,
+    private func takeSnapshot(ring: RingView, scratch: UnsafeMutableRawBufferPointer, cursor: Cursor,
                               commit: (_ markerField: ControlField, _ marker: UInt64, _ limit: UInt64, _ end: UInt64) -> Bool)
         -> Snapshot {
-        precondition(scratch.count >= layout.ringSize, "the scratch buffer must hold a whole ring")
         let p = UInt64(layout.subbufferSize)
         let lapSpan = UInt64(layout.ringSize)
-        let base = scratch.baseAddress!
-        var lastProblem: RecordWalk.Problem?
+        guard scratch.count >= layout.ringSize, let base = scratch.baseAddress else {
+            return Snapshot(problem: RecordWalk.Problem(position: 0, reason: "the scratch buffer cannot hold a whole ring"))
+        }
+        var last = Snapshot()
         for _ in 0..<64 {
             let head = ring.load(.head, ordering: .acquiring)
             let consumed = ring.load(.consumed, ordering: .acquiring)
+            if let problem = checkPositions(head: head, consumed: consumed, cursor: cursor) {
+                return Snapshot(problem: problem, hidden: hiddenBytes(ring: ring, head: head, consumed: consumed, cursor: cursor))
+            }
             let start = readableRange(ring: ring, head: head, consumed: consumed).start
-            guard start < head else { return Snapshot(start: start, end: start) }
+            guard start < head else {
+                return Snapshot(start: start, end: start, positionsChecked: true, head: head, consumed: consumed)
+            }
+            // Positions were checked: start <= head <= maximumPosition and head - start <= ringSize.
+            guard head - start <= lapSpan else {
+                return Snapshot(problem: RecordWalk.Problem(position: start, reason: "readable range \(start)..<\(head) exceeds the ring"),
+                                hidden: lapSpan)
+            }
             // The first copied sub-buffer dies when its slot's marker changes; later ones only
             // after the head passes `limit`.
             let markerField = ControlField.recycleMarker(slot: layout.slot(of: start))
             let marker = ring.load(markerField, ordering: .acquiring)
             // Copy [start, head) — at most one ring — in up to two pieces around the ring end.
-            let count = Int(head - start)
+            let count = Int(truncatingIfNeeded: head - start)
             var copied = 0
             while copied < count {
-                let position = start + UInt64(copied)
-                let untilEnd = layout.ringSize - Int(position & (lapSpan - 1))
+                let position = start &+ UInt64(copied)
+                let untilEnd = layout.ringSize - Int(truncatingIfNeeded: position & (lapSpan - 1))
                 let piece = min(count - copied, untilEnd)
                 // SAFETY: `scratch` has ringSize bytes and copied + piece <= count <= ringSize.
-                unsafe ring.copyBytes(from: position, count: piece,
+                let fits = unsafe ring.copyBytes(from: position, count: piece,
                                into: unsafe UnsafeMutableRawBufferPointer(rebasing: scratch[copied..<(copied + piece)]))
+                guard fits else {
+                    return Snapshot(problem: RecordWalk.Problem(position: position, reason: "copy of \(piece) bytes crosses the ring end"),
+                                    hidden: UInt64(count))
+                }
                 copied += piece
             }
-            let walk = RecordWalk.run(layout: layout, from: start, to: head, word: { position in
+            let walk = RecordWalk.run(layout: layout, from: start, to: head, maximumLost: maximumBeginLost, word: { position in
                 // SAFETY: position - start < count <= scratch.count, 8-aligned.
-                unsafe base.load(fromByteOffset: Int(position - start), as: UInt64.self)
+                unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: position &- start), as: UInt64.self)
             }, visit: { _, _ in })
             // Nothing copied from sub-buffer start/P on may have been recycled meanwhile.
-            let limit = (start / p + UInt64(layout.subbuffersPerRing)) * p
+            let limit = (start / p &+ UInt64(layout.subbuffersPerRing)) &* p
             if commit(markerField, marker, limit, walk.end) {
-                return Snapshot(start: start, end: walk.end, problem: walk.problem)
+                return Snapshot(start: start, end: walk.end, committed: true, positionsChecked: true, head: head,
+                                consumed: consumed, problem: walk.problem,
+                                hidden: walk.problem == nil ? 0 : unreadBytes(head: head, consumed: consumed, start: start, end: walk.end))
             }
-            lastProblem = walk.problem
+            last = Snapshot(positionsChecked: true, head: head, consumed: consumed, problem: walk.problem,
+                            hidden: walk.problem == nil ? 0 : unreadBytes(head: head, consumed: consumed, start: start, end: walk.end))
         }
-        if let lastProblem { return Snapshot(problem: lastProblem) }
-        // Producers kept recycling under us: report nothing this round; losses stay counted in
-        // begin records the next round will read.
-        return Snapshot()
+        // Producers kept recycling under us: report nothing this round (or the damage the last
+        // copy showed); losses stay counted in begin records the next round will read.
+        return last
     }
 
     /// Where reading may start in overwrite mode: after `consumed`, after recycled sub-buffers, and
     /// after the oldest one if its slot was already declared recycled (step 1 of an opening that
     /// has not committed yet, whose loss `pendingLost` will be reported by the begin record).
+    /// `skipped` is the unread part of that declared-dead sub-buffer, which `pendingLost` must cover.
     package func readableRange(ring: RingView, head: UInt64, consumed: UInt64)
-        -> (start: UInt64, pendingLost: UInt64, pendingSlot: Int) {
+        -> (start: UInt64, pendingLost: UInt64, pendingSlot: Int, skipped: Range<UInt64>) {
         var start = max(consumed, layout.oldestValid(head: head))
         let p = UInt64(layout.subbufferSize)
-        let nextOpen = head % p == 0 ? head : (head / p + 1) * p
-        guard nextOpen >= UInt64(layout.ringSize) else { return (start, 0, 0) }
+        let nextOpen = head % p == 0 ? head : (head / p &+ 1) &* p
+        guard nextOpen >= UInt64(layout.ringSize) else { return (start, 0, 0, start..<start) }
         let slot = layout.slot(of: nextOpen)
         let marker = RecycleMarker(rawValue: ring.load(ControlField.recycleMarker(slot: slot), ordering: .acquiring))
-        guard marker.tag == layout.subbufferTag(of: nextOpen) else { return (start, 0, slot) }
-        let deadEnd = nextOpen - UInt64(layout.ringSize) + p
+        guard marker.tag == layout.subbufferTag(of: nextOpen) else { return (start, 0, slot, start..<start) }
+        let deadEnd = nextOpen &- UInt64(layout.ringSize) &+ p
+        let skipped = start < deadEnd ? max(start, deadEnd &- p)..<deadEnd : start..<start
         if start < deadEnd { start = deadEnd }
-        return (start, marker.lost, slot)
+        return (start, marker.lost, slot, skipped)
+    }
+
+    // MARK: - Lock-free rings (fallback buffers, every slow lane)
+
+    /// Reads lock-free ring `index` (docs/BufferProtocol.md §5.3–5.4), live or `quiescent`, in either
+    /// mode, sub-buffer by sub-buffer from `consumed`:
+    /// - a sub-buffer is read when its slot's commit counter shows it complete (closed: `P` bytes
+    ///   committed; open: every byte reserved up to the head, the head unchanged around the counter
+    ///   load). A live read stops at the first one that is not (a record still being written, or
+    ///   a producer stopped inside its reservation): nothing waits, the next round retries;
+    /// - discard mode reads in place and then publishes `consumed` (releasing);
+    /// - overwrite mode copies the sub-buffer into `scratch`, then checks (after an acquiring
+    ///   fence) that the head has not passed the start of the slot's next content: a copy that may
+    ///   have been overwritten is dropped, never delivered; what producers destroy is counted from
+    ///   begin records (each carries the slot's cumulative destroyed-event count) against the
+    ///   slot's accounting word, so the loss is exact whether a record was read, partly read or not;
+    /// - `quiescent`: incomplete sub-buffers are walked too; busy records were abandoned.
+    /// - Parameter scratch: at least one sub-buffer of writable memory (overwrite mode).
+    /// - Parameter cursor: what earlier reads established (`head` and `consumed` are checked
+    ///   against it, and every head loaded during the read against the previous one).
+    package func readLockFree(_ index: Int, quiescent: Bool, scratch: UnsafeMutableRawBufferPointer,
+                              cursor: inout Cursor, _ visit: Visit) -> Outcome {
+        let ring = buffer.ring(index)
+        let p = UInt64(layout.subbufferSize)
+        let perRing = UInt64(layout.subbuffersPerRing)
+        let ringSize = UInt64(layout.ringSize)
+        let overwrite = buffer.mode == .overwrite
+        var outcome = Outcome()
+        guard scratch.count >= layout.subbufferSize, let base = scratch.baseAddress else {
+            outcome.problem = RecordWalk.Problem(position: 0, reason: "the scratch buffer cannot hold a sub-buffer")
+            return outcome
+        }
+        var position = ring.load(.consumed, ordering: .acquiring)
+        let firstHead = ring.load(.head, ordering: .acquiring)
+        if let problem = checkPositions(head: firstHead, consumed: position, cursor: cursor) {
+            outcome.problem = problem
+            outcome.hidden = hiddenBytes(ring: ring, head: firstHead, consumed: position, cursor: cursor)
+            return outcome
+        }
+        cursor.head = firstHead
+        cursor.consumed = position
+        // Bounded: at most a few laps of sub-buffers per call, whatever producers do meanwhile.
+        var steps = 0
+        while steps < 4 * layout.subbuffersPerRing + 16 {
+            steps += 1
+            let head = ring.load(.head, ordering: .acquiring)
+            if head & 7 != 0 || head > Self.maximumPosition || head < cursor.head {
+                outcome.problem = RecordWalk.Problem(position: head, reason: """
+                    head moved from \(cursor.head) to \(head) during a read (heads only grow, 8-byte aligned, below 2^62)
+                    """, field: .head)
+                outcome.hidden = hiddenBytes(ring: ring, head: head, consumed: position, cursor: cursor)
+                break
+            }
+            cursor.head = head
+            if overwrite { position = max(position, layout.oldestValid(head: head)) }
+            guard position < head else { break }
+            // Positions are below 2^62 here (checked above): no arithmetic on them overflows.
+            let n = position / p
+            let subStart = n &* p
+            let subEnd = subStart &+ p
+            let slot = Int(truncatingIfNeeded: n % perRing)
+            let generationBase = (n / perRing) &* p
+            let counter = ring.load(.commitCounter(slot: slot), ordering: .acquiring)
+            let end: UInt64
+            let complete: Bool
+            if head >= subEnd {
+                end = subEnd
+                complete = counter == generationBase &+ p
+            } else {
+                end = head
+                complete = counter == generationBase &+ (head &- subStart)
+                    && ring.load(.head, ordering: .acquiring) == head
+            }
+            if !complete {
+                // Overwrite mode: the slot already holds its next content; the head moved on.
+                if overwrite && counter > generationBase &+ p { continue }
+                guard quiescent else { break }
+            }
+            var walkEnd = position
+            var problem: RecordWalk.Problem?
+            let accounting = ControlField.readAccounting(slot: slot)
+            if overwrite {
+                // Copy [position, end) (inside one sub-buffer), then validate the copy.
+                let count = Int(truncatingIfNeeded: end &- position)
+                // SAFETY: count <= P <= scratch.count (the scratch buffer is the caller's, writable).
+                guard unsafe ring.copyBytes(from: position, count: count, into: scratch) else {
+                    outcome.problem = RecordWalk.Problem(position: position, reason: "a copy of \(count) bytes crosses its sub-buffer")
+                    break
+                }
+                atomicMemoryFence(ordering: .acquiring)
+                if ring.load(.head, ordering: .relaxed) > subStart &+ ringSize {
+                    continue   // the slot's next content may have reached the copy: deliver nothing
+                }
+                let from = position
+                let walk = RecordWalk.run(layout: layout, from: from, to: end, abandonBusy: quiescent, word: { at in
+                    // SAFETY: at - from < count, 8-aligned, inside the copy.
+                    unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: at &- from), as: UInt64.self)
+                }, visit: { at, word in
+                    let offset = Int(truncatingIfNeeded: at &- from)
+                    if word.isBusy {
+                        outcome.abandoned &+= 1
+                    } else if word.kind == .subbufferBegin {
+                        // SAFETY: the begin record is 24 bytes, inside the copy.
+                        let destroyed = unsafe base.load(fromByteOffset: offset + 16, as: UInt64.self)
+                        let accounted = ring.load(accounting, ordering: .relaxed)
+                        if destroyed > accounted { outcome.overwritten.addSaturated(destroyed - accounted) }
+                        ring.store(accounting, destroyed, ordering: .relaxed)
+                    } else if word.kind == .event {
+                        // SAFETY: as above; the timestamp follows the record word.
+                        let timestamp = unsafe base.load(fromByteOffset: offset + 8, as: UInt64.self)
+                        // SAFETY: the payload follows the 16-byte header inside the copy, untouched until the next read.
+                        unsafe visit(at, word, timestamp, UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize)))
+                        ring.store(accounting, ring.load(accounting, ordering: .relaxed) &+ 1, ordering: .relaxed)
+                    }
+                })
+                walkEnd = walk.end
+                problem = walk.problem
+            } else {
+                let walk = RecordWalk.run(layout: layout, from: position, to: end, abandonBusy: quiescent,
+                                          word: { ring.loadWord(at: $0, ordering: .acquiring) },
+                                          visit: { at, word in
+                    if word.isBusy {
+                        outcome.abandoned &+= 1
+                    } else if word.kind == .event {
+                        // SAFETY: a committed record inside the ring; producers do not reuse it before `consumed` passes it.
+                        let payload = unsafe UnsafeRawPointer(ring.pointer(at: at &+ UInt64(TraceLayout.recordHeaderSize)))
+                        // SAFETY: `payload` stays valid during the call (see `Visit`).
+                        unsafe visit(at, word, ring.loadWord(at: at &+ 8, ordering: .relaxed), payload)
+                    } else if word.kind == .subbufferBegin {
+                        outcome.overwritten.addSaturated(ring.loadWord(at: at &+ 16, ordering: .relaxed))
+                    }
+                })
+                walkEnd = walk.end
+                problem = walk.problem
+            }
+            if walkEnd != position {
+                position = walkEnd
+                ring.store(.consumed, position, ordering: .releasing)
+                cursor.consumed = position
+            }
+            if let problem {
+                outcome.problem = problem
+                outcome.hidden = head > walkEnd ? min(head - walkEnd, ringSize) : 0
+                break
+            }
+            if walkEnd < end { break }
+        }
+        return outcome
     }
 
     // MARK: - Acting atomically with a ring's producers
@@ -280,19 +559,6 @@ package struct RingReader {
         }
     }
 
-    /// Runs `body` holding ring `index`'s mutex (rings of the locked protocol).
-    private func withRingMutex<R>(_ ring: RingView, _ index: Int, _ body: () throws(TraceError) -> R) throws(TraceError) -> R {
-        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
-        let mutex = unsafe ring.controlPointer(.mutex)
-        // SAFETY: as above.
-        let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
-        guard rc == 0 else {
-            throw TraceError(.systemCallFailed, "ring \(index): cannot lock the ring mutex", errno: Errno(rawValue: rc))
-        }
-        // SAFETY: locked just above.
-        defer { unsafe rseqtrace_mutex_unlock(mutex) }
-        return try body()
-    }
 }
 
 extension TraceLayout {
@@ -302,7 +568,7 @@ extension TraceLayout {
         let p = UInt64(subbufferSize)
         let current = (head - 1) / p
         let count = UInt64(subbuffersPerRing)
-        return current + 1 >= count ? (current + 1 - count) * p : 0
+        return current &+ 1 >= count ? (current &+ 1 &- count) &* p : 0
     }
 }
 
@@ -310,8 +576,11 @@ extension TraceLayout {
 package enum RecordWalk {
     /// Where and why a walk found damage.
     package struct Problem {
+        /// Position of the damaged record, or the impossible value of `field`.
         package var position: UInt64
         package var reason: String
+        /// The control word at fault; nil when the damage is the record at `position`.
+        package var field: ControlField? = nil
     }
     package struct Result {
         /// Position after the last complete record (where a busy record or a problem stopped it).
@@ -323,18 +592,18 @@ package enum RecordWalk {
     ///   written was abandoned (its producer died between reserve and commit); it is passed to
     ///   `visit` (busy) and skipped instead of stopping the walk.
     package static func run(layout: TraceLayout, from: UInt64, to: UInt64, abandonBusy: Bool = false,
-                            word load: (UInt64) -> UInt64, visit: (UInt64, RecordWord) -> Void) -> Result {
+                            maximumLost: UInt64 = RecycleMarker.maximumLost, word load: (UInt64) -> UInt64, visit: (UInt64, RecordWord) -> Void) -> Result {
         var position = from
         let subSize = UInt64(layout.subbufferSize)
         while position < to {
             let word = RecordWord(rawValue: load(position))
             if word.isBusy && word.kind == .event && word.lap == layout.lap(of: position) {
-                guard abandonBusy, word.length >= 16, position + UInt64(word.size) <= to,
-                      position + UInt64(word.size) <= (position / subSize + 1) * subSize else {
+                guard abandonBusy, word.length >= 16, position &+ UInt64(word.size) <= to,
+                      position &+ UInt64(word.size) <= (position / subSize &+ 1) &* subSize else {
                     return Result(end: position)   // still being written
                 }
                 visit(position, word)
-                position += UInt64(word.size)
+                position &+= UInt64(word.size)
                 continue
             }
             guard let kind = word.kind, word.hasReservedBitsClear, !word.isBusy else {
@@ -344,18 +613,44 @@ package enum RecordWalk {
                 return Result(end: position, problem: Problem(position: position, reason: "record from lap \(word.lap), expected lap \(layout.lap(of: position))"))
             }
             let length = UInt64(word.size)
-            let subEnd = (position / subSize + 1) * subSize
+            let subEnd = (position / subSize &+ 1) &* subSize
             guard word.length >= 16 || (kind == .padding && word.length >= 8),
-                  kind == .event || word.length & 7 == 0, position + length <= subEnd,
-                  position + length <= to else {
+                  kind == .event || word.length & 7 == 0, position &+ length <= subEnd,
+                  position &+ length <= to else {
                 return Result(end: position, problem: Problem(position: position, reason: "record length \(word.length) crosses its sub-buffer or the head"))
             }
             if kind == .subbufferBegin && (position & (subSize - 1) != 0 || length != UInt64(TraceLayout.beginRecordSize)) {
                 return Result(end: position, problem: Problem(position: position, reason: "misplaced sub-buffer begin record"))
             }
+            if kind == .subbufferBegin {
+                let lost = load(position &+ 16)
+                guard lost <= maximumLost else {
+                    return Result(end: position, problem: Problem(position: position, reason: """
+                        sub-buffer begin record claims \(lost) lost records, more than the \(maximumLost) it can carry
+                        """))
+                }
+            }
             visit(position, word)
-            position += length
+            position &+= length
         }
         return Result(end: position)
+    }
+}
+
+extension ControlField {
+    /// The word's name, for messages about damage.
+    package var name: String {
+        switch rawValue {
+        case ControlField.head.rawValue: "head"
+        case ControlField.dropped.rawValue: "dropped counter"
+        case ControlField.tooLarge.rawValue: "tooLarge counter"
+        case ControlField.consumed.rawValue: "consumed"
+        case ControlField.readAccounting.rawValue...:
+            "read accounting word of slot \((rawValue &- ControlField.readAccounting.rawValue) / 8)"
+        case ControlField.commitCounters.rawValue...:
+            "commit counter of slot \((rawValue &- ControlField.commitCounters.rawValue) / 8)"
+        case ControlField.recycleMarkers.rawValue...: "recycle marker of slot \((rawValue &- ControlField.recycleMarkers.rawValue) / 8)"
+        default: "control word"
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CRseqTrace
 import Synchronization
 
 /// A view of one ring inside a mapped trace object: its control words and its data bytes.
@@ -83,11 +84,32 @@ package struct RingView: ~Escapable, @unchecked Sendable {
         }
     }
 
-    /// Atomic add; only for rings using the locked protocol (never mixed with rseq updates).
+    /// Atomic add; only for words of lock-free rings, and the slow lane (never mixed with rseq updates).
     @inlinable
-    package func atomicAdd(_ field: ControlField, _ value: UInt64) {
+    package func atomicAdd(_ field: ControlField, _ value: UInt64, ordering: StoreOrdering = .relaxed) {
         // SAFETY: as in `load`.
-        _ = unsafe atomicControl(field).pointee.wrappingAdd(value, ordering: .relaxed)
+        let word = unsafe atomicControl(field)
+        switch ordering {
+        case .relaxed: _ = unsafe word.pointee.wrappingAdd(value, ordering: .relaxed)  // SAFETY: word inside the mapped control block
+        case .releasing: _ = unsafe word.pointee.wrappingAdd(value, ordering: .releasing)  // SAFETY: as above
+        }
+    }
+
+    /// Atomic exchange with zero (lock-free rings): takes out exactly the value it replaces.
+    @inlinable
+    package func takeAndZero(_ field: ControlField) -> UInt64 {
+        // SAFETY: as in `load`.
+        unsafe atomicControl(field).pointee.exchange(0, ordering: .relaxed)
+    }
+
+    /// The lock-free reservation: compare-and-swap of the pair {`head`, `reservedStamp`}. On
+    /// failure `head` and `stamp` receive the current pair (docs/BufferProtocol.md §5.1).
+    @inlinable
+    package func compareExchangeReservation(head: inout UInt64, stamp: inout UInt64,
+                                            newHead: UInt64, newStamp: UInt64) -> Bool {
+        // SAFETY: the pair is the first 16 bytes of the 4096-aligned control block (16-aligned),
+        // accessed only by this compare-and-swap and by atomic loads of its halves.
+        unsafe rseqtrace_cas_head_stamp(controlPointer(.head), &head, &stamp, newHead, newStamp) != 0
     }
 
     // MARK: Data
@@ -100,11 +122,13 @@ package struct RingView: ~Escapable, @unchecked Sendable {
         unsafe data.advanced(by: Int(truncatingIfNeeded: position & mask))
     }
 
+    /// The 8-byte word containing ring position `position`. Record words are 8-byte aligned; a
+    /// position read from shared memory is validated by the reader before use, and whatever it is,
+    /// its low 3 bits are cleared here, so the word always lies inside the data region.
     @inlinable
     func atomicWord(at position: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        precondition(position & 7 == 0, "record words are 8-byte aligned")
         // SAFETY: masked into the data region and 8-aligned, so the whole word is inside it.
-        return unsafe pointer(at: position).sharedWord64(at: 0)
+        unsafe pointer(at: position & ~7).sharedWord64(at: 0)
     }
 
     /// Loads the 64-bit word at `position` (a record word, timestamp or count).
@@ -128,13 +152,14 @@ package struct RingView: ~Escapable, @unchecked Sendable {
         }
     }
 
-    /// Copies `count` bytes starting at `position` (which must not cross the end of the ring).
-    package func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) {
+    /// Copies `count` bytes starting at `position`; `false` (nothing copied) when the range would
+    /// cross the end of the ring or overflow `destination`.
+    package func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) -> Bool {
         let offset = Int(truncatingIfNeeded: position & mask)
-        precondition(count >= 0 && offset + count <= ringSize && count <= destination.count,
-                     "copy crosses the end of the ring or overflows the destination")
-        guard count > 0, let target = destination.baseAddress else { return }
+        guard count >= 0, count <= ringSize &- offset, count <= destination.count else { return false }
+        guard count > 0, let target = destination.baseAddress else { return true }
         // SAFETY: source range checked against the ring above, destination against its count.
         unsafe target.copyMemory(from: data.advanced(by: offset), byteCount: count)
+        return true
     }
 }

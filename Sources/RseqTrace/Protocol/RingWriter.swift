@@ -2,7 +2,8 @@ import CRseqTrace
 import Synchronization
 
 /// The write side of the ring protocol (docs/BufferProtocol.md §4.1–4.5): reserve, commit,
-/// copy-commit, sub-buffer opening and recycling, counters, the slow lane and the locked protocol.
+/// copy-commit, sub-buffer opening and recycling, counters, and the lock-free protocol of the
+/// fallback mode and the slow lane (§5).
 ///
 /// A `RingWriter` is one pointer to its `State` (no reference counting), so the fast path costs no
 /// retain or release and slow paths receive it in a register. It owns neither the state nor the
@@ -25,8 +26,8 @@ package struct RingWriter: @unchecked Sendable {
         case rseqCPU
         /// rseq sequences, rings indexed by `mm_cid` (creating process only).
         case rseqConcurrencyID
-        /// Locked protocol on the ring of `sched_getcpu()` (the buffer was created in fallback mode).
-        case locked
+        /// Lock-free protocol on the ring of `sched_getcpu()` (the buffer was created in fallback mode).
+        case lockFree
         /// The buffer uses rseq but this process cannot: every record goes to the slow lane.
         case slowLaneOnly
     }
@@ -35,8 +36,10 @@ package struct RingWriter: @unchecked Sendable {
     /// Bounds the work per record under a debugger single-stepping or a signal storm.
     @usableFromInline package static let maximumAttempts = 64
 
-    /// Longest the locked protocol waits for a ring mutex before dropping (and counting) a record.
-    @usableFromInline package static let lockTimeoutNanoseconds: UInt64 = 200_000_000
+    /// Compare-and-swap attempts a lock-free reservation makes before it drops (and counts) its
+    /// record. Each failed attempt means another reservation of the ring succeeded, so the bound is
+    /// reached only under extreme contention; it keeps the work per record bounded.
+    @usableFromInline package static let maximumSwapAttempts = 4096
 
     /// What a writer reads on every record: the rings' address and the geometry, precomputed so
     /// the fast path has no overflow checks or divisions. Stored once per buffer and process (by
@@ -226,7 +229,7 @@ package struct RingWriter: @unchecked Sendable {
                 attempts &+= 1
             }
             return reserveOnSlowLaneSlow(eventID: eventID, length: length)
-        case .locked:
+        case .lockFree:
             return reserveFallbackSlow(eventID: eventID, length: length)
         case .slowLaneOnly:
             return reserveOnSlowLaneSlow(eventID: eventID, length: length)
@@ -360,78 +363,141 @@ package struct RingWriter: @unchecked Sendable {
         return reserveOnSlowLaneSlow(eventID: eventID, length: length)
     }
 
-    /// The shared slow-lane ring, under its mutex.
+    /// The shared slow-lane ring (lock-free protocol).
     @inline(never)
     @usableFromInline
     func reserveOnSlowLaneSlow(eventID: UInt16, length: Int) -> ReservedSlot? {
-        reserveLockedSlow(ringIndex: layout.slowLaneRing, eventID: eventID, length: length)
+        reserveLockFreeSlow(ringIndex: layout.slowLaneRing, eventID: eventID, length: length)
     }
 
-    /// The fallback protocol: the ring of `sched_getcpu()`, under its mutex.
+    /// The fallback protocol: the lock-free protocol on the ring of `sched_getcpu()`.
     @inline(never)
     @usableFromInline
     func reserveFallbackSlow(eventID: UInt16, length: Int) -> ReservedSlot? {
-        reserveLockedSlow(ringIndex: lockedRingIndex(), eventID: eventID, length: length)
+        reserveLockFreeSlow(ringIndex: fallbackRingIndex(), eventID: eventID, length: length)
     }
 
     @usableFromInline
-    func lockedRingIndex() -> Int {
+    func fallbackRingIndex() -> Int {
         let cpu = Int(rseqtrace_getcpu())
         return cpu >= 0 && cpu < layout.cpuRingCount ? cpu : layout.slowLaneRing
     }
 
-    /// The locked protocol: the same plan as the rseq sequences, executed under the ring's mutex,
-    /// with the head published last by a releasing store.
+    /// The lock-free protocol (docs/BufferProtocol.md §5): a compare-and-swap of {head, stamp}
+    /// reserves the record (and, when it opens a sub-buffer, the padding and begin record before
+    /// it); the stamp it installs is `max(ordered counter read before the swap, previous stamp)`,
+    /// so timestamps never decrease in ring order; commits add to the slot's commit counter.
     @inline(never)
     @usableFromInline
-    func reserveLockedSlow(ringIndex: Int, eventID: UInt16, length: Int) -> ReservedSlot? {
-        let total = TraceLayout.occupiedSize(length: length)
+    func reserveLockFreeSlow(ringIndex: Int, eventID: UInt16, length: Int) -> ReservedSlot? {
+        let total = UInt64(TraceLayout.occupiedSize(length: length))
         precondition(ringIndex >= 0 && ringIndex < layout.ringCount, "ring index out of range")
         // SAFETY: index checked just above.
         let ring = unsafe self.ring(ringIndex)
-        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
-        let mutex = unsafe ring.controlPointer(.mutex)
-        // SAFETY: the mutex lives in this ring's control block and was initialised at creation.
-        guard unsafe rseqtrace_mutex_lock(mutex, RingWriter.lockTimeoutNanoseconds) == 0 else {
-            ring.atomicAdd(ControlField.dropped, 1)
-            return nil
+        let p = subbufferSize
+        let ringSize = UInt64(layout.ringSize)
+        let perRing = UInt64(layout.subbuffersPerRing)
+        var head = ring.load(ControlField.head, ordering: .acquiring)
+        var stamp = ring.load(ControlField.reservedStamp, ordering: .relaxed)
+        var attempts = 0
+        while attempts < RingWriter.maximumSwapAttempts {
+            attempts &+= 1
+            let newStamp = max(rseqtrace_ordered_timestamp(), stamp)
+            if fitsOpenSubbuffer(head: head, total: Int(total)) {
+                let reserved = head
+                guard ring.compareExchangeReservation(head: &head, stamp: &stamp, newHead: reserved &+ total,
+                                                      newStamp: newStamp) else { continue }
+                stallIfRequestedSlow(eventID)
+                let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: reserved), busy: true)
+                ring.storeWord(at: reserved &+ 8, newStamp, ordering: .relaxed)
+                ring.storeWord(at: reserved, word.rawValue, ordering: .relaxed)
+                // SAFETY: the swap reserved [reserved, reserved + total) for this thread; the counter
+                // is a word of this ring's control block.
+                return unsafe ReservedSlot(record: ring.pointer(at: reserved), committedWord: word.committed.rawValue,
+                                           commitCounter: ring.controlPointer(.commitCounter(slot: layout.slot(of: reserved))),
+                                           commitBytes: total)
+            }
+            // Opening the next sub-buffer `n` (slot n % K): its previous content, sub-buffer n - K,
+            // must be fully committed (no writer left in it) and, in discard mode, consumed.
+            let inSub = head & (p &- 1)
+            let next = inSub == 0 ? head : (head | (p &- 1)) &+ 1
+            let n = next / p
+            let slot = Int(truncatingIfNeeded: n % perRing)
+            let counterField = ControlField.commitCounter(slot: slot)
+            var destroyed: UInt64 = 0
+            var possible = ring.load(counterField, ordering: .acquiring) == (n / perRing) &* p
+            if possible {
+                switch mode {
+                case .discard:
+                    if next &+ p > ringSize {
+                        possible = ring.load(ControlField.consumed, ordering: .acquiring) >= next &+ p &- ringSize
+                    }
+                case .overwrite:
+                    if next >= ringSize {
+                        // Count what the opening destroys while the old content is still intact (a
+                        // successful swap proves nobody opened this sub-buffer since the walk).
+                        let old = next &- ringSize
+                        let begin = RecordWord(rawValue: ring.loadWord(at: old, ordering: .acquiring))
+                        if begin.kind == .subbufferBegin && begin.lap == layout.lap(of: old) && !begin.isBusy,
+                           let count = RecordChain.countUnconsumed(ring: ring, layout: layout, from: old, to: old &+ p) {
+                            destroyed = ring.loadWord(at: old &+ 16, ordering: .relaxed) &+ count
+                        } else {
+                            possible = false
+                        }
+                    }
+                }
+            }
+            guard possible else {
+                // A stale snapshot? Then retry with the current one; else the sub-buffer cannot be opened.
+                let current = ring.load(ControlField.head, ordering: .acquiring)
+                if current != head {
+                    head = current
+                    stamp = ring.load(ControlField.reservedStamp, ordering: .relaxed)
+                    continue
+                }
+                break
+            }
+            let closing = head
+            let recordPosition = next &+ UInt64(TraceLayout.beginRecordSize)
+            guard ring.compareExchangeReservation(head: &head, stamp: &stamp, newHead: recordPosition &+ total,
+                                                  newStamp: newStamp) else { continue }
+            stallIfRequestedSlow(eventID)
+            if next != closing {
+                let pad = RecordWord(length: Int(next &- closing), kind: .padding, eventID: 0,
+                                     lap: layout.lap(of: closing), busy: false)
+                ring.storeWord(at: closing, pad.rawValue, ordering: .relaxed)
+                ring.atomicAdd(.commitCounter(slot: layout.slot(of: closing)), next &- closing, ordering: .releasing)
+            }
+            let beginWord = RecordWord(length: TraceLayout.beginRecordSize, kind: .subbufferBegin, eventID: 0,
+                                       lap: layout.lap(of: next), busy: false)
+            ring.storeWord(at: next &+ 8, newStamp, ordering: .relaxed)
+            ring.storeWord(at: next &+ 16, destroyed, ordering: .relaxed)
+            ring.storeWord(at: next, beginWord.rawValue, ordering: .relaxed)
+            let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: recordPosition), busy: true)
+            ring.storeWord(at: recordPosition &+ 8, newStamp, ordering: .relaxed)
+            ring.storeWord(at: recordPosition, word.rawValue, ordering: .relaxed)
+            // SAFETY: the swap reserved the begin record and the first record of sub-buffer `n`;
+            // the begin record's bytes are committed with the record.
+            return unsafe ReservedSlot(record: ring.pointer(at: recordPosition), committedWord: word.committed.rawValue,
+                                       commitCounter: ring.controlPointer(counterField),
+                                       commitBytes: total &+ UInt64(TraceLayout.beginRecordSize))
         }
-        // SAFETY: locked just above.
-        defer { unsafe rseqtrace_mutex_unlock(mutex) }
-        let head = ring.load(ControlField.head, ordering: .relaxed)
-        if fitsOpenSubbuffer(head: head, total: total) {
-            let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: head), busy: true)
-            ring.storeWord(at: head &+ 8, CycleClock.now(), ordering: .relaxed)
-            ring.storeWord(at: head, word.rawValue, ordering: .relaxed)
-            ring.store(ControlField.head, head &+ UInt64(truncatingIfNeeded: total), ordering: .releasing)
-            // SAFETY: reserved under the mutex: [head, head + total) belongs to this thread.
-            return unsafe ReservedSlot(record: ring.pointer(at: head), committedWord: word.committed.rawValue)
-        }
-        let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
-        var outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
-                                            length: length, eventID: eventID)
-        if case .recycleFirst(let recycling) = outcome {
-            // Step 1 under the mutex: one store, so a holder dying here leaves a consistent state.
-            ring.store(recycling.markerField, recycling.marker.rawValue, ordering: .releasing)
-            outcome = SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
-                                            length: length, eventID: eventID)
-        }
-        switch outcome {
-        case .full, .blocked, .recycleFirst:
-            ring.atomicAdd(ControlField.dropped, 1)
-            return nil
-        case .ready(let plan):
-            let stamp = CycleClock.now()
-            ring.storeWord(at: plan.padPosition, plan.padWord.rawValue, ordering: .relaxed)
-            ring.storeWord(at: plan.beginPosition &+ 8, stamp, ordering: .relaxed)
-            ring.storeWord(at: plan.beginPosition &+ 16, plan.lost, ordering: .relaxed)
-            ring.storeWord(at: plan.beginPosition, plan.beginWord.rawValue, ordering: .relaxed)
-            ring.storeWord(at: plan.recordPosition &+ 8, stamp, ordering: .relaxed)
-            ring.storeWord(at: plan.recordPosition, plan.recordWord.rawValue, ordering: .relaxed)
-            ring.store(ControlField.head, plan.newHead, ordering: .releasing)
-            // SAFETY: reserved under the mutex: the first record of the new sub-buffer belongs to this thread.
-            return unsafe ReservedSlot(record: ring.pointer(at: plan.recordPosition),
-                                      committedWord: plan.recordWord.committed.rawValue)
+        ring.atomicAdd(ControlField.dropped, 1)
+        return nil
+    }
+
+    /// Test hook: from now on, lock-free reservations of event `eventID` park between their swap
+    /// and their stores until this is called with `nil` (a producer stopped at the worst moment).
+    package static func stallLockFreeReservations(ofEventID eventID: UInt16?) {
+        rseqtrace_set_stall_event_id(UInt32(eventID ?? 0))
+    }
+
+    /// Test hook (`rseqtrace_stall_event_id`): parks a reservation between its swap and its stores.
+    @inline(never)
+    @usableFromInline
+    func stallIfRequestedSlow(_ eventID: UInt16) {
+        while rseqtrace_stall_requested() != 0 && rseqtrace_stall_requested() == UInt32(eventID) {
+            SystemInfo.sleepBriefly()
         }
     }
 
@@ -441,7 +507,7 @@ package struct RingWriter: @unchecked Sendable {
     func refuseTooLargeSlow() {
         switch path {
         case .rseqCPU, .rseqConcurrencyID: countOnCurrentRingSlow(ControlField.tooLarge)
-        case .locked: unsafe ring(lockedRingIndex()).atomicAdd(ControlField.tooLarge, 1)  // SAFETY: lockedRingIndex() < ringCount
+        case .lockFree: unsafe ring(fallbackRingIndex()).atomicAdd(ControlField.tooLarge, 1)  // SAFETY: fallbackRingIndex() < ringCount
         case .slowLaneOnly: unsafe ring(layout.slowLaneRing).atomicAdd(ControlField.tooLarge, 1)  // SAFETY: the slow lane is the last ring
         }
     }
@@ -471,14 +537,19 @@ package struct RingWriter: @unchecked Sendable {
     }
 }
 
-/// A reserved record's address and the word its commit stores (§4.3). Committed or abandoned
-/// exactly once by the thread that reserved it; valid while the mapping is (see `RingWriter`).
+/// A reserved record's address and the word its commit stores (§4.3), and on lock-free rings the
+/// commit counter its commit adds to (§5.2). Committed or abandoned exactly once by the thread that
+/// reserved it; valid while the mapping is (see `RingWriter`).
 @safe
 @frozen
 @usableFromInline
 package struct ReservedSlot {
     @usableFromInline let record: UnsafeMutableRawPointer
     @usableFromInline let committedWord: UInt64
+    /// Lock-free rings: the slot's commit counter (nil on rseq rings).
+    @usableFromInline let commitCounter: UnsafeMutableRawPointer?
+    /// Bytes the commit adds to `commitCounter`.
+    @usableFromInline let commitBytes: UInt64
 
     /// ## Safety
     /// - `record` must be a reserved, uncommitted record in a mapped ring.
@@ -488,6 +559,24 @@ package struct ReservedSlot {
         // SAFETY: the caller vouches for the reserved record.
         unsafe self.record = record
         self.committedWord = committedWord
+        // SAFETY: no counter (rseq rings).
+        unsafe self.commitCounter = nil
+        self.commitBytes = 0
+    }
+
+    /// ## Safety
+    /// - `record` must be a reserved, uncommitted record in a mapped lock-free ring, and
+    ///   `commitCounter` the commit counter of its sub-buffer slot.
+    @unsafe
+    @usableFromInline
+    init(record: UnsafeMutableRawPointer, committedWord: UInt64, commitCounter: UnsafeMutablePointer<UInt64>,
+         commitBytes: UInt64) {
+        // SAFETY: the caller vouches for the reserved record and the counter.
+        unsafe self.record = record
+        self.committedWord = committedWord
+        // SAFETY: as above.
+        unsafe self.commitCounter = UnsafeMutableRawPointer(commitCounter)
+        self.commitBytes = commitBytes
     }
 
     /// Start of the record's payload (after its 16-byte header).
@@ -498,11 +587,14 @@ package struct ReservedSlot {
         unsafe record.advanced(by: TraceLayout.recordHeaderSize)
     }
 
-    /// The commit: a releasing store of the record word by its only writer.
+    /// The commit: a releasing store of the record word by its only writer; on lock-free rings
+    /// then a releasing add to the slot's commit counter.
     @inlinable
     package func commit() {
         // SAFETY: the record word is 8-aligned inside the mapped ring.
         unsafe record.sharedWord64(at: 0).pointee.store(committedWord, ordering: .releasing)
+        // SAFETY: unwrapping the counter pointer of a lock-free ring (nil on rseq rings).
+        if let counter = unsafe commitCounter { unsafe countCommitSlow(counter) }
     }
 
     /// Gives the record up without publishing it: its word becomes padding of the same size and
@@ -513,5 +605,16 @@ package struct ReservedSlot {
         let padding = RecordWord(length: word.size, kind: .padding, eventID: 0, lap: word.lap, busy: false)
         // SAFETY: as in `commit`.
         unsafe record.sharedWord64(at: 0).pointee.store(padding.rawValue, ordering: .releasing)
+        // SAFETY: as in `commit`.
+        if let counter = unsafe commitCounter { unsafe countCommitSlow(counter) }
+    }
+
+    /// Adds this record's bytes to its slot's commit counter (lock-free rings), releasing: whoever
+    /// acquires a counter value that includes them sees the record complete.
+    @inline(never)
+    @usableFromInline
+    func countCommitSlow(_ counter: UnsafeMutableRawPointer) {
+        // SAFETY: the slot's commit counter, an 8-aligned word of the mapped control block.
+        _ = unsafe counter.sharedWord64(at: 0).pointee.wrappingAdd(commitBytes, ordering: .releasing)
     }
 }

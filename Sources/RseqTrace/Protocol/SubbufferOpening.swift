@@ -1,5 +1,6 @@
 /// What a reservation that starts a new sub-buffer must write, computed from a snapshot of the
-/// ring before the sequence (rseq) or under the mutex (locked protocol) commits it.
+/// ring before the rseq sequence that commits it (rseq rings; lock-free rings open sub-buffers in
+/// `RingWriter.reserveLockFreeSlow`).
 ///
 /// ```
 ///   head                        next sub-buffer start

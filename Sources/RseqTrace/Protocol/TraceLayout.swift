@@ -6,12 +6,14 @@
 /// +----------------------+  4096
 /// | event registry       |  60 KiB: schemas of the events producers registered (EventRegistry)
 /// +----------------------+  ringsOffset = 65536
-/// | ring 0 control       |  4 KiB: producer line (head, counters, mutex) + consumer line (consumed)
+/// | ring 0 control       |  8 KiB: producer line (head, stamp, counters), consumer line (consumed),
+/// |                      |  recycle markers (rseq rings), commit counters and read accounting
+/// |                      |  (lock-free rings)
 /// | ring 0 data          |  ringSize bytes, split into sub-buffers of subbufferSize bytes
 /// +----------------------+  ringsOffset + ringStride
 /// | ring 1 ...           |
 /// | ...                  |
-/// | ring N (slow lane)   |  last ring: always the locked protocol (threads that cannot use rseq)
+/// | ring N (slow lane)   |  last ring: always the lock-free protocol (threads that cannot use rseq)
 /// +----------------------+  totalSize
 /// ```
 ///
@@ -23,12 +25,12 @@ public struct TraceLayout: Hashable, Sendable {
     /// "RSEQTRC" followed by a format byte 0x01, little-endian.
     @usableFromInline package static let magic: UInt64 = 0x0143_5254_5145_5352
     /// Version of everything described here. Readers reject other versions.
-    @usableFromInline package static let version: UInt32 = 1
+    @usableFromInline package static let version: UInt32 = 2
     @usableFromInline package static let headerSize = 4096
     /// The event registry follows the header.
     @usableFromInline package static let registryOffset = 4096
     @usableFromInline package static let registrySize = 61_440
-    @usableFromInline package static let controlSize = 4096
+    @usableFromInline package static let controlSize = 8192
     /// Size of a `subbufferBegin` record.
     @usableFromInline package static let beginRecordSize = 24
     /// Size of a record header (`RecordWord` + timestamp).
@@ -179,25 +181,44 @@ package struct ControlField: RawRepresentable, Hashable, Sendable {
     @usableFromInline package let rawValue: Int
     @inlinable package init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// Producer line. `head` is written only by an rseq sequence on the ring's CPU (or under the
-    /// ring mutex with the locked protocol); everything else reads it with acquiring ordering.
+    /// Producer line. `head` is written only by an rseq sequence on the ring's CPU (rseq rings) or by
+    /// a compare-and-swap of the pair {`head`, `reservedStamp`} (lock-free rings); everything else
+    /// reads it with acquiring ordering. 16-aligned: it is the low half of that pair.
     @inlinable package static var head: ControlField { ControlField(rawValue: 0) }
-    /// Records refused because the ring was full (discard) or recycling was blocked by a record
-    /// still being written (overwrite). Same writers as `head`.
-    @inlinable package static var dropped: ControlField { ControlField(rawValue: 8) }
-    /// Records refused because they could never fit a sub-buffer. Same writers as `head`.
-    @inlinable package static var tooLarge: ControlField { ControlField(rawValue: 16) }
-    /// Process-shared robust mutex (locked protocol only).
-    @inlinable package static var mutex: ControlField { ControlField(rawValue: 64) }
+    /// Lock-free rings: the timestamp of the latest reservation, the high half of the pair that
+    /// reservations swap (timestamps are non-decreasing in ring order because of it).
+    @inlinable package static var reservedStamp: ControlField { ControlField(rawValue: 8) }
+    /// Records refused because the ring was full (discard) or the sub-buffer to open still held a
+    /// record being written. rseq rings: rseq sequences on the ring's CPU; lock-free rings: atomic adds.
+    @inlinable package static var dropped: ControlField { ControlField(rawValue: 16) }
+    /// Records refused because they could never fit a sub-buffer. Same writers as `dropped`.
+    @inlinable package static var tooLarge: ControlField { ControlField(rawValue: 24) }
     /// Consumer line: position up to which the consumer has taken records. Discard mode: written
-    /// by the consumer alone with releasing stores. Overwrite mode: written only by a sequence
-    /// running on the ring's CPU (or under the mutex), so that recycling and consuming exclude
-    /// each other.
+    /// by the consumer alone with releasing stores. Overwrite mode, rseq rings: written only by a
+    /// sequence running on the ring's CPU, so that recycling and consuming exclude each other;
+    /// lock-free rings: the consumer alone (producers never read it in overwrite mode).
     @inlinable package static var consumed: ControlField { ControlField(rawValue: 128) }
-    /// Overwrite mode: one `RecycleMarker` word per sub-buffer slot (`recycleMarkers + 8 * slot`),
+    /// Overwrite mode, rseq rings: one `RecycleMarker` word per sub-buffer slot (`recycleMarkers + 8 * slot`),
     /// written like `head`. Committing a marker declares the slot's previous content dead (and how
     /// many unread records died with it) before anything is written into that content.
     @inlinable package static var recycleMarkers: ControlField { ControlField(rawValue: 512) }
+    /// Lock-free rings: one cumulative commit counter per sub-buffer slot (`commitCounters + 8 * slot`):
+    /// bytes committed into the slot since creation, added atomically (releasing) by each commit.
+    /// Sub-buffer `n` (slot `n % K`) is fully committed when its slot's counter is `(n / K + 1) * P`.
+    @inlinable package static var commitCounters: ControlField { ControlField(rawValue: 4096) }
+    /// Overwrite mode, lock-free rings: one word per sub-buffer slot written by the consumer alone:
+    /// the slot's destroyed-record count it has accounted for (see `BufferProtocol.md` §5.4).
+    @inlinable package static var readAccounting: ControlField { ControlField(rawValue: 6144) }
+
+    /// Offset of the commit counter of sub-buffer slot `slot` (lock-free rings).
+    @inlinable package static func commitCounter(slot: Int) -> ControlField {
+        ControlField(rawValue: commitCounters.rawValue &+ 8 &* slot)
+    }
+
+    /// Offset of the consumer's accounting word of sub-buffer slot `slot` (lock-free rings, overwrite mode).
+    @inlinable package static func readAccounting(slot: Int) -> ControlField {
+        ControlField(rawValue: readAccounting.rawValue &+ 8 &* slot)
+    }
 
     /// Offset of the recycle marker of sub-buffer slot `slot`.
     @inlinable package static func recycleMarker(slot: Int) -> ControlField {
@@ -226,10 +247,10 @@ package struct RecycleMarker: Hashable, Sendable {
 @frozen
 @usableFromInline
 package enum RingProtocol: UInt32, Sendable {
-    /// Restartable sequences on the ring's CPU.
+    /// Restartable sequences on the ring's CPU (the slow lane is lock-free).
     case rseq = 1
-    /// A process-shared robust mutex per ring.
-    case locked = 2
+    /// Compare-and-swap reservations and per-sub-buffer commit counters, on every ring.
+    case lockFree = 3
 }
 
 /// What happens when a ring is full.

@@ -53,7 +53,7 @@ package enum EventRegistry {
         while offset < bytes.count {
             guard offset + 8 <= bytes.count else { return fail("truncated header") }
             let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
-            guard length >= 8, length % 8 == 0, offset + length <= bytes.count else { return fail("invalid length \(length)") }
+            guard length >= 8, length % 8 == 0, length <= bytes.count - offset else { return fail("invalid length \(length)") }
             let end = offset + length
             let id = UInt16(bytes[offset + 4]) | UInt16(bytes[offset + 5]) << 8
             let fieldCount = Int(bytes[offset + 6])
@@ -99,6 +99,21 @@ extension SharedTraceBuffer {
         unsafe base.sharedWord64(at: HeaderField.registryUsed.rawValue)
     }
 
+    /// `registryUsed`, checked against the registry's size (another process can write anything there).
+    private func registryUsed() throws(TraceError) -> Int {
+        // SAFETY: see registryUsedWord.
+        let used = unsafe registryUsedWord.pointee.load(ordering: .acquiring)
+        guard used <= UInt64(TraceLayout.registrySize), used % 8 == 0 else {
+            throw TraceError(.corrupted, """
+                event registry of '\(name)' claims \(used) bytes (registryUsed, offset \(HeaderField.registryUsed.rawValue) \
+                of \(SharedTraceBuffer.path(forName: name))), not a multiple of 8 up to its \(TraceLayout.registrySize): \
+                something other than RseqTrace wrote into it; events of ids without a schema cannot be decoded, \
+                stop that process and trace again
+                """)
+        }
+        return Int(truncatingIfNeeded: used)
+    }
+
     private func registryBytes(count: Int) -> [UInt8] {
         // SAFETY: `count` is at most registrySize (checked by callers); the region is mapped.
         unsafe Array(UnsafeRawBufferPointer(start: base.advanced(by: TraceLayout.registryOffset), count: count))
@@ -130,8 +145,7 @@ extension SharedTraceBuffer {
         }
         // SAFETY: locked just above.
         defer { unsafe rseqtrace_mutex_unlock(mutex) }
-        let used = Int(unsafe registryUsedWord.pointee.load(ordering: .acquiring))  // SAFETY: see registryUsedWord
-        guard used <= TraceLayout.registrySize else { throw TraceError(.corrupted, "event registry of '\(name)' claims \(used) bytes") }
+        let used = try registryUsed()
         let existing: [(UInt16, EventSchema)]
         switch EventRegistry.decode(registryBytes(count: used)) {
         case .success(let entries): existing = entries
@@ -166,14 +180,14 @@ extension SharedTraceBuffer {
     /// Every registered event, by id.
     /// - Throws: `.corrupted` when the registry is damaged.
     public func registeredEvents() throws(TraceError) -> [UInt16: EventSchema] {
-        // SAFETY: see registryUsedWord.
-        let used = Int(unsafe registryUsedWord.pointee.load(ordering: .acquiring))
-        guard used <= TraceLayout.registrySize else {
-            throw TraceError(.corrupted, "event registry of '\(name)' claims \(used) bytes, more than its \(TraceLayout.registrySize)")
-        }
+        let used = try registryUsed()
         switch EventRegistry.decode(registryBytes(count: used)) {
         case .success(let entries): return Dictionary(entries, uniquingKeysWith: { first, _ in first })
-        case .failure(let error): throw error
+        case .failure(let error):
+            throw TraceError(.corrupted, """
+                \(error.message) of the event registry of '\(name)' (\(SharedTraceBuffer.path(forName: name))): \
+                something other than RseqTrace wrote into it; stop that process and trace again
+                """)
         }
     }
 }

@@ -11,6 +11,11 @@ import SystemPackage
 /// cumulative loss with `noteLost(ring:total:)`, then call `finish()`. Packets close when they
 /// reach `packetCapacity` bytes or when a ring's loss count changes, so that babeltrace2 reports
 /// discarded events near where they happened and its totals equal ours.
+///
+/// The directory is a readable trace at every moment, so that a recorder killed without warning
+/// leaves what it wrote readable: the `metadata` is written when the writer is created, before
+/// any stream file, and rewritten (a temporary file renamed over it) before any packet that
+/// needs a change to it; `checkpoint()` writes the pending packets (e.g. once a second).
 public final class CTFTraceWriter {
     /// The trace directory.
     public let directory: String
@@ -38,6 +43,13 @@ public final class CTFTraceWriter {
     /// What a record reads and writes, in one stored property so that appending it is one access.
     private var state: WriterState
     private var unknownIDs = Set<UInt16>()
+    /// The metadata text last written to the directory.
+    private var writtenMetadata: String?
+    /// Whether the description, the unknown ids or the malformed flag may have changed since
+    /// `writtenMetadata`.
+    private var metadataMayDiffer = true
+    /// Whether `writtenMetadata` declares the malformed-payload event.
+    private var metadataDeclaresMalformed = false
     /// The clock never changes after `init` (only the process and the schemas do): kept apart from
     /// `description` so that a record does not read the whole description.
     private let clock: CycleClock
@@ -49,6 +61,9 @@ public final class CTFTraceWriter {
         self.packetCapacity = max(4096, packetCapacity)
         self.clock = description.clock
         try CTFTraceWriter.prepareDirectory(directory)
+        self.state = WriterState(streams: [])
+        // The metadata first: the directory is a trace from the moment it holds a stream.
+        try syncMetadata()
         var streams: [CTFStream] = []
         for ring in 0...description.cpuRingCount {
             let path = directory + "/channel0_\(ring)"
@@ -73,9 +88,12 @@ public final class CTFTraceWriter {
     /// never mixed with or written over other files. With `replacingPreviousTrace`, a directory
     /// holding only a trace rseqtrace wrote (its `metadata` and `channel0_<n>` files) is emptied
     /// first — anything else in it is refused. Call early to fail before doing any work.
-    package static func prepareDirectory(_ path: String, replacingPreviousTrace: Bool = false) throws(TraceError) {
+    /// - Returns: whether it created the directory (see `removeTrace(in:removingDirectory:)`).
+    @discardableResult
+    package static func prepareDirectory(_ path: String, replacingPreviousTrace: Bool = false) throws(TraceError) -> Bool {
         // SAFETY: mkdir takes the path by value.
-        if unsafe mkdir(path, 0o755) != 0 {
+        if unsafe mkdir(path, 0o755) == 0 { return true }
+        do {
             let errno = Errno(rawValue: Glibc.errno)
             guard errno == .fileExists else {
                 throw TraceError(.systemCallFailed, "cannot create output directory \(path)", errno: errno)
@@ -84,8 +102,8 @@ public final class CTFTraceWriter {
             guard let entries = SystemInfo.directoryEntries(path) else {
                 throw TraceError(.alreadyExists, "\(path) exists and is not a directory: choose another output directory")
             }
-            guard !entries.isEmpty else { return }
-            let isOurTrace = entries.allSatisfy { $0 == "metadata" || ($0.hasPrefix("channel0_") && Int($0.dropFirst(9)) != nil) }
+            guard !entries.isEmpty else { return false }
+            let isOurTrace = entries.allSatisfy { CTFTraceWriter.isTraceFile($0) }
                 && (SystemInfo.readSmallFile(path + "/metadata")).map {
                     $0.hasPrefix(CTFMetadata.signature) && $0.contains("tracer_name = \"rseqtrace\";")
                 } == true
@@ -99,7 +117,30 @@ public final class CTFTraceWriter {
                     throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path)", errno: errno)
                 }
             }
+            return false
         }
+    }
+
+    /// The name of the temporary file the metadata is written to before it is renamed (hidden:
+    /// trace readers skip it).
+    static let metadataTemporaryName = ".metadata.tmp"
+
+    /// Whether `name` is one of the files a writer creates in its directory.
+    static func isTraceFile(_ name: String) -> Bool {
+        name == "metadata" || name == metadataTemporaryName
+            || (name.hasPrefix("channel0_") && Int(name.dropFirst(9)) != nil)
+    }
+
+    /// Removes the trace files a writer creates in `path` (its `metadata` and `channel0_<n>`
+    /// files), and the directory itself when `removingDirectory` and nothing else is left in it;
+    /// e.g. after a recording failed, in a directory `prepareDirectory` created. Best effort.
+    package static func removeTrace(in path: String, removingDirectory: Bool) {
+        for entry in SystemInfo.directoryEntries(path) ?? [] where isTraceFile(entry) {
+            // SAFETY: unlink takes the path by value.
+            _ = unsafe unlink(path + "/" + entry)
+        }
+        // SAFETY: rmdir takes the path by value; it fails on a directory that is not empty.
+        if removingDirectory { _ = unsafe rmdir(path) }
     }
 
     /// Names the traced process in the metadata (`procname`, `vpid`), e.g. once a recorder has
@@ -107,6 +148,7 @@ public final class CTFTraceWriter {
     package func updateProcess(procname: String, pid: Int32) {
         description.procname = procname
         description.pid = pid
+        metadataMayDiffer = true
     }
 
     /// Adds schemas registered since the writer was created. Ids already known keep their schema,
@@ -114,6 +156,7 @@ public final class CTFTraceWriter {
     /// events in the streams are encoded that way.
     package func updateSchemas(_ schemas: [UInt16: EventSchema]) {
         description.schemas.merge(schemas.filter { !unknownIDs.contains($0.key) }) { current, _ in current }
+        metadataMayDiffer = true
     }
 
     /// Where schemas registered after `init` come from, if anywhere (e.g. the buffer's registry):
@@ -175,6 +218,7 @@ public final class CTFTraceWriter {
             }
         } else {
             unknownIDs.insert(id)
+            metadataMayDiffer = true
             encoding = EventEncoding(kind: .unknown, hasText: false, value: 0, count: 0)
         }
         state.decisions[Int(id)] = encoding
@@ -189,26 +233,26 @@ public final class CTFTraceWriter {
         state.streams[ring].lostPending = max(state.streams[ring].lostPending, total)
     }
 
-    /// Writes the remaining packets and the metadata file.
-    @discardableResult
-    public func finish() throws(TraceError) -> Summary {
-        precondition(!state.finished, "finish called twice")
+    /// Writes the pending packets of every ring (and the metadata first, if it changed), so that
+    /// the directory holds every event appended so far as a readable trace.
+    public func checkpoint() throws(TraceError) {
+        precondition(!state.finished, "checkpoint after finish")
         for ring in state.streams.indices {
             let stream = state.streams[ring]
             if stream.eventBytes > 0 || stream.lostPending != stream.lostReported { try flush(ring) }
         }
+        try syncMetadata()
+    }
+
+    /// Writes the remaining packets and the final metadata file.
+    @discardableResult
+    public func finish() throws(TraceError) -> Summary {
+        try checkpoint()
         state.finished = true
-        let metadata = Array(CTFMetadata.text(description, unknownIDs: unknownIDs, malformedSeen: state.malformedSeen).utf8)
-        let path = directory + "/metadata"
-        do {
-            let fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
-            defer { try? fd.close() }
-            _ = try unsafe metadata.withUnsafeBytes { try unsafe fd.writeAll($0) }  // SAFETY: the array's own bytes
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot write \(path): \(error)")
-        }
-        var summary = Summary(events: 0, discarded: 0, packets: 0, streamBytes: 0, metadataBytes: UInt64(metadata.count))
+        metadataMayDiffer = true
+        try syncMetadata()
+        var summary = Summary(events: 0, discarded: 0, packets: 0, streamBytes: 0,
+                              metadataBytes: UInt64(writtenMetadata?.utf8.count ?? 0))
         for s in state.streams {
             summary.events += s.eventCount
             summary.discarded += s.lostReported
@@ -222,7 +266,39 @@ public final class CTFTraceWriter {
 
     static let headerSize = CTFLayout.headerSize
 
+    /// Rewrites the metadata if what it describes changed since it was last written: into a
+    /// temporary file renamed over `metadata`, so a reader (or a recorder killed meanwhile) sees
+    /// the old or the new text, never a part.
+    private func syncMetadata() throws(TraceError) {
+        guard metadataMayDiffer else { return }
+        let text = CTFMetadata.text(description, unknownIDs: unknownIDs, malformedSeen: state.malformedSeen)
+        metadataMayDiffer = false
+        guard text != writtenMetadata else { return }
+        let temporary = directory + "/" + CTFTraceWriter.metadataTemporaryName
+        let path = directory + "/metadata"
+        let bytes = Array(text.utf8)
+        do {
+            let fd = try FileDescriptor.open(FilePath(temporary), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
+            defer { try? fd.close() }
+            _ = try unsafe bytes.withUnsafeBytes { try unsafe fd.writeAll($0) }  // SAFETY: the array's own bytes
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot write \(temporary): \(error)")
+        }
+        // SAFETY: rename takes both paths by value.
+        guard unsafe rename(temporary, path) == 0 else {
+            let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
+            throw TraceError(.systemCallFailed, "cannot rename \(temporary) to \(path)", errno: errno)
+        }
+        writtenMetadata = text
+        metadataDeclaresMalformed = state.malformedSeen
+    }
+
     private func flush(_ ring: Int) throws(TraceError) {
+        // A packet may hold the first events of an id, or a malformed payload: the metadata that
+        // describes them reaches the directory before it.
+        if state.malformedSeen && !metadataDeclaresMalformed { metadataMayDiffer = true }
+        try syncMetadata()
         try state.streams[ring].flush(ring: ring, uuid: description.uuid, monotonicReference: clock.monotonicReference)
     }
 }

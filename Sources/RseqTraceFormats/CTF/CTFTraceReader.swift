@@ -82,7 +82,8 @@ public final class CTFTraceReader {
     ///   `.invalidConfiguration` when a session directory holds several traces, `.corrupted` when a
     ///   file is not a regular file (a symbolic link, FIFO or device), is larger than its bound, when
     ///   the metadata is malformed, two stream files hold the same stream (stream id and CPU), or an
-    ///   LTTng index file (`index/<stream>.idx`) disagrees with its stream's packets;
+    ///   LTTng index file (`index/<stream>.idx`) disagrees with its stream's packets (describes one
+    ///   differently, or lists packets the stream file lacks: its last packets were dropped);
     ///   `.systemCallFailed` when a file cannot be opened or read.
     public convenience init(directory requested: String) throws(TraceError) {
         try self.init(directory: requested, limits: .standard)

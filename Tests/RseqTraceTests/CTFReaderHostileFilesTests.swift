@@ -249,7 +249,6 @@ struct CTFReaderHostileFilesTests {
         bad = good; bad[16 + 72 + 7] ^= 0x01                  // entry 1: offset
         cases.append((bad, "entry 1 places its packet at byte offset"))
         cases.append((good + good[16..<(16 + 72)], "packet(s) at the end of the stream are missing"))
-        cases.append((Array(good.dropLast(72)), "packet \(packets.count - 1) is not in \(indexPath)"))
         for (bytes, fragment) in cases {
             try Self.write(indexPath, bytes)
             Self.expectRefused(dir, [fragment])
@@ -260,5 +259,85 @@ struct CTFReaderHostileFilesTests {
         // An index whose stream file is gone.
         try Self.write(dir + "/index/channel0_9.idx", good)
         Self.expectRefused(dir, ["\(dir)/index/channel0_9.idx: indexes stream file channel0_9, which the trace does not hold"])
+    }
+
+    @Test("CTFTraceWriter writes an LTTng index per stream; a stream cut before its last packet is refused, trailing packets an unfinished index lacks are accepted")
+    func writerIndexFiles() throws {
+        let (dir, files) = try CTFReaderCorruptionTests.fixture("hostile-writer-index", events: 3000, keepingIndex: true)
+        defer { Self.remove(dir) }
+        let streams = files.keys.filter { $0 != "metadata" }.sorted()
+        #expect(streams == ["channel0_0", "channel0_1", "channel0_2"])
+        #expect(SystemInfo.directoryEntries(dir + "/index")?.sorted() == streams.map { $0 + ".idx" })
+        for name in streams {
+            // The index lists every packet, as the test's own encoding of LTTng's format does.
+            let stream = try #require(files[name])
+            #expect(Self.read(dir + "/index/\(name).idx") == Self.index(of: stream), "\(name)")
+        }
+        let expected = try CTFTraceReader(directory: dir).readAll().count
+        #expect(expected > 0)
+
+        let stream = try #require(files["channel0_0"])
+        let good = Self.index(of: stream)
+        let indexPath = dir + "/index/channel0_0.idx"
+        let packets = Self.packets(stream)
+        try #require(packets.count >= 3)
+
+        // The stream file cut at its last packet's offset: the last packet was dropped.
+        let (lastOffset, _) = try #require(packets.last)
+        try Self.write(dir + "/channel0_0", Array(stream[..<lastOffset]))
+        Self.expectRefused(dir, ["\(dir)/channel0_0: byte offset \(lastOffset): the file ends after \(packets.count - 1) packets, \(indexPath) lists \(packets.count): 1 packet(s) at the end of the stream are missing (dropped or cut off after they were written); the trace is incomplete"])
+        try Self.write(dir + "/channel0_0", stream)
+
+        // Indexes with fewer entries than packets (a writer killed between a packet and its
+        // entry, or before any entry): accepted, every packet read.
+        for dropped in [1, 2, packets.count] {
+            try Self.write(indexPath, Array(good.dropLast(72 * dropped)))
+            #expect(try CTFTraceReader(directory: dir).readAll().count == expected, "\(dropped) entries dropped")
+        }
+        // Fewer entries and a dropped packet: the packets the index lists are still required.
+        try Self.write(indexPath, Array(good.dropLast(72)))
+        let (secondLast, _) = packets[packets.count - 2]
+        try Self.write(dir + "/channel0_0", Array(stream[..<secondLast]))
+        Self.expectRefused(dir, ["\(dir)/channel0_0: byte offset \(secondLast): the file ends after \(packets.count - 2) packets, \(indexPath) lists \(packets.count - 1)"])
+    }
+
+    @Test("replacing a previous trace removes its index directory; one holding another file is refused; removeTrace removes it")
+    func replacingRemovesTheIndex() throws {
+        let (dir, _) = try CTFReaderCorruptionTests.fixture("hostile-replace-index", keepingIndex: true)
+        defer { Self.remove(dir) }
+        try #require(SystemInfo.directoryEntries(dir + "/index")?.isEmpty == false)
+
+        // A file the writer does not create, in index/: not a trace of ours, left alone.
+        try Self.write(dir + "/index/notes.txt", [0x41])
+        #expect(throws: TraceError.self) { try CTFTraceWriter.prepareDirectory(dir, replacingPreviousTrace: true) }
+        #expect(SystemInfo.directoryEntries(dir + "/index")?.contains("notes.txt") == true)
+        #expect(SystemInfo.directoryEntries(dir)?.contains("metadata") == true)
+        // SAFETY: unlink takes the path by value.
+        #expect(unsafe unlink(dir + "/index/notes.txt") == 0)
+
+        #expect(try CTFTraceWriter.prepareDirectory(dir, replacingPreviousTrace: true) == false)
+        #expect(SystemInfo.directoryEntries(dir) == [])
+
+        // A trace written again, then removed as a failed recording's is.
+        let (again, _) = try CTFReaderCorruptionTests.fixture("hostile-remove-index", keepingIndex: true)
+        defer { Self.remove(again) }
+        CTFTraceWriter.removeTrace(in: again, removingDirectory: true)
+        // SAFETY: access takes the path by value.
+        #expect(unsafe access(again, F_OK) != 0, "\(again) removed with its index directory")
+    }
+
+    static func read(_ path: String) -> [UInt8]? {
+        // SAFETY: the path string is passed as a temporary NUL-terminated C string.
+        let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            // SAFETY: read writes at most chunk.count bytes into the array's storage.
+            let n = unsafe Glibc.read(fd, &chunk, chunk.count)
+            guard n > 0 else { return n == 0 ? out : nil }
+            out.append(contentsOf: chunk[..<n])
+        }
     }
 }

@@ -18,8 +18,14 @@ private enum ReaderFiles {
         return "/tmp/rseqtrace-ctfreader-\(getpid())-\(tag)-\(n)"
     }
 
-    /// Removes a flat directory (the traces have no subdirectories).
+    /// Removes a trace directory: its files, and those of its `index` subdirectory.
     static func removeTree(_ path: String) {
+        for name in SystemInfo.directoryEntries(path + "/index") ?? [] {
+            // SAFETY: the path string is passed as a temporary NUL-terminated C string.
+            unsafe unlink(path + "/index/" + name)
+        }
+        // SAFETY: as above.
+        unsafe rmdir(path + "/index")
         for name in SystemInfo.directoryEntries(path) ?? [] {
             // SAFETY: the path string is passed as a temporary NUL-terminated C string.
             unsafe unlink(path + "/" + name)
@@ -378,12 +384,23 @@ struct CTFReaderCorruptionTests {
     /// A fresh directory name under /tmp (not created).
     static func fixtureDirectory(_ tag: String) -> String { ReaderFiles.temporaryDirectory(tag) }
 
-    static func fixture(_ tag: String, events: Int = 600) throws -> (String, [String: [UInt8]]) {
+    /// A trace written by `CTFTraceWriter` and its files (`metadata`, `channel0_<n>`). Without
+    /// `keepingIndex`, its `index` directory is removed, so that a corrupted packet reaches the
+    /// stream decoder rather than the index check.
+    static func fixture(_ tag: String, events: Int = 600, keepingIndex: Bool = false) throws -> (String, [String: [UInt8]]) {
         let dir = ReaderFiles.temporaryDirectory(tag)
         var builder = try TraceBuilder.varied(directory: dir, rings: 2, events: events, seed: 99)
         try builder.finish()
+        if !keepingIndex {
+            for name in SystemInfo.directoryEntries(dir + "/index") ?? [] {
+                // SAFETY: the path string is passed as a temporary NUL-terminated C string.
+                unsafe unlink(dir + "/index/" + name)
+            }
+            // SAFETY: as above.
+            try #require(unsafe rmdir(dir + "/index") == 0, "\(dir)/index: the writer's index directory")
+        }
         var files: [String: [UInt8]] = [:]
-        for name in SystemInfo.directoryEntries(dir) ?? [] { files[name] = ReaderFiles.read(dir + "/" + name) }
+        for name in SystemInfo.directoryEntries(dir) ?? [] where name != "index" { files[name] = ReaderFiles.read(dir + "/" + name) }
         return (dir, files)
     }
 

@@ -21,9 +21,21 @@ import SystemPackage
 /// opened file's type and size are checked), and so are two stream files holding the same stream.
 /// A stream whose `packet_seq_num` skips or repeats a number is an error, not a warning: the
 /// message says how many packets are missing, or which packet is duplicated (babeltrace2 reports
-/// such gaps as discarded packets and goes on; this reader refuses an incomplete trace). Packets
-/// missing at the end of a stream are only visible with LTTng index files (`index/<stream>.idx`):
-/// when present, every index must list exactly the packets of its stream file.
+/// such gaps as discarded packets and goes on; this reader refuses an incomplete trace).
+///
+/// Packets missing at the end of a stream are only visible with LTTng index files
+/// (`index/<stream>.idx`, which `CTFTraceWriter` and LTTng write). A writer appends a packet's
+/// index entry after the packet, so the index of a stream file is checked as a list of its first
+/// packets, entry by entry (offset, sizes, timestamps, discarded events, stream instance and
+/// sequence number):
+/// - a stream file holding packets after those its index lists is accepted, trailing packets
+///   included: its writer stopped (was killed) between writing a packet and its index entry, and
+///   the index is unfinished;
+/// - a stream file holding fewer packets than its index lists is refused: its last packets were
+///   dropped (the file was truncated, or not all of it was copied), and the error names the stream
+///   file, the packets its index lists and the packets it holds.
+///
+/// A stream file without an index is read as it is; an index without its stream file is refused.
 public final class CTFTraceReader {
     /// The trace directory (the one holding `metadata`).
     public let directory: String
@@ -70,7 +82,8 @@ public final class CTFTraceReader {
     ///   `.invalidConfiguration` when a session directory holds several traces, `.corrupted` when a
     ///   file is not a regular file (a symbolic link, FIFO or device), is larger than its bound, when
     ///   the metadata is malformed, two stream files hold the same stream (stream id and CPU), or an
-    ///   LTTng index file (`index/<stream>.idx`) disagrees with its stream's packets;
+    ///   LTTng index file (`index/<stream>.idx`) disagrees with its stream's packets (describes one
+    ///   differently, or lists packets the stream file lacks: its last packets were dropped);
     ///   `.systemCallFailed` when a file cannot be opened or read.
     public convenience init(directory requested: String) throws(TraceError) {
         try self.init(directory: requested, limits: .standard)
@@ -298,9 +311,10 @@ public final class CTFTraceReader {
     static let indexMagic: UInt64 = 0xC1F1_DCC1
 
     /// Checks the LTTng index files `indexNames` (in `directory/index`) against the packets of the
-    /// stream files: one index per stream file, one entry per packet, with the packet's offset,
-    /// sizes, timestamps and discarded-events count (and, from index 1.1, its stream instance id
-    /// and sequence number). An index is what shows that a stream's last packets are missing.
+    /// stream files: at most one index per stream file, one entry per packet, with the packet's
+    /// offset, sizes, timestamps and discarded-events count (and, from index 1.1, its stream
+    /// instance id and sequence number). An index is what shows that a stream's last packets are
+    /// missing; packets after the last it lists are accepted (an unfinished index).
     static func checkIndexes(_ indexNames: [String], streams: [String], contents: [[UInt8]],
                              directory: String, limit: Int) throws(TraceError) {
         let streamSet = Set(streams)
@@ -318,7 +332,9 @@ public final class CTFTraceReader {
         }
     }
 
-    /// Checks one LTTng index file against its stream file's packets.
+    /// Checks one LTTng index file against its stream file's packets: its entries must describe
+    /// the stream file's first packets, every one of them present; packets after the last entry
+    /// are those of an unfinished index, and accepted.
     static func checkIndex(_ index: [UInt8], path: String, stream: [UInt8], streamPath: String) throws(TraceError) {
         func big(_ at: Int, _ size: Int) -> UInt64 {
             var value: UInt64 = 0
@@ -357,9 +373,8 @@ public final class CTFTraceReader {
                   packetBits / 8 >= UInt64(CTFLayout.headerSize), packetBits / 8 <= UInt64(stream.count - offset) else {
                 break // The stream decoder reports the malformed packet.
             }
-            guard packet < entries else {
-                throw TraceError(.corrupted, "\(streamPath): byte offset \(offset): packet \(packet) is not in \(path), which lists \(entries) packets: the index does not belong to this stream file, or packets were added")
-            }
+            // Packets after the last entry: the writer stopped between a packet and its entry.
+            guard packet < entries else { break }
             let at = headerSize + packet * size
             guard big(at, 8) == UInt64(offset) else {
                 throw fail(at, "entry \(packet) places its packet at byte offset \(big(at, 8)) of \(streamPath), which holds it at \(offset): a packet before it was removed or added")
@@ -376,8 +391,8 @@ public final class CTFTraceReader {
             packet += 1
             offset += Int(packetBits / 8)
         }
-        if offset >= stream.count && packet != entries {
-            throw TraceError(.corrupted, "\(streamPath): byte offset \(stream.count): the file ends after \(packet) packets, \(path) lists \(entries): \(entries - packet) packet(s) at the end of the stream are missing; the trace is incomplete")
+        if offset >= stream.count && packet < entries {
+            throw TraceError(.corrupted, "\(streamPath): byte offset \(stream.count): the file ends after \(packet) packets, \(path) lists \(entries): \(entries - packet) packet(s) at the end of the stream are missing (dropped or cut off after they were written); the trace is incomplete")
         }
     }
 }

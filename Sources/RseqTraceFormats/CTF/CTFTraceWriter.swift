@@ -4,8 +4,10 @@ import Glibc
 import RseqTrace
 import SystemPackage
 
-/// Writes a CTF 1.8 trace directory: a text `metadata` file and one stream file per ring
-/// (`channel0_<ring>`, the slow lane last), readable by babeltrace2 and Trace Compass.
+/// Writes a CTF 1.8 trace directory: a text `metadata` file, one stream file per ring
+/// (`channel0_<ring>`, the slow lane last) and, per stream file, an LTTng index file
+/// (`index/channel0_<ring>.idx`, index format 1.1) listing its packets; readable by babeltrace2
+/// and Trace Compass.
 ///
 /// Feed it records in ring order (as a `TraceDrainer` delivers them), report each ring's
 /// cumulative loss with `noteLost(ring:total:)`, then call `finish()`. Packets close when they
@@ -15,7 +17,12 @@ import SystemPackage
 /// The directory is a readable trace at every moment, so that a recorder killed without warning
 /// leaves what it wrote readable: the `metadata` is written when the writer is created, before
 /// any stream file, and rewritten (a temporary file renamed over it) before any packet that
-/// needs a change to it; `checkpoint()` writes the pending packets (e.g. once a second).
+/// needs a change to it; `checkpoint()` writes the pending packets (e.g. once a second). Each
+/// index file is complete (its header written to a hidden temporary file renamed into place)
+/// before its stream file receives a packet, and a packet's index entry is appended after the
+/// packet: an index never names a packet its stream file lacks, so `CTFTraceReader` can tell a
+/// stream whose last packet was lost (fewer packets than its index lists) from one whose writer
+/// was killed between a packet and its entry (trailing packets the index does not list yet).
 public final class CTFTraceWriter {
     /// The trace directory.
     public let directory: String
@@ -64,30 +71,83 @@ public final class CTFTraceWriter {
         self.state = WriterState(streams: [])
         // The metadata first: the directory is a trace from the moment it holds a stream.
         try syncMetadata()
+        // SAFETY: mkdir takes the path by value.
+        if unsafe mkdir(directory + "/" + CTFTraceWriter.indexDirectoryName, 0o755) != 0 {
+            let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
+            throw TraceError(.systemCallFailed, "cannot create \(directory)/\(CTFTraceWriter.indexDirectoryName)", errno: errno)
+        }
         var streams: [CTFStream] = []
         for ring in 0...description.cpuRingCount {
             let path = directory + "/channel0_\(ring)"
+            let fd: FileDescriptor
             do {
-                let fd = try FileDescriptor.open(FilePath(path), .writeOnly,
-                                                 options: [.create, .truncate, .closeOnExec],
-                                                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
-                streams.append(CTFStream(fd: fd, path: path, cpu: UInt32(ring)))
+                fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
             } catch {
-                for s in streams { try? s.fd.close() }
+                for s in streams { try? s.fd.close(); try? s.index.close() }
                 throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
+            }
+            do throws(TraceError) {
+                let index = try CTFTraceWriter.createIndex(directory: directory, stream: "channel0_\(ring)")
+                streams.append(CTFStream(fd: fd, path: path, cpu: UInt32(ring), index: index.fd, indexPath: index.path))
+            } catch {
+                try? fd.close()
+                for s in streams { try? s.fd.close(); try? s.index.close() }
+                throw error
             }
         }
         self.state = WriterState(streams: streams)
     }
 
     deinit {
-        for s in state.streams { try? s.fd.close() }
+        for s in state.streams { try? s.fd.close(); try? s.index.close() }
+    }
+
+    /// The subdirectory holding the LTTng index files (`channel0_<ring>.idx`).
+    static let indexDirectoryName = "index"
+
+    /// The LTTng index file header: magic, index format 1.1, 72-byte entries (big-endian).
+    static let indexHeader: [UInt8] = {
+        var bytes: [UInt8] = []
+        for value in [CTFTraceWriter.indexMagic, 1, 1, UInt32(CTFStream.indexEntrySize)] { bytes.appendBigEndian(value) }
+        return bytes
+    }()
+
+    /// The magic number that opens an LTTng index file.
+    static let indexMagic: UInt32 = 0xC1F1_DCC1
+
+    /// Creates `index/<stream>.idx` holding the index header alone: written to a hidden temporary
+    /// file renamed into place, so the index file is never seen without its header. Returns it
+    /// opened for appending entries.
+    static func createIndex(directory: String, stream: String) throws(TraceError) -> (fd: FileDescriptor, path: String) {
+        let path = directory + "/" + indexDirectoryName + "/" + stream + ".idx"
+        let temporary = directory + "/" + indexDirectoryName + "/." + stream + ".idx.tmp"
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(FilePath(temporary), .writeOnly, options: [.create, .truncate, .append, .closeOnExec],
+                                         permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot create \(temporary): \(error)")
+        }
+        do {
+            _ = try unsafe indexHeader.withUnsafeBytes { try unsafe fd.writeAll($0) }  // SAFETY: the array's own bytes
+        } catch {
+            try? fd.close()
+            throw TraceError(.systemCallFailed, "cannot write \(temporary): \(error)")
+        }
+        // SAFETY: rename takes both paths by value.
+        guard unsafe rename(temporary, path) == 0 else {
+            let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
+            try? fd.close()
+            throw TraceError(.systemCallFailed, "cannot rename \(temporary) to \(path)", errno: errno)
+        }
+        return (fd, path)
     }
 
     /// Creates `path` as the output directory, or accepts it if it exists and is empty: a trace is
     /// never mixed with or written over other files. With `replacingPreviousTrace`, a directory
-    /// holding only a trace rseqtrace wrote (its `metadata` and `channel0_<n>` files) is emptied
-    /// first — anything else in it is refused. Call early to fail before doing any work.
+    /// holding only a trace rseqtrace wrote (its `metadata`, `channel0_<n>` files and `index`
+    /// directory of `channel0_<n>.idx` files) is emptied first — anything else in it is refused. Call early to fail before doing any work.
     /// - Returns: whether it created the directory (see `removeTrace(in:removingDirectory:)`).
     @discardableResult
     package static func prepareDirectory(_ path: String, replacingPreviousTrace: Bool = false) throws(TraceError) -> Bool {
@@ -104,15 +164,28 @@ public final class CTFTraceWriter {
             }
             guard !entries.isEmpty else { return false }
             let isOurTrace = entries.allSatisfy { CTFTraceWriter.isTraceFile($0) }
+                && (!entries.contains(indexDirectoryName)
+                    || CTFTraceWriter.indexEntries(in: path)?.allSatisfy(CTFTraceWriter.isIndexFile) == true)
                 && (SystemInfo.readSmallFile(path + "/metadata")).map {
                     $0.hasPrefix(CTFMetadata.signature) && $0.contains("tracer_name = \"rseqtrace\";")
                 } == true
             guard replacingPreviousTrace && isOurTrace else {
                 throw TraceError(.alreadyExists, "output directory \(path) is not empty: choose another output directory or remove it")
             }
+            for entry in CTFTraceWriter.indexEntries(in: path) ?? [] {
+                let file = path + "/" + indexDirectoryName + "/" + entry
+                // SAFETY: unlink takes the path by value; only the index files checked above.
+                if unsafe unlink(file) != 0 {
+                    let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
+                    throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path): cannot remove \(file)", errno: errno)
+                }
+            }
             for entry in entries {
-                // SAFETY: unlink takes the path by value; only the trace files listed above.
-                if unsafe unlink(path + "/" + entry) != 0 {
+                let file = path + "/" + entry
+                // SAFETY: unlink and rmdir take the path by value; only the trace files listed above
+                // (`index` is the directory emptied above).
+                let removed = unsafe entry == indexDirectoryName ? rmdir(file) : unlink(file)
+                if removed != 0 {
                     let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
                     throw TraceError(.systemCallFailed, "cannot replace the previous trace in \(path)", errno: errno)
                 }
@@ -125,19 +198,41 @@ public final class CTFTraceWriter {
     /// trace readers skip it).
     static let metadataTemporaryName = ".metadata.tmp"
 
-    /// Whether `name` is one of the files a writer creates in its directory.
+    /// Whether `name` is one of the files a writer creates in its directory (its `index`
+    /// subdirectory included).
     static func isTraceFile(_ name: String) -> Bool {
-        name == "metadata" || name == metadataTemporaryName
-            || (name.hasPrefix("channel0_") && Int(name.dropFirst(9)) != nil)
+        name == "metadata" || name == metadataTemporaryName || name == indexDirectoryName || isStreamName(name)
     }
 
-    /// Removes the trace files a writer creates in `path` (its `metadata` and `channel0_<n>`
-    /// files), and the directory itself when `removingDirectory` and nothing else is left in it;
-    /// e.g. after a recording failed, in a directory `prepareDirectory` created. Best effort.
+    /// Whether `name` is a stream file's name, `channel0_<n>`.
+    static func isStreamName<S: StringProtocol>(_ name: S) -> Bool {
+        name.hasPrefix("channel0_") && Int(name.dropFirst(9)) != nil
+    }
+
+    /// Whether `name` is one of the files a writer creates in its `index` directory:
+    /// `channel0_<n>.idx`, or the hidden temporary file `.channel0_<n>.idx.tmp` it is created as.
+    static func isIndexFile(_ name: String) -> Bool {
+        if name.hasPrefix("."), name.hasSuffix(".idx.tmp") { return isStreamName(name.dropFirst().dropLast(8)) }
+        return name.hasSuffix(".idx") && isStreamName(name.dropLast(4))
+    }
+
+    /// The entries of `path/index`, nil when it is not a directory.
+    static func indexEntries(in path: String) -> [String]? {
+        SystemInfo.directoryEntries(path + "/" + indexDirectoryName)
+    }
+
+    /// Removes the trace files a writer creates in `path` (its `metadata`, `channel0_<n>` and
+    /// `index/channel0_<n>.idx` files, and the `index` directory once empty), and the directory
+    /// itself when `removingDirectory` and nothing else is left in it; e.g. after a recording
+    /// failed, in a directory `prepareDirectory` created. Best effort.
     package static func removeTrace(in path: String, removingDirectory: Bool) {
-        for entry in SystemInfo.directoryEntries(path) ?? [] where isTraceFile(entry) {
+        for entry in indexEntries(in: path) ?? [] where isIndexFile(entry) {
             // SAFETY: unlink takes the path by value.
-            _ = unsafe unlink(path + "/" + entry)
+            _ = unsafe unlink(path + "/" + indexDirectoryName + "/" + entry)
+        }
+        for entry in SystemInfo.directoryEntries(path) ?? [] where isTraceFile(entry) {
+            // SAFETY: unlink and rmdir take the path by value; rmdir fails on a directory that is not empty.
+            _ = unsafe entry == indexDirectoryName ? rmdir(path + "/" + entry) : unlink(path + "/" + entry)
         }
         // SAFETY: rmdir takes the path by value; it fails on a directory that is not empty.
         if removingDirectory { _ = unsafe rmdir(path) }
@@ -380,6 +475,9 @@ struct CTFStream {
     let fd: FileDescriptor
     let path: String
     let cpu: UInt32
+    /// The stream's LTTng index file, opened for appending, and its path.
+    let index: FileDescriptor
+    let indexPath: String
     /// `CTFTraceWriter.headerSize` bytes for the packet header, then the packet's `eventBytes`
     /// bytes of events; longer (zeros) so that an event is stored without growing it.
     var buffer: [UInt8]
@@ -393,10 +491,12 @@ struct CTFStream {
     var eventCount: UInt64 = 0
     var bytesWritten: UInt64 = 0
 
-    init(fd: FileDescriptor, path: String, cpu: UInt32) {
+    init(fd: FileDescriptor, path: String, cpu: UInt32, index: FileDescriptor, indexPath: String) {
         self.fd = fd
         self.path = path
         self.cpu = cpu
+        self.index = index
+        self.indexPath = indexPath
         self.buffer = [UInt8](repeating: 0, count: CTFTraceWriter.headerSize + 4096)
     }
 
@@ -510,12 +610,13 @@ struct CTFStream {
             // A reader cannot know where a stream's discarded-events counter started, so it only
             // reports a count between two packets: open every stream with a packet saying 0.
             let packet = header(ring: ring, uuid: uuid, eventBytes: 0, begin: begin, end: begin, discarded: 0)
-            try write(packet, count: packet.count)
+            try write(packet, count: packet.count, ring: ring, begin: begin, end: begin, discarded: 0)
         }
         let header = header(ring: ring, uuid: uuid, eventBytes: eventBytes, begin: begin, end: end,
                             discarded: lostPending)
         buffer.replaceSubrange(0..<CTFTraceWriter.headerSize, with: header)
-        try write(buffer, count: CTFTraceWriter.headerSize + eventBytes)
+        try write(buffer, count: CTFTraceWriter.headerSize + eventBytes, ring: ring, begin: begin, end: end,
+                  discarded: lostPending)
         lostReported = lostPending
         self.end = end
         self.begin = end
@@ -543,13 +644,32 @@ struct CTFStream {
         return packet
     }
 
-    /// Writes the first `count` bytes of `bytes` as one packet.
-    private mutating func write(_ bytes: [UInt8], count: Int) throws(TraceError) {
+    /// Bytes of an LTTng index 1.1 entry: nine big-endian 64-bit fields.
+    static let indexEntrySize = 72
+
+    /// Writes the first `count` bytes of `bytes` as one packet (whose header holds `begin`, `end`
+    /// and `discarded`), then its entry in the index file: the packet is on disk before the index
+    /// names it.
+    private mutating func write(_ bytes: [UInt8], count: Int, ring: Int, begin: UInt64, end: UInt64,
+                                discarded: UInt64) throws(TraceError) {
         do {
             // SAFETY: the array's own bytes, `count` of them (at most its count).
             _ = try unsafe bytes.withUnsafeBytes { try unsafe fd.writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         } catch {
             throw TraceError(.systemCallFailed, "cannot write \(path): \(error)")
+        }
+        // The fields of LTTng's `struct ctf_packet_index`, in its order; sizes in bits.
+        var entry: [UInt8] = []
+        entry.reserveCapacity(CTFStream.indexEntrySize)
+        let bits = UInt64(count) * 8
+        for value in [bytesWritten, bits, bits, begin, end, discarded, 0 /* stream_id */, UInt64(ring), sequence] {
+            entry.appendBigEndian(value)
+        }
+        do {
+            // SAFETY: the array's own bytes. The file is opened with O_APPEND: the entry lands at its end.
+            _ = try unsafe entry.withUnsafeBytes { try unsafe index.writeAll($0) }
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot write \(indexPath): \(error)")
         }
         bytesWritten += UInt64(count)
         sequence += 1
@@ -557,6 +677,12 @@ struct CTFStream {
 }
 
 extension Array where Element == UInt8 {
+    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+        for i in (0..<MemoryLayout<T>.size).reversed() {
+            append(UInt8(truncatingIfNeeded: value >> (8 * i)))
+        }
+    }
+
     mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
         var v = value.littleEndian
         for _ in 0..<MemoryLayout<T>.size {

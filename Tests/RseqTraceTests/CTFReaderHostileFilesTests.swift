@@ -239,7 +239,6 @@ struct CTFReaderHostileFilesTests {
         var bad = good; bad[0] ^= 0xFF
         cases.append((bad, "byte offset 0: bad index magic"))
         cases.append((Array(good.prefix(10)), "byte offset 0: truncated index header"))
-        cases.append((Array(good.dropLast(5)), "truncated index entry"))
         bad = good; bad[5] = 9
         cases.append((bad, "byte offset 4: index version"))
         bad = good; bad[15] = 8
@@ -253,6 +252,9 @@ struct CTFReaderHostileFilesTests {
             try Self.write(indexPath, bytes)
             Self.expectRefused(dir, [fragment])
         }
+        // A partial last entry (a writer killed while appending it) is an unfinished index.
+        try Self.write(indexPath, Array(good.dropLast(5)))
+        #expect(try CTFTraceReader(directory: dir).readAll().count == expected)
         try Self.write(indexPath, good)
         #expect(try CTFTraceReader(directory: dir).readAll().count == expected)
 

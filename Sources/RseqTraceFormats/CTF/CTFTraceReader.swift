@@ -30,7 +30,8 @@ import SystemPackage
 /// sequence number):
 /// - a stream file holding packets after those its index lists is accepted, trailing packets
 ///   included: its writer stopped (was killed) between writing a packet and its index entry, and
-///   the index is unfinished;
+///   the index is unfinished (so is an index whose last entry is partial: the writer was killed while
+///   appending it);
 /// - a stream file holding fewer packets than its index lists is refused: its last packets were
 ///   dropped (the file was truncated, or not all of it was copied), and the error names the stream
 ///   file, the packets its index lists and the packets it holds.
@@ -333,8 +334,8 @@ public final class CTFTraceReader {
     }
 
     /// Checks one LTTng index file against its stream file's packets: its entries must describe
-    /// the stream file's first packets, every one of them present; packets after the last entry
-    /// are those of an unfinished index, and accepted.
+    /// the stream file's first packets, every one of them present; packets after the last complete
+    /// entry (and a partial last entry) are those of an unfinished index, and accepted.
     static func checkIndex(_ index: [UInt8], path: String, stream: [UInt8], streamPath: String) throws(TraceError) {
         func big(_ at: Int, _ size: Int) -> UInt64 {
             var value: UInt64 = 0
@@ -360,9 +361,8 @@ public final class CTFTraceReader {
             throw fail(12, "packet_index_len \(entrySize) is outside 56...4096 bytes")
         }
         let size = Int(entrySize)
-        guard (index.count - headerSize) % size == 0 else {
-            throw fail(headerSize + (index.count - headerSize) / size * size, "truncated index entry: \(index.count - headerSize) bytes of entries are not a multiple of packet_index_len \(size)")
-        }
+        // A partial last entry is one the writer was appending when it stopped (e.g. killed): like
+        // packets after the last entry, it belongs to an unfinished index and is not checked.
         let entries = (index.count - headerSize) / size
         let names = ["packet_size", "content_size", "timestamp_begin", "timestamp_end", "events_discarded", "stream_id",
                      "stream_instance_id", "packet_seq_num"]

@@ -382,29 +382,40 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 refusing to map it; record into a new trace object
                 """)
         }
-        // SAFETY: mapping the validated descriptor with its fstat size; the result is checked.
-        let mapping = unsafe mmap(nil, fileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
+        // The header is validated from a private copy: a process truncating or rewriting the file
+        // meanwhile can neither make validation fault (SIGBUS) nor show it two values of one field.
+        // SAFETY: a fresh allocation, freed on every path out of this function.
+        let snapshot = unsafe UnsafeMutableRawPointer.allocate(byteCount: TraceLayout.headerSize, alignment: 64)
+        // SAFETY: allocated just above, not used after this function.
+        defer { unsafe snapshot.deallocate() }
+        // SAFETY: pread writes at most headerSize bytes into the allocation of that size.
+        let read = unsafe pread(fd.rawValue, snapshot, TraceLayout.headerSize, 0)
+        let readErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
+        guard read >= 0 else { throw TraceError(.systemCallFailed, "cannot read the header of \(path)", errno: readErrno) }
+        guard read == TraceLayout.headerSize else {
+            throw TraceError(.corrupted, """
+                \(path) was \(fileSize) bytes but only \(read) bytes of its header could be read: it is being truncated \
+                by another process; record into a new trace object
+                """)
+        }
+        // SAFETY: the snapshot holds headerSize initialised bytes (the pread above).
+        let validated = try unsafe validateHeader(base: snapshot, fileSize: fileSize, path: path)
+        let mappedSize = validated.layout.totalSize   // == fileSize, checked by validateHeader
+        // SAFETY: mapping the validated descriptor with the validated size; the result is checked.
+        let mapping = unsafe mmap(nil, mappedSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
         let mapErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
         // SAFETY: comparing the returned address only.
         guard let mapping = unsafe mapping, unsafe mapping != MAP_FAILED else {
             throw TraceError(.systemCallFailed, "cannot map \(path)", errno: mapErrno)
         }
-        // SAFETY: mmap succeeded for `fileSize` bytes.
-        let base = unsafe UnsafeMutableRawPointer(mapping)
-        do {
-            // SAFETY: the mapping is `fileSize` bytes, which validateHeader checks before reading past 4 KiB.
-            let validated = try unsafe validateHeader(base: base, fileSize: fileSize, path: path)
-            // SAFETY: ownership of the mapping moves to the new object, which unmaps it in deinit.
-            return unsafe SharedTraceBuffer(
-                name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
-                indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
-                creatorPID: validated.creatorPID, isCreator: false, base: base, mappedSize: fileSize,
-                removeWhenClosed: false, fileIdentity: (UInt64(info.deviceID.rawValue), UInt64(info.inode.rawValue)))
-        } catch {
-            // SAFETY: unmapping the mapping made above, which nothing else references.
-            unsafe munmap(base, fileSize)
-            throw error
-        }
+        // SAFETY: mmap succeeded for `mappedSize` bytes; ownership of the mapping moves to the new
+        // object, which unmaps it in deinit.
+        return unsafe SharedTraceBuffer(
+            name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
+            indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
+            creatorPID: validated.creatorPID, isCreator: false, base: UnsafeMutableRawPointer(mapping),
+            mappedSize: mappedSize, removeWhenClosed: false,
+            fileIdentity: (UInt64(info.deviceID.rawValue), UInt64(info.inode.rawValue)))
     }
 
     private struct ValidatedHeader {
@@ -412,13 +423,16 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         var clock: CycleClock, bootID: [UInt8], creatorPID: Int32
     }
 
-    /// Checks every header field of the mapping at `base` (`fileSize` bytes, at least the header)
-    /// and returns the values the object is used with from then on: nothing in the header is read
-    /// again for the geometry, so a later write into it cannot change the layout under its users.
-    /// Each field is read once, so a concurrent writer cannot make two checks see different values.
+    /// Checks every header field of the private copy at `base` (`TraceLayout.headerSize` bytes) of
+    /// the header of a `fileSize`-byte object and returns the values the object is used with from
+    /// then on: nothing in the header is read again for the geometry, so a later write into it
+    /// cannot change the layout under its users.
+    ///
+    /// ## Safety
+    /// - `base` must point to `TraceLayout.headerSize` initialised bytes, 8-aligned.
     @unsafe
     private static func validateHeader(base: UnsafeMutableRawPointer, fileSize: Int, path: String) throws(TraceError) -> ValidatedHeader {
-        // SAFETY: validateHeader only reads header fields inside the first 4 KiB (fileSize >= 4096 checked).
+        // SAFETY: validateHeader only reads header fields inside the first 4 KiB (the caller's obligation).
         let header = unsafe HeaderWriter(base: unsafe base)
         guard header.get(HeaderField.magic, as: UInt64.self) == TraceLayout.magic else {
             throw TraceError(.notATraceObject, "\(path) does not start with the RseqTrace magic: not a trace object (or not initialised yet)")

@@ -32,10 +32,23 @@ public struct DrainedRecord: ~Copyable {
         self.payloadSize = payloadSize
     }
 
-    /// Loads a value from the payload (any alignment). Traps when out of bounds.
+    /// Loads a value from the payload (any alignment). Traps when out of bounds: use it with
+    /// offsets the caller chose after checking `payloadSize`; an offset computed from the payload's
+    /// content (which another process wrote) goes through `loadIfInBounds(fromByteOffset:as:)`.
     @inlinable
     public func load<T: BitwiseCopyable>(fromByteOffset offset: Int, as type: T.Type) -> T {
-        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= payloadSize, "payload read out of bounds")
+        guard let value = loadIfInBounds(fromByteOffset: offset, as: T.self) else {
+            preconditionFailure("payload read of \(MemoryLayout<T>.size) bytes at offset \(offset) out of bounds (payload \(payloadSize) bytes)")
+        }
+        return value
+    }
+
+    /// Loads a value from the payload (any alignment), or nil when `offset` and the value's size
+    /// do not lie within the payload. Never traps, whatever `offset` is.
+    @inlinable
+    public func loadIfInBounds<T: BitwiseCopyable>(fromByteOffset offset: Int, as type: T.Type) -> T? {
+        // No addition: `offset` may be anything, `payloadSize - size` cannot overflow (both are small).
+        guard offset >= 0, payloadSize >= MemoryLayout<T>.size, offset <= payloadSize - MemoryLayout<T>.size else { return nil }
         // SAFETY: bounds checked; the payload is valid for the callback's duration.
         return unsafe payload.loadUnaligned(fromByteOffset: offset, as: T.self)
     }

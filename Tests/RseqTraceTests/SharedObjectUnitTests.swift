@@ -370,7 +370,10 @@ struct SharedObjectUnitTests {
         #expect(unsafe mkfifo(path, 0o600) == 0)
         let error = try #require(traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) })
         #expect(error.code == .notATraceObject)
-        #expect(error.message == "\(path) is not a regular file")
+        #expect(error.message == """
+            \(path) is a FIFO (named pipe), not a regular file: a trace object is a file under /dev/shm or an \
+            anonymous memory file; check the name given to open it
+            """)
     }
 
     @Test("a directory at the name fails with .notATraceObject, one of the errors open(name:) documents")
@@ -438,7 +441,8 @@ struct SharedObjectUnitTests {
         #expect(error.code == .corrupted)
         #expect(error.message == """
             \(path): the file is \(total + delta) bytes but the header describes \(total) (truncated?); the header \
-            is inconsistent, refusing to use it
+            is inconsistent, refusing to use it: the object is damaged or was written by another program; record \
+            into a new trace object
             """)
         #expect(error.message.contains("truncated"))
         withExtendedLifetime(buffer) {}
@@ -468,21 +472,22 @@ struct SharedObjectUnitTests {
         #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: 12345))
         #expect(openError()?.code == .corrupted)
         #expect(openError()?.message == """
-            \(path): invalid geometry (cpu rings \(cpus), ring size 12345, sub-buffer size 1024); the header is \
-            inconsistent, refusing to use it
+            \(path): header field ringSize (offset 48) is 12345, expected a power of two in 8192...1073741824; the \
+            header is inconsistent, refusing to use it: the object is damaged or was written by another program; \
+            record into a new trace object
             """)
 
         #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: UInt64.max))
         #expect(openError()?.code == .corrupted)
-        #expect(openError()?.message.contains("invalid geometry") == true)
+        #expect(openError()?.message.hasPrefix("\(path): header field ringSize (offset 48) is \(UInt64.max), expected ") == true)
 
         // A valid but different power of two: geometry fine, derived sizes no longer match.
         #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: 16384))
         #expect(openError()?.code == .corrupted)
-        #expect(openError()?.message == """
-            \(path): ring count, stride or total size do not match the geometry; the header is inconsistent, \
-            refusing to use it
-            """)
+        #expect(openError()?.message.hasPrefix("""
+            \(path): header field ringStride (offset 32) is 16384, expected 24576 (controlSize + ringSize); the header \
+            is inconsistent
+            """) == true, "\(openError()?.message ?? "")")
 
         // Repaired: opens again.
         #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: 8192))
@@ -491,19 +496,25 @@ struct SharedObjectUnitTests {
     }
 
     @Test("other damaged header fields fail with .corrupted",
-          arguments: [(HeaderField.headerSize.rawValue, 4, UInt64(8192), "unexpected header, control block or rings offset sizes"),
-                      (HeaderField.controlSize.rawValue, 8, 0, "unexpected header, control block or rings offset sizes"),
-                      (HeaderField.ringsOffset.rawValue, 8, 0, "unexpected header, control block or rings offset sizes"),
-                      (HeaderField.cpuRingCount.rawValue, 4, 0, "invalid geometry"),
-                      (HeaderField.subbufferSize.rawValue, 8, 768, "invalid geometry"),
-                      (HeaderField.ringCount.rawValue, 4, 99, "ring count, stride or total size do not match the geometry"),
-                      (HeaderField.totalSize.rawValue, 8, 4096, "ring count, stride or total size do not match the geometry"),
-                      (HeaderField.ringProtocol.rawValue, 4, 2, "unknown protocol, mode or indexing value"),
-                      (HeaderField.bufferMode.rawValue, 4, 2, "unknown protocol, mode or indexing value"),
-                      (HeaderField.indexing.rawValue, 4, 5, "unknown protocol, mode or indexing value"),
-                      (HeaderField.state.rawValue, 4, 0, "unknown state 0"),
-                      (HeaderField.state.rawValue, 4, 3, "unknown state 3"),
-                      (HeaderField.cycleFrequency.rawValue, 8, 999_999, "cycle counter frequency 999999 Hz is implausible")])
+          arguments: [(HeaderField.headerSize.rawValue, 4, UInt64(8192), "header field headerSize (offset 12) is 8192, expected 4096;"),
+                      (HeaderField.controlSize.rawValue, 8, 0, "header field controlSize (offset 64) is 0, expected 8192;"),
+                      (HeaderField.ringsOffset.rawValue, 8, 0, "header field ringsOffset (offset 40) is 0, expected 65536;"),
+                      (HeaderField.cpuRingCount.rawValue, 4, 0, "header field cpuRingCount (offset 24) is 0, expected 1...4096;"),
+                      (HeaderField.subbufferSize.rawValue, 8, 768,
+                       "header field subbufferSize (offset 56) is 768, expected a power of two in 256...16777216;"),
+                      (HeaderField.subbufferSize.rawValue, 8, 16, "header field subbufferSize (offset 56) is 16, expected a power of two"),
+                      (HeaderField.subbufferSize.rawValue, 8, 8192,
+                       "ringSize 8192 holds 1 sub-buffers of subbufferSize 8192, expected 2...256;"),
+                      (HeaderField.ringCount.rawValue, 4, 99, "header field ringCount (offset 28) is 99, expected "),
+                      (HeaderField.ringStride.rawValue, 8, 1, "header field ringStride (offset 32) is 1, expected 16384 (controlSize + ringSize);"),
+                      (HeaderField.totalSize.rawValue, 8, 4096, "header field totalSize (offset 16) is 4096, expected "),
+                      (HeaderField.ringProtocol.rawValue, 4, 2, "header field ringProtocol (offset 72) is 2, expected 1 (rseq) or 3 (lock-free);"),
+                      (HeaderField.bufferMode.rawValue, 4, 2, "header field bufferMode (offset 76) is 2, expected 0 (discard) or 1 (overwrite);"),
+                      (HeaderField.indexing.rawValue, 4, 5, "header field indexing (offset 80) is 5, expected 0 (cpu_id) or 1 (mm_cid);"),
+                      (HeaderField.state.rawValue, 4, 0, "header field state (offset 84) is 0, expected 1 (ready) or 2 (finished);"),
+                      (HeaderField.state.rawValue, 4, 3, "header field state (offset 84) is 3, expected 1 (ready) or 2 (finished);"),
+                      (HeaderField.cycleFrequency.rawValue, 8, 999_999,
+                       "header field cycleFrequency (offset 96) is 999999, expected at least 1000000 (Hz);")])
     func openDamagedHeaderField(offset: Int, width: Int, value: UInt64, reason: String) throws {
         let name = UnitTrace.name("field\(offset)")
         let buffer = try SharedTraceBuffer.create(configuration(name))
@@ -512,7 +523,10 @@ struct SharedObjectUnitTests {
         let error = try #require(traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) })
         #expect(error.code == .corrupted)
         #expect(error.message.hasPrefix("\(path): \(reason)"), "\(error.message)")
-        #expect(error.message.hasSuffix("; the header is inconsistent, refusing to use it"))
+        #expect(error.message.hasSuffix("""
+            ; the header is inconsistent, refusing to use it: the object is damaged or was written by another \
+            program; record into a new trace object
+            """))
         withExtendedLifetime(buffer) {}
     }
 

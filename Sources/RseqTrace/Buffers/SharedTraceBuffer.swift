@@ -287,7 +287,8 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         let path = SharedTraceBuffer.path(forName: name)
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(FilePath(path), .readWrite, options: [.noFollow, .closeOnExec])
+            // Non-blocking: whatever the name designates (a FIFO, a device), opening it never waits.
+            fd = try FileDescriptor.open(FilePath(path), .readWrite, options: [.noFollow, .closeOnExec, .nonBlocking])
         } catch let errno as Errno {
             switch errno {
             case .noSuchFileOrDirectory:
@@ -312,7 +313,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: error)
         }
         guard info.type == .regular else {
-            throw TraceError(.notATraceObject, "\(path) is not a regular file")
+            throw TraceError(.notATraceObject, """
+                \(path) is \(describe(info.type)), not a regular file: a trace object is a file under /dev/shm or \
+                an anonymous memory file; check the name given to open it
+                """)
         }
         guard info.userID.rawValue == geteuid() else {
             throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.userID.rawValue), not to you (uid \(geteuid())): refusing to use it")
@@ -343,7 +347,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: error)
         }
         guard info.type == .regular else {
-            throw TraceError(.notATraceObject, "\(path) is not a regular file")
+            throw TraceError(.notATraceObject, """
+                \(path) is \(describe(info.type)), not a regular file: a trace object is a file under /dev/shm or \
+                an anonymous memory file; check the descriptor number in \(environmentVariable)
+                """)
         }
         guard info.userID.rawValue == geteuid() else {
             throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.userID.rawValue), not to you (uid \(geteuid())): refusing to use it")
@@ -351,35 +358,64 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         return try map(FileDescriptor(rawValue: descriptor), info: info, name: "fd:\(descriptor)", path: path)
     }
 
+    /// What a file type is, for messages.
+    private static func describe(_ type: FileType) -> String {
+        switch type {
+        case .fifo: "a FIFO (named pipe)"
+        case .characterSpecial: "a character device"
+        case .blockSpecial: "a block device"
+        case .socket: "a socket"
+        case .directory: "a directory"
+        case .symbolicLink: "a symbolic link"
+        default: "of file type \(String(type.rawValue, radix: 8))"
+        }
+    }
+
     /// Maps and validates the trace object open as `fd` (whose `fstat` is `info`).
     private static func map(_ fd: FileDescriptor, info: Stat, name: String, path: String) throws(TraceError) -> SharedTraceBuffer {
-        let fileSize = Int(info.size)
-        guard fileSize >= TraceLayout.headerSize else {
-            throw TraceError(.notATraceObject, "\(path) is \(fileSize) bytes, too small to be a trace object")
+        guard let fileSize = Int(exactly: info.size), fileSize >= TraceLayout.headerSize else {
+            throw TraceError(.notATraceObject, "\(path) is \(info.size) bytes, too small to be a trace object")
         }
-        // SAFETY: mapping the validated descriptor with its fstat size; the result is checked.
-        let mapping = unsafe mmap(nil, fileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
+        guard fileSize <= TraceLayout.maximumTotalSize else {
+            throw TraceError(.corrupted, """
+                \(path) is \(fileSize) bytes, larger than any trace object (at most \(TraceLayout.maximumTotalSize)): \
+                refusing to map it; record into a new trace object
+                """)
+        }
+        // The header is validated from a private copy: a process truncating or rewriting the file
+        // meanwhile can neither make validation fault (SIGBUS) nor show it two values of one field.
+        // SAFETY: a fresh allocation, freed on every path out of this function.
+        let snapshot = unsafe UnsafeMutableRawPointer.allocate(byteCount: TraceLayout.headerSize, alignment: 64)
+        // SAFETY: allocated just above, not used after this function.
+        defer { unsafe snapshot.deallocate() }
+        // SAFETY: pread writes at most headerSize bytes into the allocation of that size.
+        let read = unsafe pread(fd.rawValue, snapshot, TraceLayout.headerSize, 0)
+        let readErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
+        guard read >= 0 else { throw TraceError(.systemCallFailed, "cannot read the header of \(path)", errno: readErrno) }
+        guard read == TraceLayout.headerSize else {
+            throw TraceError(.corrupted, """
+                \(path) was \(fileSize) bytes but only \(read) bytes of its header could be read: it is being truncated \
+                by another process; record into a new trace object
+                """)
+        }
+        // SAFETY: the snapshot holds headerSize initialised bytes (the pread above).
+        let validated = try unsafe validateHeader(base: snapshot, fileSize: fileSize, path: path)
+        let mappedSize = validated.layout.totalSize   // == fileSize, checked by validateHeader
+        // SAFETY: mapping the validated descriptor with the validated size; the result is checked.
+        let mapping = unsafe mmap(nil, mappedSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
         let mapErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
         // SAFETY: comparing the returned address only.
         guard let mapping = unsafe mapping, unsafe mapping != MAP_FAILED else {
             throw TraceError(.systemCallFailed, "cannot map \(path)", errno: mapErrno)
         }
-        // SAFETY: mmap succeeded for `fileSize` bytes.
-        let base = unsafe UnsafeMutableRawPointer(mapping)
-        do {
-            // SAFETY: the mapping is `fileSize` bytes, which validateHeader checks before reading past 4 KiB.
-            let validated = try unsafe validateHeader(base: base, fileSize: fileSize, path: path)
-            // SAFETY: ownership of the mapping moves to the new object, which unmaps it in deinit.
-            return unsafe SharedTraceBuffer(
-                name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
-                indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
-                creatorPID: validated.creatorPID, isCreator: false, base: base, mappedSize: fileSize,
-                removeWhenClosed: false, fileIdentity: (UInt64(info.deviceID.rawValue), UInt64(info.inode.rawValue)))
-        } catch {
-            // SAFETY: unmapping the mapping made above, which nothing else references.
-            unsafe munmap(base, fileSize)
-            throw error
-        }
+        // SAFETY: mmap succeeded for `mappedSize` bytes; ownership of the mapping moves to the new
+        // object, which unmaps it in deinit.
+        return unsafe SharedTraceBuffer(
+            name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
+            indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
+            creatorPID: validated.creatorPID, isCreator: false, base: UnsafeMutableRawPointer(mapping),
+            mappedSize: mappedSize, removeWhenClosed: false,
+            fileIdentity: (UInt64(info.deviceID.rawValue), UInt64(info.inode.rawValue)))
     }
 
     private struct ValidatedHeader {
@@ -387,9 +423,16 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         var clock: CycleClock, bootID: [UInt8], creatorPID: Int32
     }
 
+    /// Checks every header field of the private copy at `base` (`TraceLayout.headerSize` bytes) of
+    /// the header of a `fileSize`-byte object and returns the values the object is used with from
+    /// then on: nothing in the header is read again for the geometry, so a later write into it
+    /// cannot change the layout under its users.
+    ///
+    /// ## Safety
+    /// - `base` must point to `TraceLayout.headerSize` initialised bytes, 8-aligned.
     @unsafe
     private static func validateHeader(base: UnsafeMutableRawPointer, fileSize: Int, path: String) throws(TraceError) -> ValidatedHeader {
-        // SAFETY: validateHeader only reads header fields inside the first 4 KiB (fileSize >= 4096 checked).
+        // SAFETY: validateHeader only reads header fields inside the first 4 KiB (the caller's obligation).
         let header = unsafe HeaderWriter(base: unsafe base)
         guard header.get(HeaderField.magic, as: UInt64.self) == TraceLayout.magic else {
             throw TraceError(.notATraceObject, "\(path) does not start with the RseqTrace magic: not a trace object (or not initialised yet)")
@@ -399,44 +442,107 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             throw TraceError(.unsupportedVersion, "\(path) has layout version \(version); this build reads version \(TraceLayout.version): use a matching rseqtrace")
         }
         func corrupted(_ what: String) -> TraceError {
-            TraceError(.corrupted, "\(path): \(what); the header is inconsistent, refusing to use it")
+            TraceError(.corrupted, """
+                \(path): \(what); the header is inconsistent, refusing to use it: the object is damaged or \
+                was written by another program; record into a new trace object
+                """)
         }
-        guard header.get(HeaderField.headerSize, as: UInt32.self) == UInt64(TraceLayout.headerSize),
-              header.get(HeaderField.controlSize, as: UInt64.self) == UInt64(TraceLayout.controlSize),
-              header.get(HeaderField.ringsOffset, as: UInt64.self) == UInt64(TraceLayout.registryOffset + TraceLayout.registrySize) else {
-            throw corrupted("unexpected header, control block or rings offset sizes")
+        /// The refusal of a field whose value is not the one expected.
+        func badField(_ name: String, _ field: HeaderField, _ found: UInt64, expected: String) -> TraceError {
+            corrupted("header field \(name) (offset \(field.rawValue)) is \(found), expected \(expected)")
         }
-        let cpuRings = Int(header.get(HeaderField.cpuRingCount, as: UInt32.self))
-        let ringSize = Int(clamping: header.get(HeaderField.ringSize, as: UInt64.self))
-        let subSize = Int(clamping: header.get(HeaderField.subbufferSize, as: UInt64.self))
-        guard let layout = TraceLayout(cpuRingCount: cpuRings, ringSize: ringSize, subbufferSize: subSize) else {
-            throw corrupted("invalid geometry (cpu rings \(cpuRings), ring size \(ringSize), sub-buffer size \(subSize))")
+        func powerOfTwo(_ value: UInt64, in range: ClosedRange<Int>) -> Bool {
+            value >= UInt64(range.lowerBound) && value <= UInt64(range.upperBound) && value & (value &- 1) == 0
         }
-        guard header.get(HeaderField.ringCount, as: UInt32.self) == UInt64(layout.ringCount),
-              header.get(HeaderField.ringStride, as: UInt64.self) == UInt64(layout.ringStride),
-              header.get(HeaderField.totalSize, as: UInt64.self) == UInt64(layout.totalSize) else {
-            throw corrupted("ring count, stride or total size do not match the geometry")
+        let headerSize = header.get(HeaderField.headerSize, as: UInt32.self)
+        guard headerSize == UInt64(TraceLayout.headerSize) else {
+            throw badField("headerSize", HeaderField.headerSize, headerSize, expected: "\(TraceLayout.headerSize)")
         }
-        guard layout.totalSize == fileSize else {
-            throw corrupted("the file is \(fileSize) bytes but the header describes \(layout.totalSize) (truncated?)")
+        let controlSize = header.get(HeaderField.controlSize, as: UInt64.self)
+        guard controlSize == UInt64(TraceLayout.controlSize) else {
+            throw badField("controlSize", HeaderField.controlSize, controlSize, expected: "\(TraceLayout.controlSize)")
         }
-        guard let ringProtocol = RingProtocol(rawValue: UInt32(header.get(HeaderField.ringProtocol, as: UInt32.self))),
-              let mode = BufferMode(rawValue: UInt32(header.get(HeaderField.bufferMode, as: UInt32.self))),
-              let indexing = RingIndexing(rawValue: UInt32(header.get(HeaderField.indexing, as: UInt32.self))) else {
-            throw corrupted("unknown protocol, mode or indexing value")
+        let ringsOffset = header.get(HeaderField.ringsOffset, as: UInt64.self)
+        let expectedRingsOffset = TraceLayout.registryOffset + TraceLayout.registrySize
+        guard ringsOffset == UInt64(expectedRingsOffset) else {
+            throw badField("ringsOffset", HeaderField.ringsOffset, ringsOffset, expected: "\(expectedRingsOffset)")
+        }
+        let cpuRings = header.get(HeaderField.cpuRingCount, as: UInt32.self)
+        guard cpuRings >= 1 && cpuRings <= UInt64(TraceLayout.maximumCPURingCount) else {
+            throw badField("cpuRingCount", HeaderField.cpuRingCount, cpuRings, expected: "1...\(TraceLayout.maximumCPURingCount)")
+        }
+        let ringSize = header.get(HeaderField.ringSize, as: UInt64.self)
+        guard powerOfTwo(ringSize, in: TraceLayout.minimumRingSize...TraceLayout.maximumRingSize) else {
+            throw badField("ringSize", HeaderField.ringSize, ringSize, expected: """
+                a power of two in \(TraceLayout.minimumRingSize)...\(TraceLayout.maximumRingSize)
+                """)
+        }
+        let subSize = header.get(HeaderField.subbufferSize, as: UInt64.self)
+        guard powerOfTwo(subSize, in: TraceLayout.minimumSubbufferSize...TraceLayout.maximumSubbufferSize) else {
+            throw badField("subbufferSize", HeaderField.subbufferSize, subSize, expected: """
+                a power of two in \(TraceLayout.minimumSubbufferSize)...\(TraceLayout.maximumSubbufferSize)
+                """)
+        }
+        // Both are powers of two within their bounds: the quotient is exact and cannot trap.
+        let perRing = ringSize / subSize
+        guard let layout = TraceLayout(cpuRingCount: Int(cpuRings), ringSize: Int(ringSize), subbufferSize: Int(subSize)) else {
+            throw corrupted("""
+                ringSize \(ringSize) holds \(perRing) sub-buffers of subbufferSize \(subSize), expected \
+                2...\(TraceLayout.maximumSubbuffersPerRing)
+                """)
+        }
+        let ringCount = header.get(HeaderField.ringCount, as: UInt32.self)
+        guard ringCount == UInt64(layout.ringCount) else {
+            throw badField("ringCount", HeaderField.ringCount, ringCount, expected: "\(layout.ringCount) (cpuRingCount + 1)")
+        }
+        let ringStride = header.get(HeaderField.ringStride, as: UInt64.self)
+        guard ringStride == UInt64(layout.ringStride) else {
+            throw badField("ringStride", HeaderField.ringStride, ringStride, expected: "\(layout.ringStride) (controlSize + ringSize)")
+        }
+        // The bounds checked above keep this far below Int.max; it is computed checked all the same.
+        let (rings, ringsOverflow) = layout.ringCount.multipliedReportingOverflow(by: layout.ringStride)
+        let (expectedTotal, totalOverflow) = layout.ringsOffset.addingReportingOverflow(rings)
+        guard !ringsOverflow && !totalOverflow && expectedTotal == layout.totalSize else {
+            throw corrupted("the ring geometry does not fit in memory (\(layout.ringCount) rings of \(layout.ringStride) bytes)")
+        }
+        let totalSize = header.get(HeaderField.totalSize, as: UInt64.self)
+        guard totalSize == UInt64(expectedTotal) else {
+            throw badField("totalSize", HeaderField.totalSize, totalSize, expected: "\(expectedTotal) (ringsOffset + ringCount * ringStride)")
+        }
+        guard expectedTotal == fileSize else {
+            throw corrupted("the file is \(fileSize) bytes but the header describes \(expectedTotal) (truncated?)")
+        }
+        let protocolValue = header.get(HeaderField.ringProtocol, as: UInt32.self)
+        guard let ringProtocol = RingProtocol(rawValue: UInt32(truncatingIfNeeded: protocolValue)) else {
+            throw badField("ringProtocol", HeaderField.ringProtocol, protocolValue, expected: "1 (rseq) or 3 (lock-free)")
+        }
+        let modeValue = header.get(HeaderField.bufferMode, as: UInt32.self)
+        guard let mode = BufferMode(rawValue: UInt32(truncatingIfNeeded: modeValue)) else {
+            throw badField("bufferMode", HeaderField.bufferMode, modeValue, expected: "0 (discard) or 1 (overwrite)")
+        }
+        let indexingValue = header.get(HeaderField.indexing, as: UInt32.self)
+        guard let indexing = RingIndexing(rawValue: UInt32(truncatingIfNeeded: indexingValue)) else {
+            throw badField("indexing", HeaderField.indexing, indexingValue, expected: "0 (cpu_id) or 1 (mm_cid)")
+        }
+        guard !(indexing == .concurrencyID && mode == .overwrite) else {
+            throw corrupted("header fields indexing (offset \(HeaderField.indexing.rawValue)) and bufferMode (offset \(HeaderField.bufferMode.rawValue)) combine mm_cid indexing with overwrite mode, which no trace object uses")
         }
         let state = header.loadState()
-        guard state == 1 || state == 2 else { throw corrupted("unknown state \(state)") }
+        guard state == 1 || state == 2 else {
+            throw badField("state", HeaderField.state, UInt64(state), expected: "1 (ready) or 2 (finished)")
+        }
         let clock = CycleClock(
             frequency: header.get(HeaderField.cycleFrequency, as: UInt64.self),
             cycleReference: header.get(HeaderField.cycleReference, as: UInt64.self),
             monotonicReference: header.get(HeaderField.monotonicReference, as: UInt64.self),
             realtimeReference: header.get(HeaderField.realtimeReference, as: UInt64.self))
-        guard clock.frequency >= 1_000_000 else { throw corrupted("cycle counter frequency \(clock.frequency) Hz is implausible") }
+        guard clock.frequency >= 1_000_000 else {
+            throw badField("cycleFrequency", HeaderField.cycleFrequency, clock.frequency, expected: "at least 1000000 (Hz)")
+        }
         return ValidatedHeader(
             layout: layout, mode: mode, ringProtocol: ringProtocol, indexing: indexing, clock: clock,
             bootID: header.getBytes(HeaderField.bootID, count: 16),
-            creatorPID: Int32(bitPattern: UInt32(header.get(HeaderField.creatorPID, as: UInt32.self))))
+            creatorPID: Int32(bitPattern: UInt32(truncatingIfNeeded: header.get(HeaderField.creatorPID, as: UInt32.self))))
     }
 
     @unsafe
@@ -493,7 +599,9 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     }
 
     /// The view of ring `index` (`0..<layout.ringCount`; the last one is the slow lane). The view
-    /// depends on a borrow of this object, which keeps the mapping alive.
+    /// depends on a borrow of this object, which keeps the mapping alive. `index` comes from the
+    /// caller's own iteration over the validated `layout`, never from shared memory: an index out
+    /// of range is a programming error and traps.
     @_lifetime(borrow self)
     package func ring(_ index: Int) -> RingView {
         precondition(index >= 0 && index < layout.ringCount, "ring index out of range")

@@ -41,6 +41,11 @@ public struct TraceLayout: Hashable, Sendable {
     @usableFromInline package static let maximumSubbufferSize = 1 << 24
     /// Each sub-buffer has a recycle marker in the ring's control block (see `ControlField.recycleMarkers`).
     @usableFromInline package static let maximumSubbuffersPerRing = 256
+    /// Most rings indexed by CPU (or concurrency id); a CPU at or beyond the ring count writes to the slow lane.
+    @usableFromInline package static let maximumCPURingCount = 4096
+    /// Size of the largest object a valid geometry describes (every bound at its maximum).
+    @usableFromInline package static let maximumTotalSize =
+        registryOffset + registrySize + (maximumCPURingCount + 1) * (controlSize + maximumRingSize)
 
     /// Number of per-CPU rings (indexed by CPU, or by concurrency id); the slow-lane ring follows them.
     public let cpuRingCount: Int
@@ -68,7 +73,7 @@ public struct TraceLayout: Hashable, Sendable {
 
     /// Validates a geometry; `nil` when a size is not a power of two or out of range.
     package init?(cpuRingCount: Int, ringSize: Int, subbufferSize: Int) {
-        guard cpuRingCount >= 1, cpuRingCount <= 4096,
+        guard cpuRingCount >= 1, cpuRingCount <= TraceLayout.maximumCPURingCount,
               ringSize >= TraceLayout.minimumRingSize, ringSize <= TraceLayout.maximumRingSize,
               ringSize & (ringSize - 1) == 0,
               subbufferSize >= TraceLayout.minimumSubbufferSize,

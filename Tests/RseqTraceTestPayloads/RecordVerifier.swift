@@ -190,3 +190,20 @@ public struct RecordVerifier {
         threads.clamped(to: 0..<intactByThread.count).reduce(0) { $0 + intactByThread[$1] }
     }
 }
+
+extension RecordVerifier {
+    /// Marks `buffer` finished and, unless an earlier drain failed (`drainError` is set), drains it
+    /// through `drainer` one last, quiescent time, checking every record: on success adds the round
+    /// to `rounds`, on failure keeps the error in `drainError`.
+    package mutating func drainFinished(_ buffer: SharedTraceBuffer, _ drainer: TraceDrainer,
+                                        rounds: inout Int, drainError: inout TraceError?) {
+        buffer.markFinished()
+        guard drainError == nil else { return }
+        do {
+            try drainer.drainOnce(quiescent: true) { check($0) }
+            rounds += 1
+        } catch {
+            drainError = error
+        }
+    }
+}

@@ -69,21 +69,13 @@ enum CellCommand {
         }
 
         // The buffer: small rings, so that records are dropped or overwritten often.
-        var attempt = 0
         let buffer: SharedTraceBuffer
-        while true {
-            let configuration = TraceConfiguration(
-                name: "rseqtrace-stress-\(getpid())-\(attempt)", ringSize: 1 << 18, subbufferSize: 1 << 13,
-                mode: cell.buffer)
-            do {
-                buffer = try SharedTraceBuffer.create(configuration)
-                break
-            } catch where error.code == .alreadyExists && attempt < 16 {
-                attempt += 1
-            } catch {
-                printError("error: cannot create the buffer: \(error)")
-                return 3
-            }
+        do {
+            buffer = try createUniqueBuffer(name: { "rseqtrace-stress-\(getpid())-\($0)" }, ringSize: 1 << 18,
+                                            subbufferSize: 1 << 13, mode: cell.buffer)
+        } catch {
+            printError("error: cannot create the buffer: \(error)")
+            return 3
         }
 
         let start = ContinuousClock.now
@@ -171,15 +163,7 @@ enum CellCommand {
             }
         }
         let produced = ContinuousClock.now - start
-        buffer.markFinished()
-        if drainError == nil {
-            do {
-                try drainer.drainOnce(quiescent: true) { verifier.check($0) }
-                rounds += 1
-            } catch {
-                drainError = error
-            }
-        }
+        verifier.drainFinished(buffer, drainer, rounds: &rounds, drainError: &drainError)
         watch.done.store(true, ordering: .releasing)
         watchdog.join()
 

@@ -5,6 +5,7 @@ import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceSupport
+import RseqTraceTestPayloads
 
 /// `attach-write`: attaches to an existing buffer as an extra producer process.
 enum AttachWriteCommand {
@@ -28,11 +29,12 @@ enum AttachWriteCommand {
 
         guard let buffer = attachAsProducer(name: name) else { return 3 }
         let producer = buffer.makeProducer()
-        let state = WorkloadState(threads: threads)
-        let settings = WorkloadSettings(
-            threads: threads, events: events, threadBase: UInt32(base), signals: options.has("signals"),
+        let state = ProducerState(threads: threads)
+        let loop = ProducerLoop(
+            threads: threads, events: UInt64(events), threadBase: UInt32(base),
+            timerSignal: options.has("signals") ? rtts_timer_signal() : nil,
             yield: options.has("yield"), deadline: ContinuousClock.now.advanced(by: .seconds(timeLimit)), seed: seed)
-        Workload.startProducers(producer, settings, state).join()
+        ProducerThreads.start(producer, loop, state).join()
         let emitted = state.emitted.load(ordering: .relaxed)
         print("attach-write: mode=\(status.mode) path=\(producer.path) emitted=\(emitted) stored=\(state.stored.load(ordering: .relaxed)) signals=\(rtts_signal_count())")
         if state.timedOut.load(ordering: .relaxed) {

@@ -131,12 +131,7 @@ enum StormCommand {
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
         let options = try Options(arguments, flagNames: [],
                                   valueNames: ["mode", "threads", "events", "ring-size", "subbuffer-size", "time-limit"])
-        let mode: BufferMode
-        switch try options.string("mode") {
-        case "discard": mode = .discard
-        case "overwrite": mode = .overwrite
-        case let other: throw UsageError("--mode must be discard or overwrite, got '\(other)'")
-        }
+        let mode = try options.bufferMode()
         let threads = try options.int("threads", in: 1...64)
         let events = try options.int("events", in: 1...5_000_000)
         let ringSize = try options.int("ring-size", default: 1 << 18, in: 8192...(1 << 30))
@@ -251,12 +246,7 @@ enum StuckCommand {
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
         let options = try Options(arguments, flagNames: [],
                                   valueNames: ["mode", "threads", "events", "ring-size", "subbuffer-size"])
-        let mode: BufferMode
-        switch try options.string("mode") {
-        case "discard": mode = .discard
-        case "overwrite": mode = .overwrite
-        case let other: throw UsageError("--mode must be discard or overwrite, got '\(other)'")
-        }
+        let mode = try options.bufferMode()
         let threads = try options.int("threads", in: 1...64)
         let events = try options.int("events", in: 1...5_000_000)
         let ringSize = try options.int("ring-size", default: 16384, in: 8192...(1 << 30))
@@ -356,12 +346,7 @@ enum FallbackWriteCommand {
         let options = try Options(arguments, flagNames: [],
                                   valueNames: ["name", "mode", "threads", "events", "ring-size", "subbuffer-size"])
         let name = try options.string("name")
-        let mode: BufferMode
-        switch try options.string("mode") {
-        case "discard": mode = .discard
-        case "overwrite": mode = .overwrite
-        case let other: throw UsageError("--mode must be discard or overwrite, got '\(other)'")
-        }
+        let mode = try options.bufferMode()
         let threads = try options.int("threads", in: 1...64)
         let events = try options.int("events", in: 1...5_000_000)
         let ringSize = try options.int("ring-size", default: 16384, in: 8192...(1 << 30))

@@ -2,6 +2,7 @@
 import Glibc
 import RseqTraceSupport
 #endif
+import RseqTrace
 
 /// `--key value` options and `--flag` switches, parsed by hand (no dependencies).
 struct Options {
@@ -26,6 +27,15 @@ struct Options {
     }
 
     func has(_ flag: String) -> Bool { flags.contains(flag) }
+
+    /// The required `--mode discard|overwrite`.
+    func bufferMode() throws(UsageError) -> BufferMode {
+        switch try string("mode") {
+        case "discard": return .discard
+        case "overwrite": return .overwrite
+        case let other: throw UsageError("--mode must be discard or overwrite, got '\(other)'")
+        }
+    }
 
     func string(_ name: String) throws(UsageError) -> String {
         guard let value = values[name] else { throw UsageError("--\(name) is required") }
@@ -57,16 +67,4 @@ struct UsageError: Error {
 /// Flushes stdio and ends the process.
 func finish(_ code: Int32) -> Never {
     exit(code)
-}
-
-/// A small, fast per-thread random generator (xorshift64*), seeded explicitly.
-struct XorShift: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed }
-    mutating func next() -> UInt64 {
-        state ^= state >> 12
-        state ^= state << 25
-        state ^= state >> 27
-        return state &* 0x2545_F491_4F6C_DD1D
-    }
 }

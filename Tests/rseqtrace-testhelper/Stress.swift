@@ -19,12 +19,7 @@ enum StressCommand {
         let options = try Options(arguments, flagNames: ["signals", "yield", "migrate"],
                                   valueNames: ["mode", "threads", "events", "ring-size", "subbuffer-size",
                                                "inject", "time-limit", "seed"])
-        let mode: BufferMode
-        switch try options.string("mode") {
-        case "discard": mode = .discard
-        case "overwrite": mode = .overwrite
-        case let other: throw UsageError("--mode must be discard or overwrite, got '\(other)'")
-        }
+        let mode = try options.bufferMode()
         let threads = try options.int("threads", in: 1...256)
         let events = try options.int("events", in: 1...10_000_000)
         guard threads * events <= 50_000_000 else { throw UsageError("threads x events must be at most 50000000") }
@@ -38,36 +33,28 @@ enum StressCommand {
         Environment.prepare(inject: inject, signals: signals)
         let status = RseqRuntime.status
 
-        var attempt = 0
         let buffer: SharedTraceBuffer
-        while true {
-            let configuration = TraceConfiguration(
-                name: "rseqtrace-test-\(getpid())-\(attempt)", ringSize: ringSize, subbufferSize: subbufferSize,
-                mode: mode)
-            do {
-                buffer = try SharedTraceBuffer.create(configuration)
-                break
-            } catch where error.code == .alreadyExists && attempt < 16 {
-                attempt += 1
-            } catch {
-                printError("error: \(error)")
-                return 3
-            }
+        do {
+            buffer = try createUniqueBuffer(name: { "rseqtrace-test-\(getpid())-\($0)" }, ringSize: ringSize,
+                                            subbufferSize: subbufferSize, mode: mode)
+        } catch {
+            printError("error: \(error)")
+            return 3
         }
         // Nothing else opens this one: drop the name now so a crash leaves nothing in /dev/shm.
         buffer.removeName()
 
         let producer = buffer.makeProducer()
         let drainer = TraceDrainer(buffer: buffer)
-        let state = WorkloadState(threads: threads)
+        let state = ProducerState(threads: threads)
         let start = ContinuousClock.now
-        let settings = WorkloadSettings(threads: threads, events: events, signals: signals,
-                                        yield: options.has("yield"),
-                                        deadline: start.advanced(by: .seconds(timeLimit)), seed: seed)
+        let settings = ProducerLoop(threads: threads, events: UInt64(events), timerSignal: signals ? rtts_timer_signal() : nil,
+                                    yield: options.has("yield"),
+                                    deadline: start.advanced(by: .seconds(timeLimit)), seed: seed)
         var verifier = RecordVerifier(layout: buffer.layout, threads: threads, events: events)
 
-        let producers = Workload.startProducers(producer, settings, state)
-        let migrator = options.has("migrate") ? Workload.startMigrator(state, seed: seed) : nil
+        let producers = ProducerThreads.start(producer, settings, state)
+        let migrator = options.has("migrate") ? ProducerThreads.startMigrator(state, seed: seed) : nil
         var drainError: TraceError?
         var rounds = 0
         while state.finished.load(ordering: .acquiring) < threads {
@@ -83,15 +70,7 @@ enum StressCommand {
         }
         producers.join()
         migrator?.join()
-        buffer.markFinished()
-        if drainError == nil {
-            do {
-                try drainer.drainOnce(quiescent: true) { verifier.check($0) }
-                rounds += 1
-            } catch {
-                drainError = error
-            }
-        }
+        verifier.drainFinished(buffer, drainer, rounds: &rounds, drainError: &drainError)
         let wall = ContinuousClock.now - start
 
         let totals = drainer.totals

@@ -28,32 +28,11 @@ package struct EventPattern: Sendable, Hashable, CustomStringConvertible {
         let n = Array(text.unicodeScalars)
         // The matching of `matches`, where a name character that is a wildcard of `self` is matched
         // by a `*` of `other`, or (a `?`) by its `?`, never by a literal.
-        func accepts(_ pc: Unicode.Scalar, _ nc: Unicode.Scalar) -> Bool {
+        return EventPattern.glob(p, n) { pc, nc in
             if nc == "*" { return false }            // only a star of `other` takes a star
             if pc == "?" { return true }             // `?` takes one literal or one `?`
             return nc != "?" && pc == nc
         }
-        var (pi, ni) = (0, 0)
-        var star: Int?
-        var resume = 0
-        while ni < n.count {
-            if pi < p.count && p[pi] == "*" {
-                star = pi
-                resume = ni
-                pi += 1
-            } else if pi < p.count && accepts(p[pi], n[ni]) {
-                pi += 1
-                ni += 1
-            } else if let s = star {
-                pi = s + 1
-                resume += 1
-                ni = resume
-            } else {
-                return false
-            }
-        }
-        while pi < p.count && p[pi] == "*" { pi += 1 }
-        return pi == p.count
     }
 
     /// Whether `name` matches the whole pattern.
@@ -65,9 +44,16 @@ package struct EventPattern: Sendable, Hashable, CustomStringConvertible {
     /// may name any event of a foreign trace): `*` matches any run of characters (also empty), `?`
     /// one character when `questionMarkMatchesOne`, anything else itself. Compares Unicode scalars.
     package static func matches(_ pattern: String, _ name: String, questionMarkMatchesOne: Bool) -> Bool {
-        let p = Array(pattern.unicodeScalars)
-        let n = Array(name.unicodeScalars)
-        // Greedy matching with backtracking to the last '*': linear for patterns with one star.
+        glob(Array(pattern.unicodeScalars), Array(name.unicodeScalars)) { pc, nc in
+            pc == nc || (questionMarkMatchesOne && pc == "?")
+        }
+    }
+
+    /// Whether `p` matches the whole of `n`, where a `*` of `p` matches any run of `n` (also empty)
+    /// and any other character `pc` of `p` matches one character `nc` of `n` when `accepts(pc, nc)`.
+    /// Greedy matching with backtracking to the last `*`: linear for patterns with one star.
+    private static func glob(_ p: [Unicode.Scalar], _ n: [Unicode.Scalar],
+                             accepts: (Unicode.Scalar, Unicode.Scalar) -> Bool) -> Bool {
         var (pi, ni) = (0, 0)
         var star: Int?
         var resume = 0
@@ -76,7 +62,7 @@ package struct EventPattern: Sendable, Hashable, CustomStringConvertible {
                 star = pi
                 resume = ni
                 pi += 1
-            } else if pi < p.count && (p[pi] == n[ni] || (questionMarkMatchesOne && p[pi] == "?")) {
+            } else if pi < p.count && accepts(p[pi], n[ni]) {
                 pi += 1
                 ni += 1
             } else if let s = star {

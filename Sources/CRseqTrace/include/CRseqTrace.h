@@ -135,22 +135,6 @@ int rseqtrace_is_static_storage(const void *address);
 
 /* MARK: - Lock-free protocol (fallback rings and the slow lane; docs/BufferProtocol.md §5) */
 
-/* The cycle counter, ordered: it is not read before the instructions that precede it have
- * completed (x86_64: lfence; rdtsc; lfence. aarch64: isb; mrs cntvct_el0; isb), so a value read
- * after a load of a ring's reservation word is not older than that load. */
-RSEQTRACE_INLINE uint64_t rseqtrace_ordered_timestamp(void)
-{
-#if defined(__x86_64__)
-	uint32_t lo, hi;
-	__asm__ __volatile__("lfence\n\trdtsc\n\tlfence" : "=a"(lo), "=d"(hi) : : "memory");
-	return ((uint64_t)hi << 32) | lo;
-#else
-	uint64_t v;
-	__asm__ __volatile__("isb\n\tmrs %0, cntvct_el0\n\tisb" : "=r"(v) : : "memory");
-	return v;
-#endif
-}
-
 /* Compare-and-swap of a ring's 16-byte reservation pair {head, stamp} (16-aligned): when
  * pair == {*head, *stamp}, stores {new_head, new_stamp} and returns 1; otherwise loads the current
  * pair into *head and *stamp and returns 0. Sequentially consistent (a locked cmpxchg16b on x86_64;
@@ -246,7 +230,10 @@ RSEQTRACE_INLINE uint32_t rseqtrace_current_node_id(void)
 	return __atomic_load_n(&rseqtrace_abi()->node_id, __ATOMIC_RELAXED);
 }
 
-/* The cycle counter used for timestamps outside a critical section (fallback protocol). */
+/* The cycle counter used for timestamps outside a critical section (the lock-free protocol of
+ * fallback rings and the slow lane). A plain read, as inside the rseq sequences: it may execute a
+ * few cycles before a load that precedes it, which the lock-free reservation tolerates (it installs
+ * max(counter, previous stamp); docs/BufferProtocol.md §5.5). */
 RSEQTRACE_INLINE uint64_t rseqtrace_read_cycles(void)
 {
 #if defined(__x86_64__)

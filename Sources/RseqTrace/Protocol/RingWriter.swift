@@ -402,7 +402,7 @@ package struct RingWriter: @unchecked Sendable {
         var attempts = 0
         while attempts < RingWriter.maximumSwapAttempts {
             attempts &+= 1
-            let newStamp = max(rseqtrace_ordered_timestamp(), stamp)
+            let newStamp = max(rseqtrace_read_cycles(), stamp)
             if fitsOpenSubbuffer(head: head, total: Int(total)) {
                 let reserved = head
                 guard ring.compareExchangeReservation(head: &head, stamp: &stamp, newHead: reserved &+ total,

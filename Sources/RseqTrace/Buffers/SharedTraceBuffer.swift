@@ -306,15 +306,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             throw TraceError(.systemCallFailed, "cannot open \(path): \(error)")
         }
         defer { try? fd.close() }
-        let info: Stat
-        do {
-            info = try fd.stat()
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: error)
-        }
+        let info = try SystemInfo.status(of: fd, path: path)
         guard info.type == .regular else {
             throw TraceError(.notATraceObject, """
-                \(path) is \(describe(info.type)), not a regular file: a trace object is a file under /dev/shm or \
+                \(path) is \(SystemInfo.describe(info.type)), not a regular file: a trace object is a file under /dev/shm or \
                 an anonymous memory file; check the name given to open it
                 """)
         }
@@ -348,7 +343,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         }
         guard info.type == .regular else {
             throw TraceError(.notATraceObject, """
-                \(path) is \(describe(info.type)), not a regular file: a trace object is a file under /dev/shm or \
+                \(path) is \(SystemInfo.describe(info.type)), not a regular file: a trace object is a file under /dev/shm or \
                 an anonymous memory file; check the descriptor number in \(environmentVariable)
                 """)
         }
@@ -358,18 +353,6 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         return try map(FileDescriptor(rawValue: descriptor), info: info, name: "fd:\(descriptor)", path: path)
     }
 
-    /// What a file type is, for messages.
-    private static func describe(_ type: FileType) -> String {
-        switch type {
-        case .fifo: "a FIFO (named pipe)"
-        case .characterSpecial: "a character device"
-        case .blockSpecial: "a block device"
-        case .socket: "a socket"
-        case .directory: "a directory"
-        case .symbolicLink: "a symbolic link"
-        default: "of file type \(String(type.rawValue, radix: 8))"
-        }
-    }
 
     /// Maps and validates the trace object open as `fd` (whose `fstat` is `info`).
     private static func map(_ fd: FileDescriptor, info: Stat, name: String, path: String) throws(TraceError) -> SharedTraceBuffer {

@@ -7,6 +7,29 @@ import SystemPackage
 
 /// Facts about the machine read from /sys and /proc, without Foundation.
 package enum SystemInfo {
+    /// The `fstat` of an open file, or a `.systemCallFailed` error naming `path`.
+    package static func status(of fd: FileDescriptor, path: String) throws(TraceError) -> Stat {
+        do {
+            return try fd.stat()
+        } catch {
+            throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: error)
+        }
+    }
+
+    /// A file type in words, for messages that refuse what is not a regular file ("a FIFO (named
+    /// pipe)", "a character device", ...).
+    package static func describe(_ type: FileType) -> String {
+        switch type {
+        case .fifo: "a FIFO (named pipe)"
+        case .characterSpecial: "a character device"
+        case .blockSpecial: "a block device"
+        case .socket: "a socket"
+        case .directory: "a directory"
+        case .symbolicLink: "a symbolic link"
+        default: "of file type \(String(type.rawValue, radix: 8))"
+        }
+    }
+
     /// Reads a small text file (at most `limit` bytes); `nil` if it cannot be read or is not a
     /// regular file (a FIFO or device is opened without blocking and refused, never read).
     package static func readSmallFile(_ path: String, limit: Int = 4096) -> String? {

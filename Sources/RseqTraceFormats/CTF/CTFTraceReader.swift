@@ -239,14 +239,9 @@ public final class CTFTraceReader {
             throw TraceError(errno == .noSuchFileOrDirectory ? .notFound : .systemCallFailed, "cannot open \(path)", errno: errno)
         }
         defer { try? fd.close() }
-        let info: Stat
-        do {
-            info = try fd.stat()
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot stat \(path)", errno: error)
-        }
+        let info = try SystemInfo.status(of: fd, path: path)
         guard info.type == .regular else {
-            throw TraceError(.corrupted, "\(path): is \(CTFTraceReader.describe(info.type)), not a regular file; a trace directory holds regular files only: remove it or replace it with the \(what) it stands for")
+            throw TraceError(.corrupted, "\(path): is \(SystemInfo.describe(info.type)), not a regular file; a trace directory holds regular files only: remove it or replace it with the \(what) it stands for")
         }
         guard info.size <= Int64(limit) else {
             throw TraceError(.corrupted, "\(path): the \(what) is \(info.size) bytes, more than the \(limit) bytes accepted: this is not a trace this reader can load (split it, or check that the file is the \(what))")
@@ -271,18 +266,6 @@ public final class CTFTraceReader {
         return bytes
     }
 
-    /// The kind of a file that is not a regular file, for an error message.
-    static func describe(_ type: FileType) -> String {
-        switch type {
-        case .fifo: "a FIFO"
-        case .characterSpecial: "a character device"
-        case .blockSpecial: "a block device"
-        case .socket: "a socket"
-        case .symbolicLink: "a symbolic link"
-        case .directory: "a directory"
-        default: "a special file"
-        }
-    }
 
     // MARK: - Trace shape
 

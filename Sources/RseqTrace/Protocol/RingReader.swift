@@ -588,9 +588,11 @@ package enum RecordWalk {
         package var problem: Problem?
     }
 
+    /// Inlined into its callers so that their `word` and `visit` closures are inlined into the loop.
     /// - Parameter abandonBusy: true when no producer can run any more: a record still being
     ///   written was abandoned (its producer died between reserve and commit); it is passed to
     ///   `visit` (busy) and skipped instead of stopping the walk.
+    @inline(__always)
     package static func run(layout: TraceLayout, from: UInt64, to: UInt64, abandonBusy: Bool = false,
                             maximumLost: UInt64 = RecycleMarker.maximumLost, word load: (UInt64) -> UInt64, visit: (UInt64, RecordWord) -> Void) -> Result {
         var position = from
@@ -599,7 +601,7 @@ package enum RecordWalk {
             let word = RecordWord(rawValue: load(position))
             if word.isBusy && word.kind == .event && word.lap == layout.lap(of: position) {
                 guard abandonBusy, word.length >= 16, position &+ UInt64(word.size) <= to,
-                      position &+ UInt64(word.size) <= (position / subSize &+ 1) &* subSize else {
+                      position &+ UInt64(word.size) <= (position | (subSize &- 1)) &+ 1 else {
                     return Result(end: position)   // still being written
                 }
                 visit(position, word)
@@ -613,7 +615,7 @@ package enum RecordWalk {
                 return Result(end: position, problem: Problem(position: position, reason: "record from lap \(word.lap), expected lap \(layout.lap(of: position))"))
             }
             let length = UInt64(word.size)
-            let subEnd = (position / subSize &+ 1) &* subSize
+            let subEnd = (position | (subSize &- 1)) &+ 1   // sub-buffers are a power of two
             guard word.length >= 16 || (kind == .padding && word.length >= 8),
                   kind == .event || word.length & 7 == 0, position &+ length <= subEnd,
                   position &+ length <= to else {

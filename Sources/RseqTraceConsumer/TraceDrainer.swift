@@ -169,7 +169,10 @@ public final class TraceDrainer {
     /// - Throws: only when the ring's CPU cannot be reached (overwrite mode).
     func drainRing(_ index: Int, quiescent: Bool, _ deliver: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
         var delivered = 0
-        let visit: RingReader.Visit = { position, word, timestamp, payload in
+        // A closure literal passed straight as a non-escaping argument: `delivered` stays on the
+        // stack and is counted without a dynamic exclusivity check per record.
+        // SAFETY: the reader passes payload pointers valid for the call (see RingReader.Visit).
+        let outcome = try unsafe read(index, quiescent: quiescent) { position, word, timestamp, payload in
             // SAFETY: the reader keeps the payload valid during this call, which contains `deliver`'s;
             // the record is borrowed by `deliver`, so it cannot outlive it.
             let record = unsafe DrainedRecord(
@@ -177,18 +180,6 @@ public final class TraceDrainer {
                 payload: payload, payloadSize: word.length - TraceLayout.recordHeaderSize)
             deliver(record)
             delivered += 1
-        }
-        let outcome: RingReader.Outcome
-        if !reader.usesRseq(index) {
-            // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only; the reader
-            // passes `visit` payload pointers valid for the call.
-            outcome = unsafe reader.readLockFree(index, quiescent: quiescent, scratch: scratch, cursor: &cursors[index], visit)
-        } else if buffer.mode == .discard || quiescent {
-            // SAFETY: the reader passes `visit` payload pointers valid for the call (see RingReader.Visit).
-            outcome = unsafe reader.readInPlace(index, quiescent: quiescent, cursor: &cursors[index], visit)
-        } else {
-            // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only.
-            outcome = try unsafe reader.readSnapshot(index, scratch: scratch, cursor: &cursors[index], visit)
         }
         // Account for what was delivered before reporting damage, so nothing is delivered twice.
         statistics[index].recorded.addSaturated(UInt64(delivered))
@@ -200,6 +191,21 @@ public final class TraceDrainer {
             quarantinedRings[index] = corruption(ring: index, problem, hidden: outcome.hidden)
         }
         return delivered
+    }
+
+    /// Reads ring `index` with the reader's method for its protocol and mode.
+    private func read(_ index: Int, quiescent: Bool, _ visit: RingReader.Visit) throws(TraceError) -> RingReader.Outcome {
+        if !reader.usesRseq(index) {
+            // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only; the reader
+            // passes `visit` payload pointers valid for the call.
+            return unsafe reader.readLockFree(index, quiescent: quiescent, scratch: scratch, cursor: &cursors[index], visit)
+        } else if buffer.mode == .discard || quiescent {
+            // SAFETY: the reader passes `visit` payload pointers valid for the call (see RingReader.Visit).
+            return unsafe reader.readInPlace(index, quiescent: quiescent, cursor: &cursors[index], visit)
+        } else {
+            // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only.
+            return try unsafe reader.readSnapshot(index, scratch: scratch, cursor: &cursors[index], visit)
+        }
     }
 
     private func corruption(ring: Int, _ problem: RecordWalk.Problem, hidden: UInt64) -> TraceError {

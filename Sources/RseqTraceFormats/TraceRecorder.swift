@@ -55,30 +55,53 @@ public final class TraceRecorder {
         }
     }
 
-    /// Drains every ring once, passing each record to `visit` and to the trace; returns the
-    /// number of records drained. When `checkpointInterval` has passed since the last
-    /// checkpoint, writes the pending packets.
+    /// Drains every ring once, passing each record to the trace; returns the number of records
+    /// drained. When `checkpointInterval` has passed since the last checkpoint, writes the pending
+    /// packets.
     /// A ring quarantined by this round does not make it throw (see
     /// `quarantinedRings`): its records before the damage are recorded, the other rings go on.
     /// - Throws: `TraceError` when a CPU cannot be reached or the trace cannot be written.
     @discardableResult
-    public func round(quiescent: Bool = false, _ visit: (borrowing DrainedRecord) -> Void = { _ in }) throws(TraceError) -> Int {
+    public func round(quiescent: Bool = false) throws(TraceError) -> Int {
+        try drainRound(quiescent: quiescent, visiting: false) { _ in }
+    }
+
+    /// Drains every ring once, passing each record to `visit` and to the trace; otherwise as
+    /// `round(quiescent:)`. `visit` may use `writer`.
+    @discardableResult
+    public func round(quiescent: Bool = false, _ visit: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
+        try drainRound(quiescent: quiescent, visiting: true, visit)
+    }
+
+    private func drainRound(quiescent: Bool, visiting: Bool, _ visit: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
         var failure: TraceError?
         var count = 0
+        let writer = self.writer
         do {
-            try drainer.drainOnce(quiescent: quiescent) { record in
-                count += 1
-                visit(record)
-                guard failure == nil, let writer else { return }
-                do throws(TraceError) {
-                    // (The writer reads new schemas from the registry itself: see `schemaSource`.)
-                    // The payload goes from the ring to the stream without an intermediate array.
-                    try record.withPayload { (payload) throws(TraceError) in
-                        try writer.append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp,
-                                          payload: payload)
+            if let writer {
+                // The writer's per-record state is held by the appender for the round (given back to
+                // the writer around `visit`, which may use it).
+                try writer.withAppender { (appender) throws(TraceError) in
+                    _ = try drainer.drainOnce(quiescent: quiescent) { record in
+                        count += 1
+                        if visiting { appender.returningState { _ in visit(record) } }
+                        guard failure == nil else { return }
+                        do throws(TraceError) {
+                            // (The writer reads new schemas from the registry itself: see `schemaSource`.)
+                            // The payload goes from the ring to the stream without an intermediate array.
+                            try record.withPayload { (payload) throws(TraceError) in
+                                try appender.append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp,
+                                                    payload: payload)
+                            }
+                        } catch {
+                            failure = error
+                        }
                     }
-                } catch {
-                    failure = error
+                }
+            } else {
+                _ = try drainer.drainOnce(quiescent: quiescent) { record in
+                    count += 1
+                    visit(record)
                 }
             }
         } catch {

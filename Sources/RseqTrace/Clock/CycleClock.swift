@@ -86,7 +86,10 @@ public struct CycleClock: Sendable, Hashable {
         guard frequency > 0 else { return monotonicReference }
         let forward = cycles >= cycleReference
         let product = (forward ? cycles - cycleReference : cycleReference - cycles).multipliedFullWidth(by: 1_000_000_000)
-        let ns = product.high >= frequency ? UInt64.max : frequency.dividingFullWidth(product).quotient
+        // (A product that fits 64 bits, i.e. within seconds of the reference: the same quotient
+        // by a 64-bit division.)
+        let ns = product.high == 0 ? product.low / frequency
+            : product.high >= frequency ? UInt64.max : frequency.dividingFullWidth(product).quotient
         if forward {
             let (sum, overflow) = monotonicReference.addingReportingOverflow(ns)
             return overflow ? .max : sum

@@ -208,10 +208,25 @@ package struct RingReader {
                 ring.store(ControlField.recycleMarker(slot: readable.pendingSlot), 0, ordering: .relaxed)
             }
         }
-        let walk = RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent,
-                                  maximumLost: maximumBeginLost,
-                                  word: { ring.loadWord(at: $0, ordering: .acquiring) },
-                                  visit: { position, word in
+        // SAFETY: `visit` gets payload pointers valid for the call (see `Visit`).
+        let walk = unsafe walkInPlace(ring: ring, from: start, to: head, quiescent: quiescent, outcome: &outcome, visit)
+        if walk.end != consumed {
+            ring.store(.consumed, walk.end, ordering: .releasing)
+        }
+        cursor.consumed = walk.end
+        outcome.problem = walk.problem
+        if walk.problem != nil { outcome.hidden = unreadBytes(head: head, consumed: consumed, start: start, end: walk.end) }
+        return outcome
+    }
+
+    /// The walk of `readInPlace` over `[start, head)`, visiting each committed event in place. A
+    /// function of its own, small enough that the walk and its closures are inlined into it.
+    private func walkInPlace(ring: RingView, from start: UInt64, to head: UInt64, quiescent: Bool,
+                             outcome: inout Outcome, _ visit: Visit) -> RecordWalk.Result {
+        RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent,
+                       maximumLost: maximumBeginLost,
+                       word: { ring.loadWord(at: $0, ordering: .acquiring) },
+                       visit: { position, word in
             if word.isBusy {
                 outcome.abandoned &+= 1   // its producer died between reserve and commit
             } else if word.kind == .event {
@@ -224,13 +239,6 @@ package struct RingReader {
                 outcome.overwritten.addSaturated(ring.loadWord(at: position &+ 16, ordering: .relaxed))
             }
         })
-        if walk.end != consumed {
-            ring.store(.consumed, walk.end, ordering: .releasing)
-        }
-        cursor.consumed = walk.end
-        outcome.problem = walk.problem
-        if walk.problem != nil { outcome.hidden = unreadBytes(head: head, consumed: consumed, start: start, end: walk.end) }
-        return outcome
     }
 
     // MARK: - Reading overwrite-mode rings while producers run
@@ -588,9 +596,12 @@ package enum RecordWalk {
         package var problem: Problem?
     }
 
+    /// Meant to be inlined into a small caller (e.g. `RingReader.walkInPlace`), with that caller's
+    /// `word` and `visit` closures inlined into the loop.
     /// - Parameter abandonBusy: true when no producer can run any more: a record still being
     ///   written was abandoned (its producer died between reserve and commit); it is passed to
     ///   `visit` (busy) and skipped instead of stopping the walk.
+    @inline(__always)
     package static func run(layout: TraceLayout, from: UInt64, to: UInt64, abandonBusy: Bool = false,
                             maximumLost: UInt64 = RecycleMarker.maximumLost, word load: (UInt64) -> UInt64, visit: (UInt64, RecordWord) -> Void) -> Result {
         var position = from
@@ -599,7 +610,7 @@ package enum RecordWalk {
             let word = RecordWord(rawValue: load(position))
             if word.isBusy && word.kind == .event && word.lap == layout.lap(of: position) {
                 guard abandonBusy, word.length >= 16, position &+ UInt64(word.size) <= to,
-                      position &+ UInt64(word.size) <= (position / subSize &+ 1) &* subSize else {
+                      position &+ UInt64(word.size) <= (position | (subSize &- 1)) &+ 1 else {
                     return Result(end: position)   // still being written
                 }
                 visit(position, word)
@@ -613,7 +624,7 @@ package enum RecordWalk {
                 return Result(end: position, problem: Problem(position: position, reason: "record from lap \(word.lap), expected lap \(layout.lap(of: position))"))
             }
             let length = UInt64(word.size)
-            let subEnd = (position / subSize &+ 1) &* subSize
+            let subEnd = (position | (subSize &- 1)) &+ 1   // sub-buffers are a power of two
             guard word.length >= 16 || (kind == .padding && word.length >= 8),
                   kind == .event || word.length & 7 == 0, position &+ length <= subEnd,
                   position &+ length <= to else {

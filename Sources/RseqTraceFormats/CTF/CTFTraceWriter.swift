@@ -68,7 +68,7 @@ public final class CTFTraceWriter {
         self.packetCapacity = max(4096, packetCapacity)
         self.clock = description.clock
         try CTFTraceWriter.prepareDirectory(directory)
-        self.state = WriterState(streams: [])
+        self.state = .lent
         // The metadata first: the directory is a trace from the moment it holds a stream.
         try syncMetadata()
         // SAFETY: mkdir takes the path by value.
@@ -281,6 +281,52 @@ public final class CTFTraceWriter {
         }
     }
 
+    /// Calls `body` with an appender holding the writer's per-record state for its duration (one
+    /// drain round), so that appending a record does not go through the writer's stored properties.
+    /// Inside `body`, use the appender (not the writer) until it returns.
+    package func withAppender<Result, E: Error>(_ body: (inout Appender) throws(E) -> Result) throws(E) -> Result {
+        var appender = Appender(writer: self, state: .lent, packetCapacity: packetCapacity, clock: clock)
+        swap(&state, &appender.state)
+        defer { swap(&state, &appender.state) }
+        return try body(&appender)
+    }
+
+    /// Appends records with the writer's per-record state taken out of it (see `withAppender`),
+    /// giving it back for the rare steps that need the writer (a new event id, a full packet).
+    package struct Appender: ~Copyable {
+        fileprivate let writer: CTFTraceWriter
+        fileprivate var state: WriterState
+        fileprivate let packetCapacity: Int
+        fileprivate let clock: CycleClock
+
+        /// As `CTFTraceWriter.append(ring:eventID:cycles:payload:)`.
+        package mutating func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
+            let timestamp = clock.monotonicNanoseconds(cycles)
+            while true {
+                // SAFETY: the span's bytes, read during the call only.
+                let pending = unsafe payload.withUnsafeBytes { bytes in
+                    // SAFETY: `bytes` is readable for the closure's duration.
+                    unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, payload: bytes)
+                }
+                if pending < 0 {
+                    try returningState { (writer) throws(TraceError) in try writer.decide(eventID) }
+                    continue
+                }
+                if pending >= packetCapacity {
+                    try returningState { (writer) throws(TraceError) in try writer.flush(ring) }
+                }
+                return
+            }
+        }
+
+        /// Runs `body` with the state back in the writer.
+        package mutating func returningState<Result, E: Error>(_ body: (CTFTraceWriter) throws(E) -> Result) throws(E) -> Result {
+            swap(&writer.state, &state)
+            defer { swap(&writer.state, &state) }
+            return try body(writer)
+        }
+    }
+
     /// The common part of both `append`s: `bytes` must be readable during the call.
     @unsafe
     private func append(ring: Int, eventID: UInt16, cycles: UInt64, bytes: UnsafeRawBufferPointer) throws(TraceError) {
@@ -403,7 +449,7 @@ struct WriterState {
     var streams: [CTFStream]
     /// How each event id is written, by id, decided on its first record (`CTFTraceWriter.decide`):
     /// a lookup instead of hashing per record. `.undecided` until then.
-    var decisions = [EventEncoding](repeating: .undecided, count: Int(UInt16.max) + 1)
+    var decisions: [EventEncoding]
     /// The fields of the variable-sized schemas decided so far, each schema a range of it.
     var fieldLayouts: [PayloadFieldShape] = []
     var malformedSeen = false
@@ -411,7 +457,16 @@ struct WriterState {
 
     init(streams: [CTFStream]) {
         self.streams = streams
+        self.decisions = [EventEncoding](repeating: .undecided, count: Int(UInt16.max) + 1)
     }
+
+    /// What a writer holds while an `Appender` has its state: nothing (no allocation).
+    private init() {
+        self.streams = []
+        self.decisions = []
+    }
+
+    static var lent: WriterState { WriterState() }
 
     /// Appends one event to its ring's stream; returns the packet's event bytes so far, or -1
     /// (nothing written) when `eventID` is not decided yet. `payload` must be readable.

@@ -1,3 +1,4 @@
+import RseqTraceTestPayloads
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -65,17 +66,6 @@ private enum ReaderFiles {
     }
 }
 
-/// SplitMix64: deterministic test randomness.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// What the tests expect a stream to contain, in order.
 private enum Expected: Equatable {

@@ -1,3 +1,4 @@
+import RseqTraceTestPayloads
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -31,17 +32,6 @@ private func preadAll(_ fd: Int32, offset: Int, count: Int) -> [UInt8] {
     return read == count ? bytes : []
 }
 
-/// A deterministic generator (SplitMix64), so that a failing mutation is reproducible.
-private struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The header fields a mutation targets, with their widths.
 private let headerFields: [(field: HeaderField, width: Int)] = [
@@ -60,7 +50,7 @@ private let headerFields: [(field: HeaderField, width: Int)] = [
 private let geometryBytes = Array(0..<56) + Array(64..<72)
 
 /// A value for a mutated field: an extreme, a near miss of the current value, or random bits.
-private func mutatedValue(current: UInt64, width: Int, _ random: inout SeededGenerator) -> UInt64 {
+private func mutatedValue(current: UInt64, width: Int, _ random: inout SeededRandom) -> UInt64 {
     let extremes: [UInt64] = [0, 1, UInt64.max, UInt64(Int.max) + 1, UInt64(Int.max), UInt64(UInt32.max),
                               UInt64(UInt32.max) + 1, 4096, 8192, 65536, 1 << 30, 1 << 31, 1 << 62]
     switch random.next() % 6 {
@@ -109,7 +99,7 @@ struct HostileObjectTests {
         defer { try? fd.close() }
         let pristine = preadAll(fd.rawValue, offset: 0, count: 192)
         try #require(pristine.count == 192)
-        var random = SeededGenerator(state: 0x5EED_0001)
+        var random = SeededRandom(state: 0x5EED_0001)
         var accepted = 0, refused = 0
         for round in 0..<3000 {
             #expect(pwriteAll(fd.rawValue, offset: 0, pristine))

@@ -1,3 +1,4 @@
+import RseqTraceTestPayloads
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -174,9 +175,9 @@ struct LockFreeFallbackTests {
         try drainer.drainOnce(quiescent: true) { record in
             if record.timestamp < last[record.ring] { regressions += 1 }
             last[record.ring] = record.timestamp
-            let words = (0..<4).map { record.load(fromByteOffset: $0 * 8, as: UInt64.self) }
-            let check = (words[0] &* 0x9E37_79B9_7F4A_7C15) ^ (words[1] &* 0xC2B2_AE3D_27D4_EB4F) ^ 0x5BD1_E995_0000_0001
-            if record.payloadSize == 32 && words[2] == check && words[3] == ~check { intact += 1 } else { damaged += 1 }
+            let intactPayload = record.payloadSize == MemoryLayout<CheckedPayload>.size
+                && record.load(fromByteOffset: 0, as: CheckedPayload.self).isIntact
+            if intactPayload { intact += 1 } else { damaged += 1 }
         }
         let totals = drainer.totals
         #expect(damaged == 0 && regressions == 0)

@@ -5,31 +5,11 @@ import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceSupport
+import RseqTraceTestPayloads
 import Synchronization
 
 // `storm` and `stuck`: the lock-free protocol of fallback rings and the slow lane
 // (docs/BufferProtocol.md §5), driven by Tests/RseqTraceTests/LockFreeFallbackTests.swift.
-
-/// A 32-byte self-checking payload: a record that was torn or overwritten while read fails `isIntact`.
-struct CheckedPayload: BitwiseCopyable {
-    var source: UInt64
-    var sequence: UInt64
-    var check: UInt64
-    var inverse: UInt64
-
-    init(source: UInt64, sequence: UInt64) {
-        self.source = source
-        self.sequence = sequence
-        self.check = CheckedPayload.mix(source, sequence)
-        self.inverse = ~check
-    }
-
-    static func mix(_ source: UInt64, _ sequence: UInt64) -> UInt64 {
-        (source &* 0x9E37_79B9_7F4A_7C15) ^ (sequence &* 0xC2B2_AE3D_27D4_EB4F) ^ 0x5BD1_E995_0000_0001
-    }
-
-    var isIntact: Bool { check == CheckedPayload.mix(source, sequence) && inverse == ~check }
-}
 
 /// Checks drained records: intact payloads, no duplicates, per-ring timestamps non-decreasing.
 struct CheckedRecordVerifier {

@@ -3,8 +3,9 @@
  * for the layout). Differences: the area is addressed through a register holding
  * thread pointer + offset; the committing store is `stlr` (release), which orders every try-store
  * and payload store before the publication of the head, as the design document requires; the
- * signature 0xd428bc00 (`brk #0x45e0`) precedes each abort handler. Compiled and assembled in CI
- * with clang --target=aarch64-linux-gnu; not run on this x86_64 machine.
+ * signature 0xd428bc00 (`brk #0x45e0`) precedes each abort handler. Tools/check-aarch64 compiles
+ * and inspects them (clang --target=aarch64-linux-gnu); Tools/run-aarch64 runs every one, on both
+ * index fields, under an arm64 Linux kernel in qemu-system-aarch64.
  */
 #ifndef RSEQTRACE_AARCH64_COMMON
 #define RSEQTRACE_AARCH64_COMMON

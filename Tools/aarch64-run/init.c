@@ -6,7 +6,8 @@
  * CRseqTrace's shim (rseqtrace_probe, rseqtrace_register_current_thread, rseqtrace_pin_to_cpu):
  *   - THREADS workers per section and index variant on the emulated CPUs, preempted by the
  *     scheduler tick, sched_yield, migrations (rseqtrace_pin_to_cpu to a random CPU), a
- *     process-wide interval timer (SIGALRM) and a signaller thread (SIGUSR1 to each worker); the
+ *     process-wide interval timer (SIGALRM, 5 ms) and a signaller thread (SIGUSR1 to each worker
+ *     that committed since its last one, every 300 us); the
  *     signal handler runs a critical section of its own, and checks the interrupted program counter:
  *     it must never lie inside a critical section (the kernel moves it to the abort handler; each
  *     time it does so is counted as a kernel restart);
@@ -69,6 +70,7 @@ struct worker {
 	uint64_t commits, ne, aborts, refused, added;
 	uint64_t sig_added, sig_aborts, sig_gave_up, sig_unregistered, signals, restarts, inside;
 	uint64_t migrations;
+	uint64_t progress; /* commits, atomically: the signaller waits for it to move */
 	char pin_saved[128];
 };
 
@@ -174,17 +176,25 @@ static void on_signal(int sig, siginfo_t *info, void *context)
 		if (pc - (*d)->start_ip < (*d)->post_commit_offset) w->inside++;
 		if (pc == (*d)->abort_ip) w->restarts++;
 	}
-	if (current_signal_add) current_signal_add();
+	void (*add)(void) = __atomic_load_n(&current_signal_add, __ATOMIC_ACQUIRE);
+	if (add) add();
 }
 
+/* Sends SIGUSR1 to each worker every 300 us of guest time, but only once the worker has committed
+ * since the previous one: however slowly the emulation runs, a section is not aborted forever. */
 static void *signaller(void *unused)
 {
 	(void)unused;
 	pid_t pid = getpid();
+	uint64_t seen_progress[THREADS] = { 0 };
 	while (!__atomic_load_n(&stop_signaller, __ATOMIC_RELAXED)) {
 		for (int i = 0; i < THREADS; i++) {
 			pid_t tid = __atomic_load_n(&workers[i].tid, __ATOMIC_ACQUIRE);
-			if (tid > 0) (void)syscall(SYS_tgkill, pid, tid, SIGUSR1);
+			uint64_t progress = __atomic_load_n(&workers[i].progress, __ATOMIC_RELAXED);
+			if (tid > 0 && progress != seen_progress[i]) {
+				seen_progress[i] = progress;
+				(void)syscall(SYS_tgkill, pid, tid, SIGUSR1);
+			}
 		}
 		struct timespec ts = { 0, 300 * 1000 };
 		nanosleep(&ts, NULL);
@@ -223,6 +233,7 @@ static void *worker_main(void *arg)
 			}
 		}
 		current_op->run(seq);
+		__atomic_store_n(&me->progress, seq + 1, __ATOMIC_RELAXED);
 	}
 	__atomic_store_n(&me->tid, 0, __ATOMIC_RELEASE);
 	return NULL;
@@ -489,7 +500,7 @@ static int run_tests(void)
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigaction(SIGUSR1, &sa, NULL);
 	sigaction(SIGALRM, &sa, NULL);
-	struct itimerval timer = { { 0, 2000 }, { 0, 2000 } };
+	struct itimerval timer = { { 0, 5000 }, { 0, 5000 } };
 	setitimer(ITIMER_REAL, &timer, NULL);
 	pthread_t sig_thread;
 	pthread_create(&sig_thread, NULL, signaller, NULL);

@@ -44,7 +44,13 @@ struct RecordCommand: ParsableCommand {
             A ring that \
             something else damaged is quarantined (no longer read; the others are still recorded) and a \
             damaged event registry leaves events without their schema: both are reported on stderr and \
-            make rseqtrace exit with status 1 once the trace is written. The last line is machine-readable:
+            make rseqtrace exit with status 1 once the trace is written.
+
+            Before the summary, lines beginning with 'warning: ' report a recording of 0 events (the \
+            program never attached to the buffer, or attached but enabled no event), --enable or \
+            RSEQTRACE_EVENTS patterns that matched no recorded event, and empty string values (which \
+            babeltrace2 2.0.x shows with an earlier event's value; rseqtrace view shows them right). \
+            The last line is machine-readable:
               summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> quarantined=<n> hidden_bytes=<n> mode=<discard|overwrite> exit_status=<n>
             (exit_status is the status described under Stopping, whatever was damaged.)
             """)
@@ -202,8 +208,21 @@ struct RecordCommand: ParsableCommand {
         print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))\(totals.quarantined > 0 ? ", \(totals.quarantined) rings quarantined with \(totals.hidden) bytes unread" : "")")
         if let summary {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
-            print("read it with: babeltrace2 \(output)")
+            print(RecordDiagnosis.readWith(output))
         }
+        var diagnosis = RecordDiagnosis(program: command[0], recorded: totals.recorded, lost: totals.lost,
+                                        attachedProcesses: RecordDiagnosis.attachedProcesses(memory: memory),
+                                        registeredEvents: (try? buffer.registeredEvents()).map { $0.values.map(\.name) })
+        if let list = try? eventRuleList() {
+            diagnosis.rules = (list, "--enable")
+        } else if let inherited = SystemInfo.environmentValue(TraceRuntime.eventsVariable) {
+            diagnosis.rules = (inherited, TraceRuntime.eventsVariable)
+        }
+        var warnings = diagnosis.warnings
+        if summary != nil, totals.recorded > 0, let warning = RecordDiagnosis.emptyStringWarning(output) {
+            warnings.append(warning)
+        }
+        for warning in warnings { print("warning: \(warning)") }
         // Damage found by another process's writes: the trace of the good rings is complete, but the
         // recording is not.
         let damage = recorder.quarantinedRings.sorted { $0.key < $1.key }.map(\.value.message)

@@ -30,8 +30,8 @@ struct RecordCommand: ParsableCommand {
             current and drained events reach the stream files within a second) but is not \
             finished, and the program keeps running: its later events fill the buffer and are \
             dropped, counted in the buffer that nobody reads any more. A recording that fails \
-            before it recorded any event removes the output directory it created (or empties the \
-            one it was given).
+            before it recorded any event (e.g. a program that cannot be found) removes the output \
+            directory it created (or empties the one it was given).
 
             Typed tracepoints attach to it on first use. --enable and --disable choose which events \
             record, as rules applied in the order given: the last matching rule wins. When the first \
@@ -55,8 +55,11 @@ struct RecordCommand: ParsableCommand {
             (exit_status is the status described under Stopping, whatever was damaged.)
             """)
 
-    @Option(help: "Directory for the trace (created; must not exist or be empty).")
-    var output: String = "rseqtrace-record"
+    @Option(name: [.customShort("o"), .long], help: """
+        Directory for the trace (created; must not exist or be empty). Default: a new \
+        rseqtrace-record-YYYYMMDD-HHMMSS directory (UTC) in the current directory.
+        """)
+    var output: String?
 
     @OptionGroup var buffer: BufferOptions
 
@@ -93,7 +96,13 @@ struct RecordCommand: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        guard !command.isEmpty else { throw ValidationError("missing the program to run: rseqtrace record [options] -- CMD [ARGS...]") }
+        guard !command.isEmpty else {
+            let words = Self.wordsBeforeTerminator(CommandLine.arguments)
+            if !words.isEmpty {
+                throw ValidationError("put the program after `--`: rseqtrace record [options] -- \(words.joined(separator: " "))")
+            }
+            throw ValidationError("missing the program to run: rseqtrace record [options] -- CMD [ARGS...]")
+        }
         guard (1...10_000).contains(intervalMilliseconds) else {
             throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
         }
@@ -111,6 +120,7 @@ struct RecordCommand: ParsableCommand {
     }
 
     private func record() throws(TraceError) -> Int32 {
+        let output = self.output ?? Self.defaultOutput()
         let createdDirectory = try CTFTraceWriter.prepareDirectory(output)
         var complete = false
         var started: TraceRecorder?
@@ -231,6 +241,45 @@ struct RecordCommand: ParsableCommand {
         print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) quarantined=\(totals.quarantined) hidden_bytes=\(totals.hidden) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
         complete = true
         return damage.isEmpty ? exitStatus : 1
+    }
+
+    /// `rseqtrace-record-YYYYMMDD-HHMMSS` (UTC, now), with `-2`, `-3`... appended while that name
+    /// exists in the current directory.
+    static func defaultOutput(realtime: Int64 = Int64(SystemInfo.nanoseconds(CLOCK_REALTIME))) -> String {
+        let base = "rseqtrace-record-" + TraceText.compactDateTime(realtime)
+        let existing = Set(SystemInfo.directoryEntries(".") ?? [])
+        var name = base
+        var suffix = 2
+        while existing.contains(name) {
+            name = base + "-\(suffix)"
+            suffix += 1
+        }
+        return name
+    }
+
+    /// The options of `record` that take a value (as a separate word unless written `--name=value`).
+    static let optionsWithValue: Set<String> = [
+        "--output", "-o", "--mode", "--buffer-size", "--subbuffer-size", "--interval-ms", "--enable", "--disable", "--backend",
+    ]
+
+    /// The words after `record` in `arguments` (argv) that are neither options nor their values, up to
+    /// `--` or the end: a program written without the `--` before it.
+    static func wordsBeforeTerminator(_ arguments: [String]) -> [String] {
+        guard let start = arguments.dropFirst().firstIndex(of: "record") else { return [] }
+        var words: [String] = []
+        var index = start + 1
+        while index < arguments.count, arguments[index] != "--" {
+            let argument = arguments[index]
+            index += 1
+            if !words.isEmpty {
+                words.append(argument)      // the program's own arguments, options included
+            } else if argument.hasPrefix("-") {
+                if !argument.contains("="), optionsWithValue.contains(argument) { index += 1 }
+            } else {
+                words.append(argument)
+            }
+        }
+        return words
     }
 
     /// SIGTERM, SIGHUP, or the number.

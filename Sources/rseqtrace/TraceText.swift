@@ -1,4 +1,5 @@
 import ArgumentParser
+import RseqTrace
 import RseqTraceFormats
 import RseqTraceSupport
 
@@ -30,6 +31,16 @@ enum TraceText {
         return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, dayOfMonth)
     }
 
+    /// Days from 1970-01-01 to `year`-`month`-`day` (proleptic Gregorian; the inverse of `date`).
+    static func daysSinceEpoch(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let marchYear = month <= 2 ? year - 1 : year
+        let era = (marchYear >= 0 ? marchYear : marchYear - 399) / 400
+        let yearOfEra = marchYear - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
     /// `YYYY-MM-DD` (UTC) of realtime nanoseconds since the epoch.
     static func isoDate(_ realtime: Int64) -> String {
         let (year, month, day) = date(realtime)
@@ -51,13 +62,45 @@ enum TraceText {
         return String(repeating: "0", count: max(0, width - text.count)) + text
     }
 
-    /// Opens a trace, printing `error: ...` and failing with exit code 1 when that fails.
+    /// Opens a trace, printing `error: ...` and failing with exit code 1 when that fails. A
+    /// directory that is not a trace but holds exactly one below it (at most 4 levels down) is
+    /// read in its place, saying so on stderr; one holding several is refused, listing them.
     static func open(_ directory: String) throws -> CTFTraceReader {
         do {
             return try CTFTraceReader(directory: directory)
         } catch {
+            if error.code == .notFound, SystemInfo.directoryEntries(directory) != nil {
+                let found = traceDirectories(below: directory, levels: 4)
+                if found.count == 1, let only = found.first {
+                    printError("rseqtrace: reading the trace in \(only)")
+                    return try open(only)
+                }
+                if found.count > 1 {
+                    printError("error: \(directory) holds \(found.count) traces; read one of them: \(found.joined(separator: ", "))")
+                    throw ExitCode.failure
+                }
+            }
             printError("error: \(error)")
             throw ExitCode.failure
         }
+    }
+
+    /// The directories below `root` (not `root` itself, at most `levels` down, hidden ones
+    /// skipped) that hold a `metadata` file, sorted.
+    static func traceDirectories(below root: String, levels: Int) -> [String] {
+        var found: [String] = []
+        var level = [root]
+        for _ in 0..<levels {
+            level = level.flatMap { directory in
+                (SystemInfo.directoryEntries(directory) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+                    .map { directory + "/" + $0 }.filter { SystemInfo.directoryEntries($0) != nil }
+            }
+            for directory in level where SystemInfo.directoryEntries(directory)?.contains("metadata") == true {
+                found.append(directory)
+            }
+            // A trace's own subdirectories (LTTng's index/) hold no further trace.
+            level.removeAll { found.contains($0) }
+        }
+        return found.sorted()
     }
 }

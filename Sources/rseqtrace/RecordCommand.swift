@@ -17,7 +17,7 @@ struct RecordCommand: ParsableCommand {
             The program finds the trace object through the RSEQTRACE_BUFFER environment variable \
             (SharedTraceBuffer.openFromEnvironment()): fd:<n>, an anonymous memory file it inherits \
             (and its own children with it), which disappears with the last process holding it. \
-            rseqtrace drains it while the program runs, shows progress on a terminal, writes the \
+            rseqtrace drains it while the program runs (showing progress with --progress), writes the \
             trace, and exits with the program's exit status (128 + signal number if it was killed).
 
             Stopping: Ctrl-C (SIGINT) reaches the program from the terminal; rseqtrace keeps \
@@ -92,6 +92,13 @@ struct RecordCommand: ParsableCommand {
         """)
     var backend: TraceBackend?
 
+    @Flag(name: .customLong("progress"), help: """
+        Redraw a progress line (events, rate, losses) on stderr while recording, when stderr is a \
+        terminal. Off by default: the program writes to the same terminal, and the redrawn line \
+        would mix with its output.
+        """)
+    var showProgress = false
+
     @Argument(parsing: .postTerminator, help: "The program to run and its arguments (after --).")
     var command: [String] = []
 
@@ -160,7 +167,7 @@ struct RecordCommand: ParsableCommand {
                                            inheriting: [memory.rawValue])
         // The trace describes the traced program (LTTng's per-process `vpid`), not the recorder.
         recorder.writer?.updateProcess(procname: recorder.writer?.description.procname ?? command[0], pid: child.pid)
-        let progress = ProgressLine(enabled: isatty(2) == 1)
+        let progress = ProgressLine(enabled: showProgress && isatty(2) == 1)
         // While the program runs: drain, and when a round finds nothing wait up to the interval for
         // its exit (a pidfd wakes this loop the moment it exits, the signalfd when a signal comes).
         var termination: Termination?

@@ -92,6 +92,22 @@ struct CLIConventionTests {
         #expect((SystemInfo.directoryEntries(home) ?? []).sorted() == entries, "no directory is left behind")
     }
 
+    @Test("on a terminal, record draws no progress line into the program's output unless asked with --progress",
+          .enabled(if: HelperProcess.isExecutable("/usr/bin/script")), .timeLimit(.minutes(1)))
+    func progressOnlyWhenAsked() throws {
+        let home = Self.emptyDirectory("progress")
+        defer { CTFEndToEndTests.removeTree(home) }
+        for (flag, shown) in [("", false), ("--progress", true)] {
+            // script(1) runs the command on a pseudo-terminal and copies what it shows to its stdout.
+            let command = "'\(Self.rseqtrace)' record \(flag) -o '\(home)/trace\(flag)' -- /bin/sh -c 'sleep 0.3; echo program-output'"
+            let run = try HelperProcess.run("/usr/bin/script", ["-qec", command, "/dev/null"],
+                                            environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+            #expect(run.exitCode == 0, "\(run)")
+            #expect(run.stdout.contains("program-output"), "\(run)")
+            #expect(run.stdout.contains("\u{1B}[2Krecording: ") == shown, "\(flag): \(run)")
+        }
+    }
+
     @Test("export: --format defaults to chrome, -o names the file, --output - writes the JSON to standard output",
           .enabled(if: HelperProcess.isExecutable(CTFEndToEndTests.python)), .timeLimit(.minutes(1)))
     func exportDefaults() throws {

@@ -17,8 +17,11 @@ struct StatsCommand: ParsableCommand {
             where duration_ns is the time from the first to the last event counted.
             """)
 
-    @Argument(help: "The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory holding one trace.")
-    var directory: String
+    @Argument(help: """
+        The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory \
+        holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
+        """)
+    var directory: String?
 
     @OptionGroup var selection: EventSelection
 
@@ -27,7 +30,7 @@ struct StatsCommand: ParsableCommand {
     var fields: [String] = []
 
     func run() throws {
-        let reader = try TraceText.open(directory)
+        let reader = try TraceText.open(TraceText.directory(directory))
         for warning in selection.missingCPUWarnings(reader) { printError(warning) }
         var matcher = try EventSelection.Matcher(selection)
         var perName: [String: UInt64] = [:]

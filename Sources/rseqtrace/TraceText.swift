@@ -62,6 +62,33 @@ enum TraceText {
         return String(repeating: "0", count: max(0, width - text.count)) + text
     }
 
+    /// `given`, or else the newest `rseqtrace-record-*` directory in the current directory (what
+    /// `record` writes by default), saying so on stderr.
+    /// - Throws: `ExitCode.failure` (with an error line) when there is none.
+    static func directory(_ given: String?) throws -> String {
+        if let given { return given }
+        let newest = (SystemInfo.directoryEntries(".") ?? [])
+            .filter { $0.hasPrefix("rseqtrace-record-") && SystemInfo.directoryEntries($0) != nil }
+            .max { recordOrder($0, $1) }
+        guard let newest else {
+            printError("error: no trace given and no rseqtrace-record-* directory here: name the trace directory")
+            throw ExitCode.failure
+        }
+        printError("rseqtrace: reading \(newest)")
+        return newest
+    }
+
+    /// Whether record directory `a` was created before `b`: `rseqtrace-record-YYYYMMDD-HHMMSS`,
+    /// then `-2`, `-3`... for more in the same second.
+    static func recordOrder(_ a: String, _ b: String) -> Bool {
+        func key(_ name: String) -> (String, Int) {
+            let stamp = String(name.dropFirst("rseqtrace-record-".count).prefix(15))
+            let suffix = name.dropFirst("rseqtrace-record-".count + 15)
+            return (stamp, suffix.hasPrefix("-") ? Int(suffix.dropFirst()) ?? 1 : 1)
+        }
+        return key(a) < key(b)
+    }
+
     /// Opens a trace, printing `error: ...` and failing with exit code 1 when that fails. A
     /// directory that is not a trace but holds exactly one below it (at most 4 levels down) is
     /// read in its place, saying so on stderr; one holding several is refused, listing them.

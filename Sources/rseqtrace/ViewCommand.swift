@@ -18,8 +18,11 @@ struct ViewCommand: ParsableCommand {
             one below it (e.g. an lttng session's output) is read in its place.
             """)
 
-    @Argument(help: "The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory holding one trace.")
-    var directory: String
+    @Argument(help: """
+        The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory \
+        holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
+        """)
+    var directory: String?
 
     @OptionGroup var selection: EventSelection
 
@@ -31,7 +34,7 @@ struct ViewCommand: ParsableCommand {
     }
 
     func run() throws {
-        let reader = try TraceText.open(directory)
+        let reader = try TraceText.open(TraceText.directory(directory))
         for warning in selection.missingCPUWarnings(reader) { printError(warning) }
         var matcher = try EventSelection.Matcher(selection)
         var records = reader.records()

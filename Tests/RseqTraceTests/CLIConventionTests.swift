@@ -67,6 +67,9 @@ struct CLIConventionTests {
     func defaultOutputDirectories() throws {
         let home = Self.emptyDirectory("default")
         defer { CTFEndToEndTests.removeTree(home) }
+        let nothing = try Self.shell("exec \"$0\" view", in: home)
+        #expect(nothing.exitCode == 1, "\(nothing)")
+        #expect(nothing.stderrLines == ["error: no trace given and no rseqtrace-record-* directory here: name the trace directory"], "\(nothing)")
         var traces: [String] = []
         for _ in 0..<2 {
             let run = try Self.shell("exec \"$0\" record -- /bin/true", in: home)
@@ -86,6 +89,22 @@ struct CLIConventionTests {
             let year = Int(parts[2].prefix(4)) ?? 0
             #expect((2025...2100).contains(year), "\(name)")
         }
+        // view and stats without a directory read the newest of them.
+        for command in ["view", "stats"] {
+            let newest = try Self.shell("exec \"$0\" \(command)", in: home)
+            #expect(newest.exitCode == 0, "\(newest)")
+            #expect(newest.stderrLines == ["rseqtrace: reading \(traces[1])"], "\(newest)")
+        }
+        // Names of one second in creation order (-2 ... -10), then the next second.
+        let order = try Self.shell("""
+            mkdir order && cd order && for name in 20260101-000000 20260101-000000-2 20260101-000000-10; do \
+            cp -r "../\(traces[0])" "rseqtrace-record-$name"; done && "$0" view >/dev/null && \
+            cp -r "../\(traces[0])" rseqtrace-record-20260101-000001 && exec "$0" view >/dev/null
+            """, in: home)
+        #expect(order.exitCode == 0, "\(order)")
+        #expect(order.stderrLines == ["rseqtrace: reading rseqtrace-record-20260101-000000-10",
+                                      "rseqtrace: reading rseqtrace-record-20260101-000001"], "\(order)")
+        CTFEndToEndTests.removeTree(home + "/order")
         let missing = try Self.shell("exec \"$0\" record -- ./no-such-program", in: home)
         #expect(missing.exitCode == 1, "\(missing)")
         #expect(missing.stderr.contains("error: cannot run ./no-such-program"), "\(missing)")

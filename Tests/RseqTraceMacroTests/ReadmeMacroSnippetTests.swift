@@ -16,5 +16,8 @@ struct ReadmeMacroSnippetTests {
         })
         #expect(calls == 0)
         #expect(HTTPRequest.fieldTypes() == [Method.traceFieldType, .string(maxBytes: 64), .uint16, .uint64])
+        // The same event as the Tracepoint4 snippet's: @TraceField names the last field latency_ns.
+        #expect(HTTPRequest.tracepoint.fieldNames.description == "method path status latency_ns")
+        #expect(httpRequest.site.fieldNames.description == HTTPRequest.tracepoint.fieldNames.description)
     }
 }

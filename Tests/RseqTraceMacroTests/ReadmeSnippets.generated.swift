@@ -20,7 +20,7 @@ struct HTTPRequest {
     var method: Method
     var path: TraceString<64>
     var status: UInt16
-    var latencyNanos: UInt64
+    @TraceField("latency_ns") var latencyNanos: UInt64
 }
 
 // README.md, section "Instrumenting a program"

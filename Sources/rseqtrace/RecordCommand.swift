@@ -227,16 +227,17 @@ struct RecordCommand: ParsableCommand {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
             print(RecordDiagnosis.readWith(output))
         }
+        let schemas = (try? buffer.registeredEvents()).map { Array($0.values) }
         var diagnosis = RecordDiagnosis(program: command[0], recorded: totals.recorded, lost: totals.lost,
                                         attachedProcesses: RecordDiagnosis.attachedProcesses(memory: memory),
-                                        registeredEvents: (try? buffer.registeredEvents()).map { $0.values.map(\.name) })
+                                        registeredEvents: schemas?.map(\.name))
         if let list = try? eventRuleList() {
             diagnosis.rules = (list, "--enable")
         } else if let inherited = SystemInfo.environmentValue(TraceRuntime.eventsVariable) {
             diagnosis.rules = (inherited, TraceRuntime.eventsVariable)
         }
         var warnings = diagnosis.warnings
-        if summary != nil, totals.recorded > 0, let warning = RecordDiagnosis.emptyStringWarning(output) {
+        if summary != nil, totals.recorded > 0, let warning = RecordDiagnosis.emptyStringWarning(output, schemas: schemas) {
             warnings.append(warning)
         }
         for warning in warnings { print("warning: \(warning)") }

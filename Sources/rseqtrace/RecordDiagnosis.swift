@@ -85,30 +85,35 @@ struct RecordDiagnosis {
         "read it with: rseqtrace view \(output)   (or rseqtrace stats, rseqtrace export, babeltrace2)"
     }
 
+    /// The largest trace (stream bytes) read back to look for empty strings.
+    static let scanLimits = CTFTraceReader.ReadLimits(metadataBytes: 16 << 20, streamFileBytes: 1 << 30,
+                                                      totalStreamBytes: 1 << 30, indexFileBytes: 64 << 20)
+
     /// The warning for a trace in `output` that has empty string field values, nil when it has none.
-    static func emptyStringWarning(_ output: String) -> String? {
-        guard let empty = emptyStrings(in: output), empty > 0 else { return nil }
-        return """
-            \(empty) string field value(s) of this trace are empty: babeltrace2 2.0.x shows an empty string \
-            field with the value of an earlier event's field; rseqtrace view shows them as ""
-            """
+    /// `schemas`: the events that may be in it; with no string field among them the trace is not read.
+    /// A trace with string fields that is too large to read back gets the warning without a count.
+    static func emptyStringWarning(_ output: String, schemas: [EventSchema]? = nil) -> String? {
+        let hasStringFields = schemas.map { $0.contains { $0.fields.contains { if case .string = $0.type { true } else { false } } } }
+        if hasStringFields == false { return nil }
+        let caveat = "babeltrace2 2.0.x shows an empty string field with the value of an earlier event's field; rseqtrace view shows them as \"\""
+        guard let empty = emptyStrings(in: output) else {
+            return hasStringFields == true ? "this trace has string fields (too many events to look for empty ones): \(caveat)" : nil
+        }
+        return empty > 0 ? "\(empty) string field value(s) of this trace are empty: \(caveat)" : nil
     }
 
-    /// The number of empty string field values in the trace in `directory`, or nil when it has no
-    /// string field value or cannot be read.
+    /// The number of empty string field values in the trace in `directory` (0 without strings), or
+    /// nil when it cannot be read within `scanLimits`.
     static func emptyStrings(in directory: String) -> Int? {
-        guard let reader = try? CTFTraceReader(directory: directory) else { return nil }
+        guard let reader = try? CTFTraceReader(directory: directory, limits: scanLimits) else { return nil }
         var records = reader.records()
         var empty = 0
-        var strings = 0
         while let record = try? records.next() {
             guard case .event(let event) = record else { continue }
             for field in event.fields {
-                guard case .string(let text) = field.value else { continue }
-                strings += 1
-                if text.isEmpty { empty += 1 }
+                if case .string(let text) = field.value, text.isEmpty { empty += 1 }
             }
         }
-        return strings > 0 ? empty : nil
+        return empty
     }
 }

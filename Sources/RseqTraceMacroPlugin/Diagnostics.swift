@@ -23,6 +23,10 @@ enum TraceMacroDiagnostic: DiagnosticMessage {
     case propertyWrapper(field: String, wrapper: String)
     case lazyField(field: String)
     case conditionalField(field: String)
+    case traceFieldNameNotLiteral(field: String)
+    case invalidTraceFieldName(field: String, name: String)
+    case traceFieldOnSeveralFields
+    case traceFieldOutsideEvent
     // #trace
     case traceMissingArgument
     case traceStringLiteral
@@ -51,6 +55,10 @@ enum TraceMacroDiagnostic: DiagnosticMessage {
         case .propertyWrapper: id = "propertyWrapper"
         case .lazyField: id = "lazyField"
         case .conditionalField: id = "conditionalField"
+        case .traceFieldNameNotLiteral: id = "traceFieldNameNotLiteral"
+        case .invalidTraceFieldName: id = "invalidTraceFieldName"
+        case .traceFieldOnSeveralFields: id = "traceFieldOnSeveralFields"
+        case .traceFieldOutsideEvent: id = "traceFieldOutsideEvent"
         case .traceMissingArgument: id = "traceMissingArgument"
         case .traceStringLiteral: id = "traceStringLiteral"
         }
@@ -116,6 +124,17 @@ enum TraceMacroDiagnostic: DiagnosticMessage {
         case .conditionalField(let field):
             return "field '\(field)' is declared inside '#if': @TraceEvent cannot tell which fields exist; "
                 + "declare fields outside '#if', or use separate event types per configuration"
+        case .traceFieldNameNotLiteral(let field):
+            return "@TraceField on field '\(field)' needs the trace name as a string literal, "
+                + "e.g. @TraceField(\"request_id\")"
+        case .invalidTraceFieldName(let field, let name):
+            return "@TraceField(\"\(name)\") on field '\(field)': a field's trace name must be an identifier "
+                + "(ASCII letters, digits and '_', not starting with a digit), e.g. \"request_id\""
+        case .traceFieldOnSeveralFields:
+            return "@TraceField names one field: declare this field in its own 'var' (e.g. 'var requestID: UInt64')"
+        case .traceFieldOutsideEvent:
+            return "@TraceField names a field of an event: attach it to a stored property of a struct "
+                + "declared with @TraceEvent"
         case .traceMissingArgument:
             return "#trace needs an event value, e.g. #trace(HTTPRequest(bytes: n, status: s)), where "
                 + "HTTPRequest is a struct declared with @TraceEvent(\"http:request\")"

@@ -6,7 +6,8 @@ import SwiftSyntaxMacros
 struct EventField {
     /// The name as written (with backticks if it has them): used for labels and member access.
     var spelling: String
-    /// The name without backticks: used in the `fields:` string.
+    /// The name in the trace (the `fields:` string): the property's name without backticks, or the
+    /// name given with `@TraceField("...")`.
     var name: String
     var type: TypeSyntax
     var kind: FieldKind
@@ -233,8 +234,9 @@ struct EventAnalysis {
                     message: TraceMacroFixIt(message: "Remove 'lazy'", id: "removeLazy"),
                     oldNode: variable, newNode: fixed)))
         }
+        let traceName = readTraceFieldName(variable, storedBindings: storedBindings)
         for element in variable.attributes {
-            guard case .attribute(let attribute) = element,
+            guard case .attribute(let attribute) = element, !Self.isTraceField(attribute),
                   let wrapper = Self.presumedPropertyWrapper(attribute) else { continue }
             var fixed = variable
             fixed.attributes = variable.attributes.filter { $0.id != element.id }
@@ -254,7 +256,7 @@ struct EventAnalysis {
                 continue
             }
             let spelling = pattern.identifier.text
-            let name = FieldTypes.unescaped(spelling)
+            let name = traceName ?? FieldTypes.unescaped(spelling)
             // `var a, b: Int`: a binding without a type or initial value takes the type of the next one that has
             // a type annotation.
             var type = binding.typeAnnotation?.type
@@ -291,6 +293,41 @@ struct EventAnalysis {
                     fixIts: fixIts))
             }
         }
+    }
+
+    /// `@TraceField` or `@RseqTraceMacros.TraceField`.
+    static func isTraceField(_ attribute: AttributeSyntax) -> Bool {
+        let name = attribute.attributeName.trimmedDescription
+        return name == "TraceField" || name == "RseqTraceMacros.TraceField"
+    }
+
+    /// The name `@TraceField("...")` gives the field declared by `variable`, nil without one (or
+    /// with a problem, which it diagnoses).
+    private mutating func readTraceFieldName(_ variable: VariableDeclSyntax, storedBindings: [PatternBindingSyntax]) -> String? {
+        for element in variable.attributes {
+            guard case .attribute(let attribute) = element, Self.isTraceField(attribute) else { continue }
+            let field = storedBindings.first?.pattern.trimmedDescription ?? ""
+            // On several bindings the compiler also refuses the peer macro ("peer macro can only be applied
+            // to a single variable"); this error says what to write instead.
+            guard storedBindings.count == 1 else {
+                diagnostics.append(Diagnostic(node: attribute, message: TraceMacroDiagnostic.traceFieldOnSeveralFields))
+                return nil
+            }
+            guard case .argumentList(let arguments) = attribute.arguments, arguments.count == 1,
+                  let literal = arguments.first?.expression.as(StringLiteralExprSyntax.self),
+                  literal.segments.count == 1, case .stringSegment(let segment)? = literal.segments.first else {
+                diagnostics.append(Diagnostic(node: attribute, message: TraceMacroDiagnostic.traceFieldNameNotLiteral(field: field)))
+                return nil
+            }
+            let name = segment.content.text
+            guard EventName.isIdentifier(Substring(name)) else {
+                diagnostics.append(Diagnostic(
+                    node: literal, message: TraceMacroDiagnostic.invalidTraceFieldName(field: field, name: name)))
+                return nil
+            }
+            return name
+        }
+        return nil
     }
 
     /// A custom attribute whose name starts with an upper-case letter (`@Clamped`, `@Sendable` is not valid on
@@ -357,9 +394,9 @@ struct EventAnalysis {
     private mutating func checkFieldNames() {
         var seen: [String: EventField] = [:]
         for field in fields {
-            if field.name == "emit" {
+            if FieldTypes.unescaped(field.spelling) == "emit" {
                 diagnostics.append(Diagnostic(
-                    node: field.nameNode, message: TraceMacroDiagnostic.reservedFieldName(field: field.name)))
+                    node: field.nameNode, message: TraceMacroDiagnostic.reservedFieldName(field: FieldTypes.unescaped(field.spelling))))
             }
             if let other = seen[field.traceName] {
                 diagnostics.append(Diagnostic(

@@ -1,11 +1,12 @@
 import SwiftCompilerPlugin
 import SwiftSyntaxMacros
 
-/// The compiler plugin behind `RseqTraceMacros`: `@TraceEvent` and `#trace`.
+/// The compiler plugin behind `RseqTraceMacros`: `@TraceEvent`, `@TraceField` and `#trace`.
 @main
 struct RseqTraceMacroPlugin: CompilerPlugin {
     let providingMacros: [any Macro.Type] = [
         TraceEventMacro.self,
         TraceMacro.self,
+        TraceFieldMacro.self,
     ]
 }

@@ -29,7 +29,8 @@
 /// The event name is a string literal `"provider:event"`; both parts are identifiers (ASCII letters, digits and
 /// `_`, not starting with a digit). An event can have no fields, and at most 255.
 ///
-/// Fields are the stored instance properties (static and computed properties are skipped). Each needs an
+/// Fields are the stored instance properties (static and computed properties are skipped), named in the trace
+/// after the property or by ``TraceField(_:)`` (`@TraceField("request_id") var requestID: UInt64`). Each needs an
 /// explicit type annotation, since the macro reads types from the source. Supported types: `UInt8`...`UInt64`,
 /// `UInt`, `Int8`...`Int64`, `Int`, `Bool`, `Float`, `Double`, `String`, `Substring`, `StaticString`,
 /// `[UInt8]`, ``RseqTrace/TraceString`` and ``RseqTrace/TraceBytes`` (also written `RseqTrace.X` or `Swift.X`).
@@ -48,6 +49,23 @@
 @attached(extension, conformances: RseqTrace.TraceEvent)
 public macro TraceEvent(_ name: StaticString) =
     #externalMacro(module: "RseqTraceMacroPlugin", type: "TraceEventMacro")
+
+/// Names a field of a ``TraceEvent(_:)`` struct in the trace, where it would otherwise take the property's name.
+///
+/// ```swift
+/// @TraceEvent("http:request")
+/// struct HTTPRequest {
+///     @TraceField("request_id") var requestID: UInt64      // request_id in the trace
+///     @TraceField("latency_ns") var latency: UInt64
+/// }
+/// ```
+///
+/// The name is a string literal and an identifier (ASCII letters, digits and `_`, not starting with a digit); it
+/// takes part in the field name checks of ``TraceEvent(_:)`` (two fields cannot have the same name in the trace).
+/// The attribute marks one stored property of a struct declared with ``TraceEvent(_:)`` and generates nothing.
+@attached(peer)
+public macro TraceField(_ name: StaticString) =
+    #externalMacro(module: "RseqTraceMacroPlugin", type: "TraceFieldMacro")
 
 /// Emits an event declared with ``TraceEvent(_:)``.
 ///

@@ -142,7 +142,8 @@ struct DemoCommand: ParsableCommand {
         print("cost: \(format(nsPerEvent)) ns of producer CPU time per event; \(format(rate / 1e6)) million events/s aggregate over \(format(Double(result.wallNanoseconds) / 1e6)) ms")
         if let summary, let output {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event on disk, \(summary.discarded) discarded")
-            print("read it with: babeltrace2 \(output)")
+            print(RecordDiagnosis.readWith(output))
+            if let warning = RecordDiagnosis.emptyStringWarning(output) { print("warning: \(warning)") }
         }
         if backend.usesLTTng {
             let ticks = UInt64(threads) * UInt64(self.events)

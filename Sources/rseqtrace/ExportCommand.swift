@@ -1,6 +1,7 @@
 import ArgumentParser
 import RseqTraceFormats
 import RseqTraceSupport
+import SystemPackage
 
 /// `rseqtrace export DIR --format chrome --output FILE`.
 struct ExportCommand: ParsableCommand {
@@ -20,17 +21,21 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "The trace directory.")
     var directory: String
 
-    @Option(help: "Output format: chrome.")
-    var format: Format
+    @Option(help: "Output format: chrome (the default).")
+    var format: Format = .chrome
 
-    @Option(help: "File to write (replaced if it exists).")
+    @Option(name: [.customShort("o"), .long], help: "File to write (replaced if it exists); - writes to standard output.")
     var output: String
 
     func run() throws {
         let reader = try TraceText.open(directory)
         do {
-            let summary = try ChromeTraceExporter().export(reader, to: output)
-            print("exported \(summary.events) events and \(summary.discardedRanges) discarded-event ranges to \(output) (\(summary.bytes) bytes, Chrome trace JSON)")
+            let exporter = ChromeTraceExporter()
+            let summary = output == "-" ? try exporter.export(reader, to: .standardOutput, named: "standard output")
+                                        : try exporter.export(reader, to: output)
+            let message = "exported \(summary.events) events and \(summary.discardedRanges) discarded-event ranges to \(output == "-" ? "standard output" : output) (\(summary.bytes) bytes, Chrome trace JSON)"
+            // With the JSON on standard output, the report goes to standard error.
+            if output == "-" { printError(message) } else { print(message) }
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure

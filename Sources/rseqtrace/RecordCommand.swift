@@ -17,7 +17,7 @@ struct RecordCommand: ParsableCommand {
             The program finds the trace object through the RSEQTRACE_BUFFER environment variable \
             (SharedTraceBuffer.openFromEnvironment()): fd:<n>, an anonymous memory file it inherits \
             (and its own children with it), which disappears with the last process holding it. \
-            rseqtrace drains it while the program runs, shows progress on a terminal, writes the \
+            rseqtrace drains it while the program runs (showing progress with --progress), writes the \
             trace, and exits with the program's exit status (128 + signal number if it was killed).
 
             Stopping: Ctrl-C (SIGINT) reaches the program from the terminal; rseqtrace keeps \
@@ -30,8 +30,8 @@ struct RecordCommand: ParsableCommand {
             current and drained events reach the stream files within a second) but is not \
             finished, and the program keeps running: its later events fill the buffer and are \
             dropped, counted in the buffer that nobody reads any more. A recording that fails \
-            before it recorded any event removes the output directory it created (or empties the \
-            one it was given).
+            before it recorded any event (e.g. a program that cannot be found) removes the output \
+            directory it created (or empties the one it was given).
 
             Typed tracepoints attach to it on first use. --enable and --disable choose which events \
             record, as rules applied in the order given: the last matching rule wins. When the first \
@@ -44,13 +44,22 @@ struct RecordCommand: ParsableCommand {
             A ring that \
             something else damaged is quarantined (no longer read; the others are still recorded) and a \
             damaged event registry leaves events without their schema: both are reported on stderr and \
-            make rseqtrace exit with status 1 once the trace is written. The last line is machine-readable:
+            make rseqtrace exit with status 1 once the trace is written.
+
+            Before the summary, lines beginning with 'warning: ' report a recording of 0 events (the \
+            program never attached to the buffer, or attached but enabled no event), --enable or \
+            RSEQTRACE_EVENTS patterns that matched no recorded event, and empty string values (which \
+            babeltrace2 2.0.x shows with an earlier event's value; rseqtrace view shows them right). \
+            The last line is machine-readable:
               summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> quarantined=<n> hidden_bytes=<n> mode=<discard|overwrite> exit_status=<n>
             (exit_status is the status described under Stopping, whatever was damaged.)
             """)
 
-    @Option(help: "Directory for the trace (created; must not exist or be empty).")
-    var output: String = "rseqtrace-record"
+    @Option(name: [.customShort("o"), .long], help: """
+        Directory for the trace (created; must not exist or be empty). Default: a new \
+        rseqtrace-record-YYYYMMDD-HHMMSS directory (UTC) in the current directory.
+        """)
+    var output: String?
 
     @OptionGroup var buffer: BufferOptions
 
@@ -83,11 +92,24 @@ struct RecordCommand: ParsableCommand {
         """)
     var backend: TraceBackend?
 
+    @Flag(name: .customLong("progress"), help: """
+        Redraw a progress line (events, rate, losses) on stderr while recording, when stderr is a \
+        terminal. Off by default: the program writes to the same terminal, and the redrawn line \
+        would mix with its output.
+        """)
+    var showProgress = false
+
     @Argument(parsing: .postTerminator, help: "The program to run and its arguments (after --).")
     var command: [String] = []
 
     func validate() throws {
-        guard !command.isEmpty else { throw ValidationError("missing the program to run: rseqtrace record [options] -- CMD [ARGS...]") }
+        guard !command.isEmpty else {
+            let words = Self.wordsBeforeTerminator(CommandLine.arguments)
+            if !words.isEmpty {
+                throw ValidationError("put the program after `--`: rseqtrace record [options] -- \(words.joined(separator: " "))")
+            }
+            throw ValidationError("missing the program to run: rseqtrace record [options] -- CMD [ARGS...]")
+        }
         guard (1...10_000).contains(intervalMilliseconds) else {
             throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
         }
@@ -105,6 +127,7 @@ struct RecordCommand: ParsableCommand {
     }
 
     private func record() throws(TraceError) -> Int32 {
+        let output = self.output ?? Self.defaultOutput()
         let createdDirectory = try CTFTraceWriter.prepareDirectory(output)
         var complete = false
         var started: TraceRecorder?
@@ -144,7 +167,7 @@ struct RecordCommand: ParsableCommand {
                                            inheriting: [memory.rawValue])
         // The trace describes the traced program (LTTng's per-process `vpid`), not the recorder.
         recorder.writer?.updateProcess(procname: recorder.writer?.description.procname ?? command[0], pid: child.pid)
-        let progress = ProgressLine(enabled: isatty(2) == 1)
+        let progress = ProgressLine(enabled: showProgress && isatty(2) == 1)
         // While the program runs: drain, and when a round finds nothing wait up to the interval for
         // its exit (a pidfd wakes this loop the moment it exits, the signalfd when a signal comes).
         var termination: Termination?
@@ -202,8 +225,22 @@ struct RecordCommand: ParsableCommand {
         print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))\(totals.quarantined > 0 ? ", \(totals.quarantined) rings quarantined with \(totals.hidden) bytes unread" : "")")
         if let summary {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
-            print("read it with: babeltrace2 \(output)")
+            print(RecordDiagnosis.readWith(output))
         }
+        let schemas = (try? buffer.registeredEvents()).map { Array($0.values) }
+        var diagnosis = RecordDiagnosis(program: command[0], recorded: totals.recorded, lost: totals.lost,
+                                        attachedProcesses: RecordDiagnosis.attachedProcesses(memory: memory),
+                                        registeredEvents: schemas?.map(\.name))
+        if let list = try? eventRuleList() {
+            diagnosis.rules = (list, "--enable")
+        } else if let inherited = SystemInfo.environmentValue(TraceRuntime.eventsVariable) {
+            diagnosis.rules = (inherited, TraceRuntime.eventsVariable)
+        }
+        var warnings = diagnosis.warnings
+        if summary != nil, totals.recorded > 0, let warning = RecordDiagnosis.emptyStringWarning(output, schemas: schemas) {
+            warnings.append(warning)
+        }
+        for warning in warnings { print("warning: \(warning)") }
         // Damage found by another process's writes: the trace of the good rings is complete, but the
         // recording is not.
         let damage = recorder.quarantinedRings.sorted { $0.key < $1.key }.map(\.value.message)
@@ -212,6 +249,45 @@ struct RecordCommand: ParsableCommand {
         print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) quarantined=\(totals.quarantined) hidden_bytes=\(totals.hidden) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
         complete = true
         return damage.isEmpty ? exitStatus : 1
+    }
+
+    /// `rseqtrace-record-YYYYMMDD-HHMMSS` (UTC, now), with `-2`, `-3`... appended while that name
+    /// exists in the current directory.
+    static func defaultOutput(realtime: Int64 = Int64(SystemInfo.nanoseconds(CLOCK_REALTIME))) -> String {
+        let base = "rseqtrace-record-" + TraceText.compactDateTime(realtime)
+        let existing = Set(SystemInfo.directoryEntries(".") ?? [])
+        var name = base
+        var suffix = 2
+        while existing.contains(name) {
+            name = base + "-\(suffix)"
+            suffix += 1
+        }
+        return name
+    }
+
+    /// The options of `record` that take a value (as a separate word unless written `--name=value`).
+    static let optionsWithValue: Set<String> = [
+        "--output", "-o", "--mode", "--buffer-size", "--subbuffer-size", "--interval-ms", "--enable", "--disable", "--backend",
+    ]
+
+    /// The words after `record` in `arguments` (argv) that are neither options nor their values, up to
+    /// `--` or the end: a program written without the `--` before it.
+    static func wordsBeforeTerminator(_ arguments: [String]) -> [String] {
+        guard let start = arguments.dropFirst().firstIndex(of: "record") else { return [] }
+        var words: [String] = []
+        var index = start + 1
+        while index < arguments.count, arguments[index] != "--" {
+            let argument = arguments[index]
+            index += 1
+            if !words.isEmpty {
+                words.append(argument)      // the program's own arguments, options included
+            } else if argument.hasPrefix("-") {
+                if !argument.contains("="), optionsWithValue.contains(argument) { index += 1 }
+            } else {
+                words.append(argument)
+            }
+        }
+        return words
     }
 
     /// SIGTERM, SIGHUP, or the number.

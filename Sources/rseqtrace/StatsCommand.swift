@@ -8,25 +8,42 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats",
         abstract: "Summarize a CTF trace written by rseqtrace: events per name and per CPU, losses, span, rate.",
         discussion: """
-            Reads every event (validating the whole trace). The last line is machine-readable:
+            Reads every event (validating the whole trace); --event, --filter, --cpu, --from and --to \
+            count only the records they select. --field NAME adds the distribution of a numeric field \
+            over the selected events that have it, with a machine-readable line:
+              field: name=<name> count=<n> min=<x> p50=<x> p90=<x> p99=<x> max=<x> mean=<x>
+            (percentiles by nearest rank). The last line is machine-readable:
               stats: events=<n> discarded=<n> streams=<n> duration_ns=<n>
-            where duration_ns is the time from the first to the last event.
+            where duration_ns is the time from the first to the last event counted.
             """)
 
-    @Argument(help: "The trace directory (holding `metadata` and the `channel0_<n>` stream files).")
-    var directory: String
+    @Argument(help: """
+        The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory \
+        holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
+        """)
+    var directory: String?
+
+    @OptionGroup var selection: EventSelection
+
+    @Option(name: .customLong("field"), help: ArgumentHelp("The distribution of this numeric field (e.g. latency_ns). Repeatable.",
+                                                          valueName: "NAME"))
+    var fields: [String] = []
 
     func run() throws {
-        let reader = try TraceText.open(directory)
+        let reader = try TraceText.open(TraceText.directory(directory))
+        for warning in selection.missingCPUWarnings(reader) { printError(warning) }
+        var matcher = try EventSelection.Matcher(selection)
         var perName: [String: UInt64] = [:]
         var perCPU: [UInt32: (events: UInt64, discarded: UInt64)] = [:]
         var events: UInt64 = 0
         var discarded: UInt64 = 0
         var first: CTFEvent?
         var last: CTFEvent?
+        var distributions = fields.map { FieldDistribution(name: $0) }
         do {
             var records = reader.records()
             while let record = try records.next() {
+                guard matcher.matches(record) else { continue }
                 switch record {
                 case .event(let event):
                     events += 1
@@ -34,6 +51,7 @@ struct StatsCommand: ParsableCommand {
                     perCPU[event.cpuID, default: (0, 0)].events += 1
                     if first == nil { first = event }
                     last = event
+                    for index in distributions.indices { distributions[index].add(event) }
                 case .discarded(let loss):
                     discarded &+= loss.count
                     perCPU[loss.cpuID, default: (0, 0)].discarded &+= loss.count
@@ -44,7 +62,11 @@ struct StatsCommand: ParsableCommand {
             throw ExitCode.failure
         }
         let duration = first.flatMap { f in last.map { $0.timestamp - f.timestamp } } ?? 0
-        print("trace: \(directory): \(reader.streamNames.count) streams, \(reader.metadata.events.count) event types declared")
+        print("trace: \(reader.directory): \(reader.streamNames.count) streams, \(reader.metadata.events.count) event types declared")
+        if let program = reader.metadata.environmentValue("procname") {
+            let pid = reader.metadata.environmentValue("vpid").map { ", pid \($0)" } ?? ""
+            print("program: \(program)\(pid)")
+        }
         if let hostname = reader.metadata.environmentValue("hostname"), let name = reader.metadata.environmentValue("trace_name") {
             print("recorded: \(name) on \(hostname)")
         }
@@ -62,12 +84,77 @@ struct StatsCommand: ParsableCommand {
         print(pad("total", 10) + pad("\(events)", 14, right: true) + pad("\(discarded)", 14, right: true))
         print("")
         if let first, let last {
-            print("span: [\(TraceText.timeOfDay(first.realtime))] to [\(TraceText.timeOfDay(last.realtime))] UTC, \(TraceText.seconds(duration)) s")
+            print("span: \(TraceText.isoDate(first.realtime)) [\(TraceText.timeOfDay(first.realtime))] to [\(TraceText.timeOfDay(last.realtime))] UTC, \(TraceText.seconds(duration)) s")
             let rate = duration > 0 ? Double(events) / (Double(duration) / 1e9) : 0
             print("rate: \(duration > 0 ? format(rate) + " events/s" : "n/a (a single instant)")")
         } else {
             print("span: no events")
         }
+        for distribution in distributions {
+            print("")
+            for line in distribution.report() { print(line) }
+        }
         print("stats: events=\(events) discarded=\(discarded) streams=\(reader.streamNames.count) duration_ns=\(duration)")
+    }
+}
+
+/// The values of one numeric field over the events that have it.
+struct FieldDistribution {
+    let name: String
+    /// Integer values exactly (while every value is an integer), and all values as Double.
+    private var integers: [Int64] = []
+    private var unsignedBeyondInt64 = false
+    private var doubles: [Double] = []
+    private var eventNames = Set<String>()
+    private var nonNumeric = 0
+
+    init(name: String) { self.name = name }
+
+    mutating func add(_ event: CTFEvent) {
+        guard let value = event[field: name] else { return }
+        switch value {
+        case .unsigned(let v):
+            if let exact = Int64(exactly: v) { integers.append(exact) } else { unsignedBeyondInt64 = true }
+            doubles.append(Double(v))
+        case .signed(let v):
+            integers.append(v)
+            doubles.append(Double(v))
+        case .float32(let v): doubles.append(Double(v)); unsignedBeyondInt64 = true
+        case .float64(let v): doubles.append(v); unsignedBeyondInt64 = true
+        case .enumeration(_, let v, _):
+            integers.append(v)
+            doubles.append(Double(v))
+        case .bytes, .string:
+            nonNumeric += 1
+            return
+        }
+        eventNames.insert(event.name)
+    }
+
+    /// The human-readable lines and the machine-readable `field:` line.
+    func report() -> [String] {
+        guard !doubles.isEmpty else {
+            let why = nonNumeric > 0 ? "its \(nonNumeric) values are not numbers" : "no selected event has it"
+            return ["field \(name): no numeric values (\(why))", "field: name=\(name) count=0"]
+        }
+        let count = doubles.count
+        let exact = !unsignedBeyondInt64 && integers.count == count
+        let sortedIntegers = exact ? integers.sorted() : []
+        let sortedDoubles = exact ? [] : doubles.sorted()
+        /// The nearest-rank percentile `p` (0 < p <= 100) as text.
+        func percentile(_ p: Int) -> String {
+            let rank = max(1, (p * count + 99) / 100)
+            return exact ? "\(sortedIntegers[rank - 1])" : "\(sortedDoubles[rank - 1])"
+        }
+        let minimum = exact ? "\(sortedIntegers[0])" : "\(sortedDoubles[0])"
+        let maximum = exact ? "\(sortedIntegers[count - 1])" : "\(sortedDoubles[count - 1])"
+        let mean = format(doubles.reduce(0, +) / Double(count))
+        let values: [(String, String)] = [("min", minimum), ("p50", percentile(50)), ("p90", percentile(90)),
+                                          ("p99", percentile(99)), ("max", maximum), ("mean", mean)]
+        return [
+            "field \(name): \(count) values in \(eventNames.sorted().joined(separator: ", "))",
+            "  " + values.map { "\($0.0) \($0.1)" }.joined(separator: "   "),
+            "field: name=\(name) count=\(count) " + values.map { "\($0.0)=\($0.1)" }.joined(separator: " "),
+        ]
     }
 }

@@ -13,40 +13,38 @@ struct ViewCommand: ParsableCommand {
               [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N name: { field = value, ... }
             and one line per loss a stream reported:
               discarded N events on cpu C between [HH:MM:SS.nnnnnnnnn] and [HH:MM:SS.nnnnnnnnn]
-            --event and --cpu filter events (--cpu also filters losses); --limit stops after N events.
+            --event, --filter, --cpu, --from and --to select events (--cpu, --from and --to also \
+            losses); --limit stops after N events. A directory that is not a trace but holds exactly \
+            one below it (e.g. an lttng session's output) is read in its place.
             """)
 
-    @Argument(help: "The trace directory (holding `metadata` and the `channel0_<n>` stream files).")
-    var directory: String
+    @Argument(help: """
+        The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory \
+        holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
+        """)
+    var directory: String?
 
-    @Option(name: .customLong("event"), help: "Only events whose name matches this pattern (`*` matches any text, e.g. demo:*). Repeatable.")
-    var events: [String] = []
-
-    @Option(name: .customLong("cpu"), help: "Only this CPU's events and losses (the packets' cpu_id). Repeatable.")
-    var cpus: [Int] = []
+    @OptionGroup var selection: EventSelection
 
     @Option(help: "Print at most this many events.")
     var limit: Int?
 
     func validate() throws {
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
-        if let bad = cpus.first(where: { $0 < 0 || $0 > Int(UInt32.max) }) {
-            throw ValidationError("--cpu must be a CPU number (0 or more), got \(bad)")
-        }
-        if let bad = events.first(where: \.isEmpty) { throw ValidationError("--event needs a non-empty pattern, got '\(bad)'") }
     }
 
     func run() throws {
-        let reader = try TraceText.open(directory)
+        let reader = try TraceText.open(TraceText.directory(directory))
+        for warning in selection.missingCPUWarnings(reader) { printError(warning) }
+        var matcher = try EventSelection.Matcher(selection)
         var records = reader.records()
         var printed = 0
         var previous: Int64?
         do {
             while limit.map({ printed < $0 }) ?? true, let record = try records.next() {
-                if !cpus.isEmpty && !cpus.contains(Int(record.cpuID)) { continue }
+                guard matcher.matches(record) else { continue }
                 switch record {
                 case .event(let event):
-                    if !events.isEmpty && !events.contains(where: { EventPattern.matches($0, event.name, questionMarkMatchesOne: false) }) { continue }
                     let delta = previous.map { "+" + TraceText.seconds(UInt64(max(0, event.realtime &- $0))) } ?? "+?.?????????"
                     previous = event.realtime
                     let fields = event.fields.map { "\($0.name) = \($0.value)" }.joined(separator: ", ")

@@ -7,6 +7,7 @@ import Testing
 let testMacros: [String: MacroSpec] = [
     "TraceEvent": MacroSpec(type: TraceEventMacro.self, conformances: ["TraceEvent"]),
     "trace": MacroSpec(type: TraceMacro.self),
+    "TraceField": MacroSpec(type: TraceFieldMacro.self),
 ]
 
 /// `assertMacroExpansion` reporting through Swift Testing.

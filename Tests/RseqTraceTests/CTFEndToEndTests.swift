@@ -58,7 +58,7 @@ struct CTFEndToEndTests {
         let outcome = try HelperProcess.run(rseqtrace, ["demo"] + arguments + ["--output", output],
                                             environment: HelperProcess.childEnvironment(), timeout: .seconds(120))
         #expect(outcome.exitCode == 0, "\(outcome)")
-        #expect(outcome.stdout.contains("read it with: babeltrace2 \(output)"), "\(outcome.stdout)")
+        #expect(outcome.stdout.contains("read it with: rseqtrace view \(output)   (or rseqtrace stats, rseqtrace export, babeltrace2)"), "\(outcome.stdout)")
         let fields = try #require(outcome.fields(of: "summary:"), "\(outcome)")
         return DemoRun(emitted: try #require(Int(fields["emitted"] ?? "")),
                        recorded: try #require(Int(fields["recorded"] ?? "")),
@@ -306,7 +306,7 @@ struct CTFEndToEndTests {
         for events in [700, 300] {
             let run = try demo(events)
             #expect(run.exitCode == 0, "\(run)")
-            #expect(run.stdout.contains("read it with: babeltrace2 rseqtrace-demo"), "\(run.stdout)")
+            #expect(run.stdout.contains("read it with: rseqtrace view rseqtrace-demo "), "\(run.stdout)")
             let read = try HelperProcess.run(Self.babeltrace, [home + "/rseqtrace-demo"],
                                              environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
             #expect(read.stdout.split(separator: "\n").count == 2 * events, "the previous run's trace was replaced")  // fewer than 1000 per thread: no demo:types

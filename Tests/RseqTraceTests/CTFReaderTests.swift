@@ -652,7 +652,7 @@ struct CTFReaderCLITests {
         }
     }
 
-    @Test("usage errors exit 64", arguments: [["view"], ["view", "/tmp", "--limit", "-1"], ["view", "/tmp", "--cpu", "-2"], ["stats"]])
+    @Test("usage errors exit 64", arguments: [["view", "/tmp", "--limit", "-1"], ["view", "/tmp", "--cpu", "-2"], ["stats", "/tmp", "--cpu", "-1"]])
     func usage(arguments: [String]) throws {
         let run = try HelperProcess.runRseqtrace(arguments)
         #expect(run.status == 64, "\(run)")

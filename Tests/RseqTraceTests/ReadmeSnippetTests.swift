@@ -2,41 +2,9 @@ import RseqTrace
 import RseqTraceConsumer
 import Testing
 
-// README's "Instrumenting a program" snippet, compiled as written. Nothing in this process attaches
-// the runtime (runtime behaviour is tested in rseqtrace-testhelper), so the tracepoint stays disabled.
-
-enum Method: UInt8, TraceEnum { case get, post, put }   // written with its case names
-
-let httpRequest = Tracepoint4<Method, TraceString<64>, UInt16, UInt64>(
-    "http:request", fields: "method path status latency_ns")
-
-func handled(_ method: Method, _ path: String, _ status: UInt16, _ latency: UInt64) {
-    httpRequest.emit(method, TraceString(path), status, latency)
-}
-
-// README's "The producer and consumer API (low level)" snippet, compiled as written inside a function
-// that supplies the values it names (`latencyNanos`, `status`, `payload`).
-func lowLevelSnippet(name: String, latencyNanos: UInt64, status: UInt16, payload: [UInt8]) throws
-    -> (recorded: UInt64, lost: UInt64) {
-    let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name, mode: .discard))
-    let request = try buffer.registerEvent(EventSchema(name: "http:request", fields: [
-        EventField("latency_ns", .uint64), EventField("status", .uint16),
-    ]))
-    let producer = buffer.makeProducer()          // keeps the buffer alive; copy it to every thread
-
-    if let r = producer.reserve(eventID: request, payloadSize: 10) {
-        r.store(latencyNanos, at: 0)
-        r.store(status, at: 8)
-        producer.commit(r)
-    }
-
-    _ = producer.write(eventID: request, bytes: payload.span)
-
-    let drainer = TraceDrainer(buffer: buffer)
-    try drainer.drainOnce { record in print(record.eventID, record.timestamp) }
-    print(drainer.totals.recorded, drainer.totals.lost)
-    return (drainer.totals.recorded, drainer.totals.lost)
-}
+// README's Swift snippets are compiled as written from ReadmeSnippets.generated.swift (written by
+// Tools/readme-snippets; Tools/test checks it is current). Nothing in this process attaches the
+// runtime (runtime behaviour is tested in rseqtrace-testhelper), so the tracepoint stays disabled.
 
 @Suite("README snippets")
 struct ReadmeSnippetTests {

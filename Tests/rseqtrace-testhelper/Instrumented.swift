@@ -47,7 +47,7 @@ let instTexts: [(String, String)] = [
 ]
 
 enum InstrumentedCommand {
-    static let usage = "instrumented --scenario types|emit-types|env|env-toggle|rules|late|problems|reattach|forwarder|malformed|macros [--events N]"
+    static let usage = "instrumented --scenario types|emit-types|declaration-error|env|env-toggle|rules|late|problems|reattach|forwarder|malformed|macros [--events N]"
 
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
         let options = try Options(arguments, flagNames: [], valueNames: ["scenario", "events"])
@@ -64,6 +64,10 @@ enum InstrumentedCommand {
         case "env-toggle": envToggleScenario(expect, &facts)
         case "emit-types":
             emitTypes(events: events)
+            facts.append("attached=\(TraceRuntime.attachedBuffer != nil ? 1 : 0) problems=\(TraceRuntime.problems.count)")
+        case "declaration-error":
+            // Its only tracepoint declares 2 fields and names 1: it stays disabled (reported on stderr).
+            instWrongCount.emit(1, 2)
             facts.append("attached=\(TraceRuntime.attachedBuffer != nil ? 1 : 0) problems=\(TraceRuntime.problems.count)")
         case "rules": rulesScenario(expect, &facts)
         case "late": lateScenario(expect, &facts)

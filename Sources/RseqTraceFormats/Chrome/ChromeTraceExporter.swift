@@ -9,8 +9,9 @@ import SystemPackage
 /// fields as `args`; each discarded-events range becomes a complete event (`"ph":"X"`) named
 /// `discarded events` with the count, on the same track. Timestamps are CLOCK_MONOTONIC
 /// microseconds with nanosecond decimals. Integers beyond 2^53 and non-finite floats are written
-/// as strings so that no JSON reader loses or rejects them. Output is streamed: memory use does
-/// not grow with the trace.
+/// as strings so that no JSON reader loses or rejects them; a field with such a value anywhere in
+/// the trace is written as a string in every event of that name, as are enumerations (their label,
+/// or the number for a value without one), so that each field keeps one JSON type. Output is streamed: memory use does not grow with the trace.
 public struct ChromeTraceExporter {
     /// What an export wrote.
     public struct Summary: Sendable {
@@ -35,7 +36,14 @@ public struct ChromeTraceExporter {
             throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
         }
         defer { try? fd.close() }
-        var out = JSONOutput(fd: fd, path: path)
+        return try export(reader, to: fd, named: path)
+    }
+
+    /// Writes `reader`'s trace to the open descriptor `descriptor` (e.g. standard output), which it
+    /// does not close; `name` names it in errors.
+    public func export(_ reader: CTFTraceReader, to descriptor: FileDescriptor, named name: String) throws(TraceError) -> Summary {
+        let textFields = try fieldsWrittenAsStrings(reader)
+        var out = JSONOutput(fd: descriptor, path: name)
         var summary = Summary()
         let pid = reader.metadata.environmentValue("vpid").flatMap { value -> Int64? in
             if case .integer(let v) = value { return v }
@@ -56,7 +64,11 @@ public struct ChromeTraceExporter {
                 let category = event.name.split(separator: ":").first.map(String.init) ?? event.name
                 var line = ",\n{\"name\":\(quoted(event.name)),\"cat\":\(quoted(category)),\"ph\":\"i\",\"s\":\"t\","
                 line += "\"ts\":\(microseconds(event.timestamp)),\"pid\":\(pid),\"tid\":\(cpu),\"args\":{"
-                line += event.fields.map { "\(quoted($0.name)):\(json($0.value))" }.joined(separator: ",")
+                line += event.fields.map { field in
+                    let value = json(field.value)
+                    let asText = !value.hasPrefix("\"") && textFields.contains(FieldKey(event: event.name, field: field.name))
+                    return "\(quoted(field.name)):\(asText ? "\"" + value + "\"" : value)"
+                }.joined(separator: ",")
                 line += "}}"
                 try out.write(line)
                 summary.events += 1
@@ -70,6 +82,33 @@ public struct ChromeTraceExporter {
         try out.flush()
         summary.bytes = out.written
         return summary
+    }
+
+    /// An event's field.
+    struct FieldKey: Hashable {
+        var event: String
+        var field: String
+    }
+
+    /// The numeric fields that have a value JSON numbers cannot carry exactly (an integer beyond
+    /// 2^53, a non-finite float) in some event, and the enumerations: written as strings in every event.
+    func fieldsWrittenAsStrings(_ reader: CTFTraceReader) throws(TraceError) -> Set<FieldKey> {
+        var keys = Set<FieldKey>()
+        var records = reader.records()
+        while let record = try records.next() {
+            guard case .event(let event) = record else { continue }
+            for field in event.fields {
+                switch field.value {
+                case .unsigned, .signed, .float32, .float64:
+                    if json(field.value).hasPrefix("\"") { keys.insert(FieldKey(event: event.name, field: field.name)) }
+                case .enumeration:
+                    // Labels are strings, so a value without a label is written as one too.
+                    keys.insert(FieldKey(event: event.name, field: field.name))
+                case .bytes, .string: break
+                }
+            }
+        }
+        return keys
     }
 
     /// "12345.678" from nanoseconds.

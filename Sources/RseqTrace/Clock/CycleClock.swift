@@ -97,3 +97,59 @@ public struct CycleClock: Sendable, Hashable {
         return monotonicReference >= ns ? monotonicReference - ns : 0
     }
 }
+
+/// `CycleClock.monotonicNanoseconds` without a division per timestamp, for loops that convert
+/// millions of them: the same exact results, from a reciprocal computed once.
+///
+/// `1e9 / frequency` is held as an integer part `q` and a 64-bit binary fraction `f`
+/// (`floor(2^64 * (1e9 mod frequency) / frequency)`); `delta * q + high64(delta * f)` is the
+/// exact quotient `floor(delta * 1e9 / frequency)` or one less, and one multiplication decides which.
+@frozen
+@usableFromInline
+package struct CycleConversion: Sendable {
+    @usableFromInline let clock: CycleClock
+    @usableFromInline let integerPart: UInt64
+    @usableFromInline let fraction: UInt64
+
+    package init(_ clock: CycleClock) {
+        self.clock = clock
+        guard clock.frequency > 0 else {
+            integerPart = 0
+            fraction = 0
+            return
+        }
+        integerPart = 1_000_000_000 / clock.frequency
+        let remainder = 1_000_000_000 % clock.frequency
+        // remainder < frequency, so the quotient of (remainder * 2^64) / frequency fits 64 bits.
+        fraction = clock.frequency.dividingFullWidth((high: remainder, low: 0)).quotient
+    }
+
+    /// `clock.monotonicNanoseconds(cycles)`, exactly.
+    @inlinable @inline(__always)
+    package func monotonicNanoseconds(_ cycles: UInt64) -> UInt64 {
+        guard clock.frequency > 0 else { return clock.monotonicReference }
+        let forward = cycles >= clock.cycleReference
+        let ns = quotient(forward ? cycles &- clock.cycleReference : clock.cycleReference &- cycles)
+        if forward {
+            let (sum, overflow) = clock.monotonicReference.addingReportingOverflow(ns)
+            return overflow ? .max : sum
+        }
+        return clock.monotonicReference >= ns ? clock.monotonicReference &- ns : 0
+    }
+
+    /// `floor(delta * 1e9 / frequency)`, or UInt64.max when it does not fit.
+    @inlinable @inline(__always)
+    func quotient(_ delta: UInt64) -> UInt64 {
+        let whole = delta.multipliedReportingOverflow(by: integerPart)
+        let (estimate, overflow) = whole.partialValue.addingReportingOverflow(delta.multipliedFullWidth(by: fraction).high)
+        if whole.overflow || overflow { return .max }
+        // The exact quotient is `estimate` or `estimate + 1`: the latter iff (estimate + 1) * frequency <= delta * 1e9.
+        let target = delta.multipliedFullWidth(by: 1_000_000_000)
+        let next = estimate &+ 1
+        let candidate = next.multipliedFullWidth(by: clock.frequency)
+        if next != 0 && (candidate.high < target.high || (candidate.high == target.high && candidate.low <= target.low)) {
+            return next
+        }
+        return estimate
+    }
+}

@@ -60,6 +60,8 @@ public final class CTFTraceWriter {
     /// The clock never changes after `init` (only the process and the schemas do): kept apart from
     /// `description` so that a record does not read the whole description.
     private let clock: CycleClock
+    /// `clock`'s conversion to nanoseconds, with its reciprocal computed once.
+    private let conversion: CycleConversion
 
     /// Creates `directory` (which must not exist yet, or be an empty directory).
     public init(directory: String, description: CTFTraceDescription, packetCapacity: Int = 256 << 10) throws(TraceError) {
@@ -67,6 +69,7 @@ public final class CTFTraceWriter {
         self.description = description
         self.packetCapacity = max(4096, packetCapacity)
         self.clock = description.clock
+        self.conversion = CycleConversion(description.clock)
         try CTFTraceWriter.prepareDirectory(directory)
         self.state = .lent
         // The metadata first: the directory is a trace from the moment it holds a stream.
@@ -285,8 +288,7 @@ public final class CTFTraceWriter {
     /// drain round), so that appending a record does not go through the writer's stored properties.
     /// Inside `body`, use the appender (not the writer) until it returns.
     package func withAppender<Result, E: Error>(_ body: (inout Appender) throws(E) -> Result) throws(E) -> Result {
-        var appender = Appender(writer: self, state: .lent, packetCapacity: packetCapacity, clock: clock,
-                                conversion: CycleConversion(clock))
+        var appender = Appender(writer: self, state: .lent, packetCapacity: packetCapacity, conversion: conversion)
         swap(&state, &appender.state)
         defer { swap(&state, &appender.state) }
         return try body(&appender)
@@ -298,7 +300,6 @@ public final class CTFTraceWriter {
         fileprivate let writer: CTFTraceWriter
         fileprivate var state: WriterState
         fileprivate let packetCapacity: Int
-        fileprivate let clock: CycleClock
         fileprivate let conversion: CycleConversion
 
         /// Appends a batch of drained records of `ring` (`TraceDrainer.drainOnce(quiescent:batches:)`):
@@ -328,7 +329,7 @@ public final class CTFTraceWriter {
 
         /// As `CTFTraceWriter.append(ring:eventID:cycles:payload:)`.
         package mutating func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
-            let timestamp = clock.monotonicNanoseconds(cycles)
+            let timestamp = conversion.monotonicNanoseconds(cycles)
             while true {
                 // SAFETY: the span's bytes, read during the call only.
                 let pending = unsafe payload.withUnsafeBytes { bytes in
@@ -357,7 +358,7 @@ public final class CTFTraceWriter {
     /// The common part of both `append`s: `bytes` must be readable during the call.
     @unsafe
     private func append(ring: Int, eventID: UInt16, cycles: UInt64, bytes: UnsafeRawBufferPointer) throws(TraceError) {
-        let timestamp = clock.monotonicNanoseconds(cycles)
+        let timestamp = conversion.monotonicNanoseconds(cycles)
         while true {
             // SAFETY: `bytes` is readable during this call (the caller's promise).
             let pending = unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, payload: bytes)

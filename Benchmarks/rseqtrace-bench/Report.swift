@@ -178,6 +178,10 @@ struct Report {
             Swift.print("consumer CPU, RseqTrace: \(format(rseq / 1e6, 1)) ms per million events "
                 + "(draining a finished buffer of \(consumers.rseqtrace?.recorded ?? 0) events and writing CTF to disk, one thread)")
         }
+        if let floor = writeFloorNanoseconds {
+            Swift.print("consumer CPU, writing the same bytes alone: \(format(floor, 2)) ns per event "
+                + "(plain 256 KiB write()s of the trace's stream bytes to a file beside it, through the page cache)")
+        }
         if let lttng = consumers.lttng?.consumerNanosecondsPerMillion {
             Swift.print("consumer CPU, LTTng-UST: \(format(lttng / 1e6, 1)) ms per million events "
                 + "(lttng-consumerd from the start of the timed loop of a run of \(consumers.lttng?.recorded ?? 0) events "
@@ -256,7 +260,8 @@ struct Report {
         if let consumer, let lttngConsumer {
             line(consumer <= 0.5 * lttngConsumer, noisy: noise.multiThreadNoisy,
                  "consumer CPU per recorded event ≤ 0.5 × lttng-consumerd's: \(format(consumer / lttngConsumer, 2))× "
-                 + "(\(format(consumer, 2)) vs \(format(lttngConsumer, 2)) ns)")
+                 + "(\(format(consumer, 2)) vs \(format(lttngConsumer, 2)) ns"
+                 + (writeFloorNanoseconds.map { "; writing the bytes alone costs \(format($0, 2)) ns" } ?? "") + ")")
         } else {
             line(nil, noisy: false, "consumer CPU per recorded event ≤ 0.5 × lttng-consumerd's: "
                 + (lttngConsumer == nil ? (lttngUnavailable.map { "LTTng-UST not run: \($0)" } ?? "no LTTng data") : "no data"))
@@ -339,6 +344,13 @@ struct Report {
             + "sustained_meps=\(summaryNumber(sustained?.best.map { $0.achievedRate / 1e6 }, 2)) "
             + "bytes_per_event=\(summaryNumber(result(.rseqtraceDiscard)?.bytesPerEvent, 2)) "
             + "lttng_bytes_per_event=\(summaryNumber(result(.lttngEnabled)?.bytesPerEvent, 2))")
+    }
+
+    /// CPU per recorded event of writing RseqTrace's stream bytes alone (plain writes), in ns.
+    private var writeFloorNanoseconds: Double? {
+        guard let sample = consumers.rseqtrace, let floor = sample.writeFloorNanoseconds,
+              let recorded = sample.recorded, recorded > 0 else { return nil }
+        return Double(floor) / Double(recorded)
     }
 
     /// RseqTrace's consumer CPU per recorded event (draining a finished buffer and writing CTF), in ns.

@@ -33,6 +33,9 @@ struct Sample {
     /// CPU time the consumer spent on this run's events (LTTng: lttng-consumerd from the timed
     /// loop's start to the end of `lttng stop`; RseqTrace: draining the finished buffer and writing CTF).
     var consumerNanoseconds: UInt64?
+    /// RseqTrace: CPU time of writing the same stream bytes to a file with plain `write`s (part of
+    /// `consumerNanoseconds`'s cost that any consumer storing those bytes pays).
+    var writeFloorNanoseconds: UInt64?
 
     /// Consumer CPU nanoseconds per million recorded events, when measured.
     var consumerNanosecondsPerMillion: Double? {
@@ -60,6 +63,7 @@ struct Sample {
         streamBytes = number("stream_bytes")
         traceEvents = number("trace_events")
         consumerNanoseconds = number("drain_cpu_ns")
+        writeFloorNanoseconds = number("write_floor_ns")
         mode = fields["mode"]
     }
 }

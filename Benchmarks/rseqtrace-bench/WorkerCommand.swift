@@ -168,8 +168,37 @@ struct WorkerCommand: ParsableCommand {
             result.fields["trace_events"] = String(summary.events)
             result.fields["stream_bytes"] = String(summary.streamBytes)
             result.fields["metadata_bytes"] = String(summary.metadataBytes)
+            if let traceOutput, let floor = writeFloor(bytes: summary.streamBytes, beside: traceOutput) {
+                result.fields["write_floor_ns"] = String(floor)
+            }
         }
         return result
+    }
+
+    /// Thread CPU nanoseconds that writing `bytes` bytes costs by themselves: a file next to the
+    /// trace written with 256 KiB `write`s (the CTF writer's packet size) from a buffer already in
+    /// cache, then removed. What any consumer storing those bytes through the page cache pays.
+    func writeFloor(bytes: UInt64, beside trace: String) -> UInt64? {
+        let path = trace + "-write-floor"
+        // SAFETY: open takes the path by value (a temporary C string).
+        let fd = unsafe open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return nil }
+        defer {
+            close(fd)
+            // SAFETY: as above.
+            _ = unsafe unlink(path)
+        }
+        let chunk = [UInt8](repeating: 0x5A, count: 256 << 10)
+        let start = bench_thread_cpu_ns()
+        var left = bytes
+        while left > 0 {
+            let count = Int(min(left, UInt64(chunk.count)))
+            // SAFETY: the array's own bytes, `count` <= its count.
+            let written = unsafe chunk.withUnsafeBytes { unsafe write(fd, $0.baseAddress, count) }
+            guard written > 0 else { return nil }
+            left -= UInt64(written)
+        }
+        return bench_thread_cpu_ns() &- start
     }
 
     func runBaselineRing() throws(TraceError) -> RunResult {

@@ -70,6 +70,8 @@ public final class TraceDrainer {
     /// Totals per ring, indexed like the rings (the last one is the slow lane).
     public private(set) var statistics: [RingStatistics]
     private let scratch: UnsafeMutableRawBufferPointer
+    /// Where reads collect the records they hand over (`RecordBatch.capacity` of them).
+    private let batchStorage: UnsafeMutablePointer<VisitedRecord>
     /// Counts taken out of the ring counters by `resetCounters()`, per ring (dropped, tooLarge).
     private var resetBase: [(dropped: UInt64, tooLarge: UInt64)]
     /// What earlier reads established about each ring's positions.
@@ -90,11 +92,15 @@ public final class TraceDrainer {
         self.cursors = Array(repeating: RingReader.Cursor(), count: buffer.layout.ringCount)
         // SAFETY: freshly allocated, freed in deinit, only used inside this object.
         unsafe self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.layout.ringSize, alignment: 8)
+        // SAFETY: as above.
+        unsafe self.batchStorage = UnsafeMutablePointer<VisitedRecord>.allocate(capacity: RecordBatch.capacity)
     }
 
     deinit {
         // SAFETY: allocated in init, not referenced elsewhere.
         unsafe scratch.deallocate()
+        // SAFETY: as above (its records are plain values: nothing to deinitialize).
+        unsafe batchStorage.deallocate()
     }
 
     /// Total records delivered and lost over all rings (each count saturating at `UInt64.max`);
@@ -120,12 +126,32 @@ public final class TraceDrainer {
     ///   word; see `quarantinedRings`). The records of the round were delivered and are counted.
     @discardableResult
     public func drainOnce(quiescent: Bool = false, _ deliver: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
+        // SAFETY: each record's payload is valid during the batch's delivery, which contains `deliver`'s;
+        // the record is borrowed by `deliver`, so it cannot outlive it.
+        try unsafe drainOnce(quiescent: quiescent, batches: { (ring: Int, records: UnsafeBufferPointer<VisitedRecord>) in
+            for unsafe record in unsafe records {
+                let drained = unsafe DrainedRecord(
+                    ring: ring, eventID: record.word.eventID, timestamp: record.timestamp, position: record.position,
+                    payload: record.payload, payloadSize: record.word.length - TraceLayout.recordHeaderSize)
+                deliver(drained)
+            }
+        })
+    }
+
+    /// As `drainOnce(quiescent:_:)`, handing the records over a batch at a time (in ring order, at
+    /// most `RecordBatch.capacity` per call): what a consumer whose per-record work is a few
+    /// nanoseconds uses, so that the work runs in its own loop. A record's payload is
+    /// `word.length - TraceLayout.recordHeaderSize` bytes at `payload`, valid only during the call.
+    @discardableResult
+    package func drainOnce(quiescent: Bool = false,
+                           batches deliver: (_ ring: Int, _ records: UnsafeBufferPointer<VisitedRecord>) -> Void) throws(TraceError) -> Int {
         var delivered = 0
         var failure: TraceError?
         var quarantine: TraceError?
         for index in 0..<layout.ringCount where statistics[index].quarantined == 0 {
             do {
-                delivered += try drainRing(index, quiescent: quiescent, deliver)
+                // SAFETY: `deliver` is the caller's, handed batches valid for its call.
+                delivered += try unsafe drainRing(index, quiescent: quiescent, deliver)
             } catch {
                 failure = failure ?? error
             }
@@ -167,19 +193,13 @@ public final class TraceDrainer {
 
     /// Drains ring `index` once; damage quarantines it (`quarantinedRings`) instead of throwing.
     /// - Throws: only when the ring's CPU cannot be reached (overwrite mode).
-    func drainRing(_ index: Int, quiescent: Bool, _ deliver: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
+    func drainRing(_ index: Int, quiescent: Bool,
+                   _ deliver: (_ ring: Int, _ records: UnsafeBufferPointer<VisitedRecord>) -> Void) throws(TraceError) -> Int {
         var delivered = 0
-        // A closure literal passed straight as a non-escaping argument: `delivered` stays on the
-        // stack and is counted without a dynamic exclusivity check per record.
-        // SAFETY: the reader passes payload pointers valid for the call (see RingReader.Visit).
-        let outcome = try unsafe read(index, quiescent: quiescent) { position, word, timestamp, payload in
-            // SAFETY: the reader keeps the payload valid during this call, which contains `deliver`'s;
-            // the record is borrowed by `deliver`, so it cannot outlive it.
-            let record = unsafe DrainedRecord(
-                ring: index, eventID: word.eventID, timestamp: timestamp, position: position,
-                payload: payload, payloadSize: word.length - TraceLayout.recordHeaderSize)
-            deliver(record)
-            delivered += 1
+        // SAFETY: the reader passes records whose payloads are valid for the call (see RingReader.Visit).
+        let outcome = try unsafe read(index, quiescent: quiescent) { records in
+            unsafe deliver(index, records)
+            delivered += records.count
         }
         // Account for what was delivered before reporting damage, so nothing is delivered twice.
         statistics[index].recorded.addSaturated(UInt64(delivered))
@@ -195,16 +215,18 @@ public final class TraceDrainer {
 
     /// Reads ring `index` with the reader's method for its protocol and mode.
     private func read(_ index: Int, quiescent: Bool, _ visit: RingReader.Visit) throws(TraceError) -> RingReader.Outcome {
+        // SAFETY: the storage holds `RecordBatch.capacity` records and serves one read at a time.
+        var batch = unsafe RecordBatch(storage: batchStorage)
         if !reader.usesRseq(index) {
             // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only; the reader
             // passes `visit` payload pointers valid for the call.
-            return unsafe reader.readLockFree(index, quiescent: quiescent, scratch: scratch, cursor: &cursors[index], visit)
+            return unsafe reader.readLockFree(index, quiescent: quiescent, scratch: scratch, cursor: &cursors[index], batch: &batch, visit)
         } else if buffer.mode == .discard || quiescent {
             // SAFETY: the reader passes `visit` payload pointers valid for the call (see RingReader.Visit).
-            return unsafe reader.readInPlace(index, quiescent: quiescent, cursor: &cursors[index], visit)
+            return unsafe reader.readInPlace(index, quiescent: quiescent, cursor: &cursors[index], batch: &batch, visit)
         } else {
             // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only.
-            return try unsafe reader.readSnapshot(index, scratch: scratch, cursor: &cursors[index], visit)
+            return try unsafe reader.readSnapshot(index, scratch: scratch, cursor: &cursors[index], batch: &batch, visit)
         }
     }
 

@@ -82,6 +82,20 @@ public final class TraceRecorder {
                 // The writer's per-record state is held by the appender for the round (given back to
                 // the writer around `visit`, which may use it).
                 try writer.withAppender { (appender) throws(TraceError) in
+                    guard visiting else {
+                        // SAFETY: the drainer hands over records whose payloads are readable during the call.
+                        _ = try unsafe drainer.drainOnce(quiescent: quiescent, batches: { (ring, records) in
+                            count += records.count
+                            guard failure == nil else { return }
+                            do throws(TraceError) {
+                                // SAFETY: as above.
+                                try unsafe appender.append(ring: ring, records: records)
+                            } catch {
+                                failure = error
+                            }
+                        })
+                        return
+                    }
                     _ = try drainer.drainOnce(quiescent: quiescent) { record in
                         count += 1
                         if visiting { appender.returningState { _ in visit(record) } }

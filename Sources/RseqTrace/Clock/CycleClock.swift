@@ -80,20 +80,60 @@ public struct CycleClock: Sendable, Hashable {
         return (best.cycles, best.monotonic)
     }
 
-    /// Converts a timestamp to CLOCK_MONOTONIC nanoseconds: exact integer arithmetic (so the
-    /// conversion is monotonic), saturating at 0 and UInt64.max for values no clock produces.
+    /// Converts a timestamp to CLOCK_MONOTONIC nanoseconds: `(t - cycleReference) * 1e9 /
+    /// frequency` in integer arithmetic through a 64.64 fixed-point reciprocal of the frequency
+    /// (`CycleConversion`), which is the exact quotient or 1 ns below it and never decreases as `t`
+    /// grows; saturating at 0 and UInt64.max for values no clock produces.
     public func monotonicNanoseconds(_ cycles: UInt64) -> UInt64 {
-        guard frequency > 0 else { return monotonicReference }
-        let forward = cycles >= cycleReference
-        let product = (forward ? cycles - cycleReference : cycleReference - cycles).multipliedFullWidth(by: 1_000_000_000)
-        // (A product that fits 64 bits, i.e. within seconds of the reference: the same quotient
-        // by a 64-bit division.)
-        let ns = product.high == 0 ? product.low / frequency
-            : product.high >= frequency ? UInt64.max : frequency.dividingFullWidth(product).quotient
+        CycleConversion(self).monotonicNanoseconds(cycles)
+    }
+}
+
+/// The conversion of cycle-counter timestamps to CLOCK_MONOTONIC nanoseconds, with the
+/// reciprocal of the frequency computed once: no division per timestamp.
+///
+/// `1e9 / frequency` is held as an integer part `q` and a 64-bit binary fraction
+/// `f = floor(2^64 * (1e9 mod frequency) / frequency)`; `delta * q + high64(delta * f)` is
+/// `floor(delta * 1e9 / frequency)` or one less (the fraction's truncation loses under
+/// `delta / 2^64` ns), and never decreases as `delta` grows.
+@frozen
+@usableFromInline
+package struct CycleConversion: Sendable {
+    @usableFromInline let clock: CycleClock
+    @usableFromInline let integerPart: UInt64
+    @usableFromInline let fraction: UInt64
+
+    package init(_ clock: CycleClock) {
+        self.clock = clock
+        guard clock.frequency > 0 else {
+            integerPart = 0
+            fraction = 0
+            return
+        }
+        integerPart = 1_000_000_000 / clock.frequency
+        let remainder = 1_000_000_000 % clock.frequency
+        // remainder < frequency, so the quotient of (remainder * 2^64) / frequency fits 64 bits.
+        fraction = clock.frequency.dividingFullWidth((high: remainder, low: 0)).quotient
+    }
+
+    /// The timestamp in CLOCK_MONOTONIC nanoseconds (see `CycleClock.monotonicNanoseconds`).
+    @inlinable @inline(__always)
+    package func monotonicNanoseconds(_ cycles: UInt64) -> UInt64 {
+        guard clock.frequency > 0 else { return clock.monotonicReference }
+        let forward = cycles >= clock.cycleReference
+        let ns = quotient(forward ? cycles &- clock.cycleReference : clock.cycleReference &- cycles)
         if forward {
-            let (sum, overflow) = monotonicReference.addingReportingOverflow(ns)
+            let (sum, overflow) = clock.monotonicReference.addingReportingOverflow(ns)
             return overflow ? .max : sum
         }
-        return monotonicReference >= ns ? monotonicReference - ns : 0
+        return clock.monotonicReference >= ns ? clock.monotonicReference &- ns : 0
+    }
+
+    /// `floor(delta * 1e9 / frequency)` or one less, or UInt64.max when it does not fit.
+    @inlinable @inline(__always)
+    func quotient(_ delta: UInt64) -> UInt64 {
+        let whole = delta.multipliedReportingOverflow(by: integerPart)
+        let (sum, overflow) = whole.partialValue.addingReportingOverflow(delta.multipliedFullWidth(by: fraction).high)
+        return whole.overflow || overflow ? .max : sum
     }
 }

@@ -113,10 +113,11 @@ package struct RingReader {
     /// `RecycleMarker` count in overwrite mode.
     var maximumBeginLost: UInt64 { buffer.mode == .discard ? 0 : RecycleMarker.maximumLost }
 
-    /// Called for each event record in ring order: its position, word, timestamp and payload.
-    /// The payload is valid only during the call.
-    package typealias Visit = (_ position: UInt64, _ word: RecordWord, _ timestamp: UInt64,
-                               _ payload: UnsafeRawPointer) -> Void
+    /// Called with the event records a read found, in ring order, a batch at a time (one call per
+    /// `RecordBatch.capacity` records at most, and at least once per walk that found any): the
+    /// consumer's per-record work runs in its own loop, not behind a call per record. The payload
+    /// pointers are valid only during the call.
+    package typealias Visit = (UnsafeBufferPointer<VisitedRecord>) -> Void
 
     /// Whether ring `index` is updated by rseq sequences (else by the lock-free protocol).
     package func usesRseq(_ index: Int) -> Bool {
@@ -167,7 +168,8 @@ package struct RingReader {
     /// (`consumed`, releasing). With `quiescent` (no producer can run any more) a busy record was
     /// abandoned: it is skipped and counted instead of stopping the walk, and in overwrite mode a slot
     /// declared recycled whose opening never happened has its loss counted (once).
-    package func readInPlace(_ index: Int, quiescent: Bool, cursor: inout Cursor, _ visit: Visit) -> Outcome {
+    package func readInPlace(_ index: Int, quiescent: Bool, cursor: inout Cursor, batch: inout RecordBatch,
+                             _ visit: Visit) -> Outcome {
         let ring = buffer.ring(index)
         var outcome = Outcome()
         let head = ring.load(.head, ordering: .acquiring)
@@ -209,7 +211,10 @@ package struct RingReader {
             }
         }
         // SAFETY: `visit` gets payload pointers valid for the call (see `Visit`).
-        let walk = unsafe walkInPlace(ring: ring, from: start, to: head, quiescent: quiescent, outcome: &outcome, visit)
+        let walk = unsafe walkInPlace(ring: ring, from: start, to: head, quiescent: quiescent, outcome: &outcome,
+                                      batch: &batch, visit)
+        // Every visited payload is delivered before `consumed` lets producers reuse its bytes.
+        unsafe batch.flush(visit)
         if walk.end != consumed {
             ring.store(.consumed, walk.end, ordering: .releasing)
         }
@@ -222,7 +227,7 @@ package struct RingReader {
     /// The walk of `readInPlace` over `[start, head)`, visiting each committed event in place. A
     /// function of its own, small enough that the walk and its closures are inlined into it.
     private func walkInPlace(ring: RingView, from start: UInt64, to head: UInt64, quiescent: Bool,
-                             outcome: inout Outcome, _ visit: Visit) -> RecordWalk.Result {
+                             outcome: inout Outcome, batch: inout RecordBatch, _ visit: Visit) -> RecordWalk.Result {
         RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent,
                        maximumLost: maximumBeginLost,
                        word: { ring.loadWord(at: $0, ordering: .acquiring) },
@@ -232,8 +237,9 @@ package struct RingReader {
             } else if word.kind == .event {
                 // SAFETY: a committed record inside the ring; the reader owns it until `consumed` moves.
                 let payload = unsafe UnsafeRawPointer(ring.pointer(at: position &+ UInt64(TraceLayout.recordHeaderSize)))
-                // SAFETY: `payload` stays valid during the call (see `Visit`).
-                unsafe visit(position, word, ring.loadWord(at: position &+ 8, ordering: .relaxed), payload)
+                // SAFETY: `payload` stays valid until the batch is delivered, before `consumed` moves.
+                unsafe batch.add(VisitedRecord(payload: payload, timestamp: ring.loadWord(at: position &+ 8, ordering: .relaxed),
+                                               position: position, word: word), visit)
             } else if word.kind == .subbufferBegin {
                 // Checked against `maximumBeginLost` by the walk.
                 outcome.overwritten.addSaturated(ring.loadWord(at: position &+ 16, ordering: .relaxed))
@@ -249,7 +255,7 @@ package struct RingReader {
     /// - Throws: `.systemCallFailed`/`.invalidConfiguration` when the ring's CPU cannot be reached;
     ///   `.corrupted` is not thrown here: damage is returned in `Outcome.problem`.
     package func readSnapshot(_ index: Int, scratch: UnsafeMutableRawBufferPointer, cursor: inout Cursor,
-                              _ visit: Visit) throws(TraceError) -> Outcome {
+                              batch: inout RecordBatch, _ visit: Visit) throws(TraceError) -> Outcome {
         let known = cursor
         let ring = buffer.ring(index)
         precondition(usesRseq(index), "lock-free rings are read with readLockFree")
@@ -283,8 +289,11 @@ package struct RingReader {
             // SAFETY: the record lies inside the copy, which stays untouched until the next read.
             let timestamp = unsafe base.load(fromByteOffset: offset + 8, as: UInt64.self)
             // SAFETY: as above; the payload follows the 16-byte header.
-            unsafe visit(position, word, timestamp, UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize)))
+            let payload = unsafe UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize))
+            // SAFETY: the copy stays untouched until the batch is delivered (below).
+            unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: position, word: word), visit)
         })
+        unsafe batch.flush(visit)
         return outcome
     }
 
@@ -413,7 +422,7 @@ package struct RingReader {
     /// - Parameter cursor: what earlier reads established (`head` and `consumed` are checked
     ///   against it, and every head loaded during the read against the previous one).
     package func readLockFree(_ index: Int, quiescent: Bool, scratch: UnsafeMutableRawBufferPointer,
-                              cursor: inout Cursor, _ visit: Visit) -> Outcome {
+                              cursor: inout Cursor, batch: inout RecordBatch, _ visit: Visit) -> Outcome {
         let ring = buffer.ring(index)
         let p = UInt64(layout.subbufferSize)
         let perRing = UInt64(layout.subbuffersPerRing)
@@ -502,13 +511,16 @@ package struct RingReader {
                     } else if word.kind == .event {
                         // SAFETY: as above; the timestamp follows the record word.
                         let timestamp = unsafe base.load(fromByteOffset: offset + 8, as: UInt64.self)
-                        // SAFETY: the payload follows the 16-byte header inside the copy, untouched until the next read.
-                        unsafe visit(at, word, timestamp, UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize)))
+                        // SAFETY: the payload follows the 16-byte header inside the copy, untouched until the
+                        // batch is delivered (after the walk, before the next copy).
+                        let payload = unsafe UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize))
+                        unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: at, word: word), visit)
                         ring.store(accounting, ring.load(accounting, ordering: .relaxed) &+ 1, ordering: .relaxed)
                     }
                 })
                 walkEnd = walk.end
                 problem = walk.problem
+                unsafe batch.flush(visit)
             } else {
                 let walk = RecordWalk.run(layout: layout, from: position, to: end, abandonBusy: quiescent,
                                           word: { ring.loadWord(at: $0, ordering: .acquiring) },
@@ -518,14 +530,16 @@ package struct RingReader {
                     } else if word.kind == .event {
                         // SAFETY: a committed record inside the ring; producers do not reuse it before `consumed` passes it.
                         let payload = unsafe UnsafeRawPointer(ring.pointer(at: at &+ UInt64(TraceLayout.recordHeaderSize)))
-                        // SAFETY: `payload` stays valid during the call (see `Visit`).
-                        unsafe visit(at, word, ring.loadWord(at: at &+ 8, ordering: .relaxed), payload)
+                        // SAFETY: `payload` stays valid until the batch is delivered, before `consumed` moves.
+                        unsafe batch.add(VisitedRecord(payload: payload, timestamp: ring.loadWord(at: at &+ 8, ordering: .relaxed),
+                                                       position: at, word: word), visit)
                     } else if word.kind == .subbufferBegin {
                         outcome.overwritten.addSaturated(ring.loadWord(at: at &+ 16, ordering: .relaxed))
                     }
                 })
                 walkEnd = walk.end
                 problem = walk.problem
+                unsafe batch.flush(visit)
             }
             if walkEnd != position {
                 position = walkEnd
@@ -663,5 +677,59 @@ extension ControlField {
         case ControlField.recycleMarkers.rawValue...: "recycle marker of slot \((rawValue &- ControlField.recycleMarkers.rawValue) / 8)"
         default: "control word"
         }
+    }
+}
+
+/// An event record a read found: where it is, its word and timestamp, and its payload (valid only
+/// while the batch holding it is being delivered).
+@safe
+@frozen
+@usableFromInline
+package struct VisitedRecord {
+    @usableFromInline package var payload: UnsafeRawPointer
+    @usableFromInline package var timestamp: UInt64
+    @usableFromInline package var position: UInt64
+    @usableFromInline package var word: RecordWord
+
+    @inlinable
+    package init(payload: UnsafeRawPointer, timestamp: UInt64, position: UInt64, word: RecordWord) {
+        unsafe self.payload = payload
+        self.timestamp = timestamp
+        self.position = position
+        self.word = word
+    }
+}
+
+/// Storage a reader fills with the records it visits and hands to the consumer (`RingReader.Visit`)
+/// when full and at the end of every walk, before the payloads can change. The caller owns the
+/// storage (allocated once, `capacity` records) and keeps it for the reads it passes it to.
+@safe
+package struct RecordBatch {
+    /// The records one delivery holds at most.
+    package static let capacity = 256
+    private let storage: UnsafeMutablePointer<VisitedRecord>
+    private var count = 0
+
+    /// ## Safety
+    /// `storage` must hold `RecordBatch.capacity` records and be used by one batch at a time.
+    @unsafe
+    package init(storage: UnsafeMutablePointer<VisitedRecord>) {
+        unsafe self.storage = storage
+    }
+
+    @inline(__always)
+    mutating func add(_ record: VisitedRecord, _ visit: RingReader.Visit) {
+        // SAFETY: count < capacity (a full batch is delivered right away), inside the storage.
+        unsafe (storage + count).initialize(to: record)
+        count &+= 1
+        if count == RecordBatch.capacity { unsafe flush(visit) }
+    }
+
+    /// Delivers the records added since the last delivery, if any.
+    mutating func flush(_ visit: RingReader.Visit) {
+        guard count > 0 else { return }
+        // SAFETY: the first `count` records are initialized (`add`); the batch is read during the call only.
+        unsafe visit(UnsafeBufferPointer(start: storage, count: count))
+        count = 0
     }
 }

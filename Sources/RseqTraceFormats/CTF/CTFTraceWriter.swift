@@ -60,6 +60,8 @@ public final class CTFTraceWriter {
     /// The clock never changes after `init` (only the process and the schemas do): kept apart from
     /// `description` so that a record does not read the whole description.
     private let clock: CycleClock
+    /// `clock`'s conversion to nanoseconds, with its reciprocal computed once.
+    private let conversion: CycleConversion
 
     /// Creates `directory` (which must not exist yet, or be an empty directory).
     public init(directory: String, description: CTFTraceDescription, packetCapacity: Int = 256 << 10) throws(TraceError) {
@@ -67,6 +69,7 @@ public final class CTFTraceWriter {
         self.description = description
         self.packetCapacity = max(4096, packetCapacity)
         self.clock = description.clock
+        self.conversion = CycleConversion(description.clock)
         try CTFTraceWriter.prepareDirectory(directory)
         self.state = .lent
         // The metadata first: the directory is a trace from the moment it holds a stream.
@@ -285,7 +288,7 @@ public final class CTFTraceWriter {
     /// drain round), so that appending a record does not go through the writer's stored properties.
     /// Inside `body`, use the appender (not the writer) until it returns.
     package func withAppender<Result, E: Error>(_ body: (inout Appender) throws(E) -> Result) throws(E) -> Result {
-        var appender = Appender(writer: self, state: .lent, packetCapacity: packetCapacity, clock: clock)
+        var appender = Appender(writer: self, state: .lent, packetCapacity: packetCapacity, conversion: conversion)
         swap(&state, &appender.state)
         defer { swap(&state, &appender.state) }
         return try body(&appender)
@@ -297,11 +300,36 @@ public final class CTFTraceWriter {
         fileprivate let writer: CTFTraceWriter
         fileprivate var state: WriterState
         fileprivate let packetCapacity: Int
-        fileprivate let clock: CycleClock
+        fileprivate let conversion: CycleConversion
+
+        /// Appends a batch of drained records of `ring` (`TraceDrainer.drainOnce(quiescent:batches:)`):
+        /// each event of a fixed-size schema whose payload has that size (the common case) in one
+        /// tight loop over the batch, anything else (an id seen for the first time, a variable-size or
+        /// malformed payload, a full packet) through `append(ring:eventID:cycles:payload:)`.
+        /// The records' payloads must be readable during the call (the drainer's promise).
+        package mutating func append(ring: Int, records: UnsafeBufferPointer<VisitedRecord>) throws(TraceError) {
+            var index = 0
+            while index < records.count {
+                // SAFETY: the records' payloads are readable during this call (the caller's promise).
+                index = unsafe state.appendFixedSize(ring: ring, records: records, from: index, conversion: conversion,
+                                                     packetCapacity: packetCapacity)
+                if state.streams[ring].eventBytes >= packetCapacity {
+                    try returningState { (writer) throws(TraceError) in try writer.flush(ring) }
+                }
+                guard index < records.count else { break }
+                // SAFETY: as above.
+                let record = unsafe records[index]
+                // SAFETY: as above; the span does not outlive this statement.
+                let payload = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(
+                    start: record.payload, count: record.word.length &- TraceLayout.recordHeaderSize))
+                try append(ring: ring, eventID: record.word.eventID, cycles: record.timestamp, payload: payload)
+                index += 1
+            }
+        }
 
         /// As `CTFTraceWriter.append(ring:eventID:cycles:payload:)`.
         package mutating func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
-            let timestamp = clock.monotonicNanoseconds(cycles)
+            let timestamp = conversion.monotonicNanoseconds(cycles)
             while true {
                 // SAFETY: the span's bytes, read during the call only.
                 let pending = unsafe payload.withUnsafeBytes { bytes in
@@ -330,7 +358,7 @@ public final class CTFTraceWriter {
     /// The common part of both `append`s: `bytes` must be readable during the call.
     @unsafe
     private func append(ring: Int, eventID: UInt16, cycles: UInt64, bytes: UnsafeRawBufferPointer) throws(TraceError) {
-        let timestamp = clock.monotonicNanoseconds(cycles)
+        let timestamp = conversion.monotonicNanoseconds(cycles)
         while true {
             // SAFETY: `bytes` is readable during this call (the caller's promise).
             let pending = unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, payload: bytes)
@@ -467,6 +495,21 @@ struct WriterState {
     }
 
     static var lent: WriterState { WriterState() }
+
+    /// Appends the events of `records` from `start` on to ring `ring`'s stream as long as each is
+    /// of a decided fixed-size id with a payload of that size and the packet is below
+    /// `packetCapacity`; returns the index of the first record it did not append.
+    @unsafe
+    mutating func appendFixedSize(ring: Int, records: UnsafeBufferPointer<VisitedRecord>, from start: Int,
+                                  conversion: CycleConversion, packetCapacity: Int) -> Int {
+        precondition(!finished, "append after finish")
+        // SAFETY: `decisions` has one entry per 16-bit id and is not resized during the call.
+        return unsafe decisions.withUnsafeBufferPointer { decisions in
+            // SAFETY: the records' payloads are readable (the caller's promise).
+            unsafe streams[ring].appendFixedSize(records, from: start, decisions: decisions, conversion: conversion,
+                                                 packetCapacity: packetCapacity)
+        }
+    }
 
     /// Appends one event to its ring's stream; returns the packet's event bytes so far, or -1
     /// (nothing written) when `eventID` is not decided yet. `payload` must be readable.
@@ -613,6 +656,79 @@ struct CTFStream {
         last = stamp
         eventCount += 1
         return eventBytes
+    }
+
+    /// The batch loop of `WriterState.appendFixedSize`: the same bytes `append` writes for each
+    /// event of a fixed-size id with a matching payload, without a call per event. A payload is
+    /// copied in 8-byte words: a record occupies its length rounded up to 8 bytes, so the last
+    /// word stays inside the record, and the buffer keeps `maximumEventOverhead + 8` bytes of room.
+    @unsafe
+    mutating func appendFixedSize(_ records: UnsafeBufferPointer<VisitedRecord>, from start: Int,
+                                  decisions: UnsafeBufferPointer<EventEncoding>, conversion: CycleConversion,
+                                  packetCapacity: Int) -> Int {
+        let compactLimit = UInt64(1) << CTFLayout.compactTimestampBits
+        let headerSize = CTFTraceWriter.headerSize
+        var index = start
+        var eventBytes = self.eventBytes
+        var last = self.last
+        var count: UInt64 = 0
+        // SAFETY: every store below is checked against the buffer's count first.
+        unsafe buffer.withUnsafeMutableBytes { out in
+            guard let base = out.baseAddress else { return }
+            let capacity = out.count
+            while index < records.count && eventBytes < packetCapacity {
+                // SAFETY: index < records.count.
+                let record = unsafe records[index]
+                let id = record.word.eventID
+                // SAFETY: one entry per 16-bit id.
+                let encoding = unsafe decisions[Int(id)]
+                let size = record.word.length &- TraceLayout.recordHeaderSize
+                guard encoding.kind == .fixed, size == Int(encoding.value),
+                      headerSize &+ eventBytes &+ CTFStream.maximumEventOverhead &+ size &+ 8 <= capacity else { break }
+                let timestamp = conversion.monotonicNanoseconds(record.timestamp)
+                let previous: UInt64
+                if eventBytes == 0 {
+                    begin = max(timestamp, end)
+                    previous = begin
+                } else {
+                    previous = last
+                }
+                let stamp = max(timestamp, previous)   // a stream's clock never goes back
+                var at = headerSize &+ eventBytes
+                if UInt32(id) < CTFMetadata.extendedID && stamp &- previous < compactLimit {
+                    let low = UInt32(truncatingIfNeeded: stamp) & UInt32(compactLimit &- 1)
+                    // SAFETY: room checked above.
+                    unsafe base.storeBytes(of: (UInt32(id) | low << CTFLayout.compactIDBits).littleEndian,
+                                           toByteOffset: at, as: UInt32.self)
+                    at &+= 4
+                } else {
+                    // SAFETY: room checked above.
+                    unsafe base.storeBytes(of: UInt8(CTFMetadata.extendedID), toByteOffset: at, as: UInt8.self)
+                    // SAFETY: room checked above.
+                    unsafe base.storeBytes(of: UInt32(id).littleEndian, toByteOffset: at &+ 1, as: UInt32.self)
+                    // SAFETY: room checked above.
+                    unsafe base.storeBytes(of: stamp.littleEndian, toByteOffset: at &+ 5, as: UInt64.self)
+                    at &+= 13
+                }
+                var copied = 0
+                while copied < size {
+                    // SAFETY: within the record's occupied size (a multiple of 8 from its start), which
+                    // is readable; the store is within the room checked above.
+                    let word = unsafe record.payload.loadUnaligned(fromByteOffset: copied, as: UInt64.self)
+                    // SAFETY: as above.
+                    unsafe base.storeBytes(of: word, toByteOffset: at &+ copied, as: UInt64.self)
+                    copied &+= 8
+                }
+                eventBytes = at &+ size &- headerSize
+                last = stamp
+                count &+= 1
+                index &+= 1
+            }
+        }
+        self.eventBytes = eventBytes
+        self.last = last
+        eventCount &+= count
+        return index
     }
 
     /// Copies a payload that matches `fields` to `out` at `at`, each text field as its bytes up to

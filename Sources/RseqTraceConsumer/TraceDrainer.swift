@@ -129,7 +129,9 @@ public final class TraceDrainer {
         // SAFETY: each record's payload is valid during the batch's delivery, which contains `deliver`'s;
         // the record is borrowed by `deliver`, so it cannot outlive it.
         try unsafe drainOnce(quiescent: quiescent, batches: { (ring: Int, records: UnsafeBufferPointer<VisitedRecord>) in
+            // SAFETY: the batch is readable during this call.
             for unsafe record in unsafe records {
+                // SAFETY: the payload is readable while the batch is delivered (this call).
                 let drained = unsafe DrainedRecord(
                     ring: ring, eventID: record.word.eventID, timestamp: record.timestamp, position: record.position,
                     payload: record.payload, payloadSize: record.word.length - TraceLayout.recordHeaderSize)

@@ -214,6 +214,7 @@ package struct RingReader {
         let walk = unsafe walkInPlace(ring: ring, from: start, to: head, quiescent: quiescent, outcome: &outcome,
                                       batch: &batch, visit)
         // Every visited payload is delivered before `consumed` lets producers reuse its bytes.
+        // SAFETY: the batch holds payload pointers into the ring, delivered here before `consumed` moves.
         unsafe batch.flush(visit)
         if walk.end != consumed {
             ring.store(.consumed, walk.end, ordering: .releasing)
@@ -293,6 +294,7 @@ package struct RingReader {
             // SAFETY: the copy stays untouched until the batch is delivered (below).
             unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: position, word: word), visit)
         })
+        // SAFETY: the copy is untouched until this delivery returns.
         unsafe batch.flush(visit)
         return outcome
     }
@@ -514,12 +516,14 @@ package struct RingReader {
                         // SAFETY: the payload follows the 16-byte header inside the copy, untouched until the
                         // batch is delivered (after the walk, before the next copy).
                         let payload = unsafe UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize))
+                        // SAFETY: as above.
                         unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: at, word: word), visit)
                         ring.store(accounting, ring.load(accounting, ordering: .relaxed) &+ 1, ordering: .relaxed)
                     }
                 })
                 walkEnd = walk.end
                 problem = walk.problem
+                // SAFETY: the copy is delivered before the next sub-buffer is copied over it.
                 unsafe batch.flush(visit)
             } else {
                 let walk = RecordWalk.run(layout: layout, from: position, to: end, abandonBusy: quiescent,
@@ -539,6 +543,7 @@ package struct RingReader {
                 })
                 walkEnd = walk.end
                 problem = walk.problem
+                // SAFETY: delivered before `consumed` moves past these records.
                 unsafe batch.flush(visit)
             }
             if walkEnd != position {
@@ -693,6 +698,7 @@ package struct VisitedRecord {
 
     @inlinable
     package init(payload: UnsafeRawPointer, timestamp: UInt64, position: UInt64, word: RecordWord) {
+        // SAFETY: stores the pointer value only; it is read under the batch's contract.
         unsafe self.payload = payload
         self.timestamp = timestamp
         self.position = position
@@ -714,6 +720,7 @@ package struct RecordBatch {
     /// `storage` must hold `RecordBatch.capacity` records and be used by one batch at a time.
     @unsafe
     package init(storage: UnsafeMutablePointer<VisitedRecord>) {
+        // SAFETY: the caller's promise (see Safety).
         unsafe self.storage = storage
     }
 
@@ -722,6 +729,7 @@ package struct RecordBatch {
         // SAFETY: count < capacity (a full batch is delivered right away), inside the storage.
         unsafe (storage + count).initialize(to: record)
         count &+= 1
+        // SAFETY: a full batch is delivered before the next record is added.
         if count == RecordBatch.capacity { unsafe flush(visit) }
     }
 

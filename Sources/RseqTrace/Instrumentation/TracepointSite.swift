@@ -91,9 +91,9 @@ public struct TracepointSite: ~Copyable, Sendable {
             if size <= TracepointSite.stagedPayloadLimit {
                 // Small payloads are staged on the stack and published by one copy-commit sequence:
                 // cheaper than a reserve sequence followed by a separate commit store.
-                var staging: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-                // SAFETY: `staging` is a 64-byte local, valid for the closure; `size` <= 64.
-                unsafe withUnsafeMutableBytes(of: &staging) { bytes in
+                // Uninitialized stack memory: the encoder writes exactly `size` bytes before they are read.
+                // SAFETY: 64 bytes of stack, valid for the closure; `size` <= 64.
+                unsafe withUnsafeTemporaryAllocation(byteCount: TracepointSite.stagedPayloadLimit, alignment: 8) { bytes in
                     // SAFETY: `bytes` has 64 writable bytes, of which the writer uses `size`.
                     var payload = unsafe TracePayloadWriter(start: bytes.baseAddress!, count: size)
                     encode(&payload)

@@ -238,7 +238,7 @@ enum TimeBound: Equatable {
                   let year = Int64(date[0]), let month = Int64(date[1]), let day = Int64(date[2]),
                   (1...12).contains(month), (1...31).contains(day),
                   let time = Self.timeOfDay(parts[1]) else { return nil }
-            self = .absolute(TraceText.daysSinceEpoch(year: year, month: month, day: day) * 86_400 * 1_000_000_000 + time)
+            self = .absolute(CivilDate.daysSinceEpoch(year: year, month: month, day: day) * 86_400 * 1_000_000_000 + time)
         } else if parts.count == 1, let time = Self.timeOfDay(parts[0]) {
             self = .timeOfDay(time)
         } else {

@@ -163,20 +163,12 @@ package enum CTFMetadata {
         iso8601(nanoseconds: nanoseconds).filter { $0 != "-" && $0 != ":" }.replacingLast("Z", with: "+0000")
     }
 
-    /// "2026-11-22T03:25:21Z" from nanoseconds since the epoch (UTC, civil-from-days algorithm).
+    /// "2026-11-22T03:25:21Z" from nanoseconds since the epoch (UTC).
     static func iso8601(nanoseconds: UInt64) -> String {
         let seconds = Int64(nanoseconds / 1_000_000_000)
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = seconds - days * 86_400
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        let (year, month, day) = CivilDate.date(daysSinceEpoch: days)
         func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
         return "\(year)-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))Z"
     }

@@ -65,7 +65,12 @@ struct SustainedCommand: ParsableCommand {
         _ = benchEvent.isEnabled  // registers bench:event now, so the trace's metadata has it from the start
         let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-bench",
                                          procname: "rseqtrace-bench", pid: getpid(), hostname: "localhost")
+        // Sub-buffers as they fill, everything committed every 20 ms (as `rseqtrace record` drains).
+        recorder.partialSubbufferInterval = .milliseconds(20)
         let allowed = Int(bench_allowed_cpus())
+        // Chosen before this thread pins itself: the producer threads inherit its affinity, and
+        // the allowed set read from them would then be the consumer's CPU alone.
+        let producerCPUs = (0..<threads).map { benchCPU(forThread: $0) }
         if allowed > threads { _ = bench_pin_to_cpu(bench_allowed_cpu(Int32(threads))) }
 
         let counters = Counters()
@@ -75,7 +80,7 @@ struct SustainedCommand: ParsableCommand {
         let interval = rate > 0 ? Double(threads) * 1e9 / rate : 0
         let start = bench_monotonic_ns()
         let producers = WorkerThreads(count: threads) { index in
-            _ = bench_pin_to_cpu(benchCPU(forThread: index))
+            _ = bench_pin_to_cpu(producerCPUs[index])
             let batch: UInt64 = 64
             var i: UInt64 = 0
             while true {
@@ -102,7 +107,7 @@ struct SustainedCommand: ParsableCommand {
         var failure: TraceError?
         while counters.finished.load(ordering: .acquiring) < threads {
             do throws(TraceError) {
-                if try recorder.round() == 0 { SystemClock.sleep(microseconds: 500) }
+                if try recorder.round() == 0 { SystemClock.sleep(microseconds: 100) }
             } catch {
                 failure = error
                 break

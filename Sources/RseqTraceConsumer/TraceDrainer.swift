@@ -145,7 +145,9 @@ public final class TraceDrainer {
     /// nanoseconds uses, so that the work runs in its own loop. A record's payload is
     /// `word.length - TraceLayout.recordHeaderSize` bytes at `payload`, valid only during the call.
     @discardableResult
-    package func drainOnce(quiescent: Bool = false,
+    /// With `wholeSubbuffers`, rings of the rseq protocol in discard mode are read only up to the
+    /// sub-buffer their producers are writing (`RingReader.readInPlace`); the rest waits for a round without it.
+    package func drainOnce(quiescent: Bool = false, wholeSubbuffers: Bool = false,
                            batches deliver: (_ ring: Int, _ records: UnsafeBufferPointer<VisitedRecord>) -> Void) throws(TraceError) -> Int {
         var delivered = 0
         var failure: TraceError?
@@ -153,7 +155,7 @@ public final class TraceDrainer {
         for index in 0..<layout.ringCount where statistics[index].quarantined == 0 {
             do {
                 // SAFETY: `deliver` is the caller's, handed batches valid for its call.
-                delivered += try unsafe drainRing(index, quiescent: quiescent, deliver)
+                delivered += try unsafe drainRing(index, quiescent: quiescent, wholeSubbuffers: wholeSubbuffers, deliver)
             } catch {
                 failure = failure ?? error
             }
@@ -195,11 +197,11 @@ public final class TraceDrainer {
 
     /// Drains ring `index` once; damage quarantines it (`quarantinedRings`) instead of throwing.
     /// - Throws: only when the ring's CPU cannot be reached (overwrite mode).
-    func drainRing(_ index: Int, quiescent: Bool,
+    func drainRing(_ index: Int, quiescent: Bool, wholeSubbuffers: Bool = false,
                    _ deliver: (_ ring: Int, _ records: UnsafeBufferPointer<VisitedRecord>) -> Void) throws(TraceError) -> Int {
         var delivered = 0
         // SAFETY: the reader passes records whose payloads are valid for the call (see RingReader.Visit).
-        let outcome = try unsafe read(index, quiescent: quiescent) { records in
+        let outcome = try unsafe read(index, quiescent: quiescent, wholeSubbuffers: wholeSubbuffers) { records in
             unsafe deliver(index, records)
             delivered += records.count
         }
@@ -216,7 +218,8 @@ public final class TraceDrainer {
     }
 
     /// Reads ring `index` with the reader's method for its protocol and mode.
-    private func read(_ index: Int, quiescent: Bool, _ visit: RingReader.Visit) throws(TraceError) -> RingReader.Outcome {
+    private func read(_ index: Int, quiescent: Bool, wholeSubbuffers: Bool,
+                      _ visit: RingReader.Visit) throws(TraceError) -> RingReader.Outcome {
         // SAFETY: the storage holds `RecordBatch.capacity` records and serves one read at a time.
         var batch = unsafe RecordBatch(storage: batchStorage)
         if !reader.usesRseq(index) {
@@ -225,7 +228,8 @@ public final class TraceDrainer {
             return unsafe reader.readLockFree(index, quiescent: quiescent, scratch: scratch, cursor: &cursors[index], batch: &batch, visit)
         } else if buffer.mode == .discard || quiescent {
             // SAFETY: the reader passes `visit` payload pointers valid for the call (see RingReader.Visit).
-            return unsafe reader.readInPlace(index, quiescent: quiescent, cursor: &cursors[index], batch: &batch, visit)
+            return unsafe reader.readInPlace(index, quiescent: quiescent, wholeSubbuffers: wholeSubbuffers,
+                                             cursor: &cursors[index], batch: &batch, visit)
         } else {
             // SAFETY: `scratch` holds ringSize bytes and is used by this drainer only.
             return try unsafe reader.readSnapshot(index, scratch: scratch, cursor: &cursors[index], batch: &batch, visit)

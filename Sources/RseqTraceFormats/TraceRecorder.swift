@@ -18,6 +18,13 @@ public final class TraceRecorder {
     /// (`CTFTraceWriter.checkpoint()`): what a recorder killed without warning can lose.
     public var checkpointInterval: Duration = .seconds(1)
     private var lastCheckpoint = ContinuousClock.now
+    /// When set, a round reads only the sub-buffers producers have left (discard mode; see
+    /// `TraceDrainer.drainOnce(quiescent:wholeSubbuffers:batches:)`), except once per this interval,
+    /// when it reads everything committed: a consumer that keeps up with fast producers then
+    /// neither pays a round's fixed costs for a handful of records nor takes the cache lines
+    /// producers are writing. Records then wait at most this long (plus a round) to be drained.
+    package var partialSubbufferInterval: Duration?
+    private var lastCompleteRound = ContinuousClock.now
     /// The first error reading the buffer's event registry (`.corrupted` when another process
     /// damaged it), or nil. Recording goes on: events whose id has no schema are written as
     /// `rseqtrace:unknown_<id>`.
@@ -77,6 +84,15 @@ public final class TraceRecorder {
         var failure: TraceError?
         var count = 0
         let writer = self.writer
+        var wholeSubbuffers = false
+        if let partialSubbufferInterval, !quiescent {
+            let now = ContinuousClock.now
+            if now - lastCompleteRound >= partialSubbufferInterval {
+                lastCompleteRound = now
+            } else {
+                wholeSubbuffers = true
+            }
+        }
         do {
             if let writer {
                 // The writer's per-record state is held by the appender for the round (given back to
@@ -84,7 +100,8 @@ public final class TraceRecorder {
                 try writer.withAppender { (appender) throws(TraceError) in
                     guard visiting else {
                         // SAFETY: the drainer hands over records whose payloads are readable during the call.
-                        _ = try unsafe drainer.drainOnce(quiescent: quiescent, batches: { (ring, records) in
+                        _ = try unsafe drainer.drainOnce(quiescent: quiescent, wholeSubbuffers: wholeSubbuffers,
+                                                         batches: { (ring, records) in
                             count += records.count
                             guard failure == nil else { return }
                             do throws(TraceError) {

@@ -156,6 +156,8 @@ struct RecordCommand: ParsableCommand {
         let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-record",
                                          procname: command[0].split(separator: "/").last.map(String.init) ?? command[0],
                                          pid: getpid())
+        // While the program runs: sub-buffers as producers leave them, everything every interval.
+        recorder.partialSubbufferInterval = .milliseconds(intervalMilliseconds)
         started = recorder
         // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
         signal(SIGINT, SIG_IGN)
@@ -202,6 +204,7 @@ struct RecordCommand: ParsableCommand {
         // for a moment), pausing briefly between rounds; once a termination signal has come (before
         // or during this), for at most the grace period from here or from that signal.
         let drainStart = ContinuousClock.now
+        recorder.partialSubbufferInterval = nil   // from here on every round reads everything committed
         var idleRounds = 0
         while idleRounds < 2 {
             let drained = try recorder.round()

@@ -168,8 +168,12 @@ package struct RingReader {
     /// (`consumed`, releasing). With `quiescent` (no producer can run any more) a busy record was
     /// abandoned: it is skipped and counted instead of stopping the walk, and in overwrite mode a slot
     /// declared recycled whose opening never happened has its loss counted (once).
-    package func readInPlace(_ index: Int, quiescent: Bool, cursor: inout Cursor, batch: inout RecordBatch,
-                             _ visit: Visit) -> Outcome {
+    /// - Parameter wholeSubbuffers: read only the sub-buffers producers have left (up to the start of
+    ///   the open one), not the records being added to the open one: a live consumer that keeps up
+    ///   then reads memory the producers are done with, instead of taking cache lines from under
+    ///   them every round. Ignored when `quiescent`.
+    package func readInPlace(_ index: Int, quiescent: Bool, wholeSubbuffers: Bool = false, cursor: inout Cursor,
+                             batch: inout RecordBatch, _ visit: Visit) -> Outcome {
         let ring = buffer.ring(index)
         var outcome = Outcome()
         let head = ring.load(.head, ordering: .acquiring)
@@ -211,7 +215,8 @@ package struct RingReader {
             }
         }
         // SAFETY: `visit` gets payload pointers valid for the call (see `Visit`).
-        let walk = unsafe walkInPlace(ring: ring, from: start, to: head, quiescent: quiescent, outcome: &outcome,
+        let limit = wholeSubbuffers && !quiescent ? max(start, head & ~UInt64(layout.subbufferSize &- 1)) : head
+        let walk = unsafe walkInPlace(ring: ring, from: start, to: limit, quiescent: quiescent, outcome: &outcome,
                                       batch: &batch, visit)
         // Every visited payload is delivered before `consumed` lets producers reuse its bytes.
         // SAFETY: the batch holds payload pointers into the ring, delivered here before `consumed` moves.

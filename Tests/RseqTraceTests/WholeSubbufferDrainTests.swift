@@ -1,0 +1,37 @@
+import Testing
+@testable import RseqTrace
+@testable import RseqTraceConsumer
+
+/// A live round told to read whole sub-buffers leaves the open one alone; a round without it, or a
+/// quiescent one, reads everything committed.
+@Suite("Drain: whole sub-buffers only")
+struct WholeSubbufferDrainTests {
+    static func drain(_ fixture: UnitTraceFixture, whole: Bool, quiescent: Bool = false) throws -> Int {
+        var count = 0
+        // SAFETY: the batch is only counted.
+        try unsafe fixture.drainer.drainOnce(quiescent: quiescent, wholeSubbuffers: whole, batches: { _, records in
+            count += records.count
+        })
+        return count
+    }
+
+    @Test("records of the open sub-buffer wait for a complete round; those of left sub-buffers do not")
+    func openSubbufferWaits() throws {
+        let fixture = try UnitTraceFixture("whole-subbuffers", ringSize: 8192, subbufferSize: 1024)
+        let id = try fixture.buffer.registerEvent(EventSchema(name: "w:e", fields: [EventField("v", .uint64)]))
+        // 10 records of 24 bytes after a 24-byte begin record: all in the first sub-buffer.
+        try UnitTrace.onCPU(0) { () throws(TraceError) in
+            for v in UInt64(0)..<10 { #expect(fixture.producer.write(eventID: id, value: v)) }
+        }
+        #expect(try Self.drain(fixture, whole: true) == 0)
+        #expect(try Self.drain(fixture, whole: false) == 10)
+        // 100 more: the first sub-buffers are left behind, the last one is open.
+        try UnitTrace.onCPU(0) { () throws(TraceError) in
+            for v in UInt64(10)..<110 { #expect(fixture.producer.write(eventID: id, value: v)) }
+        }
+        let whole = try Self.drain(fixture, whole: true)
+        #expect(whole > 0 && whole < 100, "\(whole)")
+        #expect(try Self.drain(fixture, whole: true) == 0)
+        #expect(try Self.drain(fixture, whole: true, quiescent: true) == 100 - whole)
+    }
+}

@@ -173,7 +173,7 @@ struct RecordCommand: ParsableCommand {
                                            timeout: .milliseconds(relaydTimeoutMilliseconds))
             } catch {
                 guard relaydOptional else {
-                    throw TraceError(error.code, "\(error.message) (use --relayd-optional to record locally when the relay cannot be reached)", errno: error.errno)
+                    throw TraceError(error.code, "\(error); use --relayd-optional to record locally when the relay cannot be reached")
                 }
                 if output == nil {
                     output = "rseqtrace-record"

@@ -69,7 +69,7 @@ public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
 /// directory, and index entries carry the packet sequence numbers. Every message is big-endian.
 final class RelayConnection {
     enum Command: UInt32 {
-        case addStream = 1, createSession = 2, version = 5, sendMetadata = 6, closeStream = 7
+        case addStream = 1, createSession = 2, version = 5, sendMetadata = 6, closeStream = 7, dataPending = 8
         case sendIndex = 13, streamsSent = 16, resetMetadata = 17
     }
 
@@ -211,6 +211,19 @@ final class RelayConnection {
             message.appendBigEndian(value)
         }
         try checkedCommand(.sendIndex, message, what: "a packet index")
+    }
+
+    /// Whether the relay has not yet written packet `lastSequence` of stream `handle` (and every
+    /// packet and index entry before it) to its files.
+    func dataPending(handle: UInt64, lastSequence: UInt64) throws(TraceError) -> Bool {
+        var message: [UInt8] = []
+        message.appendBigEndian(handle)
+        message.appendBigEndian(lastSequence)
+        let code = try command(.dataPending, message, replySize: 4, what: "a data-pending check").bigEndianUInt32(at: 0)
+        guard code <= 1 else {
+            throw TraceError(.systemCallFailed, "the relay daemon at \(endpoint) does not know a stream it accepted (data-pending check); see lttng-relayd's log")
+        }
+        return code == 1
     }
 
     /// Closes stream `handle` once the relay has its packets up to `lastSequence` (UInt64.max:

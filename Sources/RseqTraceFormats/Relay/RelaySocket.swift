@@ -8,13 +8,13 @@ import SystemPackage
 /// `timeout` (a non-blocking connect and poll), and each send or receive fails once `timeout`
 /// passes without progress (SO_SNDTIMEO, SO_RCVTIMEO), so a relay daemon that stops answering
 /// never hangs the recorder. Writes never raise SIGPIPE (MSG_NOSIGNAL).
-final class RelaySocket {
+package final class RelaySocket {
     /// What the socket talks to, for messages: `host:port (role)`.
     let peer: String
     private var fd: Int32
 
     /// Connects to `host` (a name or an address) on `port`, trying each address it resolves to.
-    init(host: String, port: UInt16, role: String, timeout: Duration) throws(TraceError) {
+    package init(host: String, port: UInt16, role: String, timeout: Duration) throws(TraceError) {
         self.peer = "\(host):\(port) (\(role))"
         // SAFETY: a zeroed addrinfo (null pointers), only read by getaddrinfo.
         var hints = unsafe addrinfo()
@@ -53,7 +53,7 @@ final class RelaySocket {
     deinit { close() }
 
     /// Closes the socket (a later send or receive fails).
-    func close() {
+    package func close() {
         if fd >= 0 { _ = Glibc.close(fd) }
         fd = -1
     }

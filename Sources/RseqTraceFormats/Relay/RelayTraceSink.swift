@@ -29,6 +29,7 @@ public final class RelayTraceSink: CTFPacketSink {
     public private(set) var deliveredPackets: UInt64 = 0
 
     private let connection: RelayConnection
+    private let timeout: Duration
     private let metadataHandle: UInt64
     private var streams: [(handle: UInt64, next: UInt64)]
     /// Metadata text not sent yet (sent before the next packet, so that a description completed
@@ -47,6 +48,7 @@ public final class RelayTraceSink: CTFPacketSink {
         self.sessionName = RelayTraceSink.pathSafe(sessionName)
         self.hostname = RelayTraceSink.pathSafe(hostname)
         self.path = "\(self.hostname)/\(self.sessionName)-\(RelayTraceSink.localDateTime())"
+        self.timeout = timeout
         connection = try RelayConnection(endpoint: endpoint, timeout: timeout)
         do throws(TraceError) {
             try connection.createSession(name: self.sessionName, hostname: self.hostname, liveTimer: 0)
@@ -134,10 +136,22 @@ public final class RelayTraceSink: CTFPacketSink {
         }
     }
 
-    /// Sends the last metadata and closes every stream once the relay has its packets.
+    /// Sends the last metadata, waits until the relay has written every packet to its files (at
+    /// most the timeout), and closes every stream.
     package func close() throws(TraceError) {
         _ = sending { () throws(TraceError) in
             try sendPendingMetadata()
+            let deadline = ContinuousClock.now + timeout
+            for stream in streams where stream.next > 0 {
+                while try connection.dataPending(handle: stream.handle, lastSequence: stream.next - 1) {
+                    guard ContinuousClock.now < deadline else {
+                        throw TraceError(.systemCallFailed, "the relay daemon at \(endpoint) had not written the trace's last packets \(timeout) after they were sent: its copy may lack them")
+                    }
+                    var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+                    // SAFETY: nanosleep reads `pause` during the call (no remainder wanted).
+                    _ = unsafe nanosleep(&pause, nil)
+                }
+            }
             try connection.closeStream(handle: metadataHandle, lastSequence: .max)
             for stream in streams {
                 try connection.closeStream(handle: stream.handle, lastSequence: stream.next == 0 ? .max : stream.next - 1)

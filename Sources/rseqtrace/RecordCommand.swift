@@ -50,7 +50,7 @@ struct RecordCommand: ParsableCommand {
 
             Central collection: --relayd net://HOST[:CONTROL_PORT[:DATA_PORT]] (ports 5342 and \
             5343 by default) sends the trace to an LTTng relay daemon (lttng-relayd), which writes it \
-            under its output directory as <hostname>/rseqtrace-<program>-<date>-<time>/; with --output \
+            under its output directory as <hostname>/rseqtrace-<program>-<pid>-<date>-<time>/; with --output \
             too, the trace is also written locally. A relay that cannot be reached is an error before \
             the program starts (with --relayd-optional, the trace is written locally instead). A \
             connection lost while recording is reported after the summary; recording goes on locally \
@@ -168,7 +168,7 @@ struct RecordCommand: ParsableCommand {
         if let relayd {
             let endpoint = try RelayEndpoint(parsing: relayd)
             do throws(TraceError) {
-                relay = try RelayTraceSink(endpoint: endpoint, sessionName: "rseqtrace-\(procname)",
+                relay = try RelayTraceSink(endpoint: endpoint, sessionName: "rseqtrace-\(procname)-\(getpid())",
                                            hostname: TraceRecorder.hostname(), ringCount: buffer.layout.cpuRingCount,
                                            timeout: .milliseconds(relaydTimeoutMilliseconds))
             } catch {

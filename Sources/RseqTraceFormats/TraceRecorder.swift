@@ -12,7 +12,7 @@ public final class TraceRecorder {
     package let buffer: SharedTraceBuffer
     /// The drainer (its statistics are the recording's).
     package let drainer: TraceDrainer
-    /// The CTF writer, when recording to a directory.
+    /// The CTF writer, when recording to a directory or a relay daemon.
     public private(set) var writer: CTFTraceWriter?
     /// The longest time a drained record waits in the writer before it reaches its stream file
     /// (`CTFTraceWriter.checkpoint()`): what a recorder killed without warning can lose.
@@ -35,15 +35,16 @@ public final class TraceRecorder {
 
     /// - Parameters:
     ///   - output: a directory prepared with `CTFTraceWriter.prepareDirectory`, or nil.
+    ///   - relay: a relay daemon session to send the trace to (as well as to `output`), or nil.
     ///   - hostname: the trace's `hostname`; nil: this machine's.
-    public init(buffer: SharedTraceBuffer, output: String?, traceName: String, procname: String, pid: Int32,
-                hostname: String? = nil) throws(TraceError) {
+    public init(buffer: SharedTraceBuffer, output: String?, relay: RelayTraceSink? = nil, traceName: String,
+                procname: String, pid: Int32, hostname: String? = nil) throws(TraceError) {
         self.buffer = buffer
         self.drainer = TraceDrainer(buffer: buffer)
-        if let output {
+        if output != nil || relay != nil {
             var schemas: [UInt16: EventSchema] = [:]
             do { schemas = try buffer.registeredEvents() } catch { registryProblem = error }
-            writer = try CTFTraceWriter(directory: output, description: CTFTraceDescription(
+            writer = try CTFTraceWriter(directory: output, relay: relay, description: CTFTraceDescription(
                 uuid: TraceRecorder.randomUUID(), clock: buffer.clock, bootID: buffer.bootID,
                 hostname: hostname ?? TraceRecorder.hostname(),
                 traceName: traceName, procname: procname, pid: pid,

@@ -53,13 +53,33 @@ struct RecordCommand: ParsableCommand {
             The last line is machine-readable:
               summary: recorded=<n> lost=<n> dropped=<n> overwritten=<n> too_large=<n> abandoned=<n> quarantined=<n> hidden_bytes=<n> mode=<discard|overwrite> exit_status=<n>
             (exit_status is the status described under Stopping, whatever was damaged.)
+
+            Central collection: --relayd net://HOST[:CONTROL_PORT[:DATA_PORT]] (ports 5342 and \
+            5343 by default) sends the trace to an LTTng relay daemon (lttng-relayd), which writes it \
+            under its output directory as <hostname>/rseqtrace-<program>-<pid>-<date>-<time>/; with --output \
+            too, the trace is also written locally. A relay that cannot be reached is an error before \
+            the program starts (with --relayd-optional, the trace is written locally instead). A \
+            connection lost while recording is reported after the summary; recording goes on locally \
+            when there is a local trace, and rseqtrace exits with status 1 when nothing kept the trace.
             """)
 
     @Option(name: [.customShort("o"), .long], help: """
         Directory for the trace (created; must not exist or be empty). Default: a new \
-        rseqtrace-record-YYYYMMDD-HHMMSS directory (UTC) in the current directory.
+        rseqtrace-record-YYYYMMDD-HHMMSS directory (UTC) in the current directory, or none with --relayd.
         """)
     var output: String?
+
+    @Option(name: .customLong("relayd"), help: ArgumentHelp(
+        "Also (or, without --output, only) send the trace to the LTTng relay daemon at URL: net://HOST[:CONTROL_PORT[:DATA_PORT]].",
+        valueName: "URL"))
+    var relayd: String?
+
+    @Flag(name: .customLong("relayd-optional"), help: "When the relay daemon cannot be reached at start, write the trace locally instead of failing.")
+    var relaydOptional = false
+
+    @Option(name: .customLong("relayd-timeout-ms"), help: "Longest wait for the relay daemon to connect or to take a message (100-60000).")
+    var relaydTimeoutMilliseconds: Int = 5000
+
 
     @OptionGroup var buffer: BufferOptions
 
@@ -114,6 +134,14 @@ struct RecordCommand: ParsableCommand {
             throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
         }
         do { _ = try eventRuleList() } catch { throw ValidationError(error.message) }
+        if let relayd {
+            do { _ = try RelayEndpoint(parsing: relayd) } catch { throw ValidationError(error.message) }
+        } else if relaydOptional {
+            throw ValidationError("--relayd-optional needs --relayd URL")
+        }
+        guard (100...60_000).contains(relaydTimeoutMilliseconds) else {
+            throw ValidationError("--relayd-timeout-ms must be between 100 and 60000, got \(relaydTimeoutMilliseconds)")
+        }
     }
 
     func run() throws {
@@ -127,15 +155,15 @@ struct RecordCommand: ParsableCommand {
     }
 
     private func record() throws(TraceError) -> Int32 {
-        let output = self.output ?? Self.defaultOutput()
-        let createdDirectory = try CTFTraceWriter.prepareDirectory(output)
+        var output = self.output ?? (relayd == nil ? Self.defaultOutput() : nil)
+        var createdDirectory = try output.map { (path) throws(TraceError) in try CTFTraceWriter.prepareDirectory(path) } ?? false
         var complete = false
         var started: TraceRecorder?
         // A recording that fails before it recorded anything leaves nothing behind (no half-made
         // trace blocking a rerun); one that fails later keeps the events already written, which
         // stay readable (the metadata is always current).
         defer {
-            if !complete {
+            if !complete, let output {
                 if let recorded = started?.drainer.totals.recorded, recorded > 0 {
                     printError("rseqtrace: \(output) keeps the trace written before the failure (up to \(recorded) events)")
                 } else {
@@ -153,9 +181,30 @@ struct RecordCommand: ParsableCommand {
         defer { try? memory.close() }
         let buffer = try SharedTraceBuffer.create(self.buffer.configuration(name: "rseqtrace-record-\(getpid())"), in: memory)
         try MemoryFile.sealSize(memory)
-        let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "rseqtrace-record",
-                                         procname: command[0].split(separator: "/").last.map(String.init) ?? command[0],
-                                         pid: getpid())
+        let procname = command[0].split(separator: "/").last.map(String.init) ?? command[0]
+        // The relay session is made before the program starts: an unreachable relay is an error
+        // (or, with --relayd-optional, a local recording) before anything runs.
+        var relay: RelayTraceSink?
+        if let relayd {
+            let endpoint = try RelayEndpoint(parsing: relayd)
+            do throws(TraceError) {
+                relay = try RelayTraceSink(endpoint: endpoint, sessionName: "rseqtrace-\(procname)-\(getpid())",
+                                           hostname: TraceRecorder.hostname(), ringCount: buffer.layout.cpuRingCount,
+                                           timeout: .milliseconds(relaydTimeoutMilliseconds))
+            } catch {
+                guard relaydOptional else {
+                    throw TraceError(error.code, "\(error); use --relayd-optional to record locally when the relay cannot be reached")
+                }
+                if output == nil {
+                    let fallback = Self.defaultOutput()
+                    output = fallback
+                    createdDirectory = try CTFTraceWriter.prepareDirectory(fallback)
+                }
+                printError("rseqtrace: \(error); recording to \(output!) instead (--relayd-optional)")
+            }
+        }
+        let recorder = try TraceRecorder(buffer: buffer, output: output, relay: relay, traceName: "rseqtrace-record",
+                                         procname: procname, pid: getpid())
         // While the program runs: sub-buffers as producers leave them, everything every interval.
         recorder.partialSubbufferInterval = .milliseconds(intervalMilliseconds)
         started = recorder
@@ -226,7 +275,7 @@ struct RecordCommand: ParsableCommand {
             exitStatus = termination?.status ?? 1
         }
         print("recorded \(totals.recorded) events, lost \(totals.lost) (dropped \(totals.dropped), overwritten \(totals.overwritten), too large \(totals.tooLarge), abandoned by dead producers \(totals.abandoned))\(totals.quarantined > 0 ? ", \(totals.quarantined) rings quarantined with \(totals.hidden) bytes unread" : "")")
-        if let summary {
+        if let summary, let output {
             print("trace: \(output) (CTF 1.8): \(summary.events) events in \(summary.packets) packets, \(format(summary.bytesPerEvent)) bytes per event")
             print(RecordDiagnosis.readWith(output))
         }
@@ -240,10 +289,20 @@ struct RecordCommand: ParsableCommand {
             diagnosis.rules = (inherited, TraceRuntime.eventsVariable)
         }
         var warnings = diagnosis.warnings
-        if summary != nil, totals.recorded > 0, let warning = RecordDiagnosis.emptyStringWarning(output, schemas: schemas) {
+        if summary != nil, totals.recorded > 0, let output, let warning = RecordDiagnosis.emptyStringWarning(output, schemas: schemas) {
             warnings.append(warning)
         }
         for warning in warnings { print("warning: \(warning)") }
+        var relayLost = false
+        if let relay, let summary {
+            if let failure = relay.failure {
+                relayLost = true
+                let kept = output.map { "the local trace \($0) is complete" } ?? "no local trace kept them (use --output DIR with --relayd)"
+                printError("error: the relay daemon at \(relay.endpoint) was lost during the recording: \(failure); its copy ends at the last packet it received, \(relay.undeliveredEvents) events did not reach it; \(kept)")
+            } else {
+                print("relay: \(summary.events) events in \(relay.deliveredPackets) packets sent to \(relay.endpoint) as \(relay.path) (under the relay's output directory)")
+            }
+        }
         // Damage found by another process's writes: the trace of the good rings is complete, but the
         // recording is not.
         let damage = recorder.quarantinedRings.sorted { $0.key < $1.key }.map(\.value.message)
@@ -251,6 +310,7 @@ struct RecordCommand: ParsableCommand {
         for message in damage { printError("error: \(message)") }
         print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) quarantined=\(totals.quarantined) hidden_bytes=\(totals.hidden) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
         complete = true
+        if relayLost && output == nil { return 1 }
         return damage.isEmpty ? exitStatus : 1
     }
 

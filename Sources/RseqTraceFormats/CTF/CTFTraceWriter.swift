@@ -24,8 +24,13 @@ import SystemPackage
 /// stream whose last packet was lost (fewer packets than its index lists) from one whose writer
 /// was killed between a packet and its entry (trailing packets the index does not list yet).
 public final class CTFTraceWriter {
-    /// The trace directory.
-    public let directory: String
+    /// The trace directory; nil when the trace goes to a relay daemon only.
+    public let directory: String?
+    /// The relay daemon the trace is also (or only) sent to, if any: its `failure` says whether
+    /// the connection was lost.
+    public let relay: RelayTraceSink?
+    /// Where packets and metadata go: the directory's files, the relay, or both.
+    private let sinks: [any CTFPacketSink]
     /// What the metadata describes: the trace's identity and the event schemas written so far.
     public private(set) var description: CTFTraceDescription
     /// Bytes at which a packet closes.
@@ -64,46 +69,34 @@ public final class CTFTraceWriter {
     private let conversion: CycleConversion
 
     /// Creates `directory` (which must not exist yet, or be an empty directory).
-    public init(directory: String, description: CTFTraceDescription, packetCapacity: Int = 256 << 10) throws(TraceError) {
+    public convenience init(directory: String, description: CTFTraceDescription, packetCapacity: Int = 256 << 10) throws(TraceError) {
+        try self.init(directory: directory, relay: nil, description: description, packetCapacity: packetCapacity)
+    }
+
+    /// Writes the trace to `directory` (created as by `init(directory:description:packetCapacity:)`),
+    /// to `relay`, or to both; at least one of them.
+    package init(directory: String?, relay: RelayTraceSink?, description: CTFTraceDescription,
+                 packetCapacity: Int = 256 << 10) throws(TraceError) {
+        precondition(directory != nil || relay != nil, "a trace needs a directory or a relay")
         self.directory = directory
+        self.relay = relay
         self.description = description
         self.packetCapacity = max(4096, packetCapacity)
         self.clock = description.clock
         self.conversion = CycleConversion(description.clock)
-        try CTFTraceWriter.prepareDirectory(directory)
         self.state = .lent
-        // The metadata first: the directory is a trace from the moment it holds a stream.
+        var sinks: [any CTFPacketSink] = []
+        if let directory {
+            try CTFTraceWriter.prepareDirectory(directory)
+            // The metadata first: the directory is a trace from the moment it holds a stream.
+            let text = CTFMetadata.text(description, unknownIDs: [], malformedSeen: false)
+            sinks.append(try CTFDirectorySink(directory: directory, ringCount: description.cpuRingCount, metadata: text))
+        }
+        if let relay { sinks.append(relay) }
+        self.sinks = sinks
+        self.state = WriterState(streams: (0...description.cpuRingCount).map { CTFStream(cpu: UInt32($0)) })
+        // (The directory's metadata is written again, the relay's for the first time.)
         try syncMetadata()
-        // SAFETY: mkdir takes the path by value.
-        if unsafe mkdir(directory + "/" + CTFTraceWriter.indexDirectoryName, 0o755) != 0 {
-            let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
-            throw TraceError(.systemCallFailed, "cannot create \(directory)/\(CTFTraceWriter.indexDirectoryName)", errno: errno)
-        }
-        var streams: [CTFStream] = []
-        for ring in 0...description.cpuRingCount {
-            let path = directory + "/channel0_\(ring)"
-            let fd: FileDescriptor
-            do {
-                fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
-            } catch {
-                for s in streams { try? s.fd.close(); try? s.index.close() }
-                throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
-            }
-            do throws(TraceError) {
-                let index = try CTFTraceWriter.createIndex(directory: directory, stream: "channel0_\(ring)")
-                streams.append(CTFStream(fd: fd, path: path, cpu: UInt32(ring), index: index.fd, indexPath: index.path))
-            } catch {
-                try? fd.close()
-                for s in streams { try? s.fd.close(); try? s.index.close() }
-                throw error
-            }
-        }
-        self.state = WriterState(streams: streams)
-    }
-
-    deinit {
-        for s in state.streams { try? s.fd.close(); try? s.index.close() }
     }
 
     /// The subdirectory holding the LTTng index files (`channel0_<ring>.idx`).
@@ -420,6 +413,7 @@ public final class CTFTraceWriter {
         state.finished = true
         metadataMayDiffer = true
         try syncMetadata()
+        for sink in sinks { try sink.close() }
         var summary = Summary(events: 0, discarded: 0, packets: 0, streamBytes: 0,
                               metadataBytes: UInt64(writtenMetadata?.utf8.count ?? 0))
         for s in state.streams {
@@ -435,30 +429,15 @@ public final class CTFTraceWriter {
 
     static let headerSize = CTFLayout.headerSize
 
-    /// Rewrites the metadata if what it describes changed since it was last written: into a
-    /// temporary file renamed over `metadata`, so a reader (or a recorder killed meanwhile) sees
-    /// the old or the new text, never a part.
+    /// Writes the metadata if what it describes changed since it was last written (the directory
+    /// rewrites it through a temporary file renamed over `metadata`, so a reader, or a recorder
+    /// killed meanwhile, sees the old or the new text, never a part).
     private func syncMetadata() throws(TraceError) {
         guard metadataMayDiffer else { return }
         let text = CTFMetadata.text(description, unknownIDs: unknownIDs, malformedSeen: state.malformedSeen)
         metadataMayDiffer = false
         guard text != writtenMetadata else { return }
-        let temporary = directory + "/" + CTFTraceWriter.metadataTemporaryName
-        let path = directory + "/metadata"
-        let bytes = Array(text.utf8)
-        do {
-            let fd = try FileDescriptor.open(FilePath(temporary), .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
-            defer { try? fd.close() }
-            _ = try unsafe bytes.withUnsafeBytes { try unsafe fd.writeAll($0) }  // SAFETY: the array's own bytes
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot write \(temporary): \(error)")
-        }
-        // SAFETY: rename takes both paths by value.
-        guard unsafe rename(temporary, path) == 0 else {
-            let errno = Errno(rawValue: Glibc.errno)   // read before the message is built
-            throw TraceError(.systemCallFailed, "cannot rename \(temporary) to \(path)", errno: errno)
-        }
+        for sink in sinks { try sink.writeMetadata(text) }
         writtenMetadata = text
         metadataDeclaresMalformed = state.malformedSeen
     }
@@ -468,7 +447,8 @@ public final class CTFTraceWriter {
         // describes them reaches the directory before it.
         if state.malformedSeen && !metadataDeclaresMalformed { metadataMayDiffer = true }
         try syncMetadata()
-        try state.streams[ring].flush(ring: ring, uuid: description.uuid, monotonicReference: clock.monotonicReference)
+        try state.streams[ring].flush(ring: ring, uuid: description.uuid, monotonicReference: clock.monotonicReference,
+                                      to: sinks)
     }
 }
 
@@ -570,12 +550,7 @@ struct EventEncoding: BitwiseCopyable {
 /// Per-ring state of a stream being written. A value in the writer's `streams`, so that appending
 /// a record is one access to that array.
 struct CTFStream {
-    let fd: FileDescriptor
-    let path: String
     let cpu: UInt32
-    /// The stream's LTTng index file, opened for appending, and its path.
-    let index: FileDescriptor
-    let indexPath: String
     /// `CTFTraceWriter.headerSize` bytes for the packet header, then the packet's `eventBytes`
     /// bytes of events; longer (zeros) so that an event is stored without growing it.
     var buffer: [UInt8]
@@ -588,13 +563,11 @@ struct CTFStream {
     var lostReported: UInt64 = 0
     var eventCount: UInt64 = 0
     var bytesWritten: UInt64 = 0
+    /// `eventCount` when the last packet was written.
+    var eventsWritten: UInt64 = 0
 
-    init(fd: FileDescriptor, path: String, cpu: UInt32, index: FileDescriptor, indexPath: String) {
-        self.fd = fd
-        self.path = path
+    init(cpu: UInt32) {
         self.cpu = cpu
-        self.index = index
-        self.indexPath = indexPath
         self.buffer = [UInt8](repeating: 0, count: CTFTraceWriter.headerSize + 4096)
     }
 
@@ -773,7 +746,7 @@ struct CTFStream {
 
     /// Writes the pending events as a packet (after an empty one saying 0 discarded events, if the
     /// stream has lost events before its first packet).
-    mutating func flush(ring: Int, uuid: [UInt8], monotonicReference: UInt64) throws(TraceError) {
+    mutating func flush(ring: Int, uuid: [UInt8], monotonicReference: UInt64, to sinks: [any CTFPacketSink]) throws(TraceError) {
         let hasEvents = eventBytes > 0
         let begin = hasEvents ? self.begin : max(end, self.begin, monotonicReference)
         let end = hasEvents ? last : begin
@@ -781,13 +754,13 @@ struct CTFStream {
             // A reader cannot know where a stream's discarded-events counter started, so it only
             // reports a count between two packets: open every stream with a packet saying 0.
             let packet = header(ring: ring, uuid: uuid, eventBytes: 0, begin: begin, end: begin, discarded: 0)
-            try write(packet, count: packet.count, ring: ring, begin: begin, end: begin, discarded: 0)
+            try write(packet, count: packet.count, ring: ring, begin: begin, end: begin, discarded: 0, to: sinks)
         }
         let header = header(ring: ring, uuid: uuid, eventBytes: eventBytes, begin: begin, end: end,
                             discarded: lostPending)
         buffer.replaceSubrange(0..<CTFTraceWriter.headerSize, with: header)
         try write(buffer, count: CTFTraceWriter.headerSize + eventBytes, ring: ring, begin: begin, end: end,
-                  discarded: lostPending)
+                  discarded: lostPending, to: sinks)
         lostReported = lostPending
         self.end = end
         self.begin = end
@@ -819,30 +792,16 @@ struct CTFStream {
     static let indexEntrySize = 72
 
     /// Writes the first `count` bytes of `bytes` as one packet (whose header holds `begin`, `end`
-    /// and `discarded`), then its entry in the index file: the packet is on disk before the index
-    /// names it.
+    /// and `discarded`) to each sink, with its index entry (after the packet).
     private mutating func write(_ bytes: [UInt8], count: Int, ring: Int, begin: UInt64, end: UInt64,
-                                discarded: UInt64) throws(TraceError) {
-        do {
-            // SAFETY: the array's own bytes, `count` of them (at most its count).
-            _ = try unsafe bytes.withUnsafeBytes { try unsafe fd.writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot write \(path): \(error)")
-        }
-        // The fields of LTTng's `struct ctf_packet_index`, in its order; sizes in bits.
-        var entry: [UInt8] = []
-        entry.reserveCapacity(CTFStream.indexEntrySize)
+                                discarded: UInt64, to sinks: [any CTFPacketSink]) throws(TraceError) {
         let bits = UInt64(count) * 8
-        for value in [bytesWritten, bits, bits, begin, end, discarded, 0 /* stream_id */, UInt64(ring), sequence] {
-            entry.appendBigEndian(value)
-        }
-        do {
-            // SAFETY: the array's own bytes. The file is opened with O_APPEND: the entry lands at its end.
-            _ = try unsafe entry.withUnsafeBytes { try unsafe index.writeAll($0) }
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot write \(indexPath): \(error)")
-        }
+        let entry = CTFPacketIndexEntry(offset: bytesWritten, packetBits: bits, contentBits: bits, begin: begin,
+                                        end: end, discarded: discarded, streamID: 0, streamInstanceID: UInt64(ring),
+                                        sequence: sequence, events: eventCount - eventsWritten)
+        for sink in sinks { try sink.writePacket(ring: ring, bytes[0..<count], entry: entry) }
         bytesWritten += UInt64(count)
+        eventsWritten = eventCount
         sequence += 1
     }
 }

@@ -74,6 +74,9 @@ def observed(payload, names, result, where):
 
 
 def key(name, fields):
+    """LTTng-UST declares a Bool as an 8-bit integer, which bt2 reads as 0 or 1: an expected JSON
+    true/false is compared as that number."""
+    fields = {n: int(v) if isinstance(v, bool) else v for n, v in fields.items()}
     return (name, json.dumps(fields, sort_keys=True, ensure_ascii=False))
 
 

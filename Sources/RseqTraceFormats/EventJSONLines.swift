@@ -51,6 +51,7 @@ package struct EventJSONLines {
         switch value {
         case .unsigned(let v): return "\(v)"
         case .signed(let v): return "\(v)"
+        case .bool(let v): return v ? "true" : "false"
         case .float32(let v): return number(Double(v))
         case .float64(let v): return number(v)
         case .bytes(let bytes): return "[" + bytes.map { "\($0)" }.joined(separator: ",") + "]"

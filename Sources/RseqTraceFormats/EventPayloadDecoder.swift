@@ -18,7 +18,7 @@ package enum EventPayloadDecoder {
             switch value {
             case .unsigned(let v): shown = .unsigned(v)
             case .signed(let v): shown = .signed(v)
-            case .bool(let v): shown = .unsigned(v ? 1 : 0)
+            case .bool(let v): shown = .bool(v)
             case .float32(let v): shown = .float32(v)
             case .float64(let v): shown = .float64(v)
             case .string(let text): shown = .string(text)

@@ -172,6 +172,10 @@ struct FieldCondition: Equatable {
             } else {
                 order = nil
             }
+        case .bool(let v):
+            // `flag == 1` and `flag == true` both hold for a true flag.
+            let text = v ? "true" : "false"
+            order = Self.compare(number: .unsigned(v ? 1 : 0), value) ?? (text == value ? 0 : (text < value ? -1 : 1))
         case .bytes: order = nil
         }
         guard let order else { return false }

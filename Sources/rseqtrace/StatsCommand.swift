@@ -119,6 +119,9 @@ struct FieldDistribution {
         case .signed(let v):
             integers.append(v)
             doubles.append(Double(v))
+        case .bool(let v):
+            integers.append(v ? 1 : 0)
+            doubles.append(v ? 1 : 0)
         case .float32(let v): doubles.append(Double(v)); unsignedBeyondInt64 = true
         case .float64(let v): doubles.append(v); unsignedBeyondInt64 = true
         case .enumeration(_, let v, _):

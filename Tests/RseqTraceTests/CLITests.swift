@@ -144,7 +144,7 @@ struct CLITests {
         let lines = file.stdout.split(separator: "\n")
         #expect(lines.count == 1001)
         #expect(lines.first == #"{"event":"demo:tick","fields":{"seq":0,"check":15568325403000214897,"thread":0},"text":"seq=0 check=15568325403000214897 thread=0"}"#)
-        #expect(lines.last == #"{"event":"demo:types","fields":{"u8":231,"u16":2997,"u32":0,"u64":999,"i8":25,"i16":-2997,"i32":0,"i64":-999,"flag":0,"f32":249.75,"f64":499.5,"text":"","short_text":"naïvet","_bytes_length":6,"bytes":[0,1,2,127,128,255],"_short_bytes_length":4,"short_bytes":[0,1,2,127],"color":["red",0],"level":["debug",-1]},"text":"u8=231 u16=2997 u32=0 u64=999 i8=25 i16=-2997 i32=0 i64=-999 flag=false f32=249.75 f64=499.5 text=\"\" short_text=\"naïvet\" bytes=<00 01 02 7f 80 ff> short_bytes=<00 01 02 7f> color=red(0) level=debug(-1)"}"#)
+        #expect(lines.last == #"{"event":"demo:types","fields":{"u8":231,"u16":2997,"u32":0,"u64":999,"i8":25,"i16":-2997,"i32":0,"i64":-999,"flag":false,"f32":249.75,"f64":499.5,"text":"","short_text":"naïvet","_bytes_length":6,"bytes":[0,1,2,127,128,255],"_short_bytes_length":4,"short_bytes":[0,1,2,127],"color":["red",0],"level":["debug",-1]},"text":"u8=231 u16=2997 u32=0 u64=999 i8=25 i16=-2997 i32=0 i64=-999 flag=false f32=249.75 f64=499.5 text=\"\" short_text=\"naïvet\" bytes=<00 01 02 7f 80 ff> short_bytes=<00 01 02 7f> color=red(0) level=debug(-1)"}"#)
     }
 
     @Test("--help exits 0 and lists the demo subcommand", arguments: [["--help"], ["help"], ["demo", "--help"]])

@@ -156,6 +156,7 @@ struct InstrumentationTests {
             case .float32(let v): return "f" + String(Double(v).bitPattern, radix: 16)
             case .float64(let v): return "f" + String(v.bitPattern, radix: 16)
             case .string(let s): return "s" + Array(s.utf8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+            case .bool(let v): return v ? "true:1" : "false:0"   // bt2 reads the labelled enumeration
             case .bytes(let b): return "[" + b.map { "\($0)" }.joined(separator: ",") + "]"
             case .enumeration(let label, let value, let isSigned):
                 return (label ?? "") + ":" + (isSigned ? "\(value)" : "\(UInt64(bitPattern: value))")
@@ -179,7 +180,7 @@ struct InstrumentationTests {
         #expect(text.exitCode == 0 && text.stderr.isEmpty, "\(text.stderr)")
         let lines = text.stdout.split(separator: "\n")
         #expect(lines.count == 5 * events)
-        for fragment in ["inst:scalars: { cpu_id = ", "u8 = 0, u16 = 0, u32 = 0, u64 = 0, i8 = 0, i16 = 0, i32 = 0, i64 = -9223372036854775808, flag = 1, f32 = 0.25",
+        for fragment in ["inst:scalars: { cpu_id = ", "u8 = 0, u16 = 0, u32 = 0, u64 = 0, i8 = 0, i16 = 0, i32 = 0, i64 = -9223372036854775808, flag = ( \"true\" : container = 1 ), f32 = 0.25",
                          "bounded = \"✓\", sub = \"✓\"", "fixed = \"fixed literal\"", "level = ( \"high\" : container = 300 )",
                          "color = ( \"white\" : container = 18446744073709551615 )", "bounded = [ [0] = 1, [1] = 2, [2] = 3 ]",
                          "inst:empty: { cpu_id = "] {
@@ -364,7 +365,7 @@ struct InstrumentationTests {
         #expect(!Self.allTypes.matches(fixed + [11, 0] + [UInt8](repeating: 0x61, count: 11) + [0, 0] + [7, 0]))  // over the bound
         #expect(!Self.allTypes.matches(fixed + [200, 0, 0x68]))                           // count runs past the end
         let values = EventPayloadDecoder.decode(good, schema: Self.allTypes)?.map(\.value)
-        #expect(values == [.unsigned(1), .signed(-1), .float32(1), .float64(1), .unsigned(1), .string("hi"),
+        #expect(values == [.unsigned(1), .signed(-1), .float32(1), .float64(1), .bool(true), .string("hi"),
                            .unsigned(1), .bytes([9]), .enumeration(label: "pos", value: 7, isSigned: true)])
     }
 

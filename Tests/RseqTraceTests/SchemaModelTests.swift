@@ -78,6 +78,32 @@ struct SchemaModelTests {
         #expect(problem(short) == "event registry entry at offset 0: enumeration e runs past the entry")
     }
 
+    @Test("a Bool is declared as a one-byte enumeration false = 0, true = 1; only exactly that shape reads back as a Bool")
+    func boolDeclaration() throws {
+        #expect(FieldType.bool.tsdlDeclarations(name: "flag", escape: { $0 })
+                == [#"enum : integer { size = 8; align = 8; signed = false; } { "false" = 0, "true" = 1 } _flag;"#])
+        let clock = CycleClock(frequency: 1_000_000_000, cycleReference: 0, monotonicReference: 5_000_000_000,
+                               realtimeReference: 1_700_000_000_123_456_789)
+        let falseTrue = [EnumerationCase("false", 0), EnumerationCase("true", 1)]
+        let schema = EventSchema(name: "t:bools", fields: [
+            EventField("b", .bool),
+            EventField("wide", .enumeration(EnumerationType(bits: 16, isSigned: false, cases: falseTrue))),
+            EventField("signed", .enumeration(EnumerationType(bits: 8, isSigned: true, cases: falseTrue))),
+            EventField("more", .enumeration(EnumerationType(bits: 8, isSigned: false, cases: falseTrue + [EnumerationCase("maybe", 2)]))),
+        ])
+        let description = CTFTraceDescription(
+            uuid: Array(0..<16), clock: clock, bootID: Array(repeating: 0xAB, count: 16), hostname: "h",
+            traceName: "t", procname: "p", pid: 77, cpuRingCount: 1, schemas: [3: schema])
+        let text = CTFMetadata.text(description, unknownIDs: [], malformedSeen: false)
+        let metadata = try CTFMetadataParser.parse(Array(text.utf8), path: "memory")
+        #expect(metadata.events[3]?.fields.map(\.type) == [
+            .bool,
+            .enumeration(bits: 16, isSigned: false, labels: [0: "false", 1: "true"]),
+            .enumeration(bits: 8, isSigned: true, labels: [0: "false", 1: "true"]),
+            .enumeration(bits: 8, isSigned: false, labels: [0: "false", 1: "true", 2: "maybe"]),
+        ])
+    }
+
     @Test("the metadata the writer renders parses back to the same uuid, clock, env and declarations")
     func metadataRoundTrip() throws {
         let clock = CycleClock(frequency: 1_000_000_000, cycleReference: 0, monotonicReference: 5_000_000_000,
@@ -98,7 +124,7 @@ struct SchemaModelTests {
             CTFFieldDeclaration(name: "i", type: .signed(bits: 8)),
             CTFFieldDeclaration(name: "f", type: .float32),
             CTFFieldDeclaration(name: "d", type: .float64),
-            CTFFieldDeclaration(name: "b", type: .unsigned(bits: 8)),
+            CTFFieldDeclaration(name: "b", type: .bool),
             CTFFieldDeclaration(name: "s", type: .string),
             CTFFieldDeclaration(name: "_raw_length", type: .unsigned(bits: 16)),
             CTFFieldDeclaration(name: "raw", type: .bytes(lengthField: 6)),

@@ -156,7 +156,7 @@ enum InstrumentedCommand {
                             .unsigned(n &* 0x1_0000_0001), .signed(Int64(Int8(truncatingIfNeeded: -Int64(i)))),
                             .signed(Int64(Int16(truncatingIfNeeded: -Int64(i) &* 300))),
                             .signed(Int64(Int32(truncatingIfNeeded: -Int64(i) &* 70_000))), .signed(Int64.min &+ Int64(i)),
-                            .unsigned(i % 2 == 0 ? 1 : 0), .float32(Float(i) + 0.25), .float64(Double(i) * -1.5)]
+                            .bool(i % 2 == 0), .float32(Float(i) + 0.25), .float64(Double(i) * -1.5)]
             case "inst:text":
                 let (text, kept) = instTexts[i % instTexts.count]
                 let bounded = String(decoding: Array(text.utf8).prefix(TracingExpectations.boundedPrefix(text, 5)), as: UTF8.self)

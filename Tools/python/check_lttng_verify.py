@@ -73,7 +73,18 @@ def observed(payload, names, result, where):
     return values
 
 
+def as_number(v):
+    """A Bool as the number 0 or 1: the expected JSON true/false, LTTng-UST's 8-bit integer, and
+    RseqTrace's one-byte enumeration "false" = 0, "true" = 1 (read as ["false", 0] / ["true", 1])."""
+    if isinstance(v, bool):
+        return int(v)
+    if v == ["false", 0] or v == ["true", 1]:
+        return v[1]
+    return v
+
+
 def key(name, fields):
+    fields = {n: as_number(v) for n, v in fields.items()}
     return (name, json.dumps(fields, sort_keys=True, ensure_ascii=False))
 
 

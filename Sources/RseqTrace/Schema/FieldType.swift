@@ -305,7 +305,10 @@ extension FieldType {
         case .signed(let bits): return ["integer { size = \(bits); align = 8; signed = true; } _\(name);"]
         case .float32: return ["floating_point { exp_dig = 8; mant_dig = 24; align = 8; } _\(name);"]
         case .float64: return ["floating_point { exp_dig = 11; mant_dig = 53; align = 8; } _\(name);"]
-        case .bool: return ["integer { size = 8; align = 8; signed = false; } _\(name);"]
+        case .bool:
+            // An enumeration of one byte whose only labels are "false" = 0 and "true" = 1: babeltrace2
+            // 2.0 shows it as a labelled integer, and the CTF reader takes exactly this shape for a boolean.
+            return ["enum : integer { size = 8; align = 8; signed = false; } { \"false\" = 0, \"true\" = 1 } _\(name);"]
         case .string:
             // A NUL-terminated CTF string (the CTF writer converts the counted payload text): readers
             // handle it best (babeltrace2 2.0.4 shows a stale value for an empty text sequence).

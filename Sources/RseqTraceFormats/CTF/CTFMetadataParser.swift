@@ -565,7 +565,8 @@ struct CTFMetadataParser: TSDLValueParsing {
                 type = bits == 32 ? .float32 : .float64
             case (.enumeration(let bits, let isSigned, let labels), .none):
                 guard [8, 16, 32, 64].contains(bits) else { throw fail(spec.token, "\(owner): unsupported integer size \(bits)") }
-                type = .enumeration(bits: bits, isSigned: isSigned, labels: labels)
+                type = bits == 8 && !isSigned && labels == [0: "false", 1: "true"]
+                    ? .bool : .enumeration(bits: bits, isSigned: isSigned, labels: labels)
             case (.string, .none):
                 type = .string
             case (.integer, .fixed):

@@ -103,12 +103,15 @@ public enum CTFValue: Sendable, Equatable, CustomStringConvertible {
     /// An enumeration value: its label (nil when no label has this value) and the integer (the bit
     /// pattern for unsigned containers).
     case enumeration(label: String?, value: Int64, isSigned: Bool)
+    /// A boolean (declared as a one-byte enumeration with just the labels "false" = 0 and "true" = 1).
+    case bool(Bool)
 
     /// babeltrace2-like rendering.
     public var description: String {
         switch self {
         case .unsigned(let v): return "\(v)"
         case .signed(let v): return "\(v)"
+        case .bool(let v): return v ? "true" : "false"
         case .float32(let v): return "\(v)"
         case .float64(let v): return "\(v)"
         case .bytes(let b):

@@ -254,6 +254,8 @@ public struct CTFStreamDecoder {
                 value = .unsigned(try load(cursor, bits / 8, limit: contentEnd, what))
             case .signed(let bits):
                 value = .signed(FieldType.signExtended(try load(cursor, bits / 8, limit: contentEnd, what), bits: bits))
+            case .bool:
+                value = .bool(try load(cursor, 1, limit: contentEnd, what) != 0)
             case .float32:
                 value = .float32(Float(bitPattern: UInt32(truncatingIfNeeded: try load(cursor, 4, limit: contentEnd, what))))
             case .float64:

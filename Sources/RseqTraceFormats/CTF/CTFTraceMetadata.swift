@@ -173,12 +173,16 @@ public enum CTFFieldType: Sendable, Hashable {
     case string
     /// `count` UTF-8 bytes, shown up to the first NUL (LTTng-UST's text arrays, e.g. `procname`).
     case textArray(count: Int)
+    /// One byte, 0 (false) or 1 (true): an unsigned 8-bit enumeration whose labels are exactly
+    /// "false" = 0 and "true" = 1.
+    case bool
 
     /// Bytes of a scalar field; nil for sequences.
     package var fixedByteCount: Int? {
         switch self {
         case .unsigned(let bits), .signed(let bits): return bits / 8
         case .float32: return 4
+        case .bool: return 1
         case .float64: return 8
         case .enumeration(let bits, _, _): return bits / 8
         case .textArray(let count): return count

@@ -104,7 +104,7 @@ public struct ChromeTraceExporter {
                 case .enumeration:
                     // Labels are strings, so a value without a label is written as one too.
                     keys.insert(FieldKey(event: event.name, field: field.name))
-                case .bytes, .string: break
+                case .bytes, .string, .bool: break
                 }
             }
         }
@@ -122,6 +122,7 @@ public struct ChromeTraceExporter {
         switch value {
         case .unsigned(let v): return v <= 1 << 53 ? "\(v)" : "\"\(v)\""
         case .signed(let v): return v.magnitude <= 1 << 53 ? "\(v)" : "\"\(v)\""
+        case .bool(let v): return v ? "true" : "false"
         case .float32(let v): return v.isFinite ? "\(v)" : "\"\(v)\""
         case .float64(let v): return v.isFinite ? "\(v)" : "\"\(v)\""
         case .bytes(let b):

@@ -214,8 +214,8 @@ package struct RingReader {
                 ring.store(ControlField.recycleMarker(slot: readable.pendingSlot), 0, ordering: .relaxed)
             }
         }
-        // SAFETY: `visit` gets payload pointers valid for the call (see `Visit`).
         let limit = wholeSubbuffers && !quiescent ? max(start, head & ~UInt64(layout.subbufferSize &- 1)) : head
+        // SAFETY: `visit` gets payload pointers valid for the call (see `Visit`).
         let walk = unsafe walkInPlace(ring: ring, from: start, to: limit, quiescent: quiescent, outcome: &outcome,
                                       batch: &batch, visit)
         // Every visited payload is delivered before `consumed` lets producers reuse its bytes.

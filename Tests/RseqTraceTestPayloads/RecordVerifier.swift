@@ -101,10 +101,12 @@ public struct RecordVerifier {
     public private(set) var slowLane: UInt64 = 0
     /// The first problems found, for reports.
     public private(set) var problems: [String] = []
-    /// Applied once, to the record checked when `checked == tamperAt`.
+    /// Applied once, to the first record from `tamperAt` on that it can change (a timestamp is
+    /// moved back only on a record with a predecessor in its ring).
     public var tamper: Tamper?
-    /// Which record (0-based, in checking order) the tamper applies to.
+    /// The first record (0-based, in checking order) the tamper may apply to.
     public var tamperAt: UInt64 = 100
+    private var tamperApplied = false
 
     /// A verifier for a buffer of `layout`, with room reserved for `threads` x `events` ids (it
     /// grows for others).
@@ -134,7 +136,9 @@ public struct RecordVerifier {
     public mutating func check(_ record: borrowing DrainedRecord) {
         let ring = record.ring
         var timestamp = record.timestamp
-        let tampering = tamper != nil && checked == tamperAt
+        let tampering = tamper != nil && !tamperApplied && checked >= tamperAt
+            && (tamper != .timestamp || lastStamp[ring] > 0)
+        if tampering { tamperApplied = true }
         checked += 1
         if ring == slowLaneRing { slowLane += 1 }
         if tampering && tamper == .timestamp && lastStamp[ring] > 0 { timestamp = lastStamp[ring] - 1 }

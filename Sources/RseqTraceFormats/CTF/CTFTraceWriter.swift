@@ -591,22 +591,9 @@ struct CTFStream {
         let start = CTFTraceWriter.headerSize + eventBytes
         // SAFETY: the buffer has room for the event (grown above); `payload` is readable (the caller's promise).
         let end = unsafe buffer.withUnsafeMutableBytes { out in
-            var at = start
-            if UInt32(writtenID) < CTFMetadata.extendedID && stamp - previous < (1 << CTFLayout.compactTimestampBits) {
-                let low = UInt32(truncatingIfNeeded: stamp) & ((1 << CTFLayout.compactTimestampBits) - 1)
-                let word = UInt32(writtenID) | low << CTFLayout.compactIDBits
-                // SAFETY: within the room made above.
-                unsafe out.storeBytes(of: word.littleEndian, toByteOffset: at, as: UInt32.self)
-                at += 4
-            } else {
-                // SAFETY: within the room made above.
-                unsafe out[at] = UInt8(CTFMetadata.extendedID)
-                // SAFETY: within the room made above.
-                unsafe out.storeBytes(of: UInt32(writtenID).littleEndian, toByteOffset: at + 1, as: UInt32.self)
-                // SAFETY: within the room made above.
-                unsafe out.storeBytes(of: stamp.littleEndian, toByteOffset: at + 5, as: UInt64.self)
-                at += 13
-            }
+            // SAFETY: within the room made above (at least `maximumEventOverhead` bytes from `start`).
+            var at = unsafe CTFStream.storeHeader(id: UInt32(writtenID), stamp: stamp, previous: previous,
+                                                  to: out.baseAddress!, at: start)
             if malformed {
                 // SAFETY: within the room made above.
                 unsafe out.storeBytes(of: eventID.littleEndian, toByteOffset: at, as: UInt16.self)
@@ -631,6 +618,29 @@ struct CTFStream {
         return eventBytes
     }
 
+    /// Stores the header of an event of `id` at `stamp`, the stream's clock being at `previous`, at
+    /// offset `at` of `base`: compact (id and the timestamp's low bits in one 32-bit word) when the id
+    /// fits and the timestamp moved less than the compact field can count, extended otherwise.
+    /// Returns the offset after it.
+    @unsafe @inline(__always)
+    static func storeHeader(id: UInt32, stamp: UInt64, previous: UInt64, to base: UnsafeMutableRawPointer,
+                            at: Int) -> Int {
+        let compactLimit = UInt64(1) << CTFLayout.compactTimestampBits
+        if id < CTFMetadata.extendedID && stamp &- previous < compactLimit {
+            let low = UInt32(truncatingIfNeeded: stamp) & UInt32(compactLimit &- 1)
+            // SAFETY: the caller made room for `maximumEventOverhead` bytes at `at`.
+            unsafe base.storeBytes(of: (id | low << CTFLayout.compactIDBits).littleEndian, toByteOffset: at, as: UInt32.self)
+            return at &+ 4
+        }
+        // SAFETY: as above.
+        unsafe base.storeBytes(of: UInt8(CTFMetadata.extendedID), toByteOffset: at, as: UInt8.self)
+        // SAFETY: as above.
+        unsafe base.storeBytes(of: id.littleEndian, toByteOffset: at &+ 1, as: UInt32.self)
+        // SAFETY: as above.
+        unsafe base.storeBytes(of: stamp.littleEndian, toByteOffset: at &+ 5, as: UInt64.self)
+        return at &+ 13
+    }
+
     /// The batch loop of `WriterState.appendFixedSize`: the same bytes `append` writes for each
     /// event of a fixed-size id with a matching payload, without a call per event. A payload is
     /// copied in 8-byte words: a record occupies its length rounded up to 8 bytes, so the last
@@ -639,7 +649,6 @@ struct CTFStream {
     mutating func appendFixedSize(_ records: UnsafeBufferPointer<VisitedRecord>, from start: Int,
                                   decisions: UnsafeBufferPointer<EventEncoding>, conversion: CycleConversion,
                                   packetCapacity: Int) -> Int {
-        let compactLimit = UInt64(1) << CTFLayout.compactTimestampBits
         let headerSize = CTFTraceWriter.headerSize
         var index = start
         var eventBytes = self.eventBytes
@@ -667,22 +676,9 @@ struct CTFStream {
                     previous = last
                 }
                 let stamp = max(timestamp, previous)   // a stream's clock never goes back
-                var at = headerSize &+ eventBytes
-                if UInt32(id) < CTFMetadata.extendedID && stamp &- previous < compactLimit {
-                    let low = UInt32(truncatingIfNeeded: stamp) & UInt32(compactLimit &- 1)
-                    // SAFETY: room checked above.
-                    unsafe base.storeBytes(of: (UInt32(id) | low << CTFLayout.compactIDBits).littleEndian,
-                                           toByteOffset: at, as: UInt32.self)
-                    at &+= 4
-                } else {
-                    // SAFETY: room checked above.
-                    unsafe base.storeBytes(of: UInt8(CTFMetadata.extendedID), toByteOffset: at, as: UInt8.self)
-                    // SAFETY: room checked above.
-                    unsafe base.storeBytes(of: UInt32(id).littleEndian, toByteOffset: at &+ 1, as: UInt32.self)
-                    // SAFETY: room checked above.
-                    unsafe base.storeBytes(of: stamp.littleEndian, toByteOffset: at &+ 5, as: UInt64.self)
-                    at &+= 13
-                }
+                // SAFETY: room checked above.
+                let at = unsafe CTFStream.storeHeader(id: UInt32(id), stamp: stamp, previous: previous, to: base,
+                                                      at: headerSize &+ eventBytes)
                 var copied = 0
                 while copied < size {
                     // SAFETY: within the record's occupied size (a multiple of 8 from its start), which

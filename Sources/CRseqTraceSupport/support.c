@@ -10,9 +10,6 @@
 #include <unistd.h>
 
 _Static_assert(sizeof(pid_t) == sizeof(int), "pid_t is passed to pidfd_open as an int");
-_Static_assert(RSEQTRACE_SEAL_SEAL == F_SEAL_SEAL, "seal values match the kernel's");
-_Static_assert(RSEQTRACE_SEAL_SHRINK == F_SEAL_SHRINK, "seal values match the kernel's");
-_Static_assert(RSEQTRACE_SEAL_GROW == F_SEAL_GROW, "seal values match the kernel's");
 _Static_assert(sizeof(struct signalfd_siginfo) == 128, "a signalfd read returns 128-byte records");
 
 int rseqtrace_support_pipe_cloexec(int fds[2])
@@ -29,23 +26,6 @@ int rseqtrace_support_pidfd_open(pid_t pid)
 	(void)pid;
 	return -ENOSYS;
 #endif
-}
-
-int rseqtrace_support_memfd_create(const char *name)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	return fd >= 0 ? fd : -errno;
-}
-
-int rseqtrace_support_add_seals(int fd, int seals)
-{
-	return fcntl(fd, F_ADD_SEALS, seals) == 0 ? 0 : -errno;
-}
-
-int rseqtrace_support_get_seals(int fd)
-{
-	int seals = fcntl(fd, F_GET_SEALS);
-	return seals >= 0 ? seals : -errno;
 }
 
 static int rseqtrace_support_signal_set(const int *signals, int count, sigset_t *set)

@@ -5,20 +5,66 @@
 //                                                    traced: `record` creates the trace object and
 //                                                    passes its name in RSEQTRACE_BUFFER; the
 //                                                    tracepoints attach to it on first use
+//   .build/debug/rseqtrace-example 2 --duration 60 &
+//   rseqtrace attach $! --duration 5                 traced while it runs (see `rseqtrace list`)
 //
-// Arguments: [threads] [events per thread]. Each worker emits `example:work` events (Events.swift).
+// Arguments: [threads] [events per thread] [--duration SECONDS] [--rate EVENTS_PER_SECOND].
+// Each worker emits `example:work` events (Events.swift): the given number as fast as it can, or
+// with --duration, continuously at --rate events per second per worker (default 1000) until
+// that many seconds have passed.
+#if canImport(Glibc)
+import Glibc
+#endif
 import RseqTrace
 import RseqTraceSupport
 
-let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
-let threads = max(1, min(arguments.first ?? 2, 256))
-let events = max(0, arguments.dropFirst().first ?? 10_000)
-
-WorkerThreads.run(count: threads) { worker in
-    var value: UInt64 = 0x9E37_79B9
-    for iteration in 0..<UInt64(events) {
-        value = value &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407   // "work"
-        workDone.emit(UInt32(worker), iteration, value)
+var numbers: [Int] = []
+var duration: Double?
+var rate = 1000
+var words = CommandLine.arguments.dropFirst()
+while let word = words.popFirst() {
+    switch word {
+    case "--duration", "--rate":
+        guard let value = words.popFirst().flatMap(Double.init), value > 0, value < 1e9 else {
+            printError("rseqtrace-example: \(word) needs a positive number")
+            exit(64)
+        }
+        if word == "--duration" { duration = value } else { rate = Int(value) }
+    default:
+        guard let number = Int(word), number >= 0 else {
+            printError("rseqtrace-example: unknown argument '\(word)'; usage: rseqtrace-example [threads] [events per thread] [--duration SECONDS] [--rate N]")
+            exit(64)
+        }
+        numbers.append(number)
     }
 }
-print("rseqtrace-example: \(threads) threads x \(events) events, traced: \(TraceRuntime.attachedBuffer != nil)")
+let threads = max(1, min(numbers.first ?? 2, 256))
+let events = max(0, numbers.dropFirst().first ?? 10_000)
+
+if let duration {
+    let end = SystemClock.monotonic() + UInt64(duration * 1e9)
+    let pause = UInt64(max(1, 1_000_000_000 / rate))
+    WorkerThreads.run(count: threads) { worker in
+        var value: UInt64 = 0x9E37_79B9
+        var iteration: UInt64 = 0
+        var next = SystemClock.monotonic()
+        while next < end {
+            value = value &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            workDone.emit(UInt32(worker), iteration, value)
+            iteration += 1
+            next += pause
+            let now = SystemClock.monotonic()
+            if next > now { SystemClock.sleep(nanoseconds: next - now) }
+        }
+    }
+    print("rseqtrace-example: \(threads) threads for \(duration) s at \(rate) events/s each")
+} else {
+    WorkerThreads.run(count: threads) { worker in
+        var value: UInt64 = 0x9E37_79B9
+        for iteration in 0..<UInt64(events) {
+            value = value &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407   // "work"
+            workDone.emit(UInt32(worker), iteration, value)
+        }
+    }
+    print("rseqtrace-example: \(threads) threads x \(events) events, traced: \(TraceRuntime.attachedBuffer != nil)")
+}

@@ -18,13 +18,9 @@ struct BufferOptions: ParsableArguments {
     /// The sub-buffer size: as given, or derived from the buffer size.
     var subbufferSize: ByteSize { explicitSubbufferSize ?? Self.defaultSubbufferSize(forBufferSize: bufferSize) }
 
-    /// 64K clamped to buffer/256 ... buffer/4 (2 to 256 sub-buffers), for a buffer size that is a
-    /// power of two within the layout's limits; otherwise 64K (and validation reports the buffer size).
+    /// `TraceConfiguration.defaultSubbufferSize(forRingSize:)`: 64K clamped to buffer/256 ... buffer/4.
     static func defaultSubbufferSize(forBufferSize buffer: ByteSize) -> ByteSize {
-        let preferred = 64 << 10
-        let size = buffer.bytes
-        guard size > 0, size & (size - 1) == 0, (8 << 10)...(1 << 30) ~= size else { return ByteSize(bytes: preferred) }
-        return ByteSize(bytes: max(size / 256, min(preferred, size / 4)))
+        ByteSize(bytes: TraceConfiguration.defaultSubbufferSize(forRingSize: buffer.bytes))
     }
 
     func validate() throws {

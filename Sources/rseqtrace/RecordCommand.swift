@@ -9,7 +9,8 @@ import RseqTraceSupport
 
 /// `rseqtrace record -- CMD [ARGS...]`: runs an instrumented program with tracing on, drains its
 /// buffers from this process while it runs, writes the trace, and exits with the program's status.
-struct RecordCommand: ParsableCommand {
+struct RecordCommand: ParsableCommand, EventRuleOptions {
+    static let inheritsEnvironment = true
     static let configuration = CommandConfiguration(
         commandName: "record",
         abstract: "Run an instrumented program with tracing on and write its trace (CTF).",

@@ -1,14 +1,24 @@
 import RseqTrace
 
-/// The RSEQTRACE_EVENTS value `rseqtrace record` passes to the program: its --enable and --disable
-/// values in the order given on the command line, each a comma-separated list of patterns.
-extension RecordCommand {
-    /// The rule list for the program (checked), `nil` when it inherits this process's environment.
+/// A command with `--enable` and `--disable` options (`record`, `attach`).
+protocol EventRuleOptions {
+    var enabled: [String] { get }
+    var disabled: [String] { get }
+    /// Whether, without --enable/--disable, the traced program gets this process's RSEQTRACE_EVENTS
+    /// (`record` starts it with this environment; `attach` reaches a program already running).
+    static var inheritsEnvironment: Bool { get }
+}
+
+/// The rule list a command passes to the program (`RSEQTRACE_EVENTS` for `record`, the attach
+/// request for `attach`): its --enable and --disable values in the order given on the command
+/// line, each a comma-separated list of patterns.
+extension EventRuleOptions {
+    /// The rule list for the program (checked), `nil` when it keeps its own rules.
     /// - Throws: `.invalidConfiguration` for a malformed pattern, or a malformed inherited
     ///   RSEQTRACE_EVENTS when no --enable/--disable is given.
     func eventRuleList(arguments: [String] = CommandLine.arguments) throws(TraceError) -> String? {
         guard !enabled.isEmpty || !disabled.isEmpty else {
-            if let inherited = SystemInfo.environmentValue(TraceRuntime.eventsVariable) {
+            if Self.inheritsEnvironment, let inherited = SystemInfo.environmentValue(TraceRuntime.eventsVariable) {
                 do throws(TraceError) {
                     _ = try EventRules(parsing: inherited)
                 } catch {

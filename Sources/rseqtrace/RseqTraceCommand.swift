@@ -10,7 +10,8 @@ struct RseqTraceCommand: ParsableCommand {
         commandName: "rseqtrace",
         abstract: "Per-CPU rseq ring-buffer tracing for Linux: run, drain and inspect traces.",
         version: version,
-        subcommands: [DemoCommand.self, RecordCommand.self, ViewCommand.self, StatsCommand.self, ExportCommand.self])
+        subcommands: [DemoCommand.self, RecordCommand.self, ListCommand.self, AttachCommand.self, SnapshotCommand.self,
+                      ViewCommand.self, StatsCommand.self, ExportCommand.self])
 
     /// Refuses an unknown subcommand with the nearest one ("did you mean"), then parses as usual.
     static func main() {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CRseqTraceSupport
+import CRseqTrace
 import RseqTrace
 import RseqTraceSupport
 import SystemPackage

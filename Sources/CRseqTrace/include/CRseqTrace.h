@@ -192,6 +192,49 @@ void rseqtrace_mutex_unlock(void *mutex);
 /* sizeof(pthread_mutex_t). */
 size_t rseqtrace_mutex_size(void);
 
+/* MARK: - Anonymous memory files and control sockets (live tracing)
+ *
+ * What TraceRuntime's control thread and the consumer's control client need and Swift cannot
+ * express: memfd_create and file seals (_GNU_SOURCE), and SOCK_SEQPACKET sockets on abstract
+ * addresses with descriptor passing (SCM_RIGHTS) and peer credentials (SO_PEERCRED), whose
+ * control-message macros are not importable. Every function returns a value >= 0 or -errno. */
+
+/* memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING). */
+int rseqtrace_memfd_create(const char *name);
+/* The seals rseqtrace_add_seals takes (the values of F_SEAL_*, checked in control.c). */
+enum {
+	RSEQTRACE_SEAL_SEAL = 0x0001,
+	RSEQTRACE_SEAL_SHRINK = 0x0002,
+	RSEQTRACE_SEAL_GROW = 0x0004,
+};
+/* fcntl(fd, F_ADD_SEALS, seals): 0 or -errno. */
+int rseqtrace_add_seals(int fd, int seals);
+/* fcntl(fd, F_GET_SEALS): the seals or -errno. */
+int rseqtrace_get_seals(int fd);
+
+/* The longest abstract socket name (sun_path minus its leading NUL). */
+enum { RSEQTRACE_CONTROL_NAME_MAX = 107 };
+/* A close-on-exec, non-blocking SOCK_SEQPACKET socket bound to the abstract address `name`
+ * (`length` bytes, no NUL) and listening. -EADDRINUSE when the name is taken. */
+int rseqtrace_control_listen(const char *name, size_t length);
+/* accept4 on a listening control socket: a close-on-exec, blocking connection whose sends give
+ * up after 1 s. */
+int rseqtrace_control_accept(int listener);
+/* A close-on-exec SOCK_SEQPACKET connection to the abstract address `name`; sending, receiving
+ * and connecting each wait at most `timeout_ms`. */
+int rseqtrace_control_connect(const char *name, size_t length, int timeout_ms);
+/* Sends one message of `count` bytes, with descriptor `passed_fd` attached when >= 0 (MSG_NOSIGNAL:
+ * a closed peer is -EPIPE, never SIGPIPE). Returns the bytes sent. */
+long rseqtrace_control_send(int fd, const void *bytes, size_t count, int passed_fd);
+/* Receives one message into `bytes` (at most `capacity`): returns its size (0: the peer closed).
+ * A descriptor passed with it is stored in *passed_fd (close-on-exec), else -1; a message longer
+ * than `capacity` is -EMSGSIZE and a second descriptor is closed and refused (-EBADMSG). */
+long rseqtrace_control_receive(int fd, void *bytes, size_t capacity, int *passed_fd);
+/* The kernel's record of the connected peer (SO_PEERCRED). */
+int rseqtrace_control_peer(int fd, int32_t *pid, uint32_t *uid);
+/* pthread_setname_np on the calling thread (at most 15 bytes): 0 or -errno. */
+int rseqtrace_name_current_thread(const char *name);
+
 /* MARK: - Plans for the longer critical sections */
 
 /* Opening a sub-buffer publishes up to three records at once: the padding that closes the previous

@@ -3,7 +3,7 @@
 
 /*
  * CRseqTraceSupport — the process-management system calls the Swift support module cannot reach
- * through Glibc's Swift module (pipe2, memfd_create, file seals and signalfd need _GNU_SOURCE;
+ * through Glibc's Swift module (pipe2 and signalfd need _GNU_SOURCE;
  * pidfd_open has no glibc 2.36 wrapper in the imported headers). Nothing else belongs here.
  */
 
@@ -17,23 +17,6 @@ int rseqtrace_support_pipe_cloexec(int fds[2]);
 /// pidfd_open(pid, 0) (Linux 5.3+): a descriptor that polls readable once `pid` has exited.
 /// The descriptor is close-on-exec. Returns it, or -errno (-ENOSYS on older kernels).
 int rseqtrace_support_pidfd_open(pid_t pid);
-
-/// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): an anonymous shared-memory file that
-/// accepts seals, close-on-exec. Returns the descriptor, or -errno.
-int rseqtrace_support_memfd_create(const char *name);
-
-/// The seals `rseqtrace_support_add_seals` takes (the values of F_SEAL_*, checked in support.c).
-enum {
-	RSEQTRACE_SEAL_SEAL = 0x0001,
-	RSEQTRACE_SEAL_SHRINK = 0x0002,
-	RSEQTRACE_SEAL_GROW = 0x0004,
-};
-
-/// fcntl(fd, F_ADD_SEALS, seals). Returns 0, or -errno.
-int rseqtrace_support_add_seals(int fd, int seals);
-
-/// fcntl(fd, F_GET_SEALS). Returns the seals, or -errno.
-int rseqtrace_support_get_seals(int fd);
 
 /// Blocks `signals` (an array of `count` signal numbers) in the calling thread and returns a
 /// non-blocking, close-on-exec signalfd that reads them. Returns the descriptor, or -errno.

@@ -283,6 +283,13 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// - Throws: `TraceError` with `.invalidName`, `.notFound`, `.permissionDenied` (symlink, other
     ///   owner, group/other permissions), `.notATraceObject`, `.unsupportedVersion` or `.corrupted`.
     public static func open(name: String) throws(TraceError) -> SharedTraceBuffer {
+        try open(name: name, expectedOwner: geteuid())
+    }
+
+    /// Attaches to an existing trace object owned by `expectedOwner` (root recovering another
+    /// user's flight recorder passes the file's owner), validating everything else as
+    /// ``open(name:)`` does. Only root may expect another user than itself.
+    package static func open(name: String, expectedOwner: UInt32) throws(TraceError) -> SharedTraceBuffer {
         if let problem = TraceConfiguration.problem(withName: name) { throw TraceError(.invalidName, problem) }
         let path = SharedTraceBuffer.path(forName: name)
         let fd: FileDescriptor
@@ -313,7 +320,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 an anonymous memory file; check the name given to open it
                 """)
         }
-        guard info.userID.rawValue == geteuid() else {
+        guard info.userID.rawValue == expectedOwner, expectedOwner == geteuid() || geteuid() == 0 else {
             throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.userID.rawValue), not to you (uid \(geteuid())): refusing to use it")
         }
         guard info.permissions.isDisjoint(with: [.groupReadWriteExecute, .otherReadWriteExecute]) else {
@@ -331,6 +338,15 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// - Throws: `TraceError` with `.notFound` (not an open descriptor), `.permissionDenied`,
     ///   `.notATraceObject`, `.unsupportedVersion` or `.corrupted`.
     public static func open(descriptor: Int32) throws(TraceError) -> SharedTraceBuffer {
+        try open(descriptor: descriptor, expectedOwner: geteuid())
+    }
+
+    /// Attaches to the trace object in `descriptor`, owned by `expectedOwner` (a descriptor
+    /// another process passed: root attaching to another user's process expects that user),
+    /// validating everything else as ``open(descriptor:)`` does. Only root may expect another
+    /// user than itself. An anonymous memory file must be sealed against shrinking and growing,
+    /// so that its owner cannot truncate it under this process's mapping.
+    package static func open(descriptor: Int32, expectedOwner: UInt32) throws(TraceError) -> SharedTraceBuffer {
         let path = "descriptor \(descriptor)"
         let info: Stat
         do {
@@ -347,8 +363,15 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                 an anonymous memory file; check the descriptor number in \(environmentVariable)
                 """)
         }
-        guard info.userID.rawValue == geteuid() else {
+        guard info.userID.rawValue == expectedOwner, expectedOwner == geteuid() || geteuid() == 0 else {
             throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.userID.rawValue), not to you (uid \(geteuid())): refusing to use it")
+        }
+        if expectedOwner != geteuid(), let seals = MemoryFile.seals(FileDescriptor(rawValue: descriptor)),
+           seals & MemoryFile.sizeSeals != MemoryFile.sizeSeals {
+            throw TraceError(.permissionDenied, """
+                \(path) is an anonymous memory file of uid \(info.userID.rawValue) whose size is not sealed: its owner could \
+                truncate it under this process; refusing to map it
+                """)
         }
         return try map(FileDescriptor(rawValue: descriptor), info: info, name: "fd:\(descriptor)", path: path)
     }

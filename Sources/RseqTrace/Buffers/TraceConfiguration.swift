@@ -31,6 +31,16 @@ public struct TraceConfiguration: Sendable, Hashable {
         self.removeWhenClosed = removeWhenClosed
     }
 
+    /// The sub-buffer size used when none is given: 64 KiB, but at most a quarter of `ringSize`
+    /// and at least 1/256 of it (64 KiB for 256 KiB to 16 MiB rings, 16 KiB for 64 KiB). For a
+    /// ring size that is not a power of two within the layout's limits: 64 KiB (creation then
+    /// reports the ring size).
+    package static func defaultSubbufferSize(forRingSize size: Int) -> Int {
+        let preferred = 64 << 10
+        guard size > 0, size & (size - 1) == 0, (8 << 10)...(1 << 30) ~= size else { return preferred }
+        return max(size / 256, min(preferred, size / 4))
+    }
+
     /// Checks a shared-object name; returns a message saying what is wrong, or nil.
     package static func problem(withName name: String) -> String? {
         if name.isEmpty || name.utf8.count > 200 {

@@ -93,6 +93,14 @@ public enum TraceRuntime {
         var problems: [String] = []
         var reportedMalformed = Set<String>()
         var reportedMissingForwarder = false
+        /// The always-on overwrite buffer (`RSEQTRACE_FLIGHT_RECORDER`, `startFlightRecorder`).
+        var flightRecorder: FlightRecorder?
+        /// The live-tracing session (attach or snapshot) open now, if any.
+        var session: ControlSession?
+        /// Buffers created for attach sessions, kept for the next session with the same geometry.
+        var sessionBuffers: [SessionBuffer] = []
+        /// The abstract name of this process's control socket, once listening.
+        var controlName: String?
     }
 
     static let shared: Mutex<State> = {
@@ -113,7 +121,7 @@ public enum TraceRuntime {
     public static func attach(_ buffer: SharedTraceBuffer) throws(TraceError) {
         try shared.withLock { (state: inout State) throws(TraceError) in
             if let current = state.buffer, current === buffer { return }
-            guard state.attached.count < maximumAttachments else {
+            guard state.attached.count < maximumAttachments || state.attached.contains(where: { $0 === buffer }) else {
                 throw TraceError(.invalidConfiguration, """
                     this process already attached \(maximumAttachments) trace buffers; reuse one instead of attaching '\(buffer.name)'
                     """)
@@ -124,7 +132,13 @@ public enum TraceRuntime {
     }
 
     /// Adds `buffer`'s producer to the producer table as the next generation and makes it current.
-    private static func installProducer(for buffer: SharedTraceBuffer, _ state: inout State) {
+    static func installProducer(for buffer: SharedTraceBuffer, _ state: inout State) {
+        if let generation = state.attached.firstIndex(where: { $0 === buffer }) {
+            // Attached before (a later session on the same buffer): its producer is in the table.
+            state.buffer = buffer
+            state.generation = generation
+            return
+        }
         var address = rseqtrace_load_producer_table()   // only ever written under the runtime's lock
         if address == 0 {
             // Allocated once and never freed: tracepoints may read it at any time.
@@ -276,7 +290,7 @@ public enum TraceRuntime {
         }
     }
 
-    private static func note(_ problem: String, into state: inout State) {
+    static func note(_ problem: String, into state: inout State) {
         state.problems.append(problem)
         let line = Array("rseqtrace: \(problem)\n".utf8)
         // SAFETY: writing `line`'s bytes, valid for the call.
@@ -336,7 +350,7 @@ public enum TraceRuntime {
     }
 
     /// Recomputes and stores every registered tracepoint's word.
-    private static func rearm(_ state: inout State) {
+    static func rearm(_ state: inout State) {
         for index in state.entries.indices {
             _ = word(for: state.entries[index], &state, index: index)
         }
@@ -415,7 +429,10 @@ public enum TraceRuntime {
             } catch {
                 note("cannot attach the buffer named by \(SharedTraceBuffer.environmentVariable): \(error)", into: &state)
             }
+            // Recorded by `rseqtrace record`: no flight recorder, no control socket.
+            return
         }
+        readLiveTracingEnvironment(into: &state)
     }
 
     /// `text` with its control characters escaped (`\\t`, `\\u{1B}`), everything else as is, so a
@@ -432,5 +449,5 @@ public enum TraceRuntime {
         return out
     }
 
-    private static func environment(_ name: String) -> String? { SystemInfo.environmentValue(name) }
+    static func environment(_ name: String) -> String? { SystemInfo.environmentValue(name) }
 }

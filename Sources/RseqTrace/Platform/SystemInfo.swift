@@ -47,6 +47,28 @@ package enum SystemInfo {
         return String(decoding: bytes[0..<count], as: UTF8.self)
     }
 
+    /// Reads a whole file of at most `limit` bytes by repeated reads (for /proc files that a
+    /// single read returns in parts); `nil` if it cannot be read or is not a regular file.
+    package static func readFile(_ path: String, limit: Int) -> String? {
+        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking]) else {
+            return nil
+        }
+        defer { try? fd.close() }
+        guard let info = try? fd.stat(), info.type == .regular else { return nil }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while bytes.count < limit {
+            // SAFETY: reading into the chunk's own storage, at most its count.
+            let count = unsafe (try? chunk.withUnsafeMutableBytes { buffer in
+                // SAFETY: `buffer` is the chunk's own storage, valid for the closure.
+                try unsafe fd.read(into: buffer)
+            }) ?? 0
+            guard count > 0 else { break }
+            bytes += chunk[0..<min(count, limit - bytes.count)]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// `count` random bytes from /dev/urandom (zeros if it cannot be read).
     package static func randomBytes(_ count: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
@@ -132,6 +154,54 @@ package enum SystemInfo {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
         default: return nil
         }
+    }
+
+    /// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat` field 22): with
+    /// the pid, it names one process for the life of the system (pids are reused, this pair is
+    /// not). nil when the process does not exist (any more) or its stat cannot be read.
+    package static func processStartTime(_ pid: Int32) -> UInt64? {
+        guard pid > 0, let stat = readSmallFile("/proc/\(pid)/stat") else { return nil }
+        // The command name (field 2) is in parentheses and may contain anything: fields after
+        // it are counted from the last ')'.
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3 (state), so field 22 is fields[19].
+        guard fields.count > 19 else { return nil }
+        return UInt64(fields[19])
+    }
+
+    /// The start time of process `pid` (as `processStartTime`) while it can still run: nil when it
+    /// does not exist or has exited (a zombie waiting for its parent, state `Z` or `X`).
+    package static func runningProcessStartTime(_ pid: Int32) -> UInt64? {
+        guard pid > 0, let stat = readSmallFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return nil }
+        return UInt64(fields[19])
+    }
+
+    /// The command name of process `pid` (`/proc/<pid>/comm`, at most 15 bytes), or nil.
+    package static func processName(_ pid: Int32) -> String? {
+        guard pid > 0, let comm = readSmallFile("/proc/\(pid)/comm", limit: 64) else { return nil }
+        let name = String(Substring(comm).trimmingASCIIWhitespace())
+        return name.isEmpty ? nil : name
+    }
+
+    /// The command line of process `pid` with its arguments separated by spaces (at most
+    /// `limit` bytes, control characters replaced), or nil.
+    package static func commandLine(_ pid: Int32, limit: Int = 512) -> String? {
+        guard pid > 0, let text = readSmallFile("/proc/\(pid)/cmdline", limit: limit) else { return nil }
+        var line = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+        while line.last == " " { line.removeLast() }
+        return line.isEmpty ? nil : line
+    }
+
+    /// The bytes of memory or disk allocated to the file open as `file` (`st_blocks` * 512): for
+    /// a shared-memory object, what it holds resident (or swapped). nil if `fstat` fails.
+    package static func allocatedBytes(of file: FileDescriptor) -> Int? {
+        var info = stat()
+        // SAFETY: `info` is a local stat the call fills.
+        guard unsafe fstat(file.rawValue, &info) == 0 else { return nil }
+        return Int(info.st_blocks) * 512
     }
 
     /// The value of the environment variable `name`, or nil when it is unset.

@@ -25,6 +25,21 @@ public enum FieldType: Sendable, Hashable {
     /// An integer with named values.
     case enumeration(EnumerationType)
 
+    /// A short name for listings (`rseqtrace list --events`): `u32`, `i64`, `f64`, `bool`,
+    /// `string(64)`, `bytes(16)`, `enum(u8)`.
+    package var spelling: String {
+        switch self {
+        case .unsigned(let bits): return "u\(bits)"
+        case .signed(let bits): return "i\(bits)"
+        case .float32: return "f32"
+        case .float64: return "f64"
+        case .bool: return "bool"
+        case .string(let bound): return "string(\(bound))"
+        case .bytes(let bound): return "bytes(\(bound))"
+        case .enumeration(let type): return "enum(\(type.isSigned ? "i" : "u")\(type.bits))"
+        }
+    }
+
     /// Bytes of the field when its size is fixed; nil for strings and byte arrays.
     public var fixedByteCount: Int? {
         switch self {

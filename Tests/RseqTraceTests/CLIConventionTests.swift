@@ -33,7 +33,7 @@ struct CLIConventionTests {
         ("stat", "Error: unknown subcommand 'stat': did you mean 'stats'?"),
         ("exprot", "Error: unknown subcommand 'exprot': did you mean 'export'?"),
         ("rec", "Error: unknown subcommand 'rec': did you mean 'record'?"),
-        ("frobnicate", "Error: unknown subcommand 'frobnicate'; the subcommands are demo, record, view, stats, export"),
+        ("frobnicate", "Error: unknown subcommand 'frobnicate'; the subcommands are demo, record, list, attach, snapshot, view, stats, export"),
     ])
     func didYouMean(word: String, error: String) throws {
         let run = try HelperProcess.runRseqtrace([word, "x"], timeout: .seconds(30))

@@ -106,7 +106,7 @@ struct CLITests {
             (["demo", "--buffer-size", "0"], "Error: The value '0' is invalid for '--buffer-size <buffer-size>'"),
             (["demo", "--threads", "abc"], "Error: The value 'abc' is invalid for '--threads <threads>'"),
             (["demo", "--no-such-flag"], "Error: Unknown option '--no-such-flag'"),
-            (["no-such-command"], "Error: unknown subcommand 'no-such-command'; the subcommands are demo, record, view, stats, export"),
+            (["no-such-command"], "Error: unknown subcommand 'no-such-command'; the subcommands are demo, record, list, attach, snapshot, view, stats, export"),
           ])
     func badInput(arguments: [String], error: String) throws {
         let run = try HelperProcess.runRseqtrace(arguments, timeout: .seconds(60))

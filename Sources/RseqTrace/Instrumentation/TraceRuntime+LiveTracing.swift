@@ -298,18 +298,22 @@ extension TraceRuntime {
 /// The /dev/shm names this process removes when it exits normally (`atexit`): its flight
 /// recorder. Its own lock, never held while anything else is, so that an exit handler running
 /// while another thread is inside the runtime does not wait for it.
+/// A child made by `fork` inherits the handler but not the objects: only the process that created
+/// an object removes it.
 enum ExitCleanup {
-    private static let buffers = Mutex<[SharedTraceBuffer]>([])
+    private static let buffers = Mutex<[(buffer: SharedTraceBuffer, creator: Int32)]>([])
     private static let registered = Atomic<Bool>(false)
 
     static func remove(_ buffer: SharedTraceBuffer) {
-        buffers.withLock { $0.append(buffer) }
+        let creator = getpid()
+        buffers.withLock { $0.append((buffer, creator)) }
         if registered.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
             atexit { ExitCleanup.run() }
         }
     }
 
     private static func run() {
-        for buffer in buffers.withLock({ $0 }) { buffer.removeName() }
+        let me = getpid()
+        for entry in buffers.withLock({ $0 }) where entry.creator == me { entry.buffer.removeName() }
     }
 }

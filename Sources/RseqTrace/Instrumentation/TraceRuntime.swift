@@ -14,7 +14,10 @@ import Synchronization
 /// At first use the runtime reads `RSEQTRACE_EVENTS` (a rule list, see below),
 /// `RSEQTRACE_BACKEND` (`buffer`, `lttng` or `both`) and attaches the buffer named by
 /// `RSEQTRACE_BUFFER` when that is set (as `rseqtrace record` does), so an instrumented program
-/// records under `rseqtrace record` without calling ``attach(_:)`` itself.
+/// records under `rseqtrace record` without calling ``attach(_:)`` itself. Otherwise it starts
+/// the flight recorder `RSEQTRACE_FLIGHT_RECORDER` asks for and, unless `RSEQTRACE_CONTROL=off`,
+/// the control socket through which `rseqtrace list`, `attach` and `snapshot` reach the process
+/// while it runs (docs/LiveTracing.md).
 ///
 /// ## Which events are enabled
 ///

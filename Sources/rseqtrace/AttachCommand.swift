@@ -30,6 +30,10 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
             process is killed, every program detaches by itself (its control connection closes) \
             and goes on.
 
+            With --relayd net://HOST[:CONTROL_PORT[:DATA_PORT]], each process's trace is also (or, \
+            without --output, only) sent to an LTTng relay daemon, as one relay session per process \
+            (rseqtrace-<command>-<pid>), as record --relayd does.
+
             --enable and --disable replace the program's rules for the time of the recording (the \
             last matching rule wins; a first --enable makes an allow-list), as for record.
 
@@ -48,7 +52,7 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
 
     @Option(name: [.customShort("o"), .long], help: """
         Directory for the trace (created; must not exist or be empty). Default: a new \
-        rseqtrace-attach-YYYYMMDD-HHMMSS directory (UTC) in the current directory.
+        rseqtrace-attach-YYYYMMDD-HHMMSS directory (UTC) in the current directory, or none with --relayd.
         """)
     var output: String?
 
@@ -71,6 +75,8 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
     @Option(name: .customLong("disable"), help: ArgumentHelp(
         "Do not record the events matching PATTERNS; repeatable, in order with --enable.", valueName: "PATTERNS"))
     var disabled: [String] = []
+
+    @OptionGroup var relayOptions: RelayOptions
 
     @Option(name: .customLong("interval-ms"), help: "Milliseconds to wait after a drain round that found nothing (1-10000).")
     var intervalMilliseconds: Int = 20
@@ -101,7 +107,7 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
     func run() throws {
         do {
             try attach()
-        } catch let error as TraceError {
+        } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }
@@ -112,13 +118,13 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
         let client: ControlClient
         let command: String
         let recorder: TraceRecorder
-        let directory: String
+        let directory: String?
         let isFlightRecorder: Bool
         var exited = false
         var detached = false
         var firstEventAfter: Duration?
 
-        init(client: ControlClient, command: String, recorder: TraceRecorder, directory: String, isFlightRecorder: Bool) {
+        init(client: ControlClient, command: String, recorder: TraceRecorder, directory: String?, isFlightRecorder: Bool) {
             self.isFlightRecorder = isFlightRecorder
             self.client = client
             self.command = command
@@ -132,16 +138,19 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
         let signals = try SignalReceiver([SIGINT, SIGTERM, SIGHUP])
         defer { withExtendedLifetime(signals) {} }
         let endpoints = try LiveTargets.endpoints(pids: pids, all: all)
-        let output = self.output ?? LiveTargets.defaultOutput(prefix: "rseqtrace-attach")
-        let createdDirectory = try CTFTraceWriter.prepareDirectory(output)
+        let fallback = self.output ?? LiveTargets.defaultOutput(prefix: "rseqtrace-attach")
+        var output: String? = relayOptions.relayd == nil ? fallback : self.output
+        var createdDirectory = try output.map { (path) throws(TraceError) in try CTFTraceWriter.prepareDirectory(path) } ?? false
         var targets: [Target] = []
         var complete = false
         defer {
             if !complete {
                 // Whatever was attached is detached (closing the connections does it too).
                 for target in targets where !target.exited { try? target.client.detach() }
-                if targets.allSatisfy({ $0.recorder.drainer.totals.recorded == 0 }) {
-                    for target in targets { CTFTraceWriter.removeTrace(in: target.directory, removingDirectory: true) }
+                if let output, targets.allSatisfy({ $0.recorder.drainer.totals.recorded == 0 }) {
+                    for target in targets {
+                        if let directory = target.directory { CTFTraceWriter.removeTrace(in: directory, removingDirectory: true) }
+                    }
                     CTFTraceWriter.removeTrace(in: output, removingDirectory: createdDirectory)
                 }
             }
@@ -156,10 +165,17 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
             let status = try client.status()
             let command = LiveTargets.safeName(status["program"] ?? status["command"] ?? "process")
             let (buffer, _) = try client.openSession(request)
-            let directory = output + "/\(command)-\(client.pid)"
-            _ = try CTFTraceWriter.prepareDirectory(directory)
-            let recorder = try TraceRecorder(buffer: buffer, output: directory, traceName: "rseqtrace-attach",
+            let relay = try relayOptions.connect(sessionName: "rseqtrace-\(command)-\(client.pid)",
+                                                 ringCount: buffer.layout.cpuRingCount, fallback: fallback)
+            if relayOptions.relayd != nil, relay == nil, output == nil {
+                output = fallback
+                createdDirectory = try CTFTraceWriter.prepareDirectory(fallback)
+            }
+            let directory = output.map { $0 + "/\(command)-\(client.pid)" }
+            if let directory { _ = try CTFTraceWriter.prepareDirectory(directory) }
+            let recorder = try TraceRecorder(buffer: buffer, output: directory, relay: relay, traceName: "rseqtrace-attach",
                                              procname: command, pid: client.pid)
+            if let relay { printError("rseqtrace: process \(client.pid) is sent to \(relay.endpoint) as \(relay.path) (under the relay's output directory)") }
             recorder.partialSubbufferInterval = .milliseconds(intervalMilliseconds)
             targets.append(Target(client: client, command: command, recorder: recorder, directory: directory,
                                   isFlightRecorder: status["flight_recorder"] != nil))
@@ -238,9 +254,22 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
             print("process: pid=\(target.client.pid) command=\(target.command) recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) state=\(target.exited ? "exited" : "detached")\(first)")
             for (_, error) in target.recorder.quarantinedRings.sorted(by: { $0.key < $1.key }) { printError("error: \(error.message)") }
         }
-        print("trace: \(output) (CTF 1.8, one trace per process; stopped: \(stopReason))")
-        print(RecordDiagnosis.readWith(output))
+        if let output {
+            print("trace: \(output) (CTF 1.8, one trace per process; stopped: \(stopReason))")
+            print(RecordDiagnosis.readWith(output))
+        } else {
+            print("stopped: \(stopReason)")
+        }
+        var relayLost = false
+        for target in targets {
+            guard let relay = target.recorder.writer?.relay else { continue }
+            if let failure = relay.failure {
+                relayLost = true
+                printError("error: the relay daemon at \(relay.endpoint) was lost while recording process \(target.client.pid): \(failure); \(relay.undeliveredEvents) events did not reach it")
+            }
+        }
         print("summary: processes=\(targets.count) recorded=\(recorded) lost=\(lost)")
         complete = true
+        if relayLost && output == nil { throw TraceError(.systemCallFailed, "the relay daemon kept only part of the trace and no local copy was written (use --output DIR with --relayd)") }
     }
 }

@@ -47,7 +47,7 @@ struct ListCommand: ParsableCommand {
             } else {
                 listProcesses()
             }
-        } catch let error as TraceError {
+        } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }

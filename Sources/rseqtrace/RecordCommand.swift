@@ -70,17 +70,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
         """)
     var output: String?
 
-    @Option(name: .customLong("relayd"), help: ArgumentHelp(
-        "Also (or, without --output, only) send the trace to the LTTng relay daemon at URL: net://HOST[:CONTROL_PORT[:DATA_PORT]].",
-        valueName: "URL"))
-    var relayd: String?
-
-    @Flag(name: .customLong("relayd-optional"), help: "When the relay daemon cannot be reached at start, write the trace locally instead of failing.")
-    var relaydOptional = false
-
-    @Option(name: .customLong("relayd-timeout-ms"), help: "Longest wait for the relay daemon to connect or to take a message (100-60000).")
-    var relaydTimeoutMilliseconds: Int = 5000
-
+    @OptionGroup var relayOptions: RelayOptions
 
     @OptionGroup var buffer: BufferOptions
 
@@ -135,14 +125,6 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
             throw ValidationError("--interval-ms must be between 1 and 10000, got \(intervalMilliseconds)")
         }
         do { _ = try eventRuleList() } catch { throw ValidationError(error.message) }
-        if let relayd {
-            do { _ = try RelayEndpoint(parsing: relayd) } catch { throw ValidationError(error.message) }
-        } else if relaydOptional {
-            throw ValidationError("--relayd-optional needs --relayd URL")
-        }
-        guard (100...60_000).contains(relaydTimeoutMilliseconds) else {
-            throw ValidationError("--relayd-timeout-ms must be between 100 and 60000, got \(relaydTimeoutMilliseconds)")
-        }
     }
 
     func run() throws {
@@ -156,7 +138,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
     }
 
     private func record() throws(TraceError) -> Int32 {
-        var output = self.output ?? (relayd == nil ? Self.defaultOutput() : nil)
+        var output = self.output ?? (relayOptions.relayd == nil ? Self.defaultOutput() : nil)
         var createdDirectory = try output.map { (path) throws(TraceError) in try CTFTraceWriter.prepareDirectory(path) } ?? false
         var complete = false
         var started: TraceRecorder?
@@ -185,24 +167,12 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
         let procname = command[0].split(separator: "/").last.map(String.init) ?? command[0]
         // The relay session is made before the program starts: an unreachable relay is an error
         // (or, with --relayd-optional, a local recording) before anything runs.
-        var relay: RelayTraceSink?
-        if let relayd {
-            let endpoint = try RelayEndpoint(parsing: relayd)
-            do throws(TraceError) {
-                relay = try RelayTraceSink(endpoint: endpoint, sessionName: "rseqtrace-\(procname)-\(getpid())",
-                                           hostname: TraceRecorder.hostname(), ringCount: buffer.layout.cpuRingCount,
-                                           timeout: .milliseconds(relaydTimeoutMilliseconds))
-            } catch {
-                guard relaydOptional else {
-                    throw TraceError(error.code, "\(error); use --relayd-optional to record locally when the relay cannot be reached")
-                }
-                if output == nil {
-                    let fallback = Self.defaultOutput()
-                    output = fallback
-                    createdDirectory = try CTFTraceWriter.prepareDirectory(fallback)
-                }
-                printError("rseqtrace: \(error); recording to \(output!) instead (--relayd-optional)")
-            }
+        let fallback = output ?? Self.defaultOutput()
+        let relay = try relayOptions.connect(sessionName: "rseqtrace-\(procname)-\(getpid())",
+                                             ringCount: buffer.layout.cpuRingCount, fallback: fallback)
+        if relayOptions.relayd != nil, relay == nil, output == nil {
+            output = fallback
+            createdDirectory = try CTFTraceWriter.prepareDirectory(fallback)
         }
         let recorder = try TraceRecorder(buffer: buffer, output: output, relay: relay, traceName: "rseqtrace-record",
                                          procname: procname, pid: getpid())

@@ -47,7 +47,7 @@ struct SnapshotCommand: ParsableCommand {
     func run() throws {
         do {
             try snapshot()
-        } catch let error as TraceError {
+        } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }

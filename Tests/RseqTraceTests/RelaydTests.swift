@@ -126,7 +126,7 @@ struct BabeltraceCount: Equatable, CustomStringConvertible {
     }
 }
 
-@Suite("record --relayd: traces sent to a stock lttng-relayd on loopback",
+@Suite("record --relayd and attach --relayd: traces sent to a stock lttng-relayd on loopback",
        .serialized,
        .enabled(if: RelayDaemon.isInstalled, "lttng-relayd is not installed (apt-get install lttng-tools)"),
        .enabled(if: HelperProcess.isExecutable(CTFEndToEndTests.babeltrace), "babeltrace2 is not installed"),
@@ -243,6 +243,41 @@ struct RelaydTests {
         let summary = try #require(run.stdoutLines.last.flatMap(RecordSummary.init), "\(run)")
         #expect(summary.number("recorded") == 4000 && summary.number("exit_status") == 0, "\(run)")
         relay.kill()
+    }
+
+    @Test("attach --relayd sends a running program's trace to the relay: its copy holds what the summary recorded",
+          .timeLimit(.minutes(2)))
+    func attachToRelay() throws {
+        let relay = try RelayDaemon(tag: "attach")
+        let target = try HelperProcess.start(Self.example, ["2", "--duration", "20", "--rate", "2000"],
+                                             environment: HelperProcess.childEnvironment())
+        defer {
+            target.signal(SIGKILL)
+            _ = target.wait(timeout: .seconds(10))
+        }
+        // The program is traceable once it has reached its tracepoint (at most 10 s).
+        var found = false
+        for _ in 0..<200 where !found {
+            found = ControlClient.endpoint(of: target.pid) != nil
+            if !found { SystemClock.sleep(milliseconds: 50) }
+        }
+        #expect(found, "the example program never opened its control socket")
+        let run = try HelperProcess.runRseqtrace(["attach", "\(target.pid)", "--duration", "1", "--relayd", relay.url],
+                                                 timeout: .seconds(60))
+        #expect(run.exitCode == 0, "\(run)")
+        let summary = try #require(run.fields(of: "summary: "), "\(run)")
+        #expect(summary["processes"] == "1", "\(run)")
+        let recorded = try #require(summary["recorded"].flatMap { Int($0) }, "\(run)")
+        #expect(recorded > 0, "\(run)")
+        // rseqtrace: process PID is sent to URL as HOST/SESSION-DATE-TIME (under the relay's output directory)
+        let line = try #require(run.stderr.split(separator: "\n").first { $0.contains(" is sent to ") }, "\(run)")
+        let words = line.split(separator: " ")
+        let at = try #require(words.firstIndex(of: "as"))
+        let session = relay.output + "/" + words[at + 1]
+        #expect(session.contains("/rseqtrace-rseqtrace-example-\(target.pid)-"), "\(session)")
+        #expect(!run.stdout.contains("read it with"), "no local trace without --output: \(run)")
+        relay.stop()
+        #expect(try BabeltraceCount(session) == BabeltraceCount(events: recorded, discarded: Int(summary["lost"] ?? "") ?? -1))
     }
 
     @Test("relay URLs: defaults, ports, IPv6, and clear errors")

@@ -1,0 +1,48 @@
+import ArgumentParser
+import RseqTrace
+import RseqTraceFormats
+import RseqTraceSupport
+
+/// The relay daemon options `record` and `attach` share.
+struct RelayOptions: ParsableArguments {
+    @Option(name: .customLong("relayd"), help: ArgumentHelp(
+        "Also (or, without --output, only) send the trace to the LTTng relay daemon at URL: net://HOST[:CONTROL_PORT[:DATA_PORT]].",
+        valueName: "URL"))
+    var relayd: String?
+
+    @Flag(name: .customLong("relayd-optional"), help: "When the relay daemon cannot be reached at start, write the trace locally instead of failing.")
+    var relaydOptional = false
+
+    @Option(name: .customLong("relayd-timeout-ms"), help: "Longest wait for the relay daemon to connect or to take a message (100-60000).")
+    var relaydTimeoutMilliseconds: Int = 5000
+
+    func validate() throws {
+        if let relayd {
+            do { _ = try RelayEndpoint(parsing: relayd) } catch { throw ValidationError(error.message) }
+        } else if relaydOptional {
+            throw ValidationError("--relayd-optional needs --relayd URL")
+        }
+        guard (100...60_000).contains(relaydTimeoutMilliseconds) else {
+            throw ValidationError("--relayd-timeout-ms must be between 100 and 60000, got \(relaydTimeoutMilliseconds)")
+        }
+    }
+
+    /// A relay session named `sessionName` for a trace of `ringCount` CPU rings, or nil without
+    /// --relayd. With --relayd-optional, a relay that cannot be reached is reported on stderr
+    /// (naming `fallback`, where the trace goes instead) and gives nil.
+    /// - Throws: the connection's error, saying how to record locally instead.
+    func connect(sessionName: String, ringCount: Int, fallback: String) throws(TraceError) -> RelayTraceSink? {
+        guard let relayd else { return nil }
+        let endpoint = try RelayEndpoint(parsing: relayd)
+        do throws(TraceError) {
+            return try RelayTraceSink(endpoint: endpoint, sessionName: sessionName, hostname: TraceRecorder.hostname(),
+                                      ringCount: ringCount, timeout: .milliseconds(relaydTimeoutMilliseconds))
+        } catch {
+            guard relaydOptional else {
+                throw TraceError(error.code, "\(error); use --relayd-optional to record locally when the relay cannot be reached")
+            }
+            printError("rseqtrace: \(error); recording to \(fallback) instead (--relayd-optional)")
+            return nil
+        }
+    }
+}

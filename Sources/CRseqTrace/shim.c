@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -322,4 +323,20 @@ volatile uint32_t rseqtrace_stall_event_id = 0;
 void rseqtrace_set_stall_event_id(uint32_t id)
 {
 	rseqtrace_stall_event_id = id;
+}
+
+/* MARK: - Populating shared memory */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+_Static_assert(MADV_POPULATE_WRITE == 23, "MADV_POPULATE_WRITE is 23 in the kernel's ABI");
+
+int rseqtrace_populate_write(void *address, size_t length)
+{
+	int rc;
+	do {
+		rc = madvise(address, length, MADV_POPULATE_WRITE);
+	} while (rc != 0 && errno == EINTR);
+	return rc == 0 ? 0 : errno;
 }

@@ -279,6 +279,11 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
         let damage = recorder.quarantinedRings.sorted { $0.key < $1.key }.map(\.value.message)
             + (recorder.registryProblem.map { [$0.message] } ?? [])
         for message in damage { printError("error: \(message)") }
+        // The buffer's memory: what its size allows, and what producers made resident by writing.
+        print("memory: buffer_bytes=\(buffer.layout.totalSize) resident_bytes=\(SystemInfo.allocatedBytes(of: memory) ?? 0)\(buffer.memoryWasExhausted ? " exhausted=1" : "")")
+        if buffer.memoryWasExhausted {
+            printError("warning: producers could not get memory for the trace buffer (shared memory or the cgroup limit is exhausted): records were dropped, counted in dropped")
+        }
         print("summary: recorded=\(totals.recorded) lost=\(totals.lost) dropped=\(totals.dropped) overwritten=\(totals.overwritten) too_large=\(totals.tooLarge) abandoned=\(totals.abandoned) quarantined=\(totals.quarantined) hidden_bytes=\(totals.hidden) mode=\(self.buffer.mode) exit_status=\(exitStatus)")
         complete = true
         if relayLost && output == nil { return 1 }

@@ -117,6 +117,10 @@ int rseqtrace_cpu_allowed(int cpu);
  * `saved_policy` / `saved_priority` receive what to restore. */
 int rseqtrace_enter_fifo(int *saved_policy, int *saved_priority);
 void rseqtrace_leave_fifo(int saved_policy, int saved_priority);
+/* madvise(address, length, MADV_POPULATE_WRITE) (Linux 5.14): allocates and maps every page of
+ * the range for writing, reporting a page that cannot be allocated as an error (where a store
+ * would raise SIGBUS). Returns 0 or an errno value (EINVAL: the kernel lacks it). */
+int rseqtrace_populate_write(void *address, size_t length);
 /* sched_getcpu(), or -1. */
 int rseqtrace_getcpu(void);
 /* The address of TraceRuntime's immortal producer table (0 until the first attach). A C global so

@@ -30,6 +30,8 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     package let bootID: [UInt8]
     /// Process id of the creating process.
     package let creatorPID: Int32
+    /// Whether producers populate each sub-buffer when they first open it (see `TraceLayout`).
+    package let populatesLazily: Bool
     /// True for the object that created the name (and may remove it).
     package let isCreator: Bool
 
@@ -207,15 +209,17 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                     UInt(layout.ringStride), Int32(node))
             }
         }
-        // Populate every page now: a /dev/shm too small then fails here with a clear error instead
-        // of SIGBUS in a producer, and the fast path never takes a first-touch fault.
-        // SAFETY: the whole range is our mapping.
-        let populated = unsafe madvise(base, layout.totalSize, SharedTraceBuffer.madvisePopulateWrite)
-        let populateErrno = Errno(rawValue: Glibc.errno)   // read before anything else can change it
+        // Populate the header, the registry and the lines table now (a /dev/shm too small then fails
+        // here with a clear error). The rings are populated sub-buffer by sub-buffer by the
+        // producers that first open them (RingWriter.populateBeforeOpening), which report a page
+        // that cannot be allocated as a dropped record instead of taking SIGBUS.
+        // SAFETY: the range is the start of our mapping.
+        let populated = unsafe rseqtrace_populate_write(base, layout.ringsOffset)
+        let lazy = populated == 0
         if populated != 0 {
-            let errno = populateErrno
+            let errno = Errno(rawValue: populated)
             if errno == .invalidArgument {
-                // Kernel without MADV_POPULATE_WRITE: reserve the pages with fallocate instead.
+                // Kernel without MADV_POPULATE_WRITE: reserve every page with fallocate instead.
                 let rc = posix_fallocate(fd.rawValue, 0, off_t(layout.totalSize))
                 if rc != 0 {
                     // SAFETY: unmapping our own mapping.
@@ -248,6 +252,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         header.put(UInt64(configuration.indexing.rawValue), at: HeaderField.indexing, as: UInt32.self)
         header.put(UInt64(UInt32(bitPattern: getpid())), at: HeaderField.creatorPID, as: UInt32.self)
         header.put(UInt64(geteuid()), at: HeaderField.creatorUID, as: UInt32.self)
+        header.put(lazy ? 1 : 0, at: HeaderField.lazyPopulation, as: UInt32.self)
         header.put(clock.frequency, at: HeaderField.cycleFrequency, as: UInt64.self)
         header.put(clock.cycleReference, at: HeaderField.cycleReference, as: UInt64.self)
         header.put(clock.monotonicReference, at: HeaderField.monotonicReference, as: UInt64.self)
@@ -268,13 +273,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         return unsafe SharedTraceBuffer(
             name: configuration.name, layout: layout, mode: configuration.mode, ringProtocol: ringProtocol,
             indexing: configuration.indexing, clock: clock, bootID: bootID, creatorPID: getpid(),
-            isCreator: true, base: base, mappedSize: layout.totalSize,
+            populatesLazily: lazy, isCreator: true, base: base, mappedSize: layout.totalSize,
             removeWhenClosed: configuration.removeWhenClosed,
             fileIdentity: (UInt64(created.deviceID.rawValue), UInt64(created.inode.rawValue)))
     }
-
-    /// `MADV_POPULATE_WRITE` (Linux 5.14), which Glibc's headers may not define yet.
-    private static let madvisePopulateWrite: Int32 = 23
 
     // MARK: Opening
 
@@ -419,14 +421,15 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         return unsafe SharedTraceBuffer(
             name: name, layout: validated.layout, mode: validated.mode, ringProtocol: validated.ringProtocol,
             indexing: validated.indexing, clock: validated.clock, bootID: validated.bootID,
-            creatorPID: validated.creatorPID, isCreator: false, base: UnsafeMutableRawPointer(mapping),
+            creatorPID: validated.creatorPID, populatesLazily: validated.populatesLazily, isCreator: false,
+            base: UnsafeMutableRawPointer(mapping),
             mappedSize: mappedSize, removeWhenClosed: false,
             fileIdentity: (UInt64(info.deviceID.rawValue), UInt64(info.inode.rawValue)))
     }
 
     private struct ValidatedHeader {
         var layout: TraceLayout, mode: BufferMode, ringProtocol: RingProtocol, indexing: RingIndexing
-        var clock: CycleClock, bootID: [UInt8], creatorPID: Int32
+        var clock: CycleClock, bootID: [UInt8], creatorPID: Int32, populatesLazily: Bool
     }
 
     /// Checks every header field of the private copy at `base` (`TraceLayout.headerSize` bytes) of
@@ -468,11 +471,6 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         guard controlSize == UInt64(TraceLayout.controlSize) else {
             throw badField("controlSize", HeaderField.controlSize, controlSize, expected: "\(TraceLayout.controlSize)")
         }
-        let ringsOffset = header.get(HeaderField.ringsOffset, as: UInt64.self)
-        let expectedRingsOffset = TraceLayout.registryOffset + TraceLayout.registrySize
-        guard ringsOffset == UInt64(expectedRingsOffset) else {
-            throw badField("ringsOffset", HeaderField.ringsOffset, ringsOffset, expected: "\(expectedRingsOffset)")
-        }
         let cpuRings = header.get(HeaderField.cpuRingCount, as: UInt32.self)
         guard cpuRings >= 1 && cpuRings <= UInt64(TraceLayout.maximumCPURingCount) else {
             throw badField("cpuRingCount", HeaderField.cpuRingCount, cpuRings, expected: "1...\(TraceLayout.maximumCPURingCount)")
@@ -500,6 +498,15 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         let ringCount = header.get(HeaderField.ringCount, as: UInt32.self)
         guard ringCount == UInt64(layout.ringCount) else {
             throw badField("ringCount", HeaderField.ringCount, ringCount, expected: "\(layout.ringCount) (cpuRingCount + 1)")
+        }
+        let ringsOffset = header.get(HeaderField.ringsOffset, as: UInt64.self)
+        guard ringsOffset == UInt64(layout.ringsOffset) else {
+            throw badField("ringsOffset", HeaderField.ringsOffset, ringsOffset,
+                           expected: "\(layout.ringsOffset) (registry and lines table of \(layout.ringCount) rings)")
+        }
+        let lazyPopulation = header.get(HeaderField.lazyPopulation, as: UInt32.self)
+        guard lazyPopulation <= 1 else {
+            throw badField("lazyPopulation", HeaderField.lazyPopulation, lazyPopulation, expected: "0 or 1")
         }
         let ringStride = header.get(HeaderField.ringStride, as: UInt64.self)
         guard ringStride == UInt64(layout.ringStride) else {
@@ -548,13 +555,14 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         return ValidatedHeader(
             layout: layout, mode: mode, ringProtocol: ringProtocol, indexing: indexing, clock: clock,
             bootID: header.getBytes(HeaderField.bootID, count: 16),
-            creatorPID: Int32(bitPattern: UInt32(truncatingIfNeeded: header.get(HeaderField.creatorPID, as: UInt32.self))))
+            creatorPID: Int32(bitPattern: UInt32(truncatingIfNeeded: header.get(HeaderField.creatorPID, as: UInt32.self))),
+            populatesLazily: lazyPopulation == 1)
     }
 
     @unsafe
     private init(name: String, layout: TraceLayout, mode: BufferMode, ringProtocol: RingProtocol,
                  indexing: RingIndexing, clock: CycleClock, bootID: [UInt8], creatorPID: Int32,
-                 isCreator: Bool, base: UnsafeMutableRawPointer, mappedSize: Int, removeWhenClosed: Bool,
+                 populatesLazily: Bool, isCreator: Bool, base: UnsafeMutableRawPointer, mappedSize: Int, removeWhenClosed: Bool,
                  fileIdentity: (device: UInt64, inode: UInt64)) {
         self.name = name
         self.layout = layout
@@ -564,6 +572,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         self.clock = clock
         self.bootID = bootID
         self.creatorPID = creatorPID
+        self.populatesLazily = populatesLazily
         self.isCreator = isCreator
         // SAFETY: the object owns the mapping from here on (unmapped in deinit).
         unsafe self.base = base
@@ -613,8 +622,10 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         precondition(index >= 0 && index < layout.ringCount, "ring index out of range")
         // SAFETY: index checked; the mapping outlives the view by the type's contract.
         let control = unsafe base.advanced(by: layout.ringsOffset + index * layout.ringStride)
-        // SAFETY: index checked; the control block and data lie inside the mapping, which outlives the view.
-        return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
+        // SAFETY: index checked; the line entry, control block and data lie inside the mapping,
+        // which outlives the view.
+        return unsafe RingView(lines: base.advanced(by: layout.linesOffset + index * TraceLayout.lineStride),
+                               control: control, data: control.advanced(by: TraceLayout.controlSize),
                                ringSize: layout.ringSize, owner: self)
     }
 
@@ -651,8 +662,15 @@ public final class SharedTraceBuffer: @unchecked Sendable {
             }
         }
         // SAFETY: the rings start inside the mapping this object owns; the caller keeps it alive.
-        return unsafe RingWriter.State(rings: base.advanced(by: layout.ringsOffset), layout: layout, path: path,
-                                       mode: mode)
+        return unsafe RingWriter.State(base: base, layout: layout, path: path, mode: mode,
+                                       populatesLazily: populatesLazily)
+    }
+
+    /// Whether a producer could not populate a sub-buffer (shared memory or the memory limit was
+    /// exhausted) and dropped its record (counted in `dropped`).
+    package var memoryWasExhausted: Bool {
+        // SAFETY: a header word inside the live mapping, accessed atomically.
+        unsafe base.sharedWord32(at: HeaderField.memoryExhausted.rawValue).pointee.load(ordering: .relaxed) != 0
     }
 
     /// Marks the trace finished (producers are done); readers may use it to stop waiting.

@@ -94,11 +94,19 @@ package enum SystemInfo {
 
     /// Number of CPU numbers the kernel may ever use (`/sys/devices/system/cpu/possible`).
     package static var possibleCPUCount: Int {
+        // Tests simulate a machine with many possible CPUs (a 384-CPU host) with this variable.
+        if let simulated = environmentValue(simulatedCPUsVariable).flatMap({ Int($0) }),
+           (1...TraceLayout.maximumCPURingCount).contains(simulated) {
+            return simulated
+        }
         if let text = readSmallFile("/sys/devices/system/cpu/possible"), let n = cpuListUpperBound(text) {
             return n
         }
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_CONF))))
     }
+
+    /// For tests only: the number of possible CPUs to assume instead of the machine's.
+    package static let simulatedCPUsVariable = "RSEQTRACE_TEST_POSSIBLE_CPUS"
 
     /// Names in a directory (without "." and ".."); `nil` if it cannot be listed.
     package static func directoryEntries(_ path: String) -> [String]? {

@@ -18,21 +18,25 @@ import Synchronization
 @frozen
 @usableFromInline
 package struct RingView: ~Escapable, @unchecked Sendable {
+    @usableFromInline let lines: UnsafeMutableRawPointer
     @usableFromInline let control: UnsafeMutableRawPointer
     @usableFromInline let data: UnsafeMutableRawPointer
     @usableFromInline let mask: UInt64
 
     /// - Parameters:
-    ///   - control: start of the ring's 4 KiB control block.
+    ///   - lines: start of the ring's entry in the lines table (`TraceLayout.lineStride` bytes).
+    ///   - control: start of the ring's control block.
     ///   - data: start of the ring's data, `ringSize` bytes.
     ///   - owner: what keeps both regions mapped; the view cannot outlive its borrow.
     /// ## Safety
-    /// - Both regions must stay mapped for as long as `owner` is borrowed.
+    /// - The three regions must stay mapped for as long as `owner` is borrowed.
     @unsafe
     @inlinable
     @_lifetime(borrow owner)
-    package init<Owner: ~Copyable>(control: UnsafeMutableRawPointer, data: UnsafeMutableRawPointer, ringSize: Int,
-                                   owner: borrowing Owner) {
+    package init<Owner: ~Copyable>(lines: UnsafeMutableRawPointer, control: UnsafeMutableRawPointer,
+                                   data: UnsafeMutableRawPointer, ringSize: Int, owner: borrowing Owner) {
+        // SAFETY: the caller vouches that the regions stay mapped (see `## Safety`).
+        unsafe self.lines = lines
         // SAFETY: the caller vouches that both regions stay mapped (see `## Safety`).
         unsafe self.control = control
         // SAFETY: as above.
@@ -54,14 +58,24 @@ package struct RingView: ~Escapable, @unchecked Sendable {
     @unsafe
     @inlinable
     package func controlPointer(_ field: ControlField) -> UnsafeMutablePointer<UInt64> {
-        // SAFETY: `field` is a ControlField offset (8-aligned, inside the 4 KiB block).
-        unsafe control.advanced(by: field.rawValue).assumingMemoryBound(to: UInt64.self)
+        // SAFETY: `field` is a ControlField offset: 8-aligned, inside the line entry below
+        // `lineLimit`, inside the control block from it on.
+        unsafe (field.rawValue < ControlField.lineLimit ? lines : control).advanced(by: field.rawValue)
+            .assumingMemoryBound(to: UInt64.self)
     }
 
     @inlinable
     func atomicControl(_ field: ControlField) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        // SAFETY: `field` is a ControlField offset (8-aligned, inside the mapped 4 KiB block).
-        unsafe control.sharedWord64(at: field.rawValue)
+        // SAFETY: as in `controlPointer`: the word lies in the mapped line entry or control block.
+        unsafe (field.rawValue < ControlField.lineLimit ? lines : control).sharedWord64(at: field.rawValue)
+    }
+
+    /// The ring's control block (recycle markers, commit counters, read accounting): what a
+    /// producer populates before the ring's first sub-buffer.
+    @inlinable
+    package var controlBlock: UnsafeMutableRawBufferPointer {
+        // SAFETY: the control block is `controlSize` bytes of the mapping (see `init`).
+        unsafe UnsafeMutableRawBufferPointer(start: control, count: TraceLayout.controlSize)
     }
 
     @inlinable
@@ -107,7 +121,7 @@ package struct RingView: ~Escapable, @unchecked Sendable {
     @inlinable
     package func compareExchangeReservation(head: inout UInt64, stamp: inout UInt64,
                                             newHead: UInt64, newStamp: UInt64) -> Bool {
-        // SAFETY: the pair is the first 16 bytes of the 4096-aligned control block (16-aligned),
+        // SAFETY: the pair is the first 16 bytes of the ring's 256-aligned line entry (16-aligned),
         // accessed only by this compare-and-swap and by atomic loads of its halves.
         unsafe rseqtrace_cas_head_stamp(controlPointer(.head), &head, &stamp, newHead, newStamp) != 0
     }

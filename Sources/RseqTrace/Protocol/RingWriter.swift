@@ -50,6 +50,13 @@ package struct RingWriter: @unchecked Sendable {
     @usableFromInline
     package struct State: @unchecked Sendable {
         @usableFromInline let rings: UnsafeMutableRawPointer
+        /// The lines table (each ring's producer and consumer lines).
+        @usableFromInline let lines: UnsafeMutableRawPointer
+        /// The header's `memoryExhausted` flag.
+        @usableFromInline let memoryExhausted: UnsafeMutableRawPointer
+        /// Whether producers populate each sub-buffer before its first opening (the object was
+        /// created without populating its rings).
+        @usableFromInline let populatesLazily: Bool
         @usableFromInline let layout: TraceLayout
         @usableFromInline let path: Path
         @usableFromInline let mode: BufferMode
@@ -60,12 +67,18 @@ package struct RingWriter: @unchecked Sendable {
         @usableFromInline let maximumPayloadSize: Int
 
         /// ## Safety
-        /// - `rings` must point to the first ring of a mapping laid out by `layout`, which must stay
+        /// - `base` must point to the start of a mapping laid out by `layout`, which must stay
         ///   mapped for as long as this state (and any writer or reservation made with it) is used.
         @unsafe
-        package init(rings: UnsafeMutableRawPointer, layout: TraceLayout, path: Path, mode: BufferMode) {
-            // SAFETY: the caller vouches that `rings` stays mapped (see `## Safety`).
-            unsafe self.rings = rings
+        package init(base: UnsafeMutableRawPointer, layout: TraceLayout, path: Path, mode: BufferMode,
+                     populatesLazily: Bool) {
+            // SAFETY: the caller vouches that the mapping stays mapped (see `## Safety`).
+            unsafe self.rings = base.advanced(by: layout.ringsOffset)
+            // SAFETY: as above.
+            unsafe self.lines = base.advanced(by: layout.linesOffset)
+            // SAFETY: as above; the flag is a header word.
+            unsafe self.memoryExhausted = base.advanced(by: HeaderField.memoryExhausted.rawValue)
+            self.populatesLazily = populatesLazily
             self.layout = layout
             self.path = path
             self.mode = mode
@@ -92,6 +105,7 @@ package struct RingWriter: @unchecked Sendable {
 
     // Fields of the state, each read in place (one load).
     @inlinable var rings: UnsafeMutableRawPointer { unsafe state.pointee.rings }  // SAFETY: the state outlives `self`
+    @inlinable var lines: UnsafeMutableRawPointer { unsafe state.pointee.lines }  // SAFETY: as above
     @inlinable package var layout: TraceLayout { unsafe state.pointee.layout }  // SAFETY: as above
     @inlinable package var path: Path { unsafe state.pointee.path }  // SAFETY: as above
     @inlinable package var mode: BufferMode { unsafe state.pointee.mode }  // SAFETY: as above
@@ -111,9 +125,10 @@ package struct RingWriter: @unchecked Sendable {
     package func ring(_ index: Int) -> RingView {
         // SAFETY: index < layout.ringCount (caller's obligation); the mapping outlives `self`.
         let control = unsafe rings.advanced(by: index &* stride)
-        // SAFETY: the ring lies inside the mapping (index < ringCount), which outlives the writer.
-        return unsafe RingView(control: control, data: control.advanced(by: TraceLayout.controlSize),
-                               ringSize: layout.ringSize, owner: self)
+        // SAFETY: the ring and its line entry lie inside the mapping (index < ringCount), which
+        // outlives the writer.
+        return unsafe RingView(lines: lines.advanced(by: index &* TraceLayout.lineStride), control: control,
+                               data: control.advanced(by: TraceLayout.controlSize), ringSize: layout.ringSize, owner: self)
     }
 
     // MARK: - Reserve and commit
@@ -294,6 +309,10 @@ package struct RingWriter: @unchecked Sendable {
     @inline(never)
     @usableFromInline
     func openSubbufferSlow(index: UInt32, ring: RingView, head: UInt64, length: Int, eventID: UInt16) -> OpenOutcome {
+        guard populateBeforeOpening(ring: ring, head: head) else {
+            countOnCurrentRingSlow(ControlField.dropped)
+            return .refused
+        }
         let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
         let plan: SubbufferOpening
         switch SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
@@ -424,6 +443,7 @@ package struct RingWriter: @unchecked Sendable {
             let n = next / p
             let slot = Int(truncatingIfNeeded: n % perRing)
             let counterField = ControlField.commitCounter(slot: slot)
+            guard populateBeforeOpening(ring: ring, head: head) else { break }
             var destroyed: UInt64 = 0
             var possible = ring.load(counterField, ordering: .acquiring) == (n / perRing) &* p
             if possible {
@@ -484,6 +504,44 @@ package struct RingWriter: @unchecked Sendable {
         }
         ring.atomicAdd(ControlField.dropped, 1)
         return nil
+    }
+
+    /// Makes sure the memory of the sub-buffer that opening at `head` fills is populated — and, for
+    /// a ring's first sub-buffer, its control block — before anything reads or writes it
+    /// (docs/BufferProtocol.md §1): a ring's pages are first used in its first lap, so only then.
+    /// `MADV_POPULATE_WRITE` reports a page that cannot be allocated as an error where a store
+    /// would raise SIGBUS; then the header's `memoryExhausted` flag is set and false is returned
+    /// (the caller drops and counts its record).
+    @inline(never)
+    @usableFromInline
+    func populateBeforeOpening(ring: RingView, head: UInt64) -> Bool {
+        guard unsafe state.pointee.populatesLazily else { return true }  // SAFETY: the state outlives `self`
+        let p = subbufferSize
+        let next = head & (p &- 1) == 0 ? head : (head | (p &- 1)) &+ 1
+        guard next >> UInt64(layout.ringShift) == 0 else { return true }
+        let page = UInt64(TraceLayout.pageSize)
+        var failed = false
+        if next == 0 {
+            // The ring's first sub-buffer: its control block too.
+            // SAFETY: the control block is a page-aligned part of the mapping.
+            let block = unsafe ring.controlBlock
+            // SAFETY: as above.
+            failed = unsafe rseqtrace_populate_write(block.baseAddress!, block.count) != 0
+        }
+        if !failed {
+            // The sub-buffer, widened to whole pages (sub-buffers can be smaller than a page).
+            let start = next & ~(page &- 1)
+            let end = min((next &+ p &+ page &- 1) & ~(page &- 1), UInt64(layout.ringSize))
+            // SAFETY: [start, end) are positions of this ring's first lap, so a page-aligned range
+            // of its data region.
+            failed = unsafe rseqtrace_populate_write(ring.pointer(at: start), Int(end &- start)) != 0
+        }
+        guard !failed else {
+            // SAFETY: a header word of the mapping, accessed atomically.
+            unsafe state.pointee.memoryExhausted.sharedWord32(at: 0).pointee.store(1, ordering: .relaxed)
+            return false
+        }
+        return true
     }
 
     /// Test hook: from now on, lock-free reservations of event `eventID` park between their swap

@@ -5,10 +5,12 @@
 /// | object header        |  4 KiB: magic, version, geometry, clock, identity (see `HeaderField`)
 /// +----------------------+  4096
 /// | event registry       |  60 KiB: schemas of the events producers registered (EventRegistry)
-/// +----------------------+  ringsOffset = 65536
-/// | ring 0 control       |  8 KiB: producer line (head, stamp, counters), consumer line (consumed),
-/// |                      |  recycle markers (rseq rings), commit counters and read accounting
-/// |                      |  (lock-free rings)
+/// +----------------------+  linesOffset = 65536
+/// | ring lines           |  256 bytes per ring: producer line (head, stamp, counters), consumer
+/// |                      |  line (consumed); rounded up to whole pages
+/// +----------------------+  ringsOffset = linesOffset + linesSize
+/// | ring 0 control       |  8 KiB: recycle markers (rseq rings), commit counters and read
+/// |                      |  accounting (lock-free rings)
 /// | ring 0 data          |  ringSize bytes, split into sub-buffers of subbufferSize bytes
 /// +----------------------+  ringsOffset + ringStride
 /// | ring 1 ...           |
@@ -20,17 +22,24 @@
 /// Positions (`head`, `consumed`) are 64-bit byte counts that only grow; the byte at position `p`
 /// lives at `data + (p & (ringSize - 1))`. Records never straddle a sub-buffer boundary; every
 /// sub-buffer starts with a `subbufferBegin` record. See docs/BufferProtocol.md.
+///
+/// Header, registry and lines are populated at creation; a ring's control block and data pages
+/// are populated by the producer that first opens each of its sub-buffers (BufferProtocol.md §1),
+/// so memory grows with what is written, not with the number of possible CPUs.
 @frozen
 public struct TraceLayout: Hashable, Sendable {
     /// "RSEQTRC" followed by a format byte 0x01, little-endian.
     @usableFromInline package static let magic: UInt64 = 0x0143_5254_5145_5352
     /// Version of everything described here. Readers reject other versions.
-    @usableFromInline package static let version: UInt32 = 2
+    @usableFromInline package static let version: UInt32 = 3
     @usableFromInline package static let headerSize = 4096
     /// The event registry follows the header.
     @usableFromInline package static let registryOffset = 4096
     @usableFromInline package static let registrySize = 61_440
     @usableFromInline package static let controlSize = 8192
+    /// Bytes of a ring's entry in the lines table (its producer and consumer lines).
+    @usableFromInline package static let lineStride = 256
+    @usableFromInline package static let pageSize = 4096
     /// Size of a `subbufferBegin` record.
     @usableFromInline package static let beginRecordSize = 24
     /// Size of a record header (`RecordWord` + timestamp).
@@ -45,7 +54,7 @@ public struct TraceLayout: Hashable, Sendable {
     @usableFromInline package static let maximumCPURingCount = 4096
     /// Size of the largest object a valid geometry describes (every bound at its maximum).
     @usableFromInline package static let maximumTotalSize =
-        registryOffset + registrySize + (maximumCPURingCount + 1) * (controlSize + maximumRingSize)
+        registryOffset + registrySize + (maximumCPURingCount + 1) * (lineStride + controlSize + maximumRingSize)
 
     /// Number of per-CPU rings (indexed by CPU, or by concurrency id); the slow-lane ring follows them.
     public let cpuRingCount: Int
@@ -61,7 +70,13 @@ public struct TraceLayout: Hashable, Sendable {
     /// Index of the slow-lane ring (the last one), written by threads that cannot use rseq.
     @inlinable public var slowLaneRing: Int { cpuRingCount }
     @inlinable package var ringStride: Int { TraceLayout.controlSize + ringSize }
-    @inlinable package var ringsOffset: Int { TraceLayout.registryOffset + TraceLayout.registrySize }
+    /// Where the lines table starts (right after the registry).
+    @inlinable package var linesOffset: Int { TraceLayout.registryOffset + TraceLayout.registrySize }
+    /// Bytes of the lines table: one `lineStride` entry per ring, rounded up to whole pages.
+    @inlinable package var linesSize: Int {
+        (ringCount &* TraceLayout.lineStride &+ TraceLayout.pageSize &- 1) & ~(TraceLayout.pageSize &- 1)
+    }
+    @inlinable package var ringsOffset: Int { linesOffset &+ linesSize }
     /// Size in bytes of the whole trace object (header, registry and rings).
     @inlinable public var totalSize: Int { ringsOffset + ringCount * ringStride }
     /// Number of sub-buffers in each ring.
@@ -174,15 +189,23 @@ package struct HeaderField: RawRepresentable, Hashable, Sendable {
     @inlinable package static var attachedProducers: HeaderField { HeaderField(rawValue: 160) }
     /// `UInt64` (atomic): bytes of registry entries published.
     @inlinable package static var registryUsed: HeaderField { HeaderField(rawValue: 168) }
+    /// `UInt32`: 1 when rings are populated sub-buffer by sub-buffer as producers open them, 0
+    /// when everything was populated at creation (kernels without `MADV_POPULATE_WRITE`).
+    @inlinable package static var lazyPopulation: HeaderField { HeaderField(rawValue: 176) }
+    /// `UInt32` (atomic): set to 1 by a producer that could not populate a sub-buffer (shared
+    /// memory exhausted) and dropped its record; readers report it.
+    @inlinable package static var memoryExhausted: HeaderField { HeaderField(rawValue: 180) }
     /// 64 bytes: process-shared robust mutex of the registry.
     @inlinable package static var registryMutex: HeaderField { HeaderField(rawValue: 192) }
 }
 
-/// Byte offset of a word inside a ring's control block.
+/// Byte offset of a ring's shared word: below ``ControlField/lineLimit``, in the ring's entry of
+/// the lines table (always populated); from it on, in the ring's control block (populated with the
+/// ring's first sub-buffer).
 @frozen
 @usableFromInline
 package struct ControlField: RawRepresentable, Hashable, Sendable {
-    /// Bytes from the start of the control block.
+    /// Bytes from the start of the ring's line entry (below `lineLimit`) or control block.
     @usableFromInline package let rawValue: Int
     @inlinable package init(rawValue: Int) { self.rawValue = rawValue }
 
@@ -203,6 +226,8 @@ package struct ControlField: RawRepresentable, Hashable, Sendable {
     /// sequence running on the ring's CPU, so that recycling and consuming exclude each other;
     /// lock-free rings: the consumer alone (producers never read it in overwrite mode).
     @inlinable package static var consumed: ControlField { ControlField(rawValue: 128) }
+    /// Offsets below this are in the lines table, the others in the control block.
+    @inlinable package static var lineLimit: Int { TraceLayout.lineStride }
     /// Overwrite mode, rseq rings: one `RecycleMarker` word per sub-buffer slot (`recycleMarkers + 8 * slot`),
     /// written like `head`. Committing a marker declares the slot's previous content dead (and how
     /// many unread records died with it) before anything is written into that content.

@@ -58,8 +58,10 @@ struct SustainedCommand: ParsableCommand {
     }
 
     func measure() throws(TraceError) -> String {
-        let buffer = try SharedTraceBuffer.create(TraceConfiguration(
-            name: "rseqtrace-bench-\(getpid())", ringSize: ringSize, subbufferSize: subbufferSize, mode: .discard))
+        var configuration = TraceConfiguration(
+            name: "rseqtrace-bench-\(getpid())", ringSize: ringSize, subbufferSize: subbufferSize, mode: .discard)
+        configuration.preallocates = true   // the steady state, as in `worker`
+        let buffer = try SharedTraceBuffer.create(configuration)
         buffer.removeName()  // as in `worker`: nothing else opens it, and it is never released
         try TraceRuntime.attach(buffer)
         _ = benchEvent.isEnabled  // registers bench:event now, so the trace's metadata has it from the start

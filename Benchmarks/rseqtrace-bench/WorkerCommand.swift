@@ -119,6 +119,9 @@ struct WorkerCommand: ParsableCommand {
         let payloadSize = workload == .event ? 20 : 2 + 64
         let recordSize = TraceLayout.recordSize(payloadSize: payloadSize)
         var configuration = TraceConfiguration(name: "rseqtrace-bench-\(getpid())")
+        // The rows measure the steady-state fast path: rings populated up front, as a buffer is
+        // after its first lap (the first lap's page population is not the producer's per-event cost).
+        configuration.preallocates = true
         if config == .rseqtraceOverwrite {
             configuration.mode = .overwrite
             configuration.ringSize = 1 << 20

@@ -15,6 +15,12 @@ struct BufferOptions: ParsableArguments {
         """, valueName: "subbuffer-size"))
     var explicitSubbufferSize: ByteSize?
 
+    @Flag(help: """
+        Give the buffer all its memory at start instead of as it fills, so that producers never pay \
+        for a page's first use during each ring's first lap.
+        """)
+    var preallocate = false
+
     /// The sub-buffer size: as given, or derived from the buffer size.
     var subbufferSize: ByteSize { explicitSubbufferSize ?? Self.defaultSubbufferSize(forBufferSize: bufferSize) }
 
@@ -34,6 +40,8 @@ struct BufferOptions: ParsableArguments {
 
     /// A configuration for a new trace object named `name`.
     func configuration(name: String) -> TraceConfiguration {
-        TraceConfiguration(name: name, ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes, mode: mode)
+        var configuration = TraceConfiguration(name: name, ringSize: bufferSize.bytes, subbufferSize: subbufferSize.bytes, mode: mode)
+        configuration.preallocates = preallocate
+        return configuration
     }
 }

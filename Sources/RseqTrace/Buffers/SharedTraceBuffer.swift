@@ -214,8 +214,8 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         // producers that first open them (RingWriter.populateBeforeOpening), which report a page
         // that cannot be allocated as a dropped record instead of taking SIGBUS.
         // SAFETY: the range is the start of our mapping.
-        let populated = unsafe rseqtrace_populate_write(base, layout.ringsOffset)
-        let lazy = populated == 0
+        let populated = unsafe rseqtrace_populate_write(base, configuration.preallocates ? layout.totalSize : layout.ringsOffset)
+        let lazy = populated == 0 && !configuration.preallocates
         if populated != 0 {
             let errno = Errno(rawValue: populated)
             if errno == .invalidArgument {

@@ -466,7 +466,6 @@ struct SharedObjectUnitTests {
         let name = UnitTrace.name("ringsize")
         let buffer = try SharedTraceBuffer.create(configuration(name))
         let path = SharedTraceBuffer.path(forName: name)
-        let cpus = buffer.layout.cpuRingCount
         func openError() -> TraceError? { traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) } }
 
         #expect(patchFile(path, offset: HeaderField.ringSize.rawValue, uint64: 12345))

@@ -17,6 +17,11 @@ int rseqtrace_support_pipe_cloexec(int fds[2])
 	return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
 }
 
+int rseqtrace_support_gettid(void)
+{
+	return (int)syscall(SYS_gettid);
+}
+
 int rseqtrace_support_pidfd_open(pid_t pid)
 {
 #ifdef SYS_pidfd_open

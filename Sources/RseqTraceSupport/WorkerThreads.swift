@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CRseqTraceSupport
 
 /// Plain POSIX threads for workloads and drain loops (no Foundation, no async runtime): the
 /// producers of a trace are ordinary OS threads that migrate between CPUs.
@@ -41,6 +42,9 @@ package final class WorkerThreads: @unchecked Sendable {
         }
         threads.removeAll()
     }
+
+    /// The calling thread's id (`gettid`).
+    package static var currentThreadID: Int32 { rseqtrace_support_gettid() }
 
     /// Runs `count` threads to completion.
     package static func run(count: Int, _ body: @escaping @Sendable (Int) -> Void) {

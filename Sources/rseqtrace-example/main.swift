@@ -8,10 +8,12 @@
 //   .build/debug/rseqtrace-example 2 --duration 60 &
 //   rseqtrace attach $! --duration 5                 traced while it runs (see `rseqtrace list`)
 //
-// Arguments: [threads] [events per thread] [--duration SECONDS] [--rate EVENTS_PER_SECOND].
+// Arguments: [threads] [events per thread] [--duration SECONDS] [--rate EVENTS_PER_SECOND] [--spans].
 // Each worker emits `example:work` events (Events.swift): the given number as fast as it can, or
 // with --duration, continuously at --rate events per second per worker (default 1000) until
-// that many seconds have passed.
+// that many seconds have passed. With --spans, each worker first records `example:worker` (its
+// index and thread id), and its work is in nested spans: `example:batch` around each 100 events,
+// `example:step` around each 10 events of a batch (rseqtrace:span_begin / rseqtrace:span_end).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,9 +23,12 @@ import RseqTraceSupport
 var numbers: [Int] = []
 var duration: Double?
 var rate = 1000
+var spans = false
 var words = CommandLine.arguments.dropFirst()
 while let word = words.popFirst() {
     switch word {
+    case "--spans":
+        spans = true
     case "--duration", "--rate":
         guard let value = words.popFirst().flatMap(Double.init), value > 0, value < 1e9 else {
             printError("rseqtrace-example: \(word) needs a positive number")
@@ -32,7 +37,7 @@ while let word = words.popFirst() {
         if word == "--duration" { duration = value } else { rate = Int(value) }
     default:
         guard let number = Int(word), number >= 0 else {
-            printError("rseqtrace-example: unknown argument '\(word)'; usage: rseqtrace-example [threads] [events per thread] [--duration SECONDS] [--rate N]")
+            printError("rseqtrace-example: unknown argument '\(word)'; usage: rseqtrace-example [threads] [events per thread] [--duration SECONDS] [--rate N] [--spans]")
             exit(64)
         }
         numbers.append(number)
@@ -40,6 +45,7 @@ while let word = words.popFirst() {
 }
 let threads = max(1, min(numbers.first ?? 2, 256))
 let events = max(0, numbers.dropFirst().first ?? 10_000)
+let withSpans = spans
 
 if let duration {
     let end = SystemClock.monotonic() + UInt64(duration * 1e9)
@@ -61,6 +67,26 @@ if let duration {
 } else {
     WorkerThreads.run(count: threads) { worker in
         var value: UInt64 = 0x9E37_79B9
+        if withSpans {
+            workerStarted.emit(UInt32(worker), Int64(WorkerThreads.currentThreadID))
+            var iteration: UInt64 = 0
+            while iteration < UInt64(events) {
+                let batchEnd = min(iteration + 100, UInt64(events))
+                withTraceSpan("example:batch") {
+                    while iteration < batchEnd {
+                        let stepEnd = min(iteration + 10, batchEnd)
+                        withTraceSpan("example:step") {
+                            while iteration < stepEnd {
+                                value = value &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                workDone.emit(UInt32(worker), iteration, value)
+                                iteration += 1
+                            }
+                        }
+                    }
+                }
+            }
+            return
+        }
         for iteration in 0..<UInt64(events) {
             value = value &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407   // "work"
             workDone.emit(UInt32(worker), iteration, value)

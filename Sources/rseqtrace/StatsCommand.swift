@@ -12,7 +12,11 @@ struct StatsCommand: ParsableCommand {
             count only the records they select. --field NAME adds the distribution of a numeric field \
             over the selected events that have it, with a machine-readable line:
               field: name=<name> count=<n> min=<x> p50=<x> p90=<x> p99=<x> max=<x> mean=<x>
-            (percentiles by nearest rank). The last line is machine-readable:
+            (percentiles by nearest rank). --spans adds the spans of the trace (rseqtrace:span_begin / \
+            span_end pairs): per-name count and duration percentiles, the longest spans, begins without \
+            an end, with a machine-readable line:
+              spans: spans=<n> names=<n> unmatched_begins=<n> orphan_ends=<n>
+            The last line is machine-readable:
               stats: events=<n> discarded=<n> streams=<n> duration_ns=<n>
             where duration_ns is the time from the first to the last event counted.
             """)
@@ -29,6 +33,9 @@ struct StatsCommand: ParsableCommand {
                                                           valueName: "NAME"))
     var fields: [String] = []
 
+    @Flag(name: .customLong("spans"), help: "Durations of the spans (per-name p50, p99, max; the longest spans; unmatched begins).")
+    var spans = false
+
     func run() throws {
         let reader = try TraceText.open(TraceText.directory(directory))
         for warning in selection.missingCPUWarnings(reader) { printError(warning) }
@@ -40,6 +47,7 @@ struct StatsCommand: ParsableCommand {
         var first: CTFEvent?
         var last: CTFEvent?
         var distributions = fields.map { FieldDistribution(name: $0) }
+        var spanTable = SpanTable()
         do {
             var records = reader.records()
             while let record = try records.next() {
@@ -52,6 +60,7 @@ struct StatsCommand: ParsableCommand {
                     if first == nil { first = event }
                     last = event
                     for index in distributions.indices { distributions[index].add(event) }
+                    if spans { spanTable.add(event) }
                 case .discarded(let loss):
                     discarded &+= loss.count
                     perCPU[loss.cpuID, default: (0, 0)].discarded &+= loss.count
@@ -93,6 +102,10 @@ struct StatsCommand: ParsableCommand {
         for distribution in distributions {
             print("")
             for line in distribution.report() { print(line) }
+        }
+        if spans {
+            print("")
+            for line in spanTable.report(timeOfDay: TraceText.timeOfDay) { print(line) }
         }
         print("stats: events=\(events) discarded=\(discarded) streams=\(reader.streamNames.count) duration_ns=\(duration)")
     }

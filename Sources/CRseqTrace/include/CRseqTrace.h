@@ -340,6 +340,23 @@ RSEQTRACE_INLINE uint64_t rseqtrace_cycles_frequency_hint(void)
 #define RSEQTRACE_INJECT_INPUT
 #endif
 
+/* MARK: - Span identifiers
+ *
+ * A span id is unique within a process: the high 32 bits are a block handed to the thread by one
+ * process-wide atomic increment (once per 2^32 - 1 spans of a thread), the low 32 bits count the
+ * thread's spans within its block (never 0). No span id is 0. */
+extern __thread uint64_t rseqtrace_span_next_id;
+/* Hands the calling thread a new block; returns its first id. */
+uint64_t rseqtrace_span_block_slow(void);
+static inline __attribute__((always_inline)) uint64_t rseqtrace_span_id_next(void)
+{
+	uint64_t id = rseqtrace_span_next_id;
+	if ((uint32_t)id == 0)
+		id = rseqtrace_span_block_slow();
+	rseqtrace_span_next_id = id + 1;
+	return id;
+}
+
 /* MARK: - Critical sections, one set per index field (cpu_id, mm_cid) */
 
 #if defined(__x86_64__)

@@ -4,7 +4,7 @@
 /*
  * CRseqTraceSupport — the process-management system calls the Swift support module cannot reach
  * through Glibc's Swift module (pipe2 and signalfd need _GNU_SOURCE;
- * pidfd_open has no glibc 2.36 wrapper in the imported headers). Nothing else belongs here.
+ * pidfd_open and gettid have no wrapper in the imported glibc 2.36 headers). Nothing else belongs here.
  */
 
 #include <sys/types.h>
@@ -24,6 +24,9 @@ int rseqtrace_support_signalfd_block(const int *signals, int count);
 
 /// Reads one signal from a signalfd: returns its number, 0 when none is pending, or -errno.
 int rseqtrace_support_signalfd_read(int fd);
+
+/// gettid(): the calling thread's id (what LTTng and the kernel call its tid / vtid).
+int rseqtrace_support_gettid(void);
 
 /// Unblocks `signals` (an array of `count` signal numbers) in the calling thread. Returns 0, or -errno.
 int rseqtrace_support_unblock_signals(const int *signals, int count);

@@ -136,6 +136,7 @@ public enum TraceRuntime {
 
     /// Adds `buffer`'s producer to the producer table as the next generation and makes it current.
     static func installProducer(for buffer: SharedTraceBuffer, _ state: inout State) {
+        TraceSpan.useClock(buffer.clock)
         if let generation = state.attached.firstIndex(where: { $0 === buffer }) {
             // Attached before (a later session on the same buffer): its producer is in the table.
             state.buffer = buffer

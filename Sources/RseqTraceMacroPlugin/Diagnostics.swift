@@ -30,6 +30,10 @@ enum TraceMacroDiagnostic: DiagnosticMessage {
     // #trace
     case traceMissingArgument
     case traceStringLiteral
+    // #span
+    case spanMissingName
+    case spanNameNotLiteral
+    case spanMissingBody
 
     var severity: DiagnosticSeverity { .error }
 
@@ -61,6 +65,9 @@ enum TraceMacroDiagnostic: DiagnosticMessage {
         case .traceFieldOutsideEvent: id = "traceFieldOutsideEvent"
         case .traceMissingArgument: id = "traceMissingArgument"
         case .traceStringLiteral: id = "traceStringLiteral"
+        case .spanMissingName: id = "spanMissingName"
+        case .spanNameNotLiteral: id = "spanNameNotLiteral"
+        case .spanMissingBody: id = "spanMissingBody"
         }
         return MessageID(domain: "RseqTraceMacros", id: id)
     }
@@ -143,6 +150,13 @@ enum TraceMacroDiagnostic: DiagnosticMessage {
                 + "macro's declaration before it expands, so a declaration cannot accept arbitrary field labels. "
                 + "Declare '@TraceEvent(\"http:request\") struct HTTPRequest { var bytes: UInt64 }' and write "
                 + "'#trace(HTTPRequest(bytes: n))'"
+        case .spanMissingName:
+            return "#span needs a name and a block, e.g. #span(\"db:query\") { try database.run(query) }"
+        case .spanNameNotLiteral:
+            return "a span name is a string literal without interpolation (it is recorded as a StaticString); "
+                + "put variable parts in an event inside the span"
+        case .spanMissingBody:
+            return "#span needs a block to time, e.g. #span(\"db:query\") { try database.run(query) }"
         }
     }
 }

@@ -86,3 +86,23 @@ public macro TraceField(_ name: StaticString) =
 @freestanding(expression)
 public macro trace<Event: RseqTrace.TraceEvent>(_ event: Event) =
     #externalMacro(module: "RseqTraceMacroPlugin", type: "TraceMacro")
+
+/// Runs a block inside a span (see `TraceSpan`): `rseqtrace:span_begin` before it,
+/// `rseqtrace:span_end` with its duration when it returns or throws.
+///
+/// ```swift
+/// let rows = try #span("db:query") { try database.run(query) }
+/// let page = try await #span("http:render") { try await render(rows) }
+/// ```
+///
+/// Expands to `RseqTrace.withTraceSpan("db:query") { ... }`; write `try` and `await` before the
+/// macro as the block requires.
+@freestanding(expression)
+public macro span<Result>(_ name: StaticString, _ body: () throws -> Result) -> Result =
+    #externalMacro(module: "RseqTraceMacroPlugin", type: "SpanMacro")
+
+/// The asynchronous form of ``span(_:_:)-(_,()->Result)``: the span may end on another thread than
+/// it began.
+@freestanding(expression)
+public macro span<Result>(_ name: StaticString, _ body: () async throws -> Result) -> Result =
+    #externalMacro(module: "RseqTraceMacroPlugin", type: "SpanMacro")

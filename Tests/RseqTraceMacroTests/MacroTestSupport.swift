@@ -8,6 +8,7 @@ let testMacros: [String: MacroSpec] = [
     "TraceEvent": MacroSpec(type: TraceEventMacro.self, conformances: ["TraceEvent"]),
     "trace": MacroSpec(type: TraceMacro.self),
     "TraceField": MacroSpec(type: TraceFieldMacro.self),
+    "span": MacroSpec(type: SpanMacro.self),
 ]
 
 /// `assertMacroExpansion` reporting through Swift Testing.

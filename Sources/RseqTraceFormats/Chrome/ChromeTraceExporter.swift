@@ -154,7 +154,7 @@ public struct ChromeTraceExporter {
     }
 }
 
-/// Buffered writes to a file descriptor.
+/// Buffered writes to a file descriptor (the JSON and protobuf exports).
 struct JSONOutput {
     let fd: FileDescriptor
     let path: String
@@ -163,6 +163,11 @@ struct JSONOutput {
 
     mutating func write(_ text: String) throws(TraceError) {
         buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { try flush() }
+    }
+
+    mutating func write(bytes: [UInt8]) throws(TraceError) {
+        buffer.append(contentsOf: bytes)
         if buffer.count >= 1 << 16 { try flush() }
     }
 

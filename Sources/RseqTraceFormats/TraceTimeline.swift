@@ -1,0 +1,233 @@
+/// What a timeline viewer draws from a trace, in one model that every viewer export derives from
+/// (Chrome JSON, Perfetto protobuf): processes; in each, one track per thread (or per CPU when the
+/// trace does not say which thread recorded an event); on a thread's track its events as instants and
+/// its spans as slices; per CPU, the ranges of discarded events and a counter of them.
+///
+/// Feed it records in time order with ``add(_:process:)``, then call ``finish()``; each returns
+/// the items to write, in order. A track and its process are announced (``Item/process(_:)``,
+/// ``Item/track(_:)``) before the first item that uses them.
+///
+/// Spans (`rseqtrace:span_begin` / `rseqtrace:span_end`, see `TraceSpan`) become slices, written
+/// when they end: on the thread's track when they begin and end on the same thread (so they nest as
+/// they did on the thread), otherwise on a track of their own named after the span (an `async` span
+/// that resumed on another thread). A begin without an end is written by ``finish()`` as an
+/// unfinished slice; an end without its begin becomes a slice of its own measured `duration_ns`.
+package struct TraceTimeline {
+    /// A traced process.
+    package struct Process: Hashable, Sendable {
+        package var pid: Int64
+        package var name: String
+
+        package init(pid: Int64, name: String) {
+            self.pid = pid
+            self.name = name
+        }
+    }
+
+    /// Where an item is drawn.
+    package enum Track: Hashable, Sendable {
+        /// A thread of a process.
+        case thread(pid: Int64, tid: Int64)
+        /// A CPU of a process, for events of a trace that does not record threads, and for the
+        /// discarded-event ranges of that CPU.
+        case cpu(pid: Int64, cpu: UInt32)
+        /// A span that ended on another thread than it began on.
+        case span(pid: Int64, id: UInt64)
+        /// The running count of discarded events of one CPU.
+        case discardedCounter(pid: Int64, cpu: UInt32)
+
+        package var pid: Int64 {
+            switch self {
+            case .thread(let pid, _), .cpu(let pid, _), .span(let pid, _), .discardedCounter(let pid, _): return pid
+            }
+        }
+
+        /// A number naming the track uniquely within an export.
+        package var uuid: UInt64 {
+            var hasher = StableHash()
+            switch self {
+            case .thread(let pid, let tid): hasher.add(1); hasher.add(UInt64(bitPattern: pid)); hasher.add(UInt64(bitPattern: tid))
+            case .cpu(let pid, let cpu): hasher.add(2); hasher.add(UInt64(bitPattern: pid)); hasher.add(UInt64(cpu))
+            case .span(let pid, let id): hasher.add(3); hasher.add(UInt64(bitPattern: pid)); hasher.add(id)
+            case .discardedCounter(let pid, let cpu): hasher.add(4); hasher.add(UInt64(bitPattern: pid)); hasher.add(UInt64(cpu))
+            }
+            return hasher.value
+        }
+    }
+
+    /// A track with its display name.
+    package struct TrackInfo: Sendable {
+        package var track: Track
+        package var name: String
+    }
+
+    /// A finished (or, at the end of the trace, unfinished) span.
+    package struct Slice: Sendable {
+        package var track: Track
+        package var name: String
+        /// CLOCK_MONOTONIC ns.
+        package var begin: UInt64
+        /// nil: the trace ended before the span did.
+        package var end: UInt64?
+        package var id: UInt64
+        /// True when the begin event is not in the trace (`begin` is the end minus `duration_ns`).
+        package var beginMissing: Bool
+    }
+
+    /// One thing to draw.
+    package enum Item: Sendable {
+        case process(Process)
+        case track(TrackInfo)
+        /// An event that is not a span event.
+        case instant(Track, CTFEvent)
+        case slice(Slice)
+        /// A range of discarded events on a CPU track.
+        case discarded(Track, CTFDiscardedEvents)
+        /// A counter track's new value at a time (ns).
+        case counter(Track, at: UInt64, value: Int64)
+    }
+
+    /// Counts of what was produced.
+    package struct Counts: Sendable, Equatable {
+        package var instants: UInt64 = 0
+        package var slices: UInt64 = 0
+        package var unfinishedSlices: UInt64 = 0
+        package var discardedRanges: UInt64 = 0
+        package var discardedEvents: UInt64 = 0
+        package var processes: Int = 0
+        package var threadTracks: Int = 0
+    }
+
+    package private(set) var counts = Counts()
+    private var knownProcesses = Set<Int64>()
+    private var knownTracks = Set<Track>()
+    private var open: [SpanKey: (track: Track, name: String, begin: UInt64)] = [:]
+    private var discardedSoFar: [Track: Int64] = [:]
+
+    private struct SpanKey: Hashable {
+        var pid: Int64
+        var id: UInt64
+    }
+
+    package init() {}
+
+    /// The thread of `event` when its trace records threads (the `vtid` / `vpid` event context, as
+    /// LTTng writes it), else nil.
+    package static func thread(of event: CTFEvent) -> (pid: Int64?, tid: Int64)? {
+        var tid: Int64?
+        var pid: Int64?
+        for field in event.context {
+            switch (field.name, field.value) {
+            case ("vtid", .signed(let v)), ("tid", .signed(let v)): tid = v
+            case ("vtid", .unsigned(let v)), ("tid", .unsigned(let v)): tid = Int64(truncatingIfNeeded: v)
+            case ("vpid", .signed(let v)), ("pid", .signed(let v)): pid = v
+            case ("vpid", .unsigned(let v)), ("pid", .unsigned(let v)): pid = Int64(truncatingIfNeeded: v)
+            default: break
+            }
+        }
+        return tid.map { (pid, $0) }
+    }
+
+    /// The items for one record of `process`'s trace.
+    package mutating func add(_ record: CTFRecord, process: Process) -> [Item] {
+        var items: [Item] = []
+        if knownProcesses.insert(process.pid).inserted {
+            counts.processes += 1
+            items.append(.process(process))
+        }
+        switch record {
+        case .event(let event):
+            let track: Track
+            if let thread = Self.thread(of: event) {
+                track = .thread(pid: process.pid, tid: thread.tid)
+            } else {
+                track = .cpu(pid: process.pid, cpu: event.cpuID)
+            }
+            announce(track, in: process, &items)
+            if event.name == SpanTable.beginEventName || event.name == SpanTable.endEventName,
+               case .unsigned(let id)? = event[field: "id"] {
+                span(event, id: id, track: track, process: process, &items)
+            } else {
+                counts.instants += 1
+                items.append(.instant(track, event))
+            }
+        case .discarded(let loss):
+            let track = Track.cpu(pid: process.pid, cpu: loss.cpuID)
+            announce(track, in: process, &items)
+            counts.discardedRanges += 1
+            counts.discardedEvents &+= loss.count
+            items.append(.discarded(track, loss))
+            let counter = Track.discardedCounter(pid: process.pid, cpu: loss.cpuID)
+            announce(counter, in: process, &items)
+            let total = discardedSoFar[counter, default: 0] &+ Int64(truncatingIfNeeded: loss.count)
+            discardedSoFar[counter] = total
+            items.append(.counter(counter, at: loss.end, value: total))
+        }
+        return items
+    }
+
+    private mutating func span(_ event: CTFEvent, id: UInt64, track: Track, process: Process, _ items: inout [Item]) {
+        var name = "span"
+        if case .string(let text)? = event[field: "name"] { name = text }
+        let key = SpanKey(pid: process.pid, id: id)
+        if event.name == SpanTable.beginEventName {
+            open[key] = (track, name, event.timestamp)
+            return
+        }
+        counts.slices += 1
+        if let begun = open.removeValue(forKey: key) {
+            var sliceTrack = begun.track
+            if begun.track != track {
+                sliceTrack = .span(pid: process.pid, id: id)
+                announce(sliceTrack, named: begun.name, in: process, &items)
+            }
+            items.append(.slice(Slice(track: sliceTrack, name: begun.name, begin: begun.begin,
+                                      end: max(begun.begin, event.timestamp), id: id, beginMissing: false)))
+        } else {
+            var measured: UInt64 = 0
+            if case .unsigned(let value)? = event[field: "duration_ns"] { measured = value }
+            let begin = event.timestamp >= measured ? event.timestamp - measured : 0
+            items.append(.slice(Slice(track: track, name: name, begin: begin, end: event.timestamp, id: id, beginMissing: true)))
+        }
+    }
+
+    /// The spans still open when the trace ends, as unfinished slices (oldest first).
+    package mutating func finish() -> [Item] {
+        let unfinished = open.sorted { ($0.value.begin, $0.key.id) < ($1.value.begin, $1.key.id) }
+        open.removeAll()
+        counts.unfinishedSlices = UInt64(unfinished.count)
+        return unfinished.map { entry in
+            .slice(Slice(track: entry.value.track, name: entry.value.name, begin: entry.value.begin, end: nil,
+                         id: entry.key.id, beginMissing: false))
+        }
+    }
+
+    private mutating func announce(_ track: Track, named name: String? = nil, in process: Process, _ items: inout [Item]) {
+        guard knownTracks.insert(track).inserted else { return }
+        let title: String
+        switch track {
+        case .thread(_, let tid):
+            counts.threadTracks += 1
+            title = tid == process.pid ? "\(process.name) (main thread \(tid))" : "thread \(tid)"
+        case .cpu(_, let cpu): title = "cpu \(cpu)"
+        case .span(_, let id): title = "\(name ?? "span") (id \(id))"
+        case .discardedCounter(_, let cpu): title = "discarded events, cpu \(cpu)"
+        }
+        items.append(.track(TrackInfo(track: track, name: title)))
+    }
+}
+
+/// FNV-1a over 64-bit words: a hash that is the same in every run (unlike `Hasher`), so exports
+/// are reproducible.
+struct StableHash {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ word: UInt64) {
+        var word = word
+        for _ in 0..<8 {
+            value ^= word & 0xff
+            value = value &* 0x100_0000_01b3
+            word >>= 8
+        }
+    }
+}

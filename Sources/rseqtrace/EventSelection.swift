@@ -4,13 +4,19 @@ import RseqTraceFormats
 import RseqTraceSupport
 
 /// The options of `view` and `stats` that choose which records they read: event names, CPUs,
-/// field conditions and a time range.
+/// processes, field conditions and a time range.
 struct EventSelection: ParsableArguments {
     @Option(name: .customLong("event"), help: "Only events whose name matches this pattern (`*` matches any text, e.g. demo:*). Repeatable.")
     var events: [String] = []
 
     @Option(name: .customLong("cpu"), help: "Only this CPU's events and losses (the packets' cpu_id). Repeatable.")
     var cpus: [Int] = []
+
+    @Option(name: .customLong("pid"), help: """
+        Only this process's events and losses (the pid its trace names; for a directory holding one \
+        trace per process, as attach writes). Repeatable.
+        """)
+    var pids: [Int64] = []
 
     @Option(name: .customLong("filter"), help: ArgumentHelp("""
         Only events whose field satisfies 'FIELD OP VALUE', OP one of == != < <= > >=, VALUE a number \
@@ -34,6 +40,7 @@ struct EventSelection: ParsableArguments {
         if let bad = cpus.first(where: { $0 < 0 || $0 > Int(UInt32.max) }) {
             throw ValidationError("--cpu must be a CPU number (0 or more), got \(bad)")
         }
+        if let bad = pids.first(where: { $0 <= 0 }) { throw ValidationError("--pid must be a process id (1 or more), got \(bad)") }
         if let bad = events.first(where: \.isEmpty) { throw ValidationError("--event needs a non-empty pattern, got '\(bad)'") }
         _ = try conditions()
         for (name, value) in [("--from", from), ("--to", to)] {
@@ -63,6 +70,7 @@ struct EventSelection: ParsableArguments {
     struct Matcher {
         let events: [String]
         let cpus: Set<UInt32>
+        let pids: Set<Int64>
         let conditions: [FieldCondition]
         let from: TimeBound?
         let to: TimeBound?
@@ -75,14 +83,15 @@ struct EventSelection: ParsableArguments {
         init(_ selection: EventSelection) throws {
             events = selection.events
             cpus = Set(selection.cpus.map { UInt32($0) })
+            pids = Set(selection.pids)
             conditions = try selection.conditions()
             from = selection.from.flatMap(TimeBound.init)
             to = selection.to.flatMap(TimeBound.init)
         }
 
-        /// Whether `record` is selected. Call for every record in time order (the first one fixes
-        /// the origin of relative times).
-        mutating func matches(_ record: CTFRecord) -> Bool {
+        /// Whether `record`, of the process whose id is `pid` (nil: unknown), is selected. Call for
+        /// every record in time order (the first one fixes the origin of relative times).
+        mutating func matches(_ record: CTFRecord, pid: Int64?) -> Bool {
             let realtime: Int64
             switch record {
             case .event(let event): realtime = event.realtime
@@ -95,6 +104,7 @@ struct EventSelection: ParsableArguments {
             }
             guard realtime >= lower, realtime <= upper else { return false }
             if !cpus.isEmpty && !cpus.contains(record.cpuID) { return false }
+            if !pids.isEmpty && !(pid.map { pids.contains($0) } ?? false) { return false }
             guard case .event(let event) = record else { return true }
             if !events.isEmpty && !events.contains(where: { EventPattern.matches($0, event.name, questionMarkMatchesOne: false) }) {
                 return false
@@ -103,10 +113,25 @@ struct EventSelection: ParsableArguments {
         }
     }
 
-    /// The --cpu values that are not CPUs of the trace in `reader` (whose stream files are
-    /// `channel0_<cpu>`), each with a warning line.
-    func missingCPUWarnings(_ reader: CTFTraceReader) -> [String] {
-        let present = Set(reader.streamNames.compactMap { name -> Int? in
+    /// The --cpu values that are not CPUs of the traces of `set` (whose stream files are
+    /// `channel0_<cpu>`), and the --pid values that are not the process of any of its traces,
+    /// each with a warning line.
+    func missingWarnings(_ set: CTFTraceSet) -> [String] {
+        var warnings: [String] = []
+        let known = set.processes
+        if !known.isEmpty {
+            let list = known.map(\.label).joined(separator: ", ")
+            for pid in pids where !known.contains(where: { $0.pid == pid }) {
+                warnings.append("warning: --pid \(pid): the trace has no process \(pid) (its processes: \(list)); nothing is shown for it")
+            }
+        }
+        return missingCPUWarnings(set.members.flatMap(\.reader.streamNames)) + warnings
+    }
+
+    /// The --cpu values that are not CPUs of stream files `streamNames` (`channel0_<cpu>`), each
+    /// with a warning line.
+    func missingCPUWarnings(_ streamNames: [String]) -> [String] {
+        let present = Set(streamNames.compactMap { name -> Int? in
             let digits = name.reversed().prefix { $0.isASCII && $0.isNumber }
             return digits.isEmpty || digits.count > 9 ? nil : Int(String(digits.reversed()))
         })

@@ -16,6 +16,10 @@ struct ExportCommand: ParsableCommand {
             smaller and faster to load than JSON: a track per thread grouped by process (per CPU when \
             the trace does not record threads), spans as slices, events as instants with their fields \
             as arguments, a counter of discarded events per CPU.
+            A directory holding one trace per process (as attach writes) is exported as one trace in \
+            either format: each traced process is a process of its own (its pid, named by its \
+            program); a trace of it that cannot be read is left out (from where it is damaged on), \
+            with a warning on stderr.
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
@@ -23,7 +27,7 @@ struct ExportCommand: ParsableCommand {
         case perfetto
     }
 
-    @Argument(help: "The trace directory.")
+    @Argument(help: "The trace directory, or a directory holding one trace per process (attach -o DIR).")
     var directory: String
 
     @Option(help: "Output format: chrome (the default) or perfetto.")
@@ -33,20 +37,26 @@ struct ExportCommand: ParsableCommand {
     var output: String
 
     func run() throws {
-        let reader = try TraceText.open(directory)
+        let set = try TraceText.open(directory)
         do {
+            let report = { (problem: CTFTraceSet.Problem) in printError("warning: \(problem)") }
             if format == .perfetto {
                 let exporter = PerfettoTraceExporter()
-                let summary = output == "-" ? try exporter.export(reader, to: .standardOutput, named: "standard output")
-                                            : try exporter.export(reader, to: output)
+                let summary = output == "-" ? try exporter.export(set, to: .standardOutput, named: "standard output", problems: report)
+                                            : try exporter.export(set, to: output, problems: report)
                 let message = "exported \(summary.instants) events, \(summary.slices) spans (\(summary.unfinishedSlices) unfinished) and \(summary.discardedRanges) discarded-event ranges on \(summary.threadTracks) thread tracks to \(output == "-" ? "standard output" : output) (\(summary.bytes) bytes, \(summary.packets) packets, Perfetto protobuf)"
                 if output == "-" { printError(message) } else { print(message) }
                 return
             }
             let exporter = ChromeTraceExporter()
-            let summary = output == "-" ? try exporter.export(reader, to: .standardOutput, named: "standard output")
-                                        : try exporter.export(reader, to: output)
-            let message = "exported \(summary.events) events and \(summary.discardedRanges) discarded-event ranges to \(output == "-" ? "standard output" : output) (\(summary.bytes) bytes, Chrome trace JSON)"
+            let summary: ChromeTraceExporter.Summary
+            if output == "-" {
+                summary = try exporter.export(set, to: .standardOutput, named: "standard output", problems: report)
+            } else {
+                summary = try exporter.export(set, to: output, problems: report)
+            }
+            let processes = set.isSet ? " of \(summary.processes) processes" : ""
+            let message = "exported \(summary.events) events\(processes) and \(summary.discardedRanges) discarded-event ranges to \(output == "-" ? "standard output" : output) (\(summary.bytes) bytes, Chrome trace JSON)"
             // With the JSON on standard output, the report goes to standard error.
             if output == "-" { printError(message) } else { print(message) }
         } catch {

@@ -8,8 +8,11 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats",
         abstract: "Summarize a CTF trace written by rseqtrace: events per name and per CPU, losses, span, rate.",
         discussion: """
-            Reads every event (validating the whole trace); --event, --filter, --cpu, --from and --to \
-            count only the records they select. --field NAME adds the distribution of a numeric field \
+            Reads every event (validating the whole trace); --event, --filter, --cpu, --pid, --from \
+            and --to count only the records they select. A directory holding one trace per process \
+            (as attach writes) is read as one trace, with a table of the selected events and \
+            discarded events of each process (one row per trace); a trace of it that cannot be read \
+            is left out (from where it is damaged on), with a warning on stderr. --field NAME adds the distribution of a numeric field \
             over the selected events that have it, with a machine-readable line:
               field: name=<name> count=<n> min=<x> p50=<x> p90=<x> p99=<x> max=<x> mean=<x>
             (percentiles by nearest rank). --spans adds the spans of the trace (rseqtrace:span_begin / \
@@ -18,12 +21,14 @@ struct StatsCommand: ParsableCommand {
               spans: spans=<n> names=<n> unmatched_begins=<n> orphan_ends=<n>
             The last line is machine-readable:
               stats: events=<n> discarded=<n> streams=<n> duration_ns=<n>
-            where duration_ns is the time from the first to the last event counted.
+            where duration_ns is the time from the first to the last event counted; for a directory \
+            of traces, followed by processes=<n> unreadable=<n>: the distinct processes of the \
+            traces read, and the traces left out or not read to their end.
             """)
 
     @Argument(help: """
-        The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory \
-        holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
+        The trace directory (holding `metadata` and the `channel0_<n>` stream files), a directory \
+        holding one trace per process (attach -o DIR), or a directory holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
         """)
     var directory: String?
 
@@ -37,47 +42,84 @@ struct StatsCommand: ParsableCommand {
     var spans = false
 
     func run() throws {
-        let reader = try TraceText.open(TraceText.directory(directory))
-        for warning in selection.missingCPUWarnings(reader) { printError(warning) }
+        let set = try TraceText.open(TraceText.directory(directory))
+        for warning in selection.missingWarnings(set) { printError(warning) }
         var matcher = try EventSelection.Matcher(selection)
         var perName: [String: UInt64] = [:]
         var perCPU: [UInt32: (events: UInt64, discarded: UInt64)] = [:]
+        var perMember = Array(repeating: (events: UInt64(0), discarded: UInt64(0)), count: set.members.count)
         var events: UInt64 = 0
         var discarded: UInt64 = 0
         var first: CTFEvent?
         var last: CTFEvent?
         var distributions = fields.map { FieldDistribution(name: $0) }
         var spanTable = SpanTable()
+        let pids = set.members.map(\.process.pid)
+        // Span ids are unique within a process: a set's spans pair up within their process.
+        let spanProcesses = set.members.map { set.isSet ? $0.process.label : nil }
+        var records = set.records()
+        var reported = 0
         do {
-            var records = reader.records()
-            while let record = try records.next() {
-                guard matcher.matches(record) else { continue }
+            while let element = try records.next() {
+                reported = TraceText.reportProblems(records, reported: reported)
+                let record = element.record
+                guard matcher.matches(record, pid: pids[element.member]) else { continue }
                 switch record {
                 case .event(let event):
                     events += 1
                     perName[event.name, default: 0] += 1
                     perCPU[event.cpuID, default: (0, 0)].events += 1
+                    perMember[element.member].events += 1
                     if first == nil { first = event }
                     last = event
                     for index in distributions.indices { distributions[index].add(event) }
-                    if spans { spanTable.add(event) }
+                    if spans { spanTable.add(event, process: spanProcesses[element.member]) }
                 case .discarded(let loss):
                     discarded &+= loss.count
                     perCPU[loss.cpuID, default: (0, 0)].discarded &+= loss.count
+                    perMember[element.member].discarded &+= loss.count
                 }
             }
+            _ = TraceText.reportProblems(records, reported: reported)
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }
-        let duration = first.flatMap { f in last.map { $0.timestamp - f.timestamp } } ?? 0
-        print("trace: \(reader.directory): \(reader.streamNames.count) streams, \(reader.metadata.events.count) event types declared")
-        if let program = reader.metadata.environmentValue("procname") {
-            let pid = reader.metadata.environmentValue("vpid").map { ", pid \($0)" } ?? ""
-            print("program: \(program)\(pid)")
+        // A set's traces each have their own clock offset: their events compare in real time.
+        let duration = first.flatMap { f in
+            last.map { set.isSet ? UInt64(max(0, $0.realtime &- f.realtime)) : $0.timestamp - f.timestamp }
+        } ?? 0
+        let declared = Set(set.members.flatMap { $0.reader.metadata.events.values.map(\.name) }).count
+        if set.isSet {
+            print("trace: \(set.directory): \(set.members.count) traces of \(set.processes.count) processes, \(set.streamCount) streams, \(declared) event types declared")
+        } else if let reader = set.members.first?.reader {
+            print("trace: \(reader.directory): \(reader.streamNames.count) streams, \(reader.metadata.events.count) event types declared")
+            if let program = reader.metadata.environmentValue("procname") {
+                let pid = reader.metadata.environmentValue("vpid").map { ", pid \($0)" } ?? ""
+                print("program: \(program)\(pid)")
+            }
         }
-        if let hostname = reader.metadata.environmentValue("hostname"), let name = reader.metadata.environmentValue("trace_name") {
-            print("recorded: \(name) on \(hostname)")
+        let recorded = Set(set.members.compactMap { member -> String? in
+            let metadata = member.reader.metadata
+            guard let hostname = metadata.environmentValue("hostname"), let name = metadata.environmentValue("trace_name") else { return nil }
+            return "\(name) on \(hostname)"
+        })
+        if recorded.count == 1, let only = recorded.first { print("recorded: \(only)") }
+        if set.isSet {
+            print("")
+            print(pad("pid", 10) + pad("program", 28) + pad("events", 14, right: true) + pad("discarded", 14, right: true) + "  trace")
+            let damaged = Set(records.problems.map(\.directory))
+            for (index, member) in set.members.enumerated() {
+                let counts = perMember[index]
+                let name = String(member.directory.split(separator: "/").last ?? "")
+                print(pad(member.process.pid.map { "\($0)" } ?? "?", 10) + pad(member.process.program, 28)
+                      + pad("\(counts.events)", 14, right: true) + pad("\(counts.discarded)", 14, right: true)
+                      + "  \(name)\(damaged.contains(member.directory) ? " (damaged: read in part)" : "")")
+            }
+            for problem in set.unreadable {
+                print(pad("?", 10) + pad("(unreadable)", 28) + pad("-", 14, right: true) + pad("-", 14, right: true)
+                      + "  \(problem.directory.split(separator: "/").last ?? "")")
+            }
         }
         print("")
         print(pad("event", 40) + pad("count", 14, right: true))
@@ -107,7 +149,8 @@ struct StatsCommand: ParsableCommand {
             print("")
             for line in spanTable.report(timeOfDay: TraceText.timeOfDay) { print(line) }
         }
-        print("stats: events=\(events) discarded=\(discarded) streams=\(reader.streamNames.count) duration_ns=\(duration)")
+        let unreadable = set.unreadable.count + Set(records.problems.map(\.directory)).count
+        print("stats: events=\(events) discarded=\(discarded) streams=\(set.streamCount) duration_ns=\(duration) processes=\(set.processes.count) unreadable=\(unreadable)")
     }
 }
 

@@ -68,12 +68,15 @@ enum TraceText {
         return key(a) < key(b)
     }
 
-    /// Opens a trace, printing `error: ...` and failing with exit code 1 when that fails. A
-    /// directory that is not a trace but holds exactly one below it (at most 4 levels down) is
+    /// Opens a trace or a set of traces (`CTFTraceSet`: a directory holding one trace per
+    /// process, as `attach` writes), printing `error: ...` and failing with exit code 1 when that
+    /// fails, and a warning for each trace of a set that cannot be read (the others are read). A
+    /// directory that is neither but holds exactly one trace below it (at most 4 levels down) is
     /// read in its place, saying so on stderr; one holding several is refused, listing them.
-    static func open(_ directory: String) throws -> CTFTraceReader {
+    static func open(_ directory: String) throws -> CTFTraceSet {
+        let set: CTFTraceSet
         do {
-            return try CTFTraceReader(directory: directory)
+            set = try CTFTraceSet(directory: directory)
         } catch {
             if error.code == .notFound, SystemInfo.directoryEntries(directory) != nil {
                 let found = traceDirectories(below: directory, levels: 4)
@@ -89,24 +92,20 @@ enum TraceText {
             printError("error: \(error)")
             throw ExitCode.failure
         }
+        for problem in set.unreadable { printError("warning: \(problem)") }
+        return set
     }
 
     /// The directories below `root` (not `root` itself, at most `levels` down, hidden ones
     /// skipped) that hold a `metadata` file, sorted.
     static func traceDirectories(below root: String, levels: Int) -> [String] {
-        var found: [String] = []
-        var level = [root]
-        for _ in 0..<levels {
-            level = level.flatMap { directory in
-                (SystemInfo.directoryEntries(directory) ?? []).filter { !$0.hasPrefix(".") }.sorted()
-                    .map { directory + "/" + $0 }.filter { SystemInfo.directoryEntries($0) != nil }
-            }
-            for directory in level where SystemInfo.directoryEntries(directory)?.contains("metadata") == true {
-                found.append(directory)
-            }
-            // A trace's own subdirectories (LTTng's index/) hold no further trace.
-            level.removeAll { found.contains($0) }
-        }
-        return found.sorted()
+        CTFTraceSet.traceDirectories(below: root, levels: levels)
+    }
+
+    /// Prints a warning for each problem of `records` not yet reported (the first `reported`),
+    /// and returns how many it has reported in all.
+    static func reportProblems(_ records: CTFTraceSet.Iterator, reported: Int) -> Int {
+        for problem in records.problems.dropFirst(reported) { printError("warning: \(problem)") }
+        return records.problems.count
     }
 }

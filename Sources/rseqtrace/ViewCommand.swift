@@ -13,14 +13,20 @@ struct ViewCommand: ParsableCommand {
               [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N name: { field = value, ... }
             and one line per loss a stream reported:
               discarded N events on cpu C between [HH:MM:SS.nnnnnnnnn] and [HH:MM:SS.nnnnnnnnn]
-            --event, --filter, --cpu, --from and --to select events (--cpu, --from and --to also \
-            losses); --limit stops after N events. A directory that is not a trace but holds exactly \
-            one below it (e.g. an lttng session's output) is read in its place.
+            A directory holding one trace per process (as attach writes) is read as one trace, \
+            merged by real time, each line naming its process after the delta:
+              [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) [program/pid] cpu N name: { field = value, ... }
+              discarded N events in [program/pid] on cpu C between [...] and [...]
+            A trace of it that cannot be read is left out (from where it is damaged on), with a \
+            warning on stderr.
+            --event, --filter, --cpu, --pid, --from and --to select events (--cpu, --pid, --from and \
+            --to also losses); --limit stops after N events. A directory that is not a trace but holds \
+            exactly one below it (e.g. an lttng session's output) is read in its place.
             """)
 
     @Argument(help: """
-        The trace directory (holding `metadata` and the `channel0_<n>` stream files), or a directory \
-        holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
+        The trace directory (holding `metadata` and the `channel0_<n>` stream files), a directory \
+        holding one trace per process (attach -o DIR), or a directory holding one trace. Default: the newest rseqtrace-record-* directory in the current directory.
         """)
     var directory: String?
 
@@ -34,26 +40,34 @@ struct ViewCommand: ParsableCommand {
     }
 
     func run() throws {
-        let reader = try TraceText.open(TraceText.directory(directory))
-        for warning in selection.missingCPUWarnings(reader) { printError(warning) }
+        let set = try TraceText.open(TraceText.directory(directory))
+        for warning in selection.missingWarnings(set) { printError(warning) }
         var matcher = try EventSelection.Matcher(selection)
-        var records = reader.records()
+        let labels = set.isSet ? set.members.map { "[\($0.process.label)] " } : set.members.map { _ in "" }
+        let pids = set.members.map(\.process.pid)
+        var records = set.records()
+        var reported = 0
         var printed = 0
         var previous: Int64?
         do {
-            while limit.map({ printed < $0 }) ?? true, let record = try records.next() {
-                guard matcher.matches(record) else { continue }
+            while limit.map({ printed < $0 }) ?? true, let element = try records.next() {
+                reported = TraceText.reportProblems(records, reported: reported)
+                let record = element.record
+                guard matcher.matches(record, pid: pids[element.member]) else { continue }
+                let label = labels[element.member]
                 switch record {
                 case .event(let event):
                     let delta = previous.map { "+" + TraceText.seconds(UInt64(max(0, event.realtime &- $0))) } ?? "+?.?????????"
                     previous = event.realtime
                     let fields = event.fields.map { "\($0.name) = \($0.value)" }.joined(separator: ", ")
-                    print("[\(TraceText.timeOfDay(event.realtime))] (\(delta)) cpu \(event.cpuID) \(event.name): { \(fields.isEmpty ? "" : fields + " ")}")
+                    print("[\(TraceText.timeOfDay(event.realtime))] (\(delta)) \(label)cpu \(event.cpuID) \(event.name): { \(fields.isEmpty ? "" : fields + " ")}")
                     printed += 1
                 case .discarded(let loss):
-                    print("discarded \(loss.count) events on cpu \(loss.cpuID) between [\(TraceText.timeOfDay(loss.realtimeBegin))] and [\(TraceText.timeOfDay(loss.realtimeEnd))]")
+                    let process = label.isEmpty ? "" : "in \(label)"
+                    print("discarded \(loss.count) events \(process)on cpu \(loss.cpuID) between [\(TraceText.timeOfDay(loss.realtimeBegin))] and [\(TraceText.timeOfDay(loss.realtimeEnd))]")
                 }
             }
+            _ = TraceText.reportProblems(records, reported: reported)
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure

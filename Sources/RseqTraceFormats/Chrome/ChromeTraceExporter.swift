@@ -5,13 +5,18 @@ import SystemPackage
 /// Perfetto UI and chrome://tracing open.
 ///
 /// Each event becomes an instant event (`"ph":"i"`, thread scope) on a track per CPU (`tid` =
-/// CPU id; the slow lane is the last track) of one process (`pid` = the traced process), with its
-/// fields as `args`; each discarded-events range becomes a complete event (`"ph":"X"`) named
-/// `discarded events` with the count, on the same track. Timestamps are CLOCK_MONOTONIC
-/// microseconds with nanosecond decimals. Integers beyond 2^53 and non-finite floats are written
-/// as strings so that no JSON reader loses or rejects them; a field with such a value anywhere in
-/// the trace is written as a string in every event of that name, as are enumerations (their label,
-/// or the number for a value without one), so that each field keeps one JSON type. Output is streamed: memory use does not grow with the trace.
+/// CPU id; the slow lane is the last track) of one process (`pid` = the traced process, named by
+/// a `process_name` metadata event), with its fields as `args`; each discarded-events range
+/// becomes a complete event (`"ph":"X"`) named `discarded events` with the count, on the same
+/// track. A set of traces (`CTFTraceSet`, one trace per process) gives one process per traced
+/// process: its pid, or an id above 2^22 (above any Linux pid) for a trace that names no pid or
+/// whose pid another program of the set had. Timestamps are CLOCK_MONOTONIC microseconds with
+/// nanosecond decimals — or, for a set whose traces are not of one boot (different clock uuids),
+/// CLOCK_REALTIME microseconds since the epoch. Integers beyond 2^53 and non-finite floats are
+/// written as strings so that no JSON reader loses or rejects them; a field with such a value
+/// anywhere in the trace is written as a string in every event of that name, as are enumerations
+/// (their label, or the number for a value without one), so that each field keeps one JSON type.
+/// Output is streamed: memory use does not grow with the trace.
 public struct ChromeTraceExporter {
     /// What an export wrote.
     public struct Summary: Sendable {
@@ -21,6 +26,8 @@ public struct ChromeTraceExporter {
         public var discardedRanges: UInt64 = 0
         /// Bytes of JSON written.
         public var bytes: UInt64 = 0
+        /// Processes written (one `process_name` each).
+        public var processes: Int = 0
     }
 
     /// An exporter (it keeps no state between exports).
@@ -28,6 +35,19 @@ public struct ChromeTraceExporter {
 
     /// Writes `reader`'s trace to `path` (created, or replaced if it is a regular file).
     public func export(_ reader: CTFTraceReader, to path: String) throws(TraceError) -> Summary {
+        try export(CTFTraceSet(reader: reader), to: path)
+    }
+
+    /// Writes `reader`'s trace to the open descriptor `descriptor` (e.g. standard output), which it
+    /// does not close; `name` names it in errors.
+    public func export(_ reader: CTFTraceReader, to descriptor: FileDescriptor, named name: String) throws(TraceError) -> Summary {
+        try export(CTFTraceSet(reader: reader), to: descriptor, named: name)
+    }
+
+    /// Writes the traces of `set` to `path` (created, or replaced if it is a regular file);
+    /// `problems` as for `export(_:to:named:problems:)`.
+    public func export(_ set: CTFTraceSet, to path: String,
+                       problems: (CTFTraceSet.Problem) -> Void = { _ in }) throws(TraceError) -> Summary {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
@@ -36,27 +56,37 @@ public struct ChromeTraceExporter {
             throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
         }
         defer { try? fd.close() }
-        return try export(reader, to: fd, named: path)
+        return try export(set, to: fd, named: path, problems: problems)
     }
 
-    /// Writes `reader`'s trace to the open descriptor `descriptor` (e.g. standard output), which it
-    /// does not close; `name` names it in errors.
-    public func export(_ reader: CTFTraceReader, to descriptor: FileDescriptor, named name: String) throws(TraceError) -> Summary {
-        let textFields = try fieldsWrittenAsStrings(reader)
+    /// Writes the traces of `set` to the open descriptor `descriptor` (e.g. standard output),
+    /// which it does not close; `name` names it in errors. A trace of a set found damaged while it
+    /// is read is written up to the damage, as `CTFTraceSet.Iterator` reads it; `problems` is
+    /// called with each such trace when it is found.
+    public func export(_ set: CTFTraceSet, to descriptor: FileDescriptor, named name: String,
+                       problems: (CTFTraceSet.Problem) -> Void = { _ in }) throws(TraceError) -> Summary {
+        let textFields = try fieldsWrittenAsStrings(set)
         var out = JSONOutput(fd: descriptor, path: name)
         var summary = Summary()
-        let pid = reader.metadata.environmentValue("vpid").flatMap { value -> Int64? in
-            if case .integer(let v) = value { return v }
-            return nil
-        } ?? 0
-        let procname = reader.metadata.environmentValue("procname")?.description ?? "traced process"
+        let pids = chromeProcessIDs(set)
+        let realtime = set.hasSeveralClocks
         try out.write("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")
-        try out.write("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pid),\"args\":{\"name\":\(quoted(procname))}}")
-        var namedCPUs = Set<UInt32>()
-        var records = reader.records()
-        while let record = try records.next() {
+        var named = Set<Int64>()
+        for (index, member) in set.members.enumerated() where named.insert(pids[index]).inserted {
+            let procname = member.reader.metadata.environmentValue("procname")?.description ?? (set.isSet ? member.process.program : "traced process")
+            try out.write("\(named.count > 1 ? ",\n" : ""){\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pids[index]),\"args\":{\"name\":\(quoted(procname))}}")
+        }
+        summary.processes = named.count
+        var namedCPUs = Set<[Int64]>()
+        var records = set.records()
+        var reported = 0
+        while let element = try records.next() {
+            for problem in records.problems.dropFirst(reported) { problems(problem) }
+            reported = records.problems.count
+            let record = realtime ? element.record.placedAtRealtime : element.record
+            let pid = pids[element.member]
             let cpu = record.cpuID
-            if namedCPUs.insert(cpu).inserted {
+            if namedCPUs.insert([pid, Int64(cpu)]).inserted {
                 try out.write(",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":\(cpu),\"args\":{\"name\":\"cpu \(cpu)\"}}")
             }
             switch record {
@@ -78,10 +108,34 @@ public struct ChromeTraceExporter {
                 summary.discardedRanges += 1
             }
         }
+        for problem in records.problems.dropFirst(reported) { problems(problem) }
         try out.write("\n]}\n")
         try out.flush()
         summary.bytes = out.written
         return summary
+    }
+
+    /// The Chrome `pid` of each member of `set`: its process id; one id for the traces of one
+    /// process (same pid and program); an id above 2^22 (the largest Linux pid_max) for a trace
+    /// without a pid or whose pid belongs to another program in the set. A single trace without
+    /// a pid gets 0.
+    func chromeProcessIDs(_ set: CTFTraceSet) -> [Int64] {
+        guard set.isSet else { return [set.members.first?.process.pid ?? 0] }
+        var byProcess: [CTFTraceSet.Process: Int64] = [:]
+        var used = Set<Int64>()
+        var synthetic: Int64 = 1 << 22
+        return set.members.map { member in
+            if let known = byProcess[member.process], member.process.pid != nil { return known }
+            var id: Int64
+            if let pid = member.process.pid, !used.contains(pid) {
+                id = pid
+            } else {
+                repeat { synthetic += 1; id = synthetic } while used.contains(id)
+            }
+            used.insert(id)
+            byProcess[member.process] = id
+            return id
+        }
     }
 
     /// An event's field.
@@ -92,11 +146,11 @@ public struct ChromeTraceExporter {
 
     /// The numeric fields that have a value JSON numbers cannot carry exactly (an integer beyond
     /// 2^53, a non-finite float) in some event, and the enumerations: written as strings in every event.
-    func fieldsWrittenAsStrings(_ reader: CTFTraceReader) throws(TraceError) -> Set<FieldKey> {
+    func fieldsWrittenAsStrings(_ set: CTFTraceSet) throws(TraceError) -> Set<FieldKey> {
         var keys = Set<FieldKey>()
-        var records = reader.records()
-        while let record = try records.next() {
-            guard case .event(let event) = record else { continue }
+        var records = set.records()
+        while let element = try records.next() {
+            guard case .event(let event) = element.record else { continue }
             for field in event.fields {
                 switch field.value {
                 case .unsigned, .signed, .float32, .float64:

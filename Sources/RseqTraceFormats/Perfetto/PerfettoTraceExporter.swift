@@ -38,6 +38,13 @@ public struct PerfettoTraceExporter {
 
     /// Writes `reader`'s trace to `path` (created, or replaced if it is a regular file).
     public func export(_ reader: CTFTraceReader, to path: String) throws(TraceError) -> Summary {
+        try export(CTFTraceSet(reader: reader), to: path)
+    }
+
+    /// Writes the traces of `set` to `path` (created, or replaced if it is a regular file);
+    /// `problems` as for `export(_:to:named:problems:)`.
+    public func export(_ set: CTFTraceSet, to path: String,
+                       problems: (CTFTraceSet.Problem) -> Void = { _ in }) throws(TraceError) -> Summary {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
@@ -46,18 +53,41 @@ public struct PerfettoTraceExporter {
             throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
         }
         defer { try? fd.close() }
-        return try export(reader, to: fd, named: path)
+        return try export(set, to: fd, named: path, problems: problems)
     }
 
     /// Writes `reader`'s trace to the open descriptor `descriptor`, which it does not close; `name`
     /// names it in errors.
     public func export(_ reader: CTFTraceReader, to descriptor: FileDescriptor, named name: String) throws(TraceError) -> Summary {
-        let process = TraceTimeline.Process(traceOf: reader)
-        var records = reader.records()
-        return try export(to: descriptor, named: name) { () throws(TraceError) -> (CTFRecord, TraceTimeline.Process)? in
-            guard let record = try records.next() else { return nil }
-            return (record, process)
+        try export(CTFTraceSet(reader: reader), to: descriptor, named: name)
+    }
+
+    /// Writes the traces of `set` to the open descriptor `descriptor`, which it does not close;
+    /// `name` names it in errors. Each traced process of a set is a process of its own, with the
+    /// pid `ChromeTraceExporter` gives it; the records of a set whose traces are not of one boot
+    /// (different clock uuids) are placed by their CLOCK_REALTIME instead. A trace of a set found
+    /// damaged while it is read is written up to the damage; `problems` is called with each such
+    /// trace when it is found.
+    public func export(_ set: CTFTraceSet, to descriptor: FileDescriptor, named name: String,
+                       problems: (CTFTraceSet.Problem) -> Void = { _ in }) throws(TraceError) -> Summary {
+        let processes: [TraceTimeline.Process]
+        if set.isSet {
+            let pids = ChromeTraceExporter().chromeProcessIDs(set)
+            processes = zip(set.members, pids).map { TraceTimeline.Process(pid: $1, name: $0.process.program) }
+        } else {
+            processes = set.members.map { TraceTimeline.Process(traceOf: $0.reader) }
         }
+        let realtime = set.hasSeveralClocks
+        var records = set.records()
+        var reported = 0
+        let summary = try export(to: descriptor, named: name) { () throws(TraceError) -> (CTFRecord, TraceTimeline.Process)? in
+            guard let element = try records.next() else { return nil }
+            for problem in records.problems.dropFirst(reported) { problems(problem) }
+            reported = records.problems.count
+            return (realtime ? element.record.placedAtRealtime : element.record, processes[element.member])
+        }
+        for problem in records.problems.dropFirst(reported) { problems(problem) }
+        return summary
     }
 
     /// Writes the records `next` returns (in time order, each with its process) until it returns nil.

@@ -150,7 +150,8 @@ struct StatsCommand: ParsableCommand {
             for line in spanTable.report(timeOfDay: TraceText.timeOfDay) { print(line) }
         }
         let unreadable = set.unreadable.count + Set(records.problems.map(\.directory)).count
-        print("stats: events=\(events) discarded=\(discarded) streams=\(set.streamCount) duration_ns=\(duration) processes=\(set.processes.count) unreadable=\(unreadable)")
+        let processes = set.isSet ? " processes=\(set.processes.count) unreadable=\(unreadable)" : ""
+        print("stats: events=\(events) discarded=\(discarded) streams=\(set.streamCount) duration_ns=\(duration)\(processes)")
     }
 }
 

@@ -119,7 +119,7 @@ public struct ChromeTraceExporter {
     /// process (same pid and program); an id above 2^22 (the largest Linux pid_max) for a trace
     /// without a pid or whose pid belongs to another program in the set. A single trace without
     /// a pid gets 0.
-    func chromeProcessIDs(_ set: CTFTraceSet) -> [Int64] {
+    package func chromeProcessIDs(_ set: CTFTraceSet) -> [Int64] {
         guard set.isSet else { return [set.members.first?.process.pid ?? 0] }
         var byProcess: [CTFTraceSet.Process: Int64] = [:]
         var used = Set<Int64>()

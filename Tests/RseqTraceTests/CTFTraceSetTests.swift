@@ -12,16 +12,33 @@ import RseqTraceSupport
 /// Traces of made-up processes written with `CTFTraceWriter`, one `set:tick` event (field `n`)
 /// per entry, in directories under /tmp removed by the tests.
 private enum SetFixture {
-    static let schemas: [UInt16: EventSchema] = [1: EventSchema(name: "set:tick", fields: [EventField("n", .uint64)])]
+    static let schemas: [UInt16: EventSchema] = [
+        1: EventSchema(name: "set:tick", fields: [EventField("n", .uint64)]),
+        2: EventSchema(name: "rseqtrace:span_begin", fields: [EventField("id", .uint64)]),
+        3: EventSchema(name: "rseqtrace:span_end", fields: [EventField("id", .uint64), EventField("duration_ns", .uint64)]),
+    ]
     static let monotonicReference: UInt64 = 1_000_000
     /// The real time of monotonic 0 in the first fixture trace.
     static let baseOffset: Int64 = 1_763_781_921_000_000_000
 
-    /// One event: its ring, its monotonic time and its `n`.
+    /// One event: its ring, its monotonic time, its event id (of `schemas`) and field values.
     struct Tick {
         var ring: Int
         var monotonic: UInt64
-        var n: UInt64
+        var event: UInt16
+        var fields: [UInt64]
+
+        /// A `set:tick` event.
+        init(ring: Int, monotonic: UInt64, n: UInt64) {
+            self.init(ring: ring, monotonic: monotonic, event: 1, fields: [n])
+        }
+
+        init(ring: Int, monotonic: UInt64, event: UInt16, fields: [UInt64]) {
+            self.ring = ring
+            self.monotonic = monotonic
+            self.event = event
+            self.fields = fields
+        }
     }
 
     /// A fresh empty directory.
@@ -47,7 +64,8 @@ private enum SetFixture {
                                               procname: program, pid: pid, cpuRingCount: rings, schemas: schemas)
         let writer = try CTFTraceWriter(directory: directory, description: description, packetCapacity: packetCapacity)
         for (index, tick) in ticks.enumerated() {
-            try writer.append(ring: tick.ring, eventID: 1, cycles: tick.monotonic, payload: (0..<8).map { UInt8(truncatingIfNeeded: tick.n >> UInt64(8 * $0)) })
+            try writer.append(ring: tick.ring, eventID: tick.event, cycles: tick.monotonic,
+                              payload: tick.fields.flatMap { value in (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) } })
             if lost > 0 && index == ticks.count / 2 { try writer.noteLost(ring: 0, total: lost) }
         }
         _ = try writer.finish()
@@ -311,6 +329,24 @@ struct CTFTraceSetTests {
         #expect(discarded.count == 1 && discarded.first?["pid"] as? Int == 200)
     }
 
+    @Test("Perfetto export of a set: a process per traced process, every event, decoded by protoc + python3-protobuf",
+          .enabled(if: PerfettoExportTests.decoderAvailable, "needs /usr/bin/protoc and python3-protobuf"))
+    func perfettoExport() throws {
+        let root = SetFixture.directory("perfetto")
+        defer { CTFEndToEndTests.removeTree(root) }
+        try SetFixture.pair(in: root)
+        let output = root + ".pftrace"
+        defer { SetFixture.remove(output) }
+        let summary = try PerfettoTraceExporter().export(try CTFTraceSet(directory: root), to: output)
+        #expect(summary.instants == 500 && summary.discardedRanges == 1)
+        let check = try HelperProcess.run(CTFEndToEndTests.python, [PerfettoExportTests.checker, output],
+                                          environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(check.exitCode == 0, "\(check)")
+        let fields = try #require(check.fields(of: "perfetto: "), "\(check)")
+        #expect(fields["processes"] == "2" && fields["instants"] == "500", "\(check)")
+        #expect(fields["unresolved"] == "0" && fields["unknown_tracks"] == "0" && fields["nesting_errors"] == "0", "\(check)")
+    }
+
     @Test("Chrome export: two programs with one pid (pid reuse) stay two processes; two traces of one process are one")
     func chromeProcessIDs() throws {
         let root = SetFixture.directory("chrome-ids")
@@ -362,7 +398,7 @@ struct CLITraceSetTests {
         return lines[(header + 1)...].prefix { $0.first?.isNumber == true || $0.hasPrefix("?") }.map { $0.split(separator: " ") }
     }
 
-    @Test("attach two programs, then: view labels every line with its process and --pid selects one, stats counts each as read alone, export has both processes, babeltrace2 counts the same; a damaged trace is left out with a warning",
+    @Test("attach two programs, then: view labels every line with its process and --pid selects one, stats counts each as read alone, the Chrome and Perfetto exports have both processes, babeltrace2 counts the same; a damaged trace is left out with a warning",
           .timeLimit(.minutes(3)))
     func attachedPair() throws {
         let root = CTFEndToEndTests.temporaryDirectory("set-attach")
@@ -451,6 +487,18 @@ struct CLITraceSetTests {
             #expect(entries.filter { $0["name"] as? String == "example:work" && $0["pid"] as? Int == Int(pid) }.count == recorded[pid])
         }
 
+        // The Perfetto export: both processes, every event.
+        if PerfettoExportTests.decoderAvailable {
+            let pftrace = root + ".pftrace"
+            defer { SetFixture.remove(pftrace) }
+            let perfetto = try HelperProcess.runRseqtrace(["export", root, "--format", "perfetto", "-o", pftrace], timeout: .seconds(60))
+            #expect(perfetto.exitCode == 0 && perfetto.stderr.isEmpty && perfetto.stdout.hasPrefix("exported \(total) events, "), "\(perfetto)")
+            let check = try HelperProcess.run(CTFEndToEndTests.python, [PerfettoExportTests.checker, pftrace],
+                                              environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+            let decoded = try #require(check.fields(of: "perfetto: "), "\(check)")
+            #expect(decoded["processes"] == "2" && decoded["instants"] == "\(total)", "\(check)")
+        }
+
         // babeltrace2 reads the directory as one trace too, with the same events.
         if HelperProcess.isExecutable(CTFEndToEndTests.babeltrace) {
             let count = try BabeltraceCount(root)
@@ -472,6 +520,23 @@ struct CLITraceSetTests {
                 #expect(damaged["events"] == "\(total)" && damaged["processes"] == "2" && damaged["unreadable"] == "1", "\(run)")
             }
         }
+    }
+
+    @Test("stats --spans of a set pairs span begins and ends within their process, though both processes use the same span ids")
+    func spansPerProcess() throws {
+        let root = SetFixture.directory("spans")
+        defer { CTFEndToEndTests.removeTree(root) }
+        // Span 1 of alpha from 1000 to 3000 ns, span 1 of beta from 2000 to 5000 ns (interleaved).
+        func span(_ begin: UInt64, _ end: UInt64) -> [SetFixture.Tick] {
+            [SetFixture.Tick(ring: 0, monotonic: begin, event: 2, fields: [1]),
+             SetFixture.Tick(ring: 0, monotonic: end, event: 3, fields: [1, end - begin])]
+        }
+        try SetFixture.write(root + "/a-100", pid: 100, program: "alpha", offset: SetFixture.baseOffset, ticks: span(1000, 3000))
+        try SetFixture.write(root + "/b-200", pid: 200, program: "beta", offset: SetFixture.baseOffset, ticks: span(2000, 5000))
+        let run = try HelperProcess.runRseqtrace(["stats", "--spans", root], timeout: .seconds(60))
+        #expect(run.exitCode == 0 && run.stderr.isEmpty, "\(run)")
+        let spans = try #require(run.fields(of: "spans: "), "\(run)")
+        #expect(spans["spans"] == "2" && spans["unmatched_begins"] == "0" && spans["orphan_ends"] == "0", "\(run)")
     }
 
     @Test("view, stats and export of an empty directory: exit 1 with one error line saying it is empty")

@@ -10,8 +10,9 @@ struct ExportCommand: ParsableCommand {
         abstract: "Convert a CTF trace written by rseqtrace to another format.",
         discussion: """
             chrome: Chrome Trace Event Format JSON, opened by the Perfetto UI (ui.perfetto.dev, \
-            "Open trace file") and chrome://tracing. Events are instants on one track per CPU, \
-            discarded events are ranges named "discarded events".
+            "Open trace file") and chrome://tracing. The same tracks as perfetto: events are instants \
+            on their thread's track (per CPU when the trace does not record threads), spans are \
+            slices, discarded events are ranges named "discarded events" plus a counter per CPU.
             perfetto: Perfetto's native protobuf trace (TracePacket / TrackEvent, interned names), \
             smaller and faster to load than JSON: a track per thread grouped by process (per CPU when \
             the trace does not record threads), spans as slices, events as instants with their fields \
@@ -56,7 +57,8 @@ struct ExportCommand: ParsableCommand {
                 summary = try exporter.export(set, to: output, problems: report)
             }
             let processes = set.isSet ? " of \(summary.processes) processes" : ""
-            let message = "exported \(summary.events) events\(processes) and \(summary.discardedRanges) discarded-event ranges to \(output == "-" ? "standard output" : output) (\(summary.bytes) bytes, Chrome trace JSON)"
+            let spans = summary.spans > 0 ? ", \(summary.spans) spans (\(summary.unfinishedSpans) unfinished)" : ""
+            let message = "exported \(summary.events) events\(processes)\(spans) and \(summary.discardedRanges) discarded-event ranges to \(output == "-" ? "standard output" : output) (\(summary.bytes) bytes, Chrome trace JSON)"
             // With the JSON on standard output, the report goes to standard error.
             if output == "-" { printError(message) } else { print(message) }
         } catch {

@@ -116,6 +116,23 @@ struct PerfettoExportTests {
         #expect(fields["unfinished"] == "0")
         #expect(fields["processes"] == "1")
         #expect(fields["unresolved"] == "0" && fields["unknown_tracks"] == "0" && fields["nesting_errors"] == "0", "\(check.stdout)")
+
+        // The Chrome export draws the same timeline: spans as complete events, the rest as instants.
+        let json = output + ".json"
+        defer { CTFEndToEndTests.removeTree(json) }
+        let chrome = try HelperProcess.runRseqtrace(["export", output, "-o", json], timeout: .seconds(60))
+        #expect(chrome.stdout.hasPrefix("exported \(events - 2 * spans) events, \(spans) spans (0 unfinished)"), "\(chrome.stdout)")
+        let script = """
+            import json, sys
+            ev = json.load(open(sys.argv[1]))["traceEvents"]
+            spans = [e for e in ev if e.get("cat") == "span"]
+            ok = all(e["ph"] == "X" and e["dur"] >= 0 for e in spans)
+            print(f"json: instants={sum(1 for e in ev if e['ph'] == 'i')} spans={len(spans)} well_formed={ok}")
+            """
+        let parsed = try HelperProcess.run(CTFEndToEndTests.python, ["-c", script, json],
+                                           environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(parsed.fields(of: "json:") == ["instants": "\(events - 2 * spans)", "spans": "\(spans)", "well_formed": "True"],
+                "\(parsed)")
     }
 
     @Test("discarded events become ranges and a per-CPU counter track",

@@ -4,24 +4,35 @@ import SystemPackage
 /// Converts a CTF trace written by rseqtrace into Chrome's Trace Event Format (JSON), which the
 /// Perfetto UI and chrome://tracing open.
 ///
-/// Each event becomes an instant event (`"ph":"i"`, thread scope) on a track per CPU (`tid` =
-/// CPU id; the slow lane is the last track) of one process (`pid` = the traced process, named by
-/// a `process_name` metadata event), with its fields as `args`; each discarded-events range
-/// becomes a complete event (`"ph":"X"`) named `discarded events` with the count, on the same
-/// track. A set of traces (`CTFTraceSet`, one trace per process) gives one process per traced
-/// process: its pid, or an id above 2^22 (above any Linux pid) for a trace that names no pid or
-/// whose pid another program of the set had. Timestamps are CLOCK_MONOTONIC microseconds with
-/// nanosecond decimals — or, for a set whose traces are not of one boot (different clock uuids),
+/// It draws the trace's ``TraceTimeline`` (the model the Perfetto export draws too): each traced
+/// process (`pid`, named by a `process_name` metadata event) has one track per thread (`tid`, with
+/// a `thread_name` metadata event) when the trace records which thread wrote each event, or one
+/// per CPU otherwise (`tid` = 2^22 + CPU id, above any Linux tid, named `cpu N`). Events are
+/// instant events (`"ph":"i"`, thread scope) with their fields as `args`; spans are complete
+/// events (`"ph":"X"`) on their thread, nesting as they did, or async events (`"b"`/`"e"`) when a
+/// span ended on another thread than it began; a span that never ended is a begin (`"B"`) without
+/// an end. Each discarded-events range is a complete event named `discarded events` with the
+/// count on its CPU's track, and a counter (`"ph":"C"`) per CPU holds the number of events
+/// discarded so far. A set of traces (`CTFTraceSet`, one trace per process) gives one process per
+/// traced process: its pid, or an id above 2^22 for a trace that names no pid or whose pid
+/// another program of the set had. Timestamps are CLOCK_MONOTONIC microseconds with nanosecond
+/// decimals — or, for a set whose traces are not of one boot (different clock uuids),
 /// CLOCK_REALTIME microseconds since the epoch. Integers beyond 2^53 and non-finite floats are
 /// written as strings so that no JSON reader loses or rejects them; a field with such a value
 /// anywhere in the trace is written as a string in every event of that name, as are enumerations
 /// (their label, or the number for a value without one), so that each field keeps one JSON type.
-/// Output is streamed: memory use does not grow with the trace.
+/// Output is streamed: memory use grows with the open spans, not with the trace.
 public struct ChromeTraceExporter {
     /// What an export wrote.
     public struct Summary: Sendable {
-        /// Event entries written.
+        /// Event entries written (instants: events other than span events).
         public var events: UInt64 = 0
+        /// Spans written (complete, async, or unfinished).
+        public var spans: UInt64 = 0
+        /// Spans whose end is not in the trace (written as a begin without an end).
+        public var unfinishedSpans: UInt64 = 0
+        /// Thread tracks written (0 when the trace does not record threads).
+        public var threads: Int = 0
         /// `discarded events` entries written (one per range of lost events).
         public var discardedRanges: UInt64 = 0
         /// Bytes of JSON written.
@@ -70,49 +81,108 @@ public struct ChromeTraceExporter {
         var summary = Summary()
         let pids = chromeProcessIDs(set)
         let realtime = set.hasSeveralClocks
-        try out.write("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")
-        var named = Set<Int64>()
-        for (index, member) in set.members.enumerated() where named.insert(pids[index]).inserted {
-            let procname = member.reader.metadata.environmentValue("procname")?.description ?? (set.isSet ? member.process.program : "traced process")
-            try out.write("\(named.count > 1 ? ",\n" : ""){\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pids[index]),\"args\":{\"name\":\(quoted(procname))}}")
-        }
-        summary.processes = named.count
-        var namedCPUs = Set<[Int64]>()
+        try out.write("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[")
+        var timeline = TraceTimeline()
+        var first = true
+        var processes: [Int: TraceTimeline.Process] = [:]
         var records = set.records()
         var reported = 0
+        func write(_ item: TraceTimeline.Item) throws(TraceError) {
+            for line in entries(item, textFields: textFields) {
+                try out.write((first ? "\n" : ",\n") + line)
+                first = false
+            }
+        }
         while let element = try records.next() {
             for problem in records.problems.dropFirst(reported) { problems(problem) }
             reported = records.problems.count
             let record = realtime ? element.record.placedAtRealtime : element.record
-            let pid = pids[element.member]
-            let cpu = record.cpuID
-            if namedCPUs.insert([pid, Int64(cpu)]).inserted {
-                try out.write(",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":\(cpu),\"args\":{\"name\":\"cpu \(cpu)\"}}")
+            let process: TraceTimeline.Process
+            if let known = processes[element.member] {
+                process = known
+            } else {
+                let member = set.members[element.member]
+                let name = member.reader.metadata.environmentValue("procname")?.description
+                    ?? (set.isSet ? member.process.program : "traced process")
+                process = TraceTimeline.Process(pid: pids[element.member], name: name)
+                processes[element.member] = process
             }
-            switch record {
-            case .event(let event):
-                let category = event.name.split(separator: ":").first.map(String.init) ?? event.name
-                var line = ",\n{\"name\":\(quoted(event.name)),\"cat\":\(quoted(category)),\"ph\":\"i\",\"s\":\"t\","
-                line += "\"ts\":\(microseconds(event.timestamp)),\"pid\":\(pid),\"tid\":\(cpu),\"args\":{"
-                line += event.fields.map { field in
-                    let value = json(field.value)
-                    let asText = !value.hasPrefix("\"") && textFields.contains(FieldKey(event: event.name, field: field.name))
-                    return "\(quoted(field.name)):\(asText ? "\"" + value + "\"" : value)"
-                }.joined(separator: ",")
-                line += "}}"
-                try out.write(line)
-                summary.events += 1
-            case .discarded(let loss):
-                let duration = loss.end >= loss.begin ? loss.end - loss.begin : 0
-                try out.write(",\n{\"name\":\"discarded events\",\"cat\":\"rseqtrace\",\"ph\":\"X\",\"ts\":\(microseconds(loss.begin)),\"dur\":\(microseconds(duration)),\"pid\":\(pid),\"tid\":\(cpu),\"args\":{\"count\":\(loss.count)}}")
-                summary.discardedRanges += 1
-            }
+            for item in timeline.add(record, process: process) { try write(item) }
         }
+        // Processes of traces without a record still get their name.
+        for (index, member) in set.members.enumerated() where processes[index] == nil && !processes.values.contains(where: { $0.pid == pids[index] }) {
+            let name = member.reader.metadata.environmentValue("procname")?.description ?? (set.isSet ? member.process.program : "traced process")
+            let process = TraceTimeline.Process(pid: pids[index], name: name)
+            processes[index] = process
+            try write(.process(process))
+        }
+        for item in timeline.finish() { try write(item) }
+        let counts = timeline.counts
+        summary.events = counts.instants
+        summary.spans = counts.slices + counts.unfinishedSlices
+        summary.unfinishedSpans = counts.unfinishedSlices
+        summary.discardedRanges = counts.discardedRanges
+        summary.threads = counts.threadTracks
+        summary.processes = Set(processes.values.map(\.pid)).count
         for problem in records.problems.dropFirst(reported) { problems(problem) }
         try out.write("\n]}\n")
         try out.flush()
         summary.bytes = out.written
         return summary
+    }
+
+    /// The Chrome `tid` of a track.
+    static func chromeThreadID(_ track: TraceTimeline.Track) -> Int64 {
+        switch track {
+        case .thread(_, let tid): return tid
+        case .cpu(_, let cpu), .discardedCounter(_, let cpu): return (1 << 22) + Int64(cpu)
+        case .span: return 0
+        }
+    }
+
+    /// The JSON entries of one timeline item.
+    func entries(_ item: TraceTimeline.Item, textFields: Set<FieldKey>) -> [String] {
+        switch item {
+        case .process(let process):
+            return ["{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(process.pid),\"args\":{\"name\":\(quoted(process.name))}}"]
+        case .track(let info):
+            switch info.track {
+            case .thread(let pid, _), .cpu(let pid, _):
+                return ["{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":\(Self.chromeThreadID(info.track)),\"args\":{\"name\":\(quoted(info.name))}}"]
+            case .span, .discardedCounter:
+                return []   // async spans and counters are named by their events
+            }
+        case .instant(let track, let event):
+            let category = event.name.split(separator: ":").first.map(String.init) ?? event.name
+            var line = "{\"name\":\(quoted(event.name)),\"cat\":\(quoted(category)),\"ph\":\"i\",\"s\":\"t\","
+            line += "\"ts\":\(microseconds(event.timestamp)),\"pid\":\(track.pid),\"tid\":\(Self.chromeThreadID(track)),\"args\":{"
+            line += event.fields.map { field in
+                let value = json(field.value)
+                let asText = !value.hasPrefix("\"") && textFields.contains(FieldKey(event: event.name, field: field.name))
+                return "\(quoted(field.name)):\(asText ? "\"" + value + "\"" : value)"
+            }.joined(separator: ",")
+            line += "}}"
+            return [line]
+        case .slice(let slice):
+            var args = "\"id\":\(json(.unsigned(slice.id)))"
+            if slice.beginMissing { args += ",\"begin_not_in_trace\":true" }
+            let common = "\"name\":\(quoted(slice.name)),\"cat\":\"span\",\"pid\":\(slice.track.pid)"
+            guard let end = slice.end else {
+                return ["{\(common),\"ph\":\"B\",\"ts\":\(microseconds(slice.begin)),\"tid\":\(Self.chromeThreadID(slice.track)),\"args\":{\(args),\"end_not_in_trace\":true}}"]
+            }
+            if case .span(_, let id) = slice.track {
+                let scope = "\"id\":\"0x\(String(id, radix: 16))\""
+                return ["{\(common),\"ph\":\"b\",\(scope),\"ts\":\(microseconds(slice.begin)),\"args\":{\(args)}}",
+                        "{\(common),\"ph\":\"e\",\(scope),\"ts\":\(microseconds(end))}"]
+            }
+            return ["{\(common),\"ph\":\"X\",\"ts\":\(microseconds(slice.begin)),\"dur\":\(microseconds(end - slice.begin)),\"tid\":\(Self.chromeThreadID(slice.track)),\"args\":{\(args)}}"]
+        case .discarded(let track, let loss):
+            let duration = loss.end >= loss.begin ? loss.end - loss.begin : 0
+            return ["{\"name\":\"discarded events\",\"cat\":\"rseqtrace\",\"ph\":\"X\",\"ts\":\(microseconds(loss.begin)),\"dur\":\(microseconds(duration)),\"pid\":\(track.pid),\"tid\":\(Self.chromeThreadID(track)),\"args\":{\"count\":\(loss.count)}}"]
+        case .counter(let track, let at, let value):
+            guard case .discardedCounter(_, let cpu) = track else { return [] }
+            return ["{\"name\":\"discarded events, cpu \(cpu)\",\"cat\":\"rseqtrace\",\"ph\":\"C\",\"ts\":\(microseconds(at)),\"pid\":\(track.pid),\"args\":{\"discarded\":\(value)}}"]
+        }
     }
 
     /// The Chrome `pid` of each member of `set`: its process id; one id for the traces of one

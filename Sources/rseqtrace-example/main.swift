@@ -20,7 +20,7 @@ import RseqTraceSupport
 
 var numbers: [Int] = []
 var duration: Double?
-var rate = 1000
+var rate = 1000.0
 var words = CommandLine.arguments.dropFirst()
 while let word = words.popFirst() {
     switch word {
@@ -29,7 +29,7 @@ while let word = words.popFirst() {
             printError("rseqtrace-example: \(word) needs a positive number")
             exit(64)
         }
-        if word == "--duration" { duration = value } else { rate = Int(value) }
+        if word == "--duration" { duration = value } else { rate = value }
     default:
         guard let number = Int(word), number >= 0 else {
             printError("rseqtrace-example: unknown argument '\(word)'; usage: rseqtrace-example [threads] [events per thread] [--duration SECONDS] [--rate N]")
@@ -43,7 +43,9 @@ let events = max(0, numbers.dropFirst().first ?? 10_000)
 
 if let duration {
     let end = SystemClock.monotonic() + UInt64(duration * 1e9)
-    let pause = UInt64(max(1, 1_000_000_000 / rate))
+    // A fractional rate (0.5: one event every 2 s) is a longer pause, never a division by zero
+    // (nor, for a tiny one, a pause beyond UInt64).
+    let pause = UInt64(min(1e18, max(1, (1e9 / rate).rounded())))
     WorkerThreads.run(count: threads) { worker in
         var value: UInt64 = 0x9E37_79B9
         var iteration: UInt64 = 0
@@ -54,10 +56,13 @@ if let duration {
             iteration += 1
             next += pause
             let now = SystemClock.monotonic()
-            if next > now { SystemClock.sleep(nanoseconds: next - now) }
+            // Never past the end: a slow rate must not outlast --duration.
+            let wake = min(next, end)
+            if wake > now { SystemClock.sleep(nanoseconds: wake - now) }
         }
     }
-    print("rseqtrace-example: \(threads) threads for \(duration) s at \(rate) events/s each")
+    let rateText = rate == rate.rounded() ? "\(Int(rate))" : "\(rate)"
+    print("rseqtrace-example: \(threads) threads for \(duration) s at \(rateText) events/s each")
 } else {
     WorkerThreads.run(count: threads) { worker in
         var value: UInt64 = 0x9E37_79B9

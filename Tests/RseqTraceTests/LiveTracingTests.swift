@@ -116,8 +116,8 @@ struct LiveTracingTests {
         var previous: [UInt32: UInt64] = [:]
         for round in 1...2 {
             let output = Self.directory("reattach-\(round)")
-            CTFEndToEndTests.removeTree(output)
-            defer { CTFEndToEndTests.removeTree(output) }
+            Self.removeTree(output)
+            defer { Self.removeTree(output) }
             let run = try HelperProcess.runRseqtrace(["attach", "\(pid)", "--duration", "1", "--output", output], timeout: .seconds(120))
             #expect(run.exitCode == 0, "\(run)")
             #expect(run.stderr == "rseqtrace: attached to process \(pid) (rseqtrace-example), discard buffer\n", "\(run)")
@@ -156,8 +156,8 @@ struct LiveTracingTests {
         defer { Self.stop(second) }
         try #require(Self.waitUntilTraceable(first) && Self.waitUntilTraceable(second), "an example program never opened its control socket")
         let output = Self.directory("two")
-        CTFEndToEndTests.removeTree(output)
-        defer { CTFEndToEndTests.removeTree(output) }
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
         let run = try HelperProcess.runRseqtrace(["attach", "\(first.pid)", "\(second.pid)", "--duration", "1", "--output", output],
                                                  timeout: .seconds(120))
         #expect(run.exitCode == 0, "\(run)")
@@ -197,8 +197,8 @@ struct LiveTracingTests {
         let object = try #require(objects.first)
         #expect(try Self.listRow(pid)?.state == "flight-recorder")
         let outputs = (1...3).map { Self.directory("flight-\($0)") }
-        for output in outputs { CTFEndToEndTests.removeTree(output) }
-        defer { for output in outputs { CTFEndToEndTests.removeTree(output) } }
+        for output in outputs { Self.removeTree(output) }
+        defer { for output in outputs { Self.removeTree(output) } }
 
         var summaries: [SnapshotSummary] = []
         for output in outputs.prefix(2) {
@@ -262,8 +262,8 @@ struct LiveTracingTests {
         try #require(Self.waitUntilTraceable(target), "the example program never opened its control socket")
         let pid = target.pid
         let output = Self.directory("killed")
-        CTFEndToEndTests.removeTree(output)
-        defer { CTFEndToEndTests.removeTree(output) }
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
         let consumer = try HelperProcess.startRseqtrace(["attach", "\(pid)", "--duration", "300", "--output", output])
         defer { Self.stop(consumer) }
         // Recording: the program says so and the trace's streams fill (within 30 s).
@@ -277,8 +277,8 @@ struct LiveTracingTests {
         #expect(Self.poll(seconds: 30) { (try? Self.listRow(pid))?.state == "idle" }, "the program stayed attached to a dead consumer")
         #expect(!target.hasExited)
         let again = Self.directory("killed-again")
-        CTFEndToEndTests.removeTree(again)
-        defer { CTFEndToEndTests.removeTree(again) }
+        Self.removeTree(again)
+        defer { Self.removeTree(again) }
         let run = try HelperProcess.runRseqtrace(["attach", "\(pid)", "--duration", "0.5", "--output", again], timeout: .seconds(120))
         #expect(run.exitCode == 0, "\(run)")
         let summary = try #require(AttachSummary(run.stdoutLines.last), "\(run)")
@@ -302,8 +302,8 @@ struct LiveTracingTests {
         let row = try #require(try Self.listRow(target.pid))
         #expect(row.state == "idle" && row.mode == setting.expectedMode, "\(row.line)")
         let output = Self.directory("mode-\(setting.rawValue)-\(mode)")
-        CTFEndToEndTests.removeTree(output)
-        defer { CTFEndToEndTests.removeTree(output) }
+        Self.removeTree(output)
+        defer { Self.removeTree(output) }
         // Small rings drained often: the run usually loses events, which must all be counted.
         let run = try HelperProcess.runRseqtrace(["attach", "\(target.pid)", "--mode", mode, "--buffer-size", "16K",
                                                   "--subbuffer-size", "1K", "--interval-ms", "5", "--output", output],
@@ -417,7 +417,7 @@ extension LiveTracingTests {
     /// A directory nobody may write into.
     static func makeNobodyDirectory(_ path: String) throws {
         let user = try #require(nobody)
-        CTFEndToEndTests.removeTree(path)
+        Self.removeTree(path)
         // SAFETY: mkdir takes the path by value.
         try #require(unsafe mkdir(path, 0o755) == 0, "cannot create \(path): \(Errno(rawValue: errno))")
         // SAFETY: chown takes the path by value.
@@ -432,8 +432,8 @@ extension LiveTracingTests {
         let workspace = Self.directory("refused")
         let binaries = Self.directory("refused-bin")
         defer {
-            CTFEndToEndTests.removeTree(workspace)
-            CTFEndToEndTests.removeTree(binaries)
+            Self.removeTree(workspace)
+            Self.removeTree(binaries)
         }
         try Self.makeNobodyDirectory(workspace)
         let tools = try #require(try Self.executablesForNobody(copyingInto: binaries))
@@ -467,10 +467,10 @@ extension LiveTracingTests {
         let binaries = Self.directory("nobody-bin")
         let rootOutputs = [Self.directory("nobody-root-snapshot"), Self.directory("nobody-root-attach")]
         defer {
-            for path in [workspace, binaries] + rootOutputs { CTFEndToEndTests.removeTree(path) }
+            for path in [workspace, binaries] + rootOutputs { Self.removeTree(path) }
         }
         try Self.makeNobodyDirectory(workspace)
-        for path in rootOutputs { CTFEndToEndTests.removeTree(path) }
+        for path in rootOutputs { Self.removeTree(path) }
         let tools = try #require(try Self.executablesForNobody(copyingInto: binaries))
         let target = try ChildProcess.spawn(Self.asNobody([tools.example, "2", "--duration", "300", "--rate", "1000"]),
                                             environment: Self.targetEnvironment([TraceRuntime.flightRecorderVariable: "16K"]))
@@ -522,8 +522,8 @@ extension LiveTracingTests {
         defer { Self.stop(flight) }
         try #require(Self.waitUntilTraceable(plain) && Self.waitUntilTraceable(flight), "an example program never opened its control socket")
         let outputs = (1...5).map { Self.directory("babeltrace-\($0)") }
-        for output in outputs { CTFEndToEndTests.removeTree(output) }
-        defer { for output in outputs { CTFEndToEndTests.removeTree(output) } }
+        for output in outputs { Self.removeTree(output) }
+        defer { for output in outputs { Self.removeTree(output) } }
 
         for (output, pids) in [(outputs[0], [plain.pid]), (outputs[1], [plain.pid, flight.pid])] {
             let run = try HelperProcess.runRseqtrace(["attach"] + pids.map { "\($0)" } + ["--duration", "0.5", "--output", output],
@@ -558,6 +558,12 @@ extension LiveTracingTests {
     /// A scratch directory for this test process.
     static func directory(_ tag: String) -> String {
         "/tmp/rseqtrace-live-\(getpid())-\(tag)"
+    }
+
+    /// Removes `path` and everything below it (given as long as the other commands: a disk held up
+    /// for a minute must not leave a scratch directory behind).
+    static func removeTree(_ path: String) {
+        _ = try? HelperProcess.run("/bin/rm", ["-rf", path], environment: HelperProcess.childEnvironment(), timeout: .seconds(120))
     }
 
     /// This process's environment without anything that would make a child traced differently

@@ -8,11 +8,20 @@
 //   .build/debug/rseqtrace-example 2 --duration 60 &
 //   rseqtrace attach $! --duration 5                 traced while it runs (see `rseqtrace list`)
 //
-// Arguments: [threads] [events per thread] [--duration SECONDS] [--rate EVENTS_PER_SECOND] [--spans].
+// Arguments: [threads] [events per thread] [--duration SECONDS] [--rate EVENTS_PER_SECOND]
+//            [--idle | --wait-for-attach] [--spans].
 // Each worker emits `example:work` events (Events.swift): the given number as fast as it can, or
 // with --duration, continuously at --rate events per second per worker (default 1000) until
-// that many seconds have passed. With --spans, each worker first records `example:worker` (its
-// index and thread id), and its work is in nested spans: `example:batch` around each 100 events,
+// that many seconds have passed.
+// --idle: reach the tracepoint once without emitting (it registers, and the program becomes
+// traceable), then sleep for --duration seconds (default 10): an instrumented program with
+// nothing to do, to see what one costs while nobody is attached.
+// --wait-for-attach: wait (at most --duration seconds, default 60; then exit 1) until the
+// tracepoint is enabled (`rseqtrace attach`, or a flight recorder), then emit the given number of
+// events per worker as fast as it can and exit: every event it emits is recorded or counted as
+// lost, so the count it prints is what an attach that lasts until its exit must account for.
+// --spans (with a given number of events): each worker first records `example:worker` (its index
+// and thread id), and its work is in nested spans: `example:batch` around each 100 events,
 // `example:step` around each 10 events of a batch (rseqtrace:span_begin / rseqtrace:span_end).
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +31,9 @@ import RseqTraceSupport
 
 var numbers: [Int] = []
 var duration: Double?
-var rate = 1000
+var rate = 1000.0
+var idle = false
+var waitForAttach = false
 var spans = false
 var words = CommandLine.arguments.dropFirst()
 while let word = words.popFirst() {
@@ -34,22 +45,38 @@ while let word = words.popFirst() {
             printError("rseqtrace-example: \(word) needs a positive number")
             exit(64)
         }
-        if word == "--duration" { duration = value } else { rate = Int(value) }
+        if word == "--duration" { duration = value } else { rate = value }
+    case "--idle":
+        idle = true
+    case "--wait-for-attach":
+        waitForAttach = true
     default:
         guard let number = Int(word), number >= 0 else {
-            printError("rseqtrace-example: unknown argument '\(word)'; usage: rseqtrace-example [threads] [events per thread] [--duration SECONDS] [--rate N] [--spans]")
+            printError("rseqtrace-example: unknown argument '\(word)'; usage: rseqtrace-example [threads] [events per thread] [--duration SECONDS] [--rate N] [--idle | --wait-for-attach] [--spans]")
             exit(64)
         }
         numbers.append(number)
     }
 }
+guard !(idle && waitForAttach) else {
+    printError("rseqtrace-example: --idle and --wait-for-attach exclude each other")
+    exit(64)
+}
 let threads = max(1, min(numbers.first ?? 2, 256))
 let events = max(0, numbers.dropFirst().first ?? 10_000)
 let withSpans = spans
 
-if let duration {
+if idle {
+    // Registers the tracepoint (the runtime starts, with its control socket) and emits nothing.
+    let enabled = workDone.isEnabled
+    let seconds = duration ?? 10
+    SystemClock.sleep(nanoseconds: UInt64(seconds * 1e9))
+    print("rseqtrace-example: idle for \(seconds) s, example:work \(enabled ? "enabled" : "disabled") at start")
+} else if let duration, !waitForAttach {
     let end = SystemClock.monotonic() + UInt64(duration * 1e9)
-    let pause = UInt64(max(1, 1_000_000_000 / rate))
+    // A fractional rate (0.5: one event every 2 s) is a longer pause, never a division by zero
+    // (nor, for a tiny one, a pause beyond UInt64).
+    let pause = UInt64(min(1e18, max(1, (1e9 / rate).rounded())))
     WorkerThreads.run(count: threads) { worker in
         var value: UInt64 = 0x9E37_79B9
         var iteration: UInt64 = 0
@@ -60,11 +87,27 @@ if let duration {
             iteration += 1
             next += pause
             let now = SystemClock.monotonic()
-            if next > now { SystemClock.sleep(nanoseconds: next - now) }
+            // Never past the end: a slow rate must not outlast --duration.
+            let wake = min(next, end)
+            if wake > now { SystemClock.sleep(nanoseconds: wake - now) }
         }
     }
-    print("rseqtrace-example: \(threads) threads for \(duration) s at \(rate) events/s each")
+    let rateText = rate == rate.rounded() ? "\(Int(rate))" : "\(rate)"
+    print("rseqtrace-example: \(threads) threads for \(duration) s at \(rateText) events/s each")
 } else {
+    if waitForAttach {
+        // The first check registers the tracepoint (the program becomes traceable); each later one
+        // is a single load.
+        let seconds = duration ?? 60
+        let end = SystemClock.monotonic() + UInt64(seconds * 1e9)
+        while !workDone.isEnabled {
+            guard SystemClock.monotonic() < end else {
+                printError("rseqtrace-example: example:work was not enabled within \(seconds) s: attach with rseqtrace attach \(getpid())")
+                exit(1)
+            }
+            SystemClock.sleep(milliseconds: 2)
+        }
+    }
     WorkerThreads.run(count: threads) { worker in
         var value: UInt64 = 0x9E37_79B9
         if withSpans {

@@ -340,3 +340,109 @@ struct HostileObjectTests {
         withExtendedLifetime(creator) {}
     }
 }
+
+/// `open(descriptor:expectedOwner:sharedName:)` as root reading another user's object: what a
+/// live-tracing consumer does with the descriptor a process of that user passed. The owner can
+/// resize its own file under the consumer's mapping unless the file is sealed, so only a
+/// size-sealed memory file is accepted, or the named /dev/shm file itself (a flight recorder, which
+/// cannot be sealed), on the terms of opening it by name.
+@Suite("Another user's trace object passed by descriptor", .enabled(if: geteuid() == 0, "giving a file to another user (fchown) needs root"))
+struct ForeignDescriptorTests {
+    /// Any uid but root's; it need not exist for fchown.
+    static let otherUser: UInt32 = 65534
+
+    static func configuration(_ tag: String) -> TraceConfiguration {
+        TraceConfiguration(name: "rseqtrace-test-foreign-\(getpid())-\(tag)", ringSize: 8192, subbufferSize: 1024, cpuRingCount: 2)
+    }
+
+    static func giveAway(_ fd: FileDescriptor) -> Bool {
+        fchown(fd.rawValue, otherUser, otherUser) == 0
+    }
+
+    @Test("a memory file of another user is refused unless sealed against shrinking and growing")
+    func memoryFiles() throws {
+        for sealed in [false, true] {
+            let memory = try MemoryFile.create(label: "rseqtrace-test-foreign")
+            defer { try? memory.close() }
+            let created = try SharedTraceBuffer.create(Self.configuration("memfd"), in: memory)
+            if sealed { try MemoryFile.sealSize(memory) }
+            #expect(Self.giveAway(memory))
+            let error = openError { () throws(TraceError) in
+                try SharedTraceBuffer.open(descriptor: memory.rawValue, expectedOwner: Self.otherUser, sharedName: "rseqtrace-attach-1")
+            }
+            if sealed {
+                #expect(error == nil, "\(String(describing: error))")
+            } else {
+                #expect(error?.code == .permissionDenied)
+                #expect(error?.message == """
+                    descriptor \(memory.rawValue) of uid \(Self.otherUser) is neither an anonymous memory file sealed against resizing \
+                    nor the file /dev/shm/rseqtrace-attach-1 it was said to be: its owner could truncate it under this process; \
+                    refusing to map it
+                    """, "\(String(describing: error))")
+            }
+            withExtendedLifetime(created) {}
+        }
+    }
+
+    @Test("another user's /dev/shm object is accepted as the file it is named as, and refused under another name, no name, or with group permissions")
+    func namedFiles() throws {
+        let configuration = Self.configuration("shm")
+        let created = try SharedTraceBuffer.create(configuration)
+        defer { created.removeName() }
+        let decoy = try SharedTraceBuffer.create(Self.configuration("decoy"))
+        defer { decoy.removeName() }
+        let fd = try FileDescriptor.open(FilePath(SharedTraceBuffer.path(forName: configuration.name)), .readWrite, options: [.closeOnExec])
+        defer { try? fd.close() }
+        #expect(Self.giveAway(fd))
+        func open(_ name: String?) -> TraceError? {
+            openError { () throws(TraceError) in
+                try SharedTraceBuffer.open(descriptor: fd.rawValue, expectedOwner: Self.otherUser, sharedName: name)
+            }
+        }
+        #expect(open(configuration.name) == nil)
+        for name in [nil, decoy.name, "rseqtrace-test-foreign-missing", "../shm/" + configuration.name] {
+            let error = open(name)
+            #expect(error?.code == .permissionDenied, "\(String(describing: name)): \(String(describing: error))")
+            #expect(error?.message.hasPrefix("descriptor \(fd.rawValue) of uid \(Self.otherUser) is neither an anonymous memory file sealed against resizing") == true,
+                    "\(String(describing: error))")
+        }
+        #expect(fchmod(fd.rawValue, 0o640) == 0)
+        let error = open(configuration.name)
+        #expect(error?.code == .permissionDenied)
+        #expect(error?.message == """
+            descriptor \(fd.rawValue) (/dev/shm/\(configuration.name)) is accessible by other users (mode 640): refusing to use it
+            """, "\(String(describing: error))")
+    }
+
+    @Test("another user's regular file outside /dev/shm, which takes no seals, is refused")
+    func regularFile() throws {
+        let memory = try MemoryFile.create(label: "rseqtrace-test-foreign-source")
+        defer { try? memory.close() }
+        let created = try SharedTraceBuffer.create(Self.configuration("source"), in: memory)
+        let size = created.layout.totalSize
+        let path = "/tmp/rseqtrace-test-foreign-\(getpid())"
+        let fd = try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .exclusiveCreate, .closeOnExec],
+                                         permissions: [.ownerReadWrite])
+        defer {
+            try? fd.close()
+            // SAFETY: unlink takes the path by value.
+            unsafe unlink(path)
+        }
+        var bytes = [UInt8](repeating: 0, count: size)
+        // SAFETY: the array's storage is writable for the duration of the closure; pread writes at most count bytes.
+        let read = unsafe bytes.withUnsafeMutableBytes { unsafe pread(memory.rawValue, $0.baseAddress, $0.count, 0) }
+        #expect(read == size)
+        #expect(pwriteAll(fd.rawValue, offset: 0, bytes))
+        // The copy is a valid trace object of this user.
+        #expect(openError { () throws(TraceError) in try SharedTraceBuffer.open(descriptor: fd.rawValue) } == nil)
+        #expect(Self.giveAway(fd))
+        let error = openError { () throws(TraceError) in
+            try SharedTraceBuffer.open(descriptor: fd.rawValue, expectedOwner: Self.otherUser)
+        }
+        #expect(error?.code == .permissionDenied)
+        #expect(error?.message == """
+            descriptor \(fd.rawValue) of uid \(Self.otherUser) is neither an anonymous memory file sealed against resizing: \
+            its owner could truncate it under this process; refusing to map it
+            """, "\(String(describing: error))")
+    }
+}

@@ -346,9 +346,14 @@ public final class SharedTraceBuffer: @unchecked Sendable {
     /// Attaches to the trace object in `descriptor`, owned by `expectedOwner` (a descriptor
     /// another process passed: root attaching to another user's process expects that user),
     /// validating everything else as ``open(descriptor:)`` does. Only root may expect another
-    /// user than itself. An anonymous memory file must be sealed against shrinking and growing,
-    /// so that its owner cannot truncate it under this process's mapping.
-    package static func open(descriptor: Int32, expectedOwner: UInt32) throws(TraceError) -> SharedTraceBuffer {
+    /// user than itself.
+    ///
+    /// Another user's descriptor must be an anonymous memory file sealed against shrinking and
+    /// growing, so that its owner cannot truncate it under this process's mapping, or the file
+    /// `/dev/shm/<sharedName>` itself (same device and inode: a flight recorder, which, having a
+    /// name, cannot be sealed), accepted on the terms of ``open(name:expectedOwner:)``: no
+    /// group or other permissions.
+    package static func open(descriptor: Int32, expectedOwner: UInt32, sharedName: String? = nil) throws(TraceError) -> SharedTraceBuffer {
         let path = "descriptor \(descriptor)"
         let info: Stat
         do {
@@ -368,14 +373,34 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         guard info.userID.rawValue == expectedOwner, expectedOwner == geteuid() || geteuid() == 0 else {
             throw TraceError(.permissionDenied, "\(path) belongs to uid \(info.userID.rawValue), not to you (uid \(geteuid())): refusing to use it")
         }
-        if expectedOwner != geteuid(), let seals = MemoryFile.seals(FileDescriptor(rawValue: descriptor)),
-           seals & MemoryFile.sizeSeals != MemoryFile.sizeSeals {
-            throw TraceError(.permissionDenied, """
-                \(path) is an anonymous memory file of uid \(info.userID.rawValue) whose size is not sealed: its owner could \
-                truncate it under this process; refusing to map it
-                """)
+        if expectedOwner != geteuid() {
+            if let sharedName, isFile(info, namedInSharedMemory: sharedName) {
+                guard info.permissions.isDisjoint(with: [.groupReadWriteExecute, .otherReadWriteExecute]) else {
+                    throw TraceError(.permissionDenied, """
+                        \(path) (\(SharedTraceBuffer.path(forName: sharedName))) is accessible by other users \
+                        (mode \(String(info.permissions.rawValue & 0o777, radix: 8))): refusing to use it
+                        """)
+                }
+            } else {
+                let seals = MemoryFile.seals(FileDescriptor(rawValue: descriptor)) ?? 0
+                guard seals & MemoryFile.sizeSeals == MemoryFile.sizeSeals else {
+                    let named = sharedName.map { " nor the file \(SharedTraceBuffer.path(forName: $0)) it was said to be" } ?? ""
+                    throw TraceError(.permissionDenied, """
+                        \(path) of uid \(info.userID.rawValue) is neither an anonymous memory file sealed against resizing\(named): \
+                        its owner could truncate it under this process; refusing to map it
+                        """)
+                }
+            }
         }
         return try map(FileDescriptor(rawValue: descriptor), info: info, name: "fd:\(descriptor)", path: path)
+    }
+
+    /// Whether the file whose `fstat` is `info` is the regular file `/dev/shm/<name>` (same device
+    /// and inode; the name is not followed if it is a symbolic link).
+    private static func isFile(_ info: Stat, namedInSharedMemory name: String) -> Bool {
+        guard TraceConfiguration.problem(withName: name) == nil,
+              let named = try? FilePath(path(forName: name)).stat(followTargetSymlink: false) else { return false }
+        return named.type == .regular && named.deviceID == info.deviceID && named.inode == info.inode
     }
 
 

@@ -173,7 +173,8 @@ package final class ControlClient {
             throw TraceError(.corrupted, "process \(pid) accepted '\(request.verb)' but passed no buffer")
         }
         defer { try? descriptor.close() }
-        let buffer = try SharedTraceBuffer.open(descriptor: descriptor.rawValue, expectedOwner: uid)
+        // A flight recorder is passed as its /dev/shm file, named in the reply.
+        let buffer = try SharedTraceBuffer.open(descriptor: descriptor.rawValue, expectedOwner: uid, sharedName: reply["buffer"])
         return (buffer, reply)
     }
 

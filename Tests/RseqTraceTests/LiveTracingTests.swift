@@ -180,6 +180,14 @@ struct LiveTracingTests {
             #expect(!target.hasExited)
             #expect(try Self.listRow(target.pid)?.state == "idle")
         }
+        // The directory reads as one trace: every event, each process's own under --pid.
+        let whole = try HelperProcess.runRseqtrace(["stats", output], timeout: .seconds(120))
+        let line = whole.fields(of: "stats:")
+        #expect(line?["events"] == "\(summary.recorded)" && line?["processes"] == "2", "\(whole)")
+        for (target, process) in [(first, processes.first), (second, processes.last)] {
+            let own = try HelperProcess.runRseqtrace(["stats", output, "--pid", "\(target.pid)"], timeout: .seconds(120))
+            #expect(own.fields(of: "stats:")?["events"] == process?["recorded"], "\(own)")
+        }
     }
 
     // MARK: - Flight recorder

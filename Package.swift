@@ -210,6 +210,20 @@ let package = Package(
             swiftSettings: auditedUnsafe
         ),
 
+        // The ecosystem backends next to swift-log's and swift-distributed-tracing's own handlers
+        // (not part of Tools/bench, so that its build needs neither package).
+        .executableTarget(
+            name: "rseqtrace-ecosystem-bench",
+            dependencies: [
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceLogging", "RseqTraceTracing", "RseqTraceSupport",
+                "CRseqTraceBench",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Benchmarks/rseqtrace-ecosystem-bench",
+            swiftSettings: auditedUnsafe
+        ),
+
         // MARK: Test support
         .target(
             name: "CRseqTraceTestSupport",

@@ -71,6 +71,7 @@ public struct RseqTraceLogHandler: LogHandler {
                              UInt32(truncatingIfNeeded: event.line))
     }
 
+    /// Records a message given by its parts (swift-log's former entry point; use ``log(event:)``).
     @available(*, deprecated, renamed: "log(event:)")
     public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
                     file: String, function: String, line: UInt) {

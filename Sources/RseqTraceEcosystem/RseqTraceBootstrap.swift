@@ -29,7 +29,7 @@ public enum RseqTraceBootstrap {
     ///     message's span after an `async` hop; this formats both ids for each message.
     ///   - alsoLogTo: makes a second handler for each label (for example
     ///     `{ label, provider in StreamLogHandler.standardError(label: label, metadataProvider: provider) }`);
-    ///     messages then go to both, through swift-log's `MultiplexLogHandler`.
+    ///     it gets the same level, and messages go to both through swift-log's `MultiplexLogHandler`.
     public static func bootstrap(
         logLevel: Logger.Level = .info,
         metadataProvider: Logger.MetadataProvider? = nil,

@@ -265,7 +265,7 @@ let package = Package(
         .executableTarget(
             name: "rseqtrace-ecosystem-testhelper",
             dependencies: [
-                "RseqTraceLogging", "RseqTraceTracing",
+                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceEcosystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],

@@ -194,6 +194,54 @@ struct EcosystemEndToEndTests {
         }
     }
 
+    @Test("--disable chooses the events: only slices, only the tracing events, or no log messages",
+          .timeLimit(.minutes(2)))
+    func disabledEvents() throws {
+        let output = RecordedTrace.directory("disabled")
+        defer { RecordedTrace.removeTree(output) }
+        // Without the tracing:* events, each span is its slice pair, and nothing else is recorded.
+        var (outcome, events) = try RecordedTrace.record(Self.helper, ["tracing"], options: ["--disable", "tracing:*"], output: output)
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        var counts: [String: Int] = [:]
+        for event in events { counts[event.name, default: 0] += 1 }
+        #expect(counts == ["rseqtrace:span_begin": 8, "rseqtrace:span_end": 8], "\(counts)")
+        // Without the slices, every tracing event is still there.
+        (outcome, events) = try RecordedTrace.record(Self.helper, ["tracing"], options: ["--disable", "rseqtrace:span_*"], output: output)
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        counts = [:]
+        for event in events { counts[event.name, default: 0] += 1 }
+        #expect(counts == ["tracing:span_start": 8, "tracing:span_end": 8, "tracing:span_event": 1, "tracing:span_error": 1,
+                           "tracing:span_link": 1], "\(counts)")
+        // A disabled log:message records nothing (and the program still runs its multiplexed stream).
+        (outcome, events) = try RecordedTrace.record(Self.helper, ["logging"], options: ["--disable", "log:*"], output: output)
+        #expect(outcome.exitCode == 0 && events.isEmpty, "\(outcome)")
+        #expect(RecordedTrace.fields(outcome.stdout, "ecosystem:")?["stream"] == "2", "\(outcome)")
+    }
+
+    @Test("RseqTraceBootstrap: both systems bootstrapped, a second handler gets every message, span ids in the metadata",
+          .timeLimit(.minutes(2)))
+    func bootstrapScenario() throws {
+        let output = RecordedTrace.directory("bootstrap")
+        defer { RecordedTrace.removeTree(output) }
+        let (outcome, events) = try RecordedTrace.record(Self.helper, ["bootstrap"], output: output)
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        let said = try #require(RecordedTrace.fields(outcome.stdout, "ecosystem:"), "\(outcome)")
+        let span = try #require(said["span"]), trace = try #require(said["trace"])
+        #expect(span.utf8.count == 16 && trace.utf8.count == 32, "\(said)")
+        let messages = events.filter { $0.name == "log:message" }
+        #expect(messages.map { $0.text("message") } == ["outside", "inside"])
+        #expect(messages.map { $0.label("level") } == ["debug", "info"])
+        #expect(messages.map { $0.text("metadata") } == ["", "span_id=\(span) trace_id=\(trace)"])
+        #expect(messages.allSatisfy { $0.text("label") == "test.bootstrap" })
+        // The span went through the bootstrapped InstrumentationSystem.
+        let spans = Self.spans(events)
+        #expect(spans.count == 1 && spans[UInt64(span, radix: 16) ?? 0]?.name == "outer", "\(spans)")
+        // The second handler (StreamLogHandler on standard output) printed the same two messages.
+        let printed = outcome.stdout.split(separator: "\n").filter { $0.contains("test.bootstrap") }
+        #expect(printed.count == 2 && printed[0].hasSuffix("outside") && printed[1].hasSuffix("inside")
+                && printed[1].contains("span_id=\(span)"), "\(printed)")
+    }
+
     @Test("example server: every request's three spans, parent links across the injected traceparent, and every log message",
           .timeLimit(.minutes(3)))
     func exampleServer() throws {

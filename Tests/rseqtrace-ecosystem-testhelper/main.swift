@@ -3,11 +3,12 @@
 // prints one line `ecosystem: scenario=NAME ok=1 ...` with what the test needs to find in the trace
 // (span ids, counts); the test reads the trace and checks every event.
 //
-//   rseqtrace-ecosystem-testhelper logging | tracing
+//   rseqtrace-ecosystem-testhelper logging | tracing | bootstrap
 #if canImport(Glibc)
 import Glibc
 #endif
 import Logging
+import RseqTraceEcosystem
 import RseqTraceLogging
 import RseqTraceTracing
 import Synchronization
@@ -138,14 +139,32 @@ func tracing() async {
     }
 }
 
+/// RseqTraceBootstrap with a second handler (standard output) and span ids in the metadata: a
+/// message inside a span carries its ids, one outside carries none; debug passes at level debug.
+func bootstrap() {
+    RseqTraceBootstrap.bootstrap(logLevel: .debug, spanIDsInLogs: true) { label, provider in
+        StreamLogHandler.standardOutput(label: label, metadataProvider: provider)
+    }
+    let logger = Logger(label: "test.bootstrap")
+    logger.debug("outside")
+    withSpan("outer") { span in
+        let identity = (span as? RseqTraceSpan)?.identity
+        say("span", identity?.spanIDHex ?? "none")
+        say("trace", identity?.traceIDHex ?? "none")
+        logger.info("inside")
+    }
+    logger.trace("below the level")
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let scenario = arguments.first else {
-    print("usage: rseqtrace-ecosystem-testhelper logging | tracing")
+    print("usage: rseqtrace-ecosystem-testhelper logging | tracing | bootstrap")
     exit(64)
 }
 switch scenario {
 case "logging": logging()
 case "tracing": await tracing()
+case "bootstrap": bootstrap()
 default:
     print("rseqtrace-ecosystem-testhelper: unknown scenario '\(scenario)'")
     exit(64)

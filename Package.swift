@@ -21,6 +21,12 @@ let package = Package(
         .library(name: "RseqTraceMacros", targets: ["RseqTraceMacros"]),
         // Forwards typed events to LTTng-UST; links liblttng-ust only with `--traits LTTng`.
         .library(name: "RseqTraceLTTng", targets: ["RseqTraceLTTng"]),
+        // Opt-in backends for the Swift server ecosystem's APIs (swift-log, swift-distributed-tracing),
+        // and one bootstrap for all of them. Only targets that import them build those packages.
+        .library(name: "RseqTraceLogging", targets: ["RseqTraceLogging"]),
+        .library(name: "RseqTraceTracing", targets: ["RseqTraceTracing"]),
+        .library(name: "RseqTraceEcosystem", targets: ["RseqTraceEcosystem"]),
+        .executable(name: "rseqtrace-example-server", targets: ["rseqtrace-example-server"]),
     ],
     traits: [
         .trait(
@@ -33,6 +39,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
     ],
     targets: [
         // MARK: C — only the rseq ABI, the asm critical sections and the syscalls Swift cannot call.
@@ -147,6 +155,39 @@ let package = Package(
             swiftSettings: auditedUnsafe
         ),
 
+        // MARK: Swift server ecosystem backends (opt-in products)
+        // A swift-log LogHandler, a swift-distributed-tracing Tracer, and the bootstrap of both. The
+        // RseqTrace product itself never depends on these packages.
+        .target(
+            name: "RseqTraceLogging",
+            dependencies: ["RseqTrace", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: auditedUnsafe
+        ),
+        .target(
+            name: "RseqTraceTracing",
+            dependencies: ["RseqTrace", .product(name: "Tracing", package: "swift-distributed-tracing")],
+            swiftSettings: auditedUnsafe
+        ),
+        .target(
+            name: "RseqTraceEcosystem",
+            dependencies: [
+                "RseqTraceLogging", "RseqTraceTracing",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+        // A small server-like program that uses only the ecosystem APIs, traced by `rseqtrace record`.
+        .executableTarget(
+            name: "rseqtrace-example-server",
+            dependencies: [
+                "RseqTraceEcosystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+
         // MARK: Benchmarks (Tools/bench)
         // Not a product: built and run by Tools/bench (release). The C part holds the baselines and
         // the malloc interposer that counts allocations; the LTTng-UST workload is a separate C
@@ -166,6 +207,20 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Benchmarks/rseqtrace-bench",
+            swiftSettings: auditedUnsafe
+        ),
+
+        // The ecosystem backends next to swift-log's and swift-distributed-tracing's own handlers
+        // (not part of Tools/bench, so that its build needs neither package).
+        .executableTarget(
+            name: "rseqtrace-ecosystem-bench",
+            dependencies: [
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceLogging", "RseqTraceTracing", "RseqTraceSupport",
+                "CRseqTraceBench",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Benchmarks/rseqtrace-ecosystem-bench",
             swiftSettings: auditedUnsafe
         ),
 
@@ -203,6 +258,27 @@ let package = Package(
                 "RseqTrace", "RseqTraceConsumer", "RseqTraceFormats", "RseqTraceSupport", "CRseqTrace",
                 "CRseqTraceLTTng", "CRseqTraceTestSupport", "RseqTraceTestPayloads",
                 "rseqtrace-testhelper", "rseqtrace-stress", "rseqtrace", "rseqtrace-example",
+            ],
+            swiftSettings: auditedUnsafe
+        ),
+        // Scenarios of the ecosystem backends that RseqTraceEcosystemTests record and check.
+        .executableTarget(
+            name: "rseqtrace-ecosystem-testhelper",
+            dependencies: [
+                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceEcosystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Tests/rseqtrace-ecosystem-testhelper",
+            swiftSettings: auditedUnsafe
+        ),
+        .testTarget(
+            name: "RseqTraceEcosystemTests",
+            dependencies: [
+                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceEcosystem", "RseqTraceFormats", "RseqTraceSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                "RseqTrace", "rseqtrace", "rseqtrace-example-server", "rseqtrace-ecosystem-testhelper",
             ],
             swiftSettings: auditedUnsafe
         ),

@@ -90,6 +90,17 @@ public struct TraceSpan: ~Copyable {
     /// The built-in end tracepoint: fields `name`, `id`, `duration_ns`.
     public static let endTracepoint = Tracepoint3<StaticString, UInt64, UInt64>("rseqtrace:span_end", fields: "name id duration_ns")
 
+    /// The begin tracepoint for spans named at run time (the swift-distributed-tracing tracer of
+    /// RseqTraceTracing): the same event and schema as ``beginTracepoint`` (a `String` field has the
+    /// schema of a `StaticString` one), so readers draw both kinds of span alike.
+    package static let namedBeginTracepoint = Tracepoint2<String, UInt64>("rseqtrace:span_begin", fields: "name id")
+    /// The end tracepoint for spans named at run time: the event and schema of ``endTracepoint``.
+    package static let namedEndTracepoint = Tracepoint3<String, UInt64, UInt64>("rseqtrace:span_end", fields: "name id duration_ns")
+
+    /// A new span identifier, unique within the process and never 0 (the scheme of ``id``), for
+    /// spans begun through ``namedBeginTracepoint``.
+    package static func nextID() -> UInt64 { rseqtrace_span_id_next() }
+
     /// Counter ticks per second of the clock the current buffer stamps records with; set when a
     /// buffer is attached (0 before: no span can have begun).
     static let cyclesPerSecond = Atomic<UInt64>(0)

@@ -1,0 +1,130 @@
+// rseqtrace-ecosystem-bench: the per-call cost of the ecosystem backends next to their alternatives,
+// in one process and one run (release build; one thread pinned to one CPU):
+//
+//   swift build -c release --product rseqtrace-ecosystem-bench
+//   .build/release/rseqtrace-ecosystem-bench [iterations per repetition] [repetitions]
+//
+// Rows: a typed emit of the fields of a log message; Logger.info through RseqTraceLogHandler
+// (logger metadata only, and with metadata of its own), a filtered-out debug, the event disabled;
+// Logger.info through swift-log's StreamLogHandler writing to /dev/null and through
+// SwiftLogNoOpLogHandler; withSpan through RseqTraceTracer and through NoOpTracer. Each row prints
+// the median over the repetitions of nanoseconds per call. The buffer holds every event of the run
+// (discard mode, preallocated), so nothing is dropped; the recorded and lost counts are printed.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CRseqTraceBench
+import Logging
+import RseqTrace
+import RseqTraceConsumer
+import RseqTraceLogging
+import RseqTraceSupport
+import RseqTraceTracing
+import Tracing
+
+/// What a `Logger.info` through RseqTraceLogHandler records, written directly by a typed tracepoint.
+let benchLog = Tracepoint8<LogLevelField, String, TraceString<1024>, TraceString<1024>, String, String, String, UInt32>(
+    "bench:log", fields: "level label message metadata source file function line")
+
+/// A stream that writes to /dev/null with write(2), as StreamLogHandler would to a file.
+struct DevNullStream: TextOutputStream, Sendable {
+    let descriptor: Int32
+    mutating func write(_ string: String) {
+        var text = string
+        // SAFETY: the string's contiguous UTF-8 bytes stay valid during the call.
+        text.withUTF8 { bytes in _ = unsafe Glibc.write(descriptor, bytes.baseAddress, bytes.count) }
+    }
+}
+
+/// Median nanoseconds per call of `body` run `iterations` times, over `repetitions` timed runs
+/// (after one untimed run).
+func measure(_ iterations: Int, _ repetitions: Int, _ body: (Int) -> Void) -> Double {
+    for i in 0..<min(iterations, 1000) { body(i) }
+    var samples: [Double] = []
+    for _ in 0..<repetitions {
+        let start = SystemClock.monotonic()
+        for i in 0..<iterations { body(i) }
+        samples.append(Double(SystemClock.monotonic() - start) / Double(iterations))
+    }
+    samples.sort()
+    return samples[samples.count / 2]
+}
+
+let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
+let iterations = max(1000, arguments.first ?? 20_000)
+let repetitions = max(1, arguments.dropFirst().first ?? 5)
+
+// Pinned, so every event goes to one ring, and its ring holds them all.
+let cpu = sched_getcpu()
+if cpu >= 0 { _ = bench_pin_to_cpu(cpu) }
+
+var configuration = TraceConfiguration(name: "rseqtrace-ecosystem-bench-\(getpid())", ringSize: 1 << 28, subbufferSize: 1 << 20)
+configuration.preallocates = true
+let buffer: SharedTraceBuffer
+do {
+    buffer = try SharedTraceBuffer.create(configuration)
+    buffer.removeName()
+    try TraceRuntime.attach(buffer)
+} catch {
+    printError("rseqtrace-ecosystem-bench: cannot create the trace buffer: \(error)")
+    exit(1)
+}
+
+func row(_ name: String, _ body: (Int) -> Void) {
+    let nanoseconds = measure(iterations, repetitions, body)
+    print("\(name.padding(52)) \(String(format1: nanoseconds)) ns")
+}
+
+extension String {
+    func padding(_ width: Int) -> String { self + String(repeating: " ", count: Swift.max(0, width - count)) }
+    init(format1 value: Double) {
+        let tenths = Int((value * 10).rounded())
+        self = "\(tenths / 10).\(tenths % 10)"
+    }
+}
+
+print("rseqtrace-ecosystem-bench: \(iterations) calls x \(repetitions) repetitions, median ns per call, mode \(RseqRuntime.mode.rawValue), cpu \(cpu)")
+
+row("typed emit of a log message's fields (bench:log)") { i in
+    benchLog.emit(.info, "bench", "request handled", "service=items", "bench", "bench/main.swift", "row()", UInt32(truncatingIfNeeded: i))
+}
+
+var rseqLogger = Logger(label: "bench") { RseqTraceLogHandler(label: $0, logLevel: .info, metadataProvider: nil) }
+rseqLogger[metadataKey: "service"] = "items"
+row("Logger.info, RseqTraceLogHandler") { _ in rseqLogger.info("request handled") }
+row("Logger.info + message metadata, RseqTraceLogHandler") { i in
+    rseqLogger.info("request handled", metadata: ["request": "\(i)"])
+}
+row("Logger.debug filtered out, RseqTraceLogHandler") { _ in rseqLogger.debug("request handled") }
+
+// SAFETY: open takes the path by value (a temporary C string).
+let devNull = unsafe open("/dev/null", O_WRONLY | O_CLOEXEC)
+var streamLogger = Logger(label: "bench") { StreamLogHandler(label: $0, stream: DevNullStream(descriptor: devNull), metadataProvider: nil) }
+streamLogger[metadataKey: "service"] = "items"
+row("Logger.info, StreamLogHandler to /dev/null") { _ in streamLogger.info("request handled") }
+
+var noOpLogger = Logger(label: "bench") { SwiftLogNoOpLogHandler($0) }
+noOpLogger[metadataKey: "service"] = "items"
+row("Logger.info, SwiftLogNoOpLogHandler") { _ in noOpLogger.info("request handled") }
+
+let tracer = RseqTraceTracer()
+row("withSpan, RseqTraceTracer") { _ in tracer.withSpan("op") { _ in } }
+row("withSpan + 1 attribute, RseqTraceTracer") { i in tracer.withSpan("op") { $0.attributes["i"] = i } }
+let noOpTracer = NoOpTracer()
+row("withSpan, NoOpTracer") { _ in noOpTracer.withSpan("op") { _ in } }
+
+do {
+    try TraceRuntime.disable("log:*")
+    try TraceRuntime.disable("rseqtrace:*")
+    try TraceRuntime.disable("tracing:*")
+} catch {
+    printError("rseqtrace-ecosystem-bench: \(error)")
+    exit(1)
+}
+row("Logger.info, RseqTraceLogHandler, log:message disabled") { _ in rseqLogger.info("request handled") }
+row("withSpan, RseqTraceTracer, every span event disabled") { _ in tracer.withSpan("op") { _ in } }
+
+let drainer = TraceDrainer(buffer: buffer)
+buffer.markFinished()
+_ = try? drainer.drainOnce(quiescent: true) { _ in }
+print("recorded=\(drainer.totals.recorded) lost=\(drainer.totals.lost) problems=\(TraceRuntime.problems.count)")

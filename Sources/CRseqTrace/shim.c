@@ -219,6 +219,8 @@ uint32_t rseqtrace_assign_thread_identity(void)
 	if (mark == 0)
 		mark = 1; /* tids are positive; kept nonzero whatever the kernel says */
 	rseqtrace_current_thread.process_and_thread = (uint64_t)pid << 32 | tid;
+	/* A signal handler recording on this thread sees the identity whenever it sees the mark. */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	rseqtrace_current_thread.mark = mark;
 	return mark;
 }

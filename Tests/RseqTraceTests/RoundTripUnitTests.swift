@@ -1017,7 +1017,7 @@ struct OverwriteUnitTests {
         #expect(head == UInt64(fixture.layout.ringSize - 16))
         // Step 1 of the next opening, exactly as SubbufferOpening plans it, committed; step 2 never runs.
         let outcome = SubbufferOpening.plan(layout: fixture.layout, mode: .overwrite, ring: ring, head: head,
-                                            consumed: fixture.consumed(0), length: 24, eventID: 1)
+                                            consumed: fixture.consumed(0), length: 24)
         guard case .recycleFirst(let recycling) = outcome else {
             Issue.record("expected a recycling step first")
             return

@@ -375,7 +375,7 @@ package struct RingWriter: @unchecked Sendable {
         ring.storeWord(at: record, word.rawValue, ordering: .relaxed)
         // SAFETY: the sequence reserved the thread record at `lead` and the record after it for this thread.
         return unsafe ReservedSlot(record: ring.pointer(at: record), committedWord: word.committed.rawValue,
-                                   lead: ring.pointer(at: lead))
+                                   afterThreadRecord: true)
     }
 
     /// Opening the next sub-buffer (once per sub-buffer): pads the current one, recycles or checks
@@ -518,7 +518,7 @@ package struct RingWriter: @unchecked Sendable {
                 // SAFETY: the swap reserved [reserved, newHead) for this thread; the counter is a
                 // word of this ring's control block.
                 return unsafe ReservedSlot(record: ring.pointer(at: record), committedWord: word.committed.rawValue,
-                                           lead: ring.pointer(at: reserved),
+                                           afterThreadRecord: lead != 0,
                                            commitCounter: ring.controlPointer(.commitCounter(slot: layout.slot(of: reserved))),
                                            commitBytes: lead &+ total)
             }
@@ -589,7 +589,7 @@ package struct RingWriter: @unchecked Sendable {
             // SAFETY: the swap reserved the begin record, the thread record and the first record of
             // sub-buffer `n`; the bytes of the begin and thread records are committed with the record.
             return unsafe ReservedSlot(record: ring.pointer(at: recordPosition), committedWord: word.committed.rawValue,
-                                       lead: ring.pointer(at: leadPosition), commitCounter: ring.controlPointer(counterField),
+                                       afterThreadRecord: true, commitCounter: ring.controlPointer(counterField),
                                        commitBytes: total &+ UInt64(TraceLayout.beginRecordSize) &+ threadSize)
         }
         ring.atomicAdd(ControlField.dropped, 1)
@@ -695,19 +695,21 @@ package struct RingWriter: @unchecked Sendable {
     }
 }
 
-/// A reserved record's address and the word its commit stores (§4.3), the thread record reserved
-/// with it if any (§2.1), and on lock-free rings the commit counter its commit adds to (§5.2).
-/// Committed or abandoned exactly once by the thread that reserved it; valid while the mapping is
-/// (see `RingWriter`).
+/// A reserved record's address and the word its commit stores (§4.3), whether a thread record
+/// was reserved right before it (§2.1), and on lock-free rings the commit counter its commit adds
+/// to (§5.2). Committed or abandoned exactly once by the thread that reserved it; valid while the
+/// mapping is (see `RingWriter`).
+///
+/// Four words, so that it stays in registers on the fast path: the thread record is noted in a
+/// reserved bit of `committedWord` (`afterThreadRecordBit`), never stored into the ring.
 @safe
 @frozen
 @usableFromInline
 package struct ReservedSlot {
     @usableFromInline let record: UnsafeMutableRawPointer
+    /// The committed record word; with `afterThreadRecordBit` set when the reservation began with
+    /// a thread record right before `record`, whose busy lead word covers both until the commit.
     @usableFromInline let committedWord: UInt64
-    /// The first word the reservation stored busy: `record` itself, or the thread record reserved
-    /// right before it, whose busy lead word covers both until the commit.
-    @usableFromInline let lead: UnsafeMutableRawPointer
     /// Lock-free rings: the slot's commit counter (nil on rseq rings).
     @usableFromInline let commitCounter: UnsafeMutableRawPointer?
     /// Bytes the commit adds to `commitCounter`.
@@ -721,42 +723,40 @@ package struct ReservedSlot {
         // SAFETY: the caller vouches for the reserved record.
         unsafe self.record = record
         self.committedWord = committedWord
-        // SAFETY: no thread record: the record's own word is the lead.
-        unsafe self.lead = record
         // SAFETY: no counter (rseq rings).
         unsafe self.commitCounter = nil
         self.commitBytes = 0
     }
 
+    /// Marks a committed word whose record follows a thread record reserved with it: one of the
+    /// reserved bits 29...31, which no valid record word has, so it is never stored.
+    @inlinable package static var afterThreadRecordBit: UInt64 { 1 << 29 }
+
     /// ## Safety
-    /// - `record` must be a reserved, uncommitted record in a mapped rseq ring, and `lead` the
-    ///   thread record reserved right before it, holding its busy lead word.
+    /// - `record` must be a reserved, uncommitted record in a mapped rseq ring; with
+    ///   `afterThreadRecord`, the thread record reserved right before it holds its busy lead word.
     @unsafe
     @usableFromInline
-    init(record: UnsafeMutableRawPointer, committedWord: UInt64, lead: UnsafeMutableRawPointer) {
+    init(record: UnsafeMutableRawPointer, committedWord: UInt64, afterThreadRecord: Bool) {
         // SAFETY: the caller vouches for the reserved records.
         unsafe self.record = record
-        self.committedWord = committedWord
-        // SAFETY: as above.
-        unsafe self.lead = lead
+        self.committedWord = committedWord | (afterThreadRecord ? ReservedSlot.afterThreadRecordBit : 0)
         // SAFETY: no counter (rseq rings).
         unsafe self.commitCounter = nil
         self.commitBytes = 0
     }
 
     /// ## Safety
-    /// - `record` must be a reserved, uncommitted record in a mapped lock-free ring, `lead` either
-    ///   `record` or the thread record reserved right before it (holding its busy lead word), and
-    ///   `commitCounter` the commit counter of its sub-buffer slot.
+    /// - `record` must be a reserved, uncommitted record in a mapped lock-free ring (with
+    ///   `afterThreadRecord`, the thread record reserved right before it holds its busy lead word),
+    ///   and `commitCounter` the commit counter of its sub-buffer slot.
     @unsafe
     @usableFromInline
-    init(record: UnsafeMutableRawPointer, committedWord: UInt64, lead: UnsafeMutableRawPointer,
+    init(record: UnsafeMutableRawPointer, committedWord: UInt64, afterThreadRecord: Bool,
          commitCounter: UnsafeMutablePointer<UInt64>, commitBytes: UInt64) {
         // SAFETY: the caller vouches for the reserved record and the counter.
         unsafe self.record = record
-        self.committedWord = committedWord
-        // SAFETY: as above.
-        unsafe self.lead = lead
+        self.committedWord = committedWord | (afterThreadRecord ? ReservedSlot.afterThreadRecordBit : 0)
         // SAFETY: as above.
         unsafe self.commitCounter = UnsafeMutableRawPointer(commitCounter)
         self.commitBytes = commitBytes
@@ -775,12 +775,13 @@ package struct ReservedSlot {
     /// releasing add to the slot's commit counter.
     @inlinable
     package func commit() {
-        // SAFETY: comparing addresses only.
-        if unsafe lead == record {
+        if committedWord & ReservedSlot.afterThreadRecordBit == 0 {
             // SAFETY: the record word is 8-aligned inside the mapped ring.
             unsafe record.sharedWord64(at: 0).pointee.store(committedWord, ordering: .releasing)
         } else {
-            publishAfterThreadRecordSlow(committedWord)
+            // SAFETY: the record follows the thread record reserved with it.
+            unsafe ReservedSlot.publishAfterThreadRecordSlow(record: record,
+                                                             word: committedWord & ~ReservedSlot.afterThreadRecordBit)
         }
         // SAFETY: unwrapping the counter pointer of a lock-free ring (nil on rseq rings).
         if let counter = unsafe commitCounter { unsafe countCommitSlow(counter) }
@@ -792,29 +793,35 @@ package struct ReservedSlot {
     package func abandon() {
         let word = RecordWord(rawValue: committedWord)
         let padding = RecordWord(length: word.size, kind: .padding, eventID: 0, lap: word.lap, busy: false)
-        // SAFETY: comparing addresses only.
-        if unsafe lead == record {
+        if committedWord & ReservedSlot.afterThreadRecordBit == 0 {
             // SAFETY: as in `commit`.
             unsafe record.sharedWord64(at: 0).pointee.store(padding.rawValue, ordering: .releasing)
         } else {
             // The thread record stays: the thread's next record may follow it without one.
-            publishAfterThreadRecordSlow(padding.rawValue)
+            // SAFETY: as in `commit`.
+            unsafe ReservedSlot.publishAfterThreadRecordSlow(record: record, word: padding.rawValue)
         }
         // SAFETY: as in `commit`.
         if let counter = unsafe commitCounter { unsafe countCommitSlow(counter) }
     }
 
     /// Publishes a record reserved after a thread record: stores `word` (the committed word, or
-    /// padding) at the record, then the thread record's final word over its busy lead word,
-    /// releasing: a reader that acquires the thread record sees both complete.
+    /// padding) at `record`, then the thread record's final word over its busy lead word, right
+    /// before it, releasing: a reader that acquires the thread record sees both complete.
+    ///
+    /// ## Safety
+    /// - `record` must be a reserved record in a mapped ring, reserved with the thread record
+    ///   right before it.
+    @unsafe
     @inline(never)
     @usableFromInline
-    func publishAfterThreadRecordSlow(_ word: UInt64) {
+    static func publishAfterThreadRecordSlow(record: UnsafeMutableRawPointer, word: UInt64) {
         // SAFETY: the record word is 8-aligned inside the mapped ring.
         unsafe record.sharedWord64(at: 0).pointee.store(word, ordering: .relaxed)
         let thread = RecordWord.threadRecord(lap: RecordWord(rawValue: word).lap)
-        // SAFETY: the thread record is 8-aligned inside the mapped ring, right before the record.
-        unsafe lead.sharedWord64(at: 0).pointee.store(thread.rawValue, ordering: .releasing)
+        // SAFETY: the thread record is 8-aligned inside the mapped ring, right before the record
+        // (in the same sub-buffer: a record never straddles one).
+        unsafe record.sharedWord64(at: -TraceLayout.threadRecordSize).pointee.store(thread.rawValue, ordering: .releasing)
     }
 
     /// Adds this record's bytes to its slot's commit counter (lock-free rings), releasing: whoever

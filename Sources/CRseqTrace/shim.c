@@ -183,6 +183,48 @@ int rseqtrace_register_current_thread(void)
 	return rseqtrace_register_self();
 }
 
+/* MARK: - Thread identity */
+
+__thread struct rseqtrace_thread_identity rseqtrace_current_thread
+	__attribute__((tls_model("initial-exec"))) = { 0, 0, 0 };
+
+static pthread_once_t rseqtrace_atfork_once = PTHREAD_ONCE_INIT;
+
+/* The child of fork is another process whose only thread has a copy of the forking thread's
+ * identity: clear it, so that its first record assigns the child's own. */
+static void rseqtrace_forget_thread_identity(void)
+{
+	rseqtrace_current_thread.process_and_thread = 0;
+	rseqtrace_current_thread.mark = 0;
+}
+
+static void rseqtrace_install_atfork(void)
+{
+	(void)pthread_atfork(NULL, NULL, rseqtrace_forget_thread_identity);
+}
+
+uint32_t rseqtrace_assign_thread_identity(void)
+{
+	if (rseqtrace_current_thread.mark != 0)
+		return rseqtrace_current_thread.mark;
+	pthread_once(&rseqtrace_atfork_once, rseqtrace_install_atfork);
+	uint32_t tid = (uint32_t)syscall(SYS_gettid);
+	uint32_t pid = (uint32_t)getpid();
+	uint32_t mark = tid;
+	if (tid < (1u << 22)) {
+		/* Top 10 bits of a multiplicative hash of the cycle counter. */
+		uint64_t mixed = rseqtrace_read_cycles() * 0x9E3779B97F4A7C15ull;
+		mark |= (uint32_t)(mixed >> 54) << 22;
+	}
+	if (mark == 0)
+		mark = 1; /* tids are positive; kept nonzero whatever the kernel says */
+	rseqtrace_current_thread.process_and_thread = (uint64_t)pid << 32 | tid;
+	/* A signal handler recording on this thread sees the identity whenever it sees the mark. */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	rseqtrace_current_thread.mark = mark;
+	return mark;
+}
+
 /* MARK: - Thin wrappers */
 
 long rseqtrace_gettid(void)

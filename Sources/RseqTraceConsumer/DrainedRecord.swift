@@ -17,16 +17,23 @@ public struct DrainedRecord: ~Copyable {
     public let position: UInt64
     /// Exact size of the payload in bytes.
     public let payloadSize: Int
+    /// Process id (as `getpid()` returned it in the writing process) of the thread that wrote the record.
+    public let processID: Int32
+    /// Thread id (as `gettid()` returned it) of the thread that wrote the record.
+    public let threadID: Int32
     @usableFromInline let payload: UnsafeRawPointer
 
     /// ## Safety
     /// - `payload` must point to `payloadSize` readable bytes for as long as the record is borrowed.
     @unsafe
-    init(ring: Int, eventID: UInt16, timestamp: UInt64, position: UInt64, payload: UnsafeRawPointer, payloadSize: Int) {
+    init(ring: Int, eventID: UInt16, timestamp: UInt64, position: UInt64, processID: Int32, threadID: Int32,
+         payload: UnsafeRawPointer, payloadSize: Int) {
         self.ring = ring
         self.eventID = eventID
         self.timestamp = timestamp
         self.position = position
+        self.processID = processID
+        self.threadID = threadID
         // SAFETY: the caller vouches the payload is readable during the callback.
         unsafe self.payload = payload
         self.payloadSize = payloadSize

@@ -134,7 +134,7 @@ public final class TraceDrainer {
                 // SAFETY: the payload is readable while the batch is delivered (this call).
                 let drained = unsafe DrainedRecord(
                     ring: ring, eventID: record.word.eventID, timestamp: record.timestamp, position: record.position,
-                    payload: record.payload, payloadSize: record.word.length - TraceLayout.recordHeaderSize)
+                    processID: record.processID, threadID: record.threadID, payload: record.payload, payloadSize: record.word.length - TraceLayout.recordHeaderSize)
                 deliver(drained)
             }
         })

@@ -66,7 +66,9 @@ public enum Payloads {
 
 /// Checks every drained record: its payload is intact (every byte is a function of its id, so a
 /// torn, stale or shifted copy is caught even when the drainer saw nothing wrong), its
-/// (thread, sequence) was not delivered before, and timestamps never go back within a ring.
+/// (thread, sequence) was not delivered before, timestamps never go back within a ring, and every
+/// record of a payload thread names the same writer (pid, tid) — the one OS thread that writes
+/// that payload thread's records.
 public struct RecordVerifier {
     /// A deliberate fault injected into the verifier's own input, to show that the checks fire.
     public enum Tamper: String, Sendable, CaseIterable {
@@ -99,6 +101,14 @@ public struct RecordVerifier {
     public private(set) var regressions: UInt64 = 0
     /// Records that came through the slow lane.
     public private(set) var slowLane: UInt64 = 0
+    /// Intact records whose writer (pid, tid) differs from that of the first record of their
+    /// payload thread.
+    public private(set) var misattributed: UInt64 = 0
+    /// Payload threads whose records several OS threads write (a signal handler's), exempt from
+    /// the writer check.
+    public var sharedPayloadThreads: Set<UInt32> = []
+    /// Per payload thread: the writer (pid << 32 | tid) of its first record, 0 before it.
+    private var writers: [UInt64] = []
     /// The first problems found, for reports.
     public private(set) var problems: [String] = []
     /// Applied once, to the first record from `tamperAt` on that it can change (a timestamp is
@@ -120,11 +130,11 @@ public struct RecordVerifier {
     }
 
     /// Whether no record was damaged, duplicated or out of order.
-    public var isClean: Bool { damaged == 0 && duplicates == 0 && regressions == 0 }
+    public var isClean: Bool { damaged == 0 && duplicates == 0 && regressions == 0 && misattributed == 0 }
 
-    /// `damaged=… duplicates=… regressions=…`, plus the first problem.
+    /// `damaged=… duplicates=… regressions=… misattributed=…`, plus the first problem.
     public var summary: String {
-        "intact=\(intact) damaged=\(damaged) duplicates=\(duplicates) regressions=\(regressions)"
+        "intact=\(intact) damaged=\(damaged) duplicates=\(duplicates) regressions=\(regressions) misattributed=\(misattributed)"
             + (problems.first.map { " first: \($0)" } ?? "")
     }
 
@@ -171,6 +181,22 @@ public struct RecordVerifier {
         if t >= seen.count {
             seen.append(contentsOf: repeatElement([], count: t + 1 - seen.count))
             intactByThread.append(contentsOf: repeatElement(0, count: t + 1 - intactByThread.count))
+        }
+        if t >= writers.count { writers.append(contentsOf: repeatElement(0, count: t + 1 - writers.count)) }
+        let writer = UInt64(UInt32(bitPattern: record.processID)) << 32 | UInt64(UInt32(bitPattern: record.threadID))
+        if record.processID <= 0 || record.threadID <= 0 {
+            misattributed += 1
+            note("ring \(ring) position \(record.position): no writer (pid \(record.processID) tid \(record.threadID))")
+        } else if !sharedPayloadThreads.contains(thread) {
+            if writers[t] == 0 {
+                writers[t] = writer
+            } else if writers[t] != writer {
+                misattributed += 1
+                note("""
+                    ring \(ring) position \(record.position): thread \(thread) sequence \(sequence) written by pid \(record.processID) \
+                    tid \(record.threadID), its earlier records by pid \(writers[t] >> 32) tid \(writers[t] & 0xFFFF_FFFF)
+                    """)
+            }
         }
         let word = sequence / 64
         if word >= seen[t].count {

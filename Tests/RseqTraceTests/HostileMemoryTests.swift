@@ -56,8 +56,8 @@ enum Hostile {
 }
 
 /// One impossible write into the victim ring after its first three records were read and three
-/// more written (positions: records at 24, 48, 72 read, `consumed` = 96; records at 96, 120, 144
-/// unread, `head` = 168).
+/// more written (positions: begin record at 0, the writer's thread record at 24, records at 48, 72,
+/// 96 read, `consumed` = 120; records at 120, 144, 168 unread, `head` = 192).
 struct HostileScribble: CustomStringConvertible, Sendable {
     var name: String
     /// The control word written, or nil for the record word at `position`.
@@ -89,44 +89,44 @@ struct HostileScribble: CustomStringConvertible, Sendable {
 
     static let all: [HostileScribble] = [
         HostileScribble(name: "consumed = 0", field: .consumed, value: 0,
-                        expected: "has an impossible consumed (offset 128 of its control block): consumed changed from 96 to 0"),
+                        expected: "has an impossible consumed (offset 128 of its control block): consumed changed from 120 to 0"),
         HostileScribble(name: "consumed = UInt64.max", field: .consumed, value: .max,
-                        expected: "consumed changed from 96 to 18446744073709551615"),
+                        expected: "consumed changed from 120 to 18446744073709551615"),
         HostileScribble(name: "consumed = Int.max + 1", field: .consumed, value: intMaxPlusOne,
-                        expected: "consumed changed from 96 to 9223372036854775808"),
-        HostileScribble(name: "consumed unaligned", field: .consumed, value: 97, expected: "consumed changed from 96 to 97"),
-        HostileScribble(name: "consumed beyond the buffer", field: .consumed, value: 96 + 4 * 8192,
-                        expected: "consumed changed from 96 to 32864"),
+                        expected: "consumed changed from 120 to 9223372036854775808"),
+        HostileScribble(name: "consumed unaligned", field: .consumed, value: 121, expected: "consumed changed from 120 to 121"),
+        HostileScribble(name: "consumed beyond the buffer", field: .consumed, value: 120 + 4 * 8192,
+                        expected: "consumed changed from 120 to 32888"),
         // Jumping to the head would hide the three unread records without a trace.
-        HostileScribble(name: "consumed jumps to head", field: .consumed, value: 168, expected: "consumed changed from 96 to 168"),
-        HostileScribble(name: "consumed jumps to head", field: .consumed, value: 168, expected: "consumed changed from 96 to 168",
+        HostileScribble(name: "consumed jumps to head", field: .consumed, value: 192, expected: "consumed changed from 120 to 192"),
+        HostileScribble(name: "consumed jumps to head", field: .consumed, value: 192, expected: "consumed changed from 120 to 192",
                         crossProcess: true),
         HostileScribble(name: "head = 0", field: .head, value: 0,
-                        expected: "has an impossible head (offset 0 of its control block): head went backwards from 96 to 0"),
-        HostileScribble(name: "head = 0", field: .head, value: 0, expected: "head went backwards from 96 to 0", crossProcess: true),
+                        expected: "has an impossible head (offset 0 of its control block): head went backwards from 120 to 0"),
+        HostileScribble(name: "head = 0", field: .head, value: 0, expected: "head went backwards from 120 to 0", crossProcess: true),
         HostileScribble(name: "head = UInt64.max", field: .head, value: .max,
                         expected: "head 18446744073709551615 is not a position producers can reach"),
         HostileScribble(name: "head = Int.max + 1", field: .head, value: intMaxPlusOne,
                         expected: "head 9223372036854775808 is not a position producers can reach"),
-        HostileScribble(name: "head unaligned", field: .head, value: 169, expected: "head 169 is not a position producers can reach"),
+        HostileScribble(name: "head unaligned", field: .head, value: 193, expected: "head 193 is not a position producers can reach"),
         // Beyond a ring in discard mode is impossible; in overwrite mode the head may be anywhere
         // ahead, and the records the reader then expects are missing.
-        HostileScribble(name: "head beyond the buffer", field: .head, value: 96 + 8192 + 8,
+        HostileScribble(name: "head beyond the buffer", field: .head, value: 120 + 8192 + 8,
                         expected: "", hidden: (72, 8192)),
-        HostileScribble(name: "record word = 0", position: 120, value: 0,
-                        expected: "is damaged at position 120: invalid record word 0x0", deliveredBefore: [4], hidden: (48, 48)),
-        HostileScribble(name: "record word = UInt64.max", position: 120, value: .max,
-                        expected: "is damaged at position 120: invalid record word 0xffffffffffffffff", deliveredBefore: [4],
+        HostileScribble(name: "record word = 0", position: 144, value: 0,
+                        expected: "is damaged at position 144: invalid record word 0x0", deliveredBefore: [4], hidden: (48, 48)),
+        HostileScribble(name: "record word = UInt64.max", position: 144, value: .max,
+                        expected: "is damaged at position 144: invalid record word 0xffffffffffffffff", deliveredBefore: [4],
                         hidden: (48, 48)),
-        HostileScribble(name: "record word = UInt64.max", position: 120, value: .max,
-                        expected: "is damaged at position 120: invalid record word 0xffffffffffffffff", deliveredBefore: [4],
+        HostileScribble(name: "record word = UInt64.max", position: 144, value: .max,
+                        expected: "is damaged at position 144: invalid record word 0xffffffffffffffff", deliveredBefore: [4],
                         hidden: (48, 48), crossProcess: true),
-        HostileScribble(name: "record word = Int.max + 1", position: 120, value: intMaxPlusOne,
-                        expected: "is damaged at position 120: invalid record word 0x8000000000000000", deliveredBefore: [4],
+        HostileScribble(name: "record word = Int.max + 1", position: 144, value: intMaxPlusOne,
+                        expected: "is damaged at position 144: invalid record word 0x8000000000000000", deliveredBefore: [4],
                         hidden: (48, 48)),
-        HostileScribble(name: "record length beyond the buffer", position: 120,
+        HostileScribble(name: "record length beyond the buffer", position: 144,
                         value: RecordWord(length: 0xFF_FFFF, kind: .event, eventID: 5, lap: 0, busy: false).rawValue,
-                        expected: "is damaged at position 120: record length 16777215 crosses its sub-buffer or the head",
+                        expected: "is damaged at position 144: record length 16777215 crosses its sub-buffer or the head",
                         deliveredBefore: [4], hidden: (48, 48)),
     ]
 }
@@ -148,7 +148,7 @@ struct HostileMemoryTests {
         #expect(Hostile.sequences(first.records, ring: good) == [101, 102, 103])
         try Hostile.write(fixture, cpu: victim, 4...6)
         try Hostile.write(fixture, cpu: good, 104...106)
-        #expect(fixture.consumed(victim) == 96 && fixture.head(victim) == 168)
+        #expect(fixture.consumed(victim) == 120 && fixture.head(victim) == 192)
 
         if scribble.crossProcess {
             try Hostile.scribbleFromAnotherProcess(name: fixture.buffer.name, ring: victim, field: scribble.helperField,
@@ -165,7 +165,7 @@ struct HostileMemoryTests {
         #expect(error.message.hasPrefix("ring \(victim) of trace '\(fixture.buffer.name)' "), "\(error.message)")
         if scribble.name == "head beyond the buffer" {
             let expected = mode == .discard
-                ? "has an impossible head (offset 0 of its control block): head 8296 is more than one ring (8192 bytes) beyond consumed 96"
+                ? "has an impossible head (offset 0 of its control block): head 8320 is more than one ring (8192 bytes) beyond consumed 120"
                 : "is damaged at position 1024: invalid record word 0x0"
             #expect(error.message.contains(expected), "\(error.message)")
         } else {
@@ -214,7 +214,7 @@ struct HostileMemoryTests {
         #expect(Hostile.sequences(drained.records, ring: good) == [101, 102, 103])
         #expect(drained.records.allSatisfy { $0.ring == good })
         #expect(fixture.drainer.totals.overwritten == 0)
-        #expect(fixture.drainer.statistics[victim].hidden == 96)
+        #expect(fixture.drainer.statistics[victim].hidden == 120)
     }
 
     @Test("counters at UInt64.max saturate the totals instead of trapping; nothing is quarantined",
@@ -244,32 +244,32 @@ struct HostileMemoryTests {
     }
 
     @Test("overwrite mode: a recycle marker declaring a sub-buffer dead with fewer losses than its unread records is damage; one that counts them is a loss",
-          arguments: [UInt64(0), 40, 41, 1000])
+          arguments: [UInt64(0), 39, 40, 1000])
     func recycleMarkerMustCoverTheRecordsItSkips(lost: UInt64) throws {
         let (victim, good) = (Hostile.victim, Hostile.good)
         let fixture = try UnitTraceFixture("hostile-marker", mode: .overwrite)
         let mapped = fixture.buffer   // ring views borrow a local reference
-        // 41 records fill a sub-buffer: 290 records leave the ring's last one open, and the next
-        // opening (at 8192) recycles slot 0.
+        // 40 records fill a sub-buffer (after its begin and thread records): 290 records leave the
+        // ring's last one open, and the next opening (at 8192) recycles slot 0.
         try Hostile.write(fixture, cpu: victim, 1...290)
         try Hostile.write(fixture, cpu: good, 1001...1003)
-        #expect(fixture.head(victim) == 7264)
+        #expect(fixture.head(victim) == 7456)
         mapped.ring(victim).store(ControlField.recycleMarker(slot: 0), RecycleMarker(tag: 8, lost: lost).rawValue,
                                   ordering: .releasing)
         let drained = Hostile.drain(fixture, quiescent: true)
         #expect(Hostile.sequences(drained.records, ring: good) == [1001, 1002, 1003])
-        if lost < 41 {
+        if lost < 40 {
             let error = try #require(drained.error)
             #expect(error.message.contains("""
                 ring \(victim) of trace '\(fixture.buffer.name)' has an impossible recycle marker of slot 0 (offset 512 of its \
-                control block): it declares sub-buffer 0 recycled with \(lost) lost records, but 41 unread records are still in it
+                control block): it declares sub-buffer 0 recycled with \(lost) lost records, but 40 unread records are still in it
                 """), "\(error.message)")
             #expect(Hostile.sequences(drained.records, ring: victim).isEmpty)
-            #expect(fixture.drainer.statistics[victim].hidden == 7264)
+            #expect(fixture.drainer.statistics[victim].hidden == 7456)
             #expect(fixture.drainer.quarantinedRings.keys.sorted() == [victim])
         } else {
             #expect(drained.error == nil)
-            #expect(Hostile.sequences(drained.records, ring: victim) == Array(42...290))
+            #expect(Hostile.sequences(drained.records, ring: victim) == Array(41...290))
             #expect(fixture.drainer.statistics[victim].overwritten == lost)
             #expect(fixture.drainer.totals.quarantined == 0)
         }

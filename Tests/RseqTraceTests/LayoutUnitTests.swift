@@ -7,7 +7,7 @@ struct RecordWordUnitTests {
     typealias Kind = RecordWord.Kind
 
     @Test("every field survives an encode/decode round trip, at both ends of its range",
-          arguments: [Kind.event, .padding, .subbufferBegin])
+          arguments: [Kind.event, .padding, .subbufferBegin, .thread])
     func everyFieldRoundTrips(kind: Kind) {
         let lengths = [0, 8, 16, 24, 1000, 0x7F_FFF8, 0xFF_FFF8, 0xFF_FFFF]
         let ids: [UInt16] = [0, 1, 0x00FF, 0x8000, 0xFFFF]
@@ -39,6 +39,10 @@ struct RecordWordUnitTests {
         #expect(RecordWord(length: 0, kind: .event, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_0100_0000)
         #expect(RecordWord(length: 0, kind: .padding, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_0200_0000)
         #expect(RecordWord(length: 0, kind: .subbufferBegin, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_0300_0000)
+        #expect(RecordWord(length: 0, kind: .thread, eventID: 0, lap: 0, busy: false).rawValue == 0x0000_0000_0400_0000)
+        // The lead word of a thread record reserved with an event of length 40, and its final word.
+        #expect(RecordWord.lead(length: 40, lap: 3).rawValue == 0x0003_0000_1400_0040)
+        #expect(RecordWord.threadRecord(lap: 3).rawValue == 0x0003_0000_0400_0018)
         #expect(RecordWord(length: 0, kind: .event, eventID: 0, lap: 0, busy: true).rawValue == 0x0000_0000_1100_0000)
         #expect(RecordWord(length: 0, kind: .event, eventID: 0xABCD, lap: 0, busy: false).rawValue == 0x0000_ABCD_0100_0000)
         #expect(RecordWord(length: 0, kind: .event, eventID: 0, lap: 0x1234, busy: false).rawValue == 0x1234_0000_0100_0000)
@@ -67,7 +71,7 @@ struct RecordWordUnitTests {
             (25, 32), (1000, 1000), (1001, 1008), (0xFF_FFF8, 0xFF_FFF8), (0xFF_FFF9, 0x100_0000), (0xFF_FFFF, 0x100_0000),
         ]
         for c in cases {
-            for kind in [Kind.event, .padding, .subbufferBegin] {
+            for kind in [Kind.event, .padding, .subbufferBegin, .thread] {
                 let word = RecordWord(length: c.length, kind: kind, eventID: 0xFFFF, lap: 0xFFFF, busy: true)
                 #expect(word.length == c.length, "\(kind) length \(c.length)")
                 #expect(word.size == c.size, "\(kind) length \(c.length)")
@@ -115,7 +119,7 @@ struct RecordWordUnitTests {
         #expect(damaged.isBusy == false)
     }
 
-    @Test("kind decodes 1, 2, 3 only; 0 (never-written memory) and 4...15 are invalid")
+    @Test("kind decodes 1, 2, 3, 4 only; 0 (never-written memory) and 5...15 are invalid")
     func kindDecoding() {
         for value in UInt64(0)...15 {
             let word = RecordWord(rawValue: value << 24 | 16)
@@ -123,6 +127,7 @@ struct RecordWordUnitTests {
             case 1: #expect(word.kind == .event)
             case 2: #expect(word.kind == .padding)
             case 3: #expect(word.kind == .subbufferBegin)
+            case 4: #expect(word.kind == .thread)
             default: #expect(word.kind == nil, "kind nibble \(value)")
             }
         }
@@ -130,6 +135,7 @@ struct RecordWordUnitTests {
         #expect(Kind.event.rawValue == 1)
         #expect(Kind.padding.rawValue == 2)
         #expect(Kind.subbufferBegin.rawValue == 3)
+        #expect(Kind.thread.rawValue == 4)
     }
 }
 
@@ -161,7 +167,8 @@ struct TraceLayoutUnitTests {
             #expect(layout.subbuffersPerRing == c.ring / c.sub)
             #expect(layout.subbuffersPerRing >= 2 && layout.subbuffersPerRing <= TraceLayout.maximumSubbuffersPerRing)
             #expect(1 << layout.ringShift == c.ring)
-            #expect(layout.maximumPayloadSize == c.sub - 40)
+            // Begin record (24), thread record (24) and record header (16).
+            #expect(layout.maximumPayloadSize == c.sub - 64)
         }
     }
 
@@ -229,20 +236,22 @@ struct TraceLayoutUnitTests {
         #expect(big.lap(of: UInt64(1) << 46) == 0)       // 65536 laps
     }
 
-    @Test("maximumPayloadSize is exactly what fits a sub-buffer after its begin record", arguments: [256, 1024, 1 << 16, 1 << 24])
+    @Test("maximumPayloadSize is exactly what fits a sub-buffer after its begin record and a thread record",
+          arguments: [256, 1024, 1 << 16, 1 << 24])
     func maximumPayloadFillsASubbuffer(subbufferSize: Int) throws {
         let layout = try #require(TraceLayout(cpuRingCount: 1, ringSize: max(8192, 2 * subbufferSize), subbufferSize: subbufferSize))
         let maximum = layout.maximumPayloadSize
-        #expect(maximum == subbufferSize - 24 - 16)
-        #expect(TraceLayout.beginRecordSize + TraceLayout.recordSize(payloadSize: maximum) == subbufferSize)
-        #expect(TraceLayout.beginRecordSize + TraceLayout.recordSize(payloadSize: maximum + 1) > subbufferSize)
+        #expect(maximum == subbufferSize - 24 - 24 - 16)
+        let opening = TraceLayout.beginRecordSize + TraceLayout.threadRecordSize
+        #expect(opening + TraceLayout.recordSize(payloadSize: maximum) == subbufferSize)
+        #expect(opening + TraceLayout.recordSize(payloadSize: maximum + 1) > subbufferSize)
     }
 
     @Test("the magic reads RSEQTRC\\x01 in memory order and the constants match the documented layout")
     func constants() {
         let bytes = (0..<8).map { UInt8(truncatingIfNeeded: TraceLayout.magic >> (8 * UInt64($0))) }
         #expect(bytes == Array("RSEQTRC".utf8) + [1])
-        #expect(TraceLayout.version == 3)
+        #expect(TraceLayout.version == 4)
         #expect(TraceLayout.lineStride == 256)
         #expect(ControlField.lineLimit == 256)
         #expect(ControlField.head.rawValue < ControlField.lineLimit && ControlField.consumed.rawValue < ControlField.lineLimit)
@@ -250,6 +259,7 @@ struct TraceLayoutUnitTests {
         #expect(TraceLayout.headerSize == 4096)
         #expect(TraceLayout.controlSize == 8192)
         #expect(TraceLayout.beginRecordSize == 24)
+        #expect(TraceLayout.threadRecordSize == 24)
         #expect(TraceLayout.recordHeaderSize == 16)
         #expect(TraceLayout.minimumRingSize == 8192)
         #expect(TraceLayout.maximumRingSize == 1 << 30)
@@ -260,6 +270,8 @@ struct TraceLayoutUnitTests {
         // {head, reservedStamp} is the 16-aligned pair lock-free reservations swap.
         #expect(ControlField.head.rawValue == 0 && ControlField.reservedStamp.rawValue == 8)
         #expect(ControlField.dropped.rawValue == 16 && ControlField.tooLarge.rawValue == 24)
+        // lastWriter shares the producer line with head (one cache line, written after each reservation).
+        #expect(ControlField.lastWriter.rawValue == 32)
         #expect(ControlField.consumed.rawValue == 128 && ControlField.recycleMarkers.rawValue == 512)
         // 256 slots of recycle markers, commit counters and read accounting fit the control block.
         #expect(ControlField.recycleMarker(slot: 255).rawValue + 8 <= ControlField.commitCounters.rawValue)

@@ -40,6 +40,8 @@ struct LockFreeFallbackTests {
         #expect(fields["damaged"] == "0", "\(outcome)")
         #expect(fields["duplicates"] == "0", "\(outcome)")
         #expect(fields["regressions"] == "0", "\(outcome)")
+        // Every record of a writer thread names that thread (pid, tid) through its thread record.
+        #expect(fields["misattributed"] == "0", "\(outcome)")
         #expect(fields["timed_out"] == "false", "\(outcome)")
         if mode == .overwrite {
             #expect((UInt64(fields["overwritten"] ?? "") ?? 0) > 0, "a 16 KiB ring must have been overwritten: \(outcome)")
@@ -63,6 +65,8 @@ struct LockFreeFallbackTests {
         #expect(fields["damaged"] == "0", "\(outcome)")
         #expect(fields["duplicates"] == "0", "\(outcome)")
         #expect(fields["regressions"] == "0", "\(outcome)")
+        // Every record of a writer thread names that thread (pid, tid) through its thread record.
+        #expect(fields["misattributed"] == "0", "\(outcome)")
     }
 
     @Test("a producer stuck inside its reservation blocks nobody: others drop and count, live drains return, the end balances",
@@ -90,6 +94,8 @@ struct LockFreeFallbackTests {
         #expect(fields["damaged"] == "0", "\(outcome)")
         #expect(fields["duplicates"] == "0", "\(outcome)")
         #expect(fields["regressions"] == "0", "\(outcome)")
+        // Every record of a writer thread names that thread (pid, tid) through its thread record.
+        #expect(fields["misattributed"] == "0", "\(outcome)")
         #expect(fields["abandoned"] == "0", "\(outcome)")
     }
 
@@ -110,6 +116,7 @@ struct LockFreeFallbackTests {
         let lost = try #require(fields["lost"].flatMap { UInt64($0) })
         #expect(recorded + lost == emitted, "\(outcome)")
         #expect(fields["damaged"] == "0" && fields["duplicates"] == "0" && fields["regressions"] == "0", "\(outcome)")
+        #expect(fields["misattributed"] == "0", "\(outcome)")
     }
 
     @Test("rseq mode: the lock-free slow lane's counters reset exactly while producers on a ringless CPU keep dropping",
@@ -171,6 +178,9 @@ struct LockFreeFallbackTests {
         var intact: UInt64 = 0
         var damaged: UInt64 = 0
         var regressions: UInt64 = 0
+        var misattributed: UInt64 = 0
+        var writers = Set<Int32>()
+        let helperPID = try #require(fields["pid"].flatMap { Int32($0) }, "\(outcome)")
         var last = Array(repeating: UInt64(0), count: buffer.layout.ringCount)
         try drainer.drainOnce(quiescent: true) { record in
             if record.timestamp < last[record.ring] { regressions += 1 }
@@ -178,9 +188,16 @@ struct LockFreeFallbackTests {
             let intactPayload = record.payloadSize == MemoryLayout<CheckedPayload>.size
                 && record.load(fromByteOffset: 0, as: CheckedPayload.self).isIntact
             if intactPayload { intact += 1 } else { damaged += 1 }
+            // The payload's source is the writing thread's tid.
+            let source = record.load(fromByteOffset: 0, as: CheckedPayload.self).source
+            if record.processID != helperPID || UInt64(record.threadID) != source { misattributed += 1 }
+            writers.insert(record.threadID)
         }
         let totals = drainer.totals
         #expect(damaged == 0 && regressions == 0)
+        #expect(misattributed == 0, "records attributed to another thread than the one that wrote them")
+        // At most the three writer threads (not the main thread); a full ring may have refused a late one.
+        #expect(!writers.isEmpty && writers.count <= 3 && !writers.contains(helperPID), "\(writers)")
         #expect(totals.recorded == intact && intact > 0)
         #expect(String(totals.recorded + totals.dropped) == fields["emitted"] || mode == .overwrite, "\(totals)")
         #expect(String(totals.recorded + totals.lost) == fields["emitted"], "\(totals) \(outcome)")

@@ -127,6 +127,7 @@ struct ProcessStressTests {
         #expect(fields["damaged"] == "0", "\(outcome)")
         #expect(fields["duplicates"] == "0", "\(outcome)")
         #expect(fields["regressions"] == "0", "\(outcome)")
+        #expect(fields["misattributed"] == "0", "\(outcome)")
         #expect(recorded > 0)
         // Every refused write is counted by the library, and nothing else is.
         #expect(stored + dropped + (UInt64(fields["toolarge"] ?? "") ?? 0) == emitted, "\(outcome)")
@@ -188,17 +189,26 @@ struct ProcessStressTests {
 
         let drainer = TraceDrainer(buffer: buffer)
         var verifier = RecordVerifier(layout: buffer.layout)
+        // Records of this process's payload threads (below 1000) name this process, the others a helper.
+        var wrongProcess = 0
+        let me = getpid()
+        let check = { (record: borrowing DrainedRecord) in
+            verifier.check(record)
+            if let id = Payloads.verifiedID(record), (rtts_payload_thread(id) < 1000) != (record.processID == me) {
+                wrongProcess += 1
+            }
+        }
         let deadline = ContinuousClock.now.advanced(by: .seconds(90))
         while finished.load(ordering: .acquiring) < localThreads || !children.allSatisfy({ $0.hasExited }) {
             for child in children { child.pump() }
-            let delivered = try drainer.drainOnce { verifier.check($0) }
+            let delivered = try drainer.drainOnce { check($0) }
             if delivered == 0 { usleep(200) }
             if ContinuousClock.now > deadline { break }
         }
         workers.join()
         let outcomes = children.map { $0.wait(timeout: .seconds(95)) }
         buffer.markFinished()
-        try drainer.drainOnce(quiescent: true) { verifier.check($0) }
+        try drainer.drainOnce(quiescent: true) { check($0) }
 
         var emitted = localEmitted.load(ordering: .relaxed)
         for (helper, outcome) in zip(helpers, outcomes) {
@@ -219,6 +229,8 @@ struct ProcessStressTests {
         #expect(verifier.damaged == 0, "\(verifier.problems)")
         #expect(verifier.duplicates == 0, "\(verifier.problems)")
         #expect(verifier.regressions == 0, "\(verifier.problems)")
+        #expect(verifier.misattributed == 0, "\(verifier.problems)")
+        #expect(wrongProcess == 0, "records attributed to the wrong process")
         #expect(verifier.intact == totals.recorded)
         // The rings are large enough for everything: nothing may be lost, so every record of
         // every process must be there exactly once.
@@ -367,6 +379,7 @@ struct ProcessStressTests {
         #expect(fields["damaged"] == "0")
         #expect(fields["duplicates"] == "0")
         #expect(fields["regressions"] == "0")
+        #expect(fields["misattributed"] == "0")
         #expect(outcome.exitCode == 0, "\(outcome)")
     }
 

@@ -16,6 +16,9 @@ struct UnitDrainedRecord: Equatable {
     var timestamp: UInt64
     var position: UInt64
     var bytes: [UInt8]
+    /// The writer's pid and tid, from the thread record before the record.
+    var processID: Int32 = 0
+    var threadID: Int32 = 0
 
     /// The little-endian UInt64 at the start of the payload (the tests' sequence numbers).
     var sequence: UInt64 { UnitTrace.sequence(of: bytes) }
@@ -94,7 +97,8 @@ final class UnitTraceFixture {
         var records: [UnitDrainedRecord] = []
         try drainer.drainOnce(quiescent: quiescent) { record in
             records.append(UnitDrainedRecord(ring: record.ring, eventID: record.eventID, timestamp: record.timestamp,
-                                             position: record.position, bytes: record.bytes))
+                                             position: record.position, bytes: record.bytes,
+                                             processID: record.processID, threadID: record.threadID))
         }
         return records
     }
@@ -114,9 +118,11 @@ final class UnitTraceFixture {
         return buffer.ring(ring).load(ControlField.consumed, ordering: .acquiring)
     }
 
-    /// Records per sub-buffer when every record has `payloadSize` bytes of payload.
+    /// Records per sub-buffer when every record has `payloadSize` bytes of payload and one thread
+    /// writes them (its thread record follows the begin record).
     func recordsPerSubbuffer(payloadSize: Int) -> Int {
-        (layout.subbufferSize - TraceLayout.beginRecordSize) / TraceLayout.recordSize(payloadSize: payloadSize)
+        (layout.subbufferSize - TraceLayout.beginRecordSize - TraceLayout.threadRecordSize)
+            / TraceLayout.recordSize(payloadSize: payloadSize)
     }
 }
 
@@ -192,7 +198,8 @@ struct UnitTriple: BitwiseCopyable, Equatable {
 
 /// Checks a list of drained records against expectations: unique ids, exactly the written bytes
 /// (the record word stores the exact length, so a reader never sees the alignment bytes after a
-/// payload), per-ring order of positions, ids and timestamps. Returns every mismatch (empty when fine).
+/// payload), per-ring order of positions, ids and timestamps, and a writer in this process.
+/// Returns every mismatch (empty when fine).
 func unitCheckRoundTrip(_ records: [UnitDrainedRecord], expected: [UInt16: [UInt8]]) -> [String] {
     var problems: [String] = []
     var seen = Set<UInt16>()
@@ -207,6 +214,9 @@ func unitCheckRoundTrip(_ records: [UnitDrainedRecord], expected: [UInt16: [UInt
             }
         } else {
             problems.append("unexpected event \(record.eventID)")
+        }
+        if record.processID != getpid() || record.threadID <= 0 {
+            problems.append("event \(record.eventID): writer pid \(record.processID) tid \(record.threadID), this process is \(getpid())")
         }
         if let previous = last[record.ring] {
             if record.position <= previous.position {
@@ -233,7 +243,7 @@ struct RoundTripUnitTests {
     func everySizeEveryAPIAcrossWraps() throws {
         let fixture = try UnitTraceFixture("sizes")
         let maximum = fixture.layout.maximumPayloadSize
-        #expect(maximum == 984)
+        #expect(maximum == 960)
         var expected: [UInt16: [UInt8]] = [:]
         var drained: [UnitDrainedRecord] = []
         var refused: [String] = []
@@ -252,7 +262,7 @@ struct RoundTripUnitTests {
         }
         drained += try fixture.drain(quiescent: true)
         #expect(refused.isEmpty, "refused: \(refused.prefix(5))")
-        #expect(sequence == UnitWriteAPI.allCases.count * 985)
+        #expect(sequence == UnitWriteAPI.allCases.count * 961)
         #expect(drained.count == sequence)
         let problems = unitCheckRoundTrip(drained, expected: expected)
         #expect(problems.isEmpty, "\(problems.count) problems, first: \(problems.prefix(5))")
@@ -336,7 +346,7 @@ struct RoundTripUnitTests {
     func quiescentRoundTripPinned() throws {
         let fixture = try UnitTraceFixture("quiescent", ringSize: 1 << 16, subbufferSize: 1 << 12)
         let mapped = fixture.buffer   // ring views borrow a local reference
-        let sizes = [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 255, 256, 1000, 4056, 3, 0, 4056, 24]
+        let sizes = [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 255, 256, 1000, 4032, 3, 0, 4032, 24]
         var expected: [UInt16: [UInt8]] = [:]
         var writes: [(id: UInt16, size: Int)] = []
         try UnitTrace.onCPU(0) { () throws(TraceError) in
@@ -357,14 +367,15 @@ struct RoundTripUnitTests {
         #expect(Set(drained.map(\.ring)) == [0])
         #expect(unitCheckRoundTrip(drained, expected: expected).isEmpty)
         // Recompute every position from the sub-buffer rules: begin record at each sub-buffer start,
-        // records packed after it, a record that does not fit opens the next sub-buffer.
+        // then the thread record of its opener (the only writer), records packed after it, a record
+        // that does not fit opens the next sub-buffer.
         let p = UInt64(fixture.layout.subbufferSize)
         var head: UInt64 = 0
         var positions: [UInt64] = []
         for w in writes {
             let total = UInt64(TraceLayout.recordSize(payloadSize: w.size))
             if head % p == 0 || head % p + total > p {
-                head = (head + p - 1) / p * p + UInt64(TraceLayout.beginRecordSize)
+                head = (head + p - 1) / p * p + UInt64(TraceLayout.beginRecordSize + TraceLayout.threadRecordSize)
             }
             positions.append(head)
             head += total
@@ -451,11 +462,15 @@ struct RoundTripUnitTests {
         }
         #expect(cpuAtCommit == 1)
         #expect(early.map(\.eventID) == [1])
-        #expect(fixture.consumed(0) == 48)
+        // begin record 0..<24, thread record 24..<48, #1 48..<72.
+        #expect(fixture.consumed(0) == 72)
         let late = try fixture.drain(quiescent: false)
         #expect(late.map(\.eventID) == [2, 3])
         #expect(late.map(\.sequence) == [2, 3])
         #expect(late.allSatisfy { $0.ring == 0 })
+        // Committed from CPU 1, still attributed to the thread that wrote it.
+        let me = Int32(truncatingIfNeeded: rseqtrace_gettid())
+        #expect((early + late).allSatisfy { $0.threadID == me && $0.processID == getpid() })
         #expect(fixture.consumed(0) == fixture.head(0))
     }
 
@@ -470,11 +485,11 @@ struct RoundTripUnitTests {
             if let abandoned = producer.reserve(eventID: 2, payloadSize: 40) {
                 abandoned.store(UInt64(200), at: 0)
                 // Still busy while held: a non-quiescent discard drain stops right before it.
-                let word = RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
+                let word = RecordWord(rawValue: ring.loadWord(at: 72, ordering: .acquiring))
                 #expect(word.isBusy && word.kind == .event && word.length == 56 && word.eventID == 2)
                 let early = try fixture.drain(quiescent: false)
                 #expect(early.map(\.eventID) == [1])
-                #expect(fixture.consumed(0) == 48)
+                #expect(fixture.consumed(0) == 72)
                 // `abandoned` is destroyed here without a commit.
             } else {
                 Issue.record("reserve refused")
@@ -487,15 +502,16 @@ struct RoundTripUnitTests {
         }
         #expect(drained.map(\.eventID) == [3, 5])
         #expect(drained.map(\.sequence) == [300, 500])
-        // Layout of ring 0: begin 0..<24, #1 24..<48, abandoned #2 48..<104, #3 104..<128,
-        // abandoned #4 128..<144, #5 144..<168.
-        let padding = RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
+        // Layout of ring 0: begin 0..<24, thread 24..<48, #1 48..<72, abandoned #2 72..<128,
+        // #3 128..<152, abandoned #4 152..<168, #5 168..<192.
+        #expect(RecordWord(rawValue: ring.loadWord(at: 24, ordering: .acquiring)) == RecordWord.threadRecord(lap: 0))
+        let padding = RecordWord(rawValue: ring.loadWord(at: 72, ordering: .acquiring))
         #expect(padding == RecordWord(length: 56, kind: .padding, eventID: 0, lap: 0, busy: false))
-        let empty = RecordWord(rawValue: ring.loadWord(at: 128, ordering: .acquiring))
+        let empty = RecordWord(rawValue: ring.loadWord(at: 152, ordering: .acquiring))
         #expect(empty == RecordWord(length: 16, kind: .padding, eventID: 0, lap: 0, busy: false))
-        #expect(drained.map(\.position) == [104, 144])
-        #expect(fixture.head(0) == 168)
-        #expect(fixture.consumed(0) == 168)
+        #expect(drained.map(\.position) == [128, 168])
+        #expect(fixture.head(0) == 192)
+        #expect(fixture.consumed(0) == 192)
         #expect(fixture.drainer.totals.recorded == 3)
         #expect(fixture.drainer.totals.lost == 0)
     }
@@ -512,7 +528,7 @@ struct RoundTripUnitTests {
             if let abandoned = producer.reserve(eventID: 2, payloadSize: 5) {
                 #expect(abandoned.payloadSize == 5)
                 // While held, the busy word carries the exact length: 16 + 5.
-                let word = RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
+                let word = RecordWord(rawValue: ring.loadWord(at: 72, ordering: .acquiring))
                 #expect(word.isBusy && word.kind == .event && word.length == 21 && word.size == 24 && word.eventID == 2)
             } else {
                 Issue.record("reserve refused")
@@ -522,18 +538,18 @@ struct RoundTripUnitTests {
             #expect(fixture.producer.write(eventID: 5, value: UInt64(500)))
             return try fixture.drain(quiescent: quiescent)
         }
-        // Layout of ring 0: begin 0..<24, #1 24..<48, abandoned #2 48..<72 (length 21), #3 72..<96
-        // (length 19), abandoned #4 96..<128 (length 29), #5 128..<152.
+        // Layout of ring 0: begin 0..<24, thread 24..<48, #1 48..<72, abandoned #2 72..<96 (length
+        // 21), #3 96..<120 (length 19), abandoned #4 120..<152 (length 29), #5 152..<176.
         #expect(drained.map(\.eventID) == [1, 3, 5])
         #expect(drained.map(\.bytes) == [UnitTrace.littleEndian(100), [7, 8, 9], UnitTrace.littleEndian(500)])
-        #expect(drained.map(\.position) == [24, 72, 128])
+        #expect(drained.map(\.position) == [48, 96, 152])
         // Padding lengths are multiples of 8: the abandoned record's size, not its exact length.
-        #expect(RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring))
+        #expect(RecordWord(rawValue: ring.loadWord(at: 72, ordering: .acquiring))
                 == RecordWord(length: 24, kind: .padding, eventID: 0, lap: 0, busy: false))
-        #expect(RecordWord(rawValue: ring.loadWord(at: 96, ordering: .acquiring))
+        #expect(RecordWord(rawValue: ring.loadWord(at: 120, ordering: .acquiring))
                 == RecordWord(length: 32, kind: .padding, eventID: 0, lap: 0, busy: false))
-        #expect(fixture.head(0) == 152)
-        #expect(fixture.consumed(0) == 152)
+        #expect(fixture.head(0) == 176)
+        #expect(fixture.consumed(0) == 176)
         #expect(fixture.drainer.totals.recorded == 3)
         #expect(fixture.drainer.totals.lost == 0)
     }
@@ -627,9 +643,10 @@ struct PaddingUnitTests {
             case .copyCommitOpeningSubbuffer:
                 writes.append(PlannedWrite(id: id, api: UnitWritePath.copyCommitAPIs[i % UnitWritePath.copyCommitAPIs.count],
                                            bytes: bytes, filler: false))
-                // Fill the rest of the sub-buffer exactly (begin record + this record + filler == P)
-                // unless the next record cannot fit there anyway.
-                let rest = layout.subbufferSize - TraceLayout.beginRecordSize - TraceLayout.recordSize(payloadSize: payloadSize)
+                // Fill the rest of the sub-buffer exactly (begin record + thread record + this record
+                // + filler == P) unless the next record cannot fit there anyway.
+                let rest = layout.subbufferSize - TraceLayout.beginRecordSize - TraceLayout.threadRecordSize
+                    - TraceLayout.recordSize(payloadSize: payloadSize)
                 if rest >= TraceLayout.recordSize(payloadSize: payloadSize) {
                     writes.append(PlannedWrite(id: id + 1, api: .reservePayload,
                                                bytes: UnitTrace.pattern(Int(id) + 1, count: rest - TraceLayout.recordHeaderSize),
@@ -646,7 +663,7 @@ struct PaddingUnitTests {
         return writes
     }
 
-    static let oddPayloadSizes = [1, 3, 7, 9, 15, 100, 977]
+    static let oddPayloadSizes = [1, 3, 7, 9, 15, 100, 953]
 
     // On the rseq paths (the default), copy-commit of a record that fits the open sub-buffer is one
     // rseq sequence; in a process forced into the fallback protocol every path is the lock-free one.
@@ -703,11 +720,16 @@ struct PaddingUnitTests {
             let word = RecordWord(rawValue: ring.loadWord(at: record.position, ordering: .acquiring))
             #expect(word.length == TraceLayout.recordHeaderSize + payloadSize, "\(w.api) event \(w.id)")
             #expect(word.size == TraceLayout.recordSize(payloadSize: payloadSize), "\(w.api) event \(w.id)")
-            if record.position % p == UInt64(TraceLayout.beginRecordSize) { opening += 1 } else { inPlace += 1 }
+            // The opener's records follow the begin record and its thread record.
+            if record.position % p == UInt64(TraceLayout.beginRecordSize + TraceLayout.threadRecordSize) {
+                opening += 1
+            } else {
+                inPlace += 1
+            }
             apis.insert(w.api.description)
         }
         // Without fillers, records are packed: only the first record of each sub-buffer opened it.
-        let perSub = (fixture.layout.subbufferSize - TraceLayout.beginRecordSize) / TraceLayout.recordSize(payloadSize: payloadSize)
+        let perSub = fixture.recordsPerSubbuffer(payloadSize: payloadSize)
         let packedOpenings = (12 + perSub - 1) / perSub
         switch path {
         case .copyCommitInOpenSubbuffer:
@@ -740,8 +762,8 @@ struct DiscardFullUnitTests {
         let mapped = fixture.buffer   // ring views borrow a local reference
         let producer = fixture.producer   // a reservation borrows a local producer
         let perSub = fixture.recordsPerSubbuffer(payloadSize: 8)
-        #expect(perSub == 41)
-        let capacity = perSub * fixture.layout.subbuffersPerRing      // 328
+        #expect(perSub == 40)   // (1024 - 24 - 24) / 24
+        let capacity = perSub * fixture.layout.subbuffersPerRing      // 320
         let written = 1000
         var accepted: [UInt64] = []
         var refusedCount = 0
@@ -780,7 +802,8 @@ struct DiscardFullUnitTests {
         #expect(drained.map(\.sequence) == accepted)
         #expect(drained.allSatisfy { $0.ring == 0 && $0.bytes.count == 8 })
         #expect(secondAccepted == Array(UInt64(written)..<UInt64(written + secondAccepted.count)))
-        #expect(secondAccepted.count == 287)
+        // head 7 * 1024 + 48 + 40 * 24 = 8176 after the first lap: sub-buffers 8...14 reopen.
+        #expect(secondAccepted.count == 280)
 
         let more = try fixture.drain(quiescent: true)
         #expect(more.map(\.sequence) == secondAccepted)
@@ -838,8 +861,8 @@ struct OverwriteUnitTests {
     }
 
     @Test("without draining, a quiescent drain returns exactly the newest sub-buffers and counts everything else as overwritten",
-          arguments: [(8, 100), (8, 328), (8, 329), (8, 5000), (40, 3001), (984, 7), (984, 8), (984, 9), (984, 1234), (0, 4000),
-                      (13, 3001), (1, 2000), (977, 1234)])
+          arguments: [(8, 100), (8, 320), (8, 321), (8, 5000), (40, 3001), (960, 7), (960, 8), (960, 9), (960, 1234), (0, 4000),
+                      (13, 3001), (1, 2000), (953, 1234)])
     func overwriteKeepsNewestSuffix(payloadSize: Int, written: Int) throws {
         let fixture = try UnitTraceFixture("ow\(payloadSize)-\(written)", mode: .overwrite)
         let perSub = fixture.recordsPerSubbuffer(payloadSize: payloadSize)
@@ -869,13 +892,13 @@ struct OverwriteUnitTests {
     }
 
     @Test("non-quiescent drains (pinned commits) interleaved with writes deliver exactly the records not yet recycled",
-          arguments: [8, 13, 40, 984])
+          arguments: [8, 13, 40, 960])
     func interleavedDrainsAreExact(payloadSize: Int) throws {
         try Self.interleaved(payloadSize: payloadSize, slowLane: false)
     }
 
     @Test("the same exactness holds on the lock-free slow lane (cpuRingCount 1, writer pinned to CPU 1, lock-free commits)",
-          .enabled(if: CPUPinner.isAllowed(cpu: 1)), arguments: [8, 13, 984])
+          .enabled(if: CPUPinner.isAllowed(cpu: 1)), arguments: [8, 13, 960])
     func interleavedSlowLaneDrainsAreExact(payloadSize: Int) throws {
         try Self.interleaved(payloadSize: payloadSize, slowLane: true)
     }
@@ -887,7 +910,8 @@ struct OverwriteUnitTests {
         let expectedRing = slowLane ? fixture.layout.slowLaneRing : 0
         let perSub = fixture.recordsPerSubbuffer(payloadSize: payloadSize)
         let subbuffers = fixture.layout.subbuffersPerRing
-        let batches = [5, 50, 400, 1, 329, 700, 41, 1000, 2, 3, 330, 80, 900, 17, 328, 6, 600, 123, 41, 42]
+        // Sizes around a sub-buffer (40 records of 8 bytes) and a ring (320) among others.
+        let batches = [5, 50, 400, 1, 321, 700, 40, 1000, 2, 3, 322, 80, 900, 17, 320, 6, 600, 123, 40, 41]
         var written = 0
         var previousEnd = 0            // sequence after the last one delivered
         var problems: [String] = []
@@ -972,9 +996,10 @@ struct OverwriteUnitTests {
                 return
             }
             if drainWhileHeld {
-                // A pinned, non-quiescent drain stops at the busy record (position 24 + 10 * 24).
+                // A pinned, non-quiescent drain stops at the busy record (position 24 + 24 + 10 * 24,
+                // after the begin and thread records).
                 earlyDrain = try fixture.drain(quiescent: false).map(\.sequence)
-                #expect(fixture.consumed(0) == 264)
+                #expect(fixture.consumed(0) == 288)
             }
             for seq in UInt64(11)..<1011 {
                 if fixture.producer.write(eventID: 1, value: seq) { acceptedWhileHeld += 1 } else { refusedWhileHeld += 1 }
@@ -995,7 +1020,7 @@ struct OverwriteUnitTests {
         #expect(totals.dropped == UInt64(refusedWhileHeld))
         #expect(totals.recorded == UInt64(earlyDrain.count + drained.count))
         #expect(totals.recorded + totals.overwritten + totals.dropped == 1111)
-        // Recycling sub-buffer 0 destroyed its 41 records, minus the 10 already read.
+        // Recycling sub-buffer 0 destroyed its 40 records, minus the 10 already read.
         #expect(totals.overwritten == UInt64(1111 - refusedWhileHeld - earlyDrain.count - drained.count))
         // The survivors are the newest accepted records, in order.
         let acceptedSequence = Array(UInt64(0)..<UInt64(capacity)) + Array(UInt64(1011)..<1111)
@@ -1017,7 +1042,7 @@ struct OverwriteUnitTests {
         #expect(head == UInt64(fixture.layout.ringSize - 16))
         // Step 1 of the next opening, exactly as SubbufferOpening plans it, committed; step 2 never runs.
         let outcome = SubbufferOpening.plan(layout: fixture.layout, mode: .overwrite, ring: ring, head: head,
-                                            consumed: fixture.consumed(0), length: 24, eventID: 1)
+                                            consumed: fixture.consumed(0), length: 24)
         guard case .recycleFirst(let recycling) = outcome else {
             Issue.record("expected a recycling step first")
             return
@@ -1111,12 +1136,13 @@ struct TooLargeUnitTests {
 
 @Suite("RoundTrip: drainer facing a damaged ring")
 struct DrainerCorruptionUnitTests {
-    /// Writes three 8-byte records on CPU 0: ring 0 then holds begin 0..<24 and records at 24, 48, 72.
+    /// Writes three 8-byte records on CPU 0: ring 0 then holds begin 0..<24, the writer's thread
+    /// record 24..<48 and records at 48, 72, 96.
     static func threeRecords(_ fixture: UnitTraceFixture) throws {
         try UnitTrace.onCPU(0) { () throws(TraceError) in
             for seq in UInt64(1)...3 { #expect(fixture.producer.write(eventID: 5, value: seq)) }
         }
-        #expect(fixture.head(0) == 96)
+        #expect(fixture.head(0) == 120)
     }
 
     static let damages: [(name: String, word: RecordWord, reason: String)] = [
@@ -1140,16 +1166,22 @@ struct DrainerCorruptionUnitTests {
          "record length 0 crosses its sub-buffer or the head"),
         ("padding crossing the head", RecordWord(length: 56, kind: .padding, eventID: 0, lap: 0, busy: false),
          "record length 56 crosses its sub-buffer or the head"),
+        ("thread record longer than 24 bytes", RecordWord(length: 32, kind: .thread, eventID: 0, lap: 0, busy: false),
+         "thread record of length 32 (thread records are 24 bytes)"),
+        ("thread record shorter than 24 bytes", RecordWord(length: 16, kind: .thread, eventID: 0, lap: 0, busy: false),
+         "thread record of length 16 (thread records are 24 bytes)"),
+        ("unaligned thread record", RecordWord(length: 20, kind: .thread, eventID: 0, lap: 0, busy: false),
+         "record length 20 crosses its sub-buffer or the head"),
     ]
 
     @Test("a damaged record word makes drainOnce throw .corrupted naming the ring, position and object",
-          arguments: [BufferMode.discard, .overwrite], Array(0..<10))
+          arguments: [BufferMode.discard, .overwrite], Array(0..<13))
     func damagedWordIsReported(mode: BufferMode, damage: Int) throws {
         let d = Self.damages[damage]
         let fixture = try UnitTraceFixture("damage\(damage)-\(mode)", mode: mode)
         let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        mapped.ring(0).storeWord(at: 48, d.word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 72, d.word.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do {
             _ = try fixture.drain(quiescent: false)
@@ -1159,32 +1191,32 @@ struct DrainerCorruptionUnitTests {
         let error = try #require(thrown, "\(d.name): drainOnce did not throw")
         #expect(error.code == .corrupted)
         #expect(error.message == """
-            ring 0 of trace '\(fixture.buffer.name)' is damaged at position 48: \(d.reason); something other than \
+            ring 0 of trace '\(fixture.buffer.name)' is damaged at position 72: \(d.reason); something other than \
             RseqTrace wrote into \(fixture.path). Ring 0 is quarantined: it is no longer read (48 published bytes \
             left unread), the other rings keep draining; stop the process writing into \(fixture.path), and trace \
             again for a complete record
             """, "\(d.name)")
-        // The record before the damage (at 24) was delivered, counted and consumed.
+        // The record before the damage (at 48) was delivered, counted and consumed.
         #expect(fixture.drainer.statistics[0].recorded == 1, "\(d.name)")
-        #expect(fixture.consumed(0) == 48, "\(d.name)")
+        #expect(fixture.consumed(0) == 72, "\(d.name)")
         #expect(fixture.drainer.quarantinedRings[0]?.message == error.message, "\(d.name)")
         #expect(fixture.drainer.statistics[0].quarantined == 1 && fixture.drainer.statistics[0].hidden == 48, "\(d.name)")
         // The ring is quarantined: a second round neither reads it again nor throws again, and
         // delivers nothing twice.
         #expect(try fixture.drain(quiescent: true).isEmpty, "\(d.name)")
         #expect(fixture.drainer.statistics[0].recorded == 1, "\(d.name)")
-        #expect(fixture.consumed(0) == 48, "\(d.name)")
+        #expect(fixture.consumed(0) == 72, "\(d.name)")
         #expect(fixture.drainer.totals.quarantined == 1, "\(d.name)")
     }
 
     /// Length damage that only the new rules reject: lengths that are not a multiple of 8 where one
     /// is required (padding, begin), or below the minimum of their kind.
     static let lengthRuleDamages: [(name: String, position: UInt64, word: RecordWord)] = [
-        ("padding length 12, not a multiple of 8", 48, RecordWord(length: 12, kind: .padding, eventID: 0, lap: 0, busy: false)),
-        ("padding length 20, not a multiple of 8", 48, RecordWord(length: 20, kind: .padding, eventID: 0, lap: 0, busy: false)),
-        ("padding length 4, below 8", 48, RecordWord(length: 4, kind: .padding, eventID: 0, lap: 0, busy: false)),
-        ("event length 15, below the 16-byte header", 48, RecordWord(length: 15, kind: .event, eventID: 5, lap: 0, busy: false)),
-        ("event length 1", 48, RecordWord(length: 1, kind: .event, eventID: 5, lap: 0, busy: false)),
+        ("padding length 12, not a multiple of 8", 72, RecordWord(length: 12, kind: .padding, eventID: 0, lap: 0, busy: false)),
+        ("padding length 20, not a multiple of 8", 72, RecordWord(length: 20, kind: .padding, eventID: 0, lap: 0, busy: false)),
+        ("padding length 4, below 8", 72, RecordWord(length: 4, kind: .padding, eventID: 0, lap: 0, busy: false)),
+        ("event length 15, below the 16-byte header", 72, RecordWord(length: 15, kind: .event, eventID: 5, lap: 0, busy: false)),
+        ("event length 1", 72, RecordWord(length: 1, kind: .event, eventID: 5, lap: 0, busy: false)),
         ("begin record length 20 at a sub-buffer start", 0, RecordWord(length: 20, kind: .subbufferBegin, eventID: 0, lap: 0, busy: false)),
         ("begin record length 23 at a sub-buffer start", 0, RecordWord(length: 23, kind: .subbufferBegin, eventID: 0, lap: 0, busy: false)),
     ]
@@ -1214,10 +1246,10 @@ struct DrainerCorruptionUnitTests {
         #expect(error.message.contains(" crosses its sub-buffer or the head; something other than RseqTrace wrote into \(fixture.path)"),
                 "\(d.name): \(error.message)")
         // Exactly the records before the damage were delivered, counted and consumed.
-        let before = d.position == 48 ? 1 : 0
+        let before = d.position == 72 ? 1 : 0
         #expect(delivered.map(\.sequence) == Array(UInt64(1)..<UInt64(1 + before)), "\(d.name)")
         #expect(fixture.drainer.statistics[0].recorded == UInt64(before), "\(d.name)")
-        #expect(fixture.consumed(0) == (d.position == 48 ? 48 : 0), "\(d.name)")
+        #expect(fixture.consumed(0) == (d.position == 72 ? 72 : 0), "\(d.name)")
     }
 
     @Test("a rejected length is reported as stored in the record word, not rounded up to 8",
@@ -1240,18 +1272,18 @@ struct DrainerCorruptionUnitTests {
         let fixture = try UnitTraceFixture("oddlen\(length)-\(mode)", mode: mode)
         let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        // The record at 48 (8-byte payload 2) now claims only `length - 16` bytes of payload; it
-        // still occupies 24 bytes, so the next record stays at 72.
+        // The record at 72 (8-byte payload 2) now claims only `length - 16` bytes of payload; it
+        // still occupies 24 bytes, so the next record stays at 96.
         let word = RecordWord(length: length, kind: .event, eventID: 5, lap: 0, busy: false)
         #expect(word.size == 24)
-        mapped.ring(0).storeWord(at: 48, word.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 72, word.rawValue, ordering: .releasing)
         let drained = try fixture.drain(quiescent: false)
-        #expect(drained.map(\.position) == [24, 48, 72])
+        #expect(drained.map(\.position) == [48, 72, 96])
         #expect(drained.map(\.eventID) == [5, 5, 5])
         #expect(drained.map(\.bytes) == [UnitTrace.littleEndian(1), UnitTrace.littleEndian(2, count: length - 16),
                                          UnitTrace.littleEndian(3)])
         #expect(fixture.drainer.statistics[0].recorded == 3)
-        #expect(fixture.consumed(0) == 96)
+        #expect(fixture.consumed(0) == 120)
         #expect(try fixture.drain(quiescent: true).isEmpty)
     }
 
@@ -1261,12 +1293,52 @@ struct DrainerCorruptionUnitTests {
         let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
         let stale = RecordWord(length: 24, kind: .event, eventID: 5, lap: 3, busy: true)
-        mapped.ring(0).storeWord(at: 48, stale.rawValue, ordering: .releasing)
+        mapped.ring(0).storeWord(at: 72, stale.rawValue, ordering: .releasing)
         var thrown: TraceError?
         do { _ = try fixture.drain(quiescent: false) } catch { thrown = error }
         #expect(thrown?.code == .corrupted)
         #expect(thrown?.message.contains("ring 0") == true)
-        #expect(thrown?.message.contains("position 48: invalid record word") == true)
+        #expect(thrown?.message.contains("position 72: invalid record word") == true)
+    }
+
+    @Test("an event with no thread record before it in its sub-buffer is damage at the event, in every mode",
+          arguments: [BufferMode.discard, .overwrite], [false, true])
+    func eventWithoutThreadRecordIsDamage(mode: BufferMode, quiescent: Bool) throws {
+        let fixture = try UnitTraceFixture("nothread-\(mode)-\(quiescent)", mode: mode)
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        try Self.threeRecords(fixture)
+        // The thread record becomes padding of its size: the events after it name no writer.
+        mapped.ring(0).storeWord(at: 24, RecordWord(length: 24, kind: .padding, eventID: 0, lap: 0, busy: false).rawValue,
+                                 ordering: .releasing)
+        var delivered: [UInt64] = []
+        var thrown: TraceError?
+        do {
+            try fixture.drainer.drainOnce(quiescent: quiescent) { delivered.append($0.load(fromByteOffset: 0, as: UInt64.self)) }
+        } catch {
+            thrown = error
+        }
+        #expect(thrown?.code == .corrupted)
+        #expect(thrown?.message.contains("""
+            is damaged at position 48: event record with no thread record before it in its sub-buffer; something other \
+            than RseqTrace wrote into
+            """) == true, "\(thrown?.message ?? "no error")")
+        #expect(delivered.isEmpty)
+        #expect(fixture.drainer.statistics[0].recorded == 0)
+        #expect(fixture.drainer.statistics[0].hidden == 72)
+    }
+
+    @Test("a thread record naming pid 0 and tid 0 is damage")
+    func threadRecordNamingNoThreadIsDamage() throws {
+        let fixture = try UnitTraceFixture("zerothread")
+        let mapped = fixture.buffer   // ring views borrow a local reference
+        try Self.threeRecords(fixture)
+        mapped.ring(0).storeWord(at: 40, 0, ordering: .releasing)
+        var thrown: TraceError?
+        do { _ = try fixture.drain(quiescent: false) } catch { thrown = error }
+        #expect(thrown?.code == .corrupted)
+        #expect(thrown?.message.contains("is damaged at position 24: thread record names no thread (pid and tid 0)") == true,
+                "\(thrown?.message ?? "no error")")
+        #expect(fixture.drainer.statistics[0].recorded == 0)
     }
 
     @Test("an overwrite ring whose CPU does not exist cannot be drained live: .systemCallFailed with EINVAL, the other rings are still drained")
@@ -1299,7 +1371,7 @@ struct DrainerCorruptionUnitTests {
         let fixture = try UnitTraceFixture("damageacct-\(mode)-\(quiescent)", mode: mode)
         let mapped = fixture.buffer   // ring views borrow a local reference
         try Self.threeRecords(fixture)
-        mapped.ring(0).storeWord(at: 72, RecordWord(length: 4096, kind: .event, eventID: 5, lap: 0, busy: false).rawValue,
+        mapped.ring(0).storeWord(at: 96, RecordWord(length: 4096, kind: .event, eventID: 5, lap: 0, busy: false).rawValue,
                                          ordering: .releasing)
         var delivered: [UInt64] = []
         do {
@@ -1307,20 +1379,20 @@ struct DrainerCorruptionUnitTests {
             Issue.record("drainOnce did not throw")
         } catch {
             #expect(error.code == .corrupted)
-            #expect(error.message.contains("is damaged at position 72: record length 4096 crosses its sub-buffer or the head"),
+            #expect(error.message.contains("is damaged at position 96: record length 4096 crosses its sub-buffer or the head"),
                     "\(error.message)")
         }
         #expect(delivered == [1, 2])
         #expect(fixture.drainer.statistics[0].recorded == 2, "callback saw \(delivered)")
         #expect(fixture.drainer.totals.recorded == 2)
-        #expect(fixture.consumed(0) == 72)
+        #expect(fixture.consumed(0) == 96)
         // The ring is quarantined: draining again does not read it (nor throw) and delivers nothing twice.
         var again: [UInt64] = []
         try fixture.drainer.drainOnce(quiescent: quiescent) { again.append($0.load(fromByteOffset: 0, as: UInt64.self)) }
         #expect(again.isEmpty)
-        #expect(fixture.drainer.quarantinedRings[0]?.message.contains("position 72") == true)
+        #expect(fixture.drainer.quarantinedRings[0]?.message.contains("position 96") == true)
         #expect(fixture.drainer.statistics[0].hidden == 24)
         #expect(fixture.drainer.statistics[0].recorded == 2)
-        #expect(fixture.consumed(0) == 72)
+        #expect(fixture.consumed(0) == 96)
     }
 }

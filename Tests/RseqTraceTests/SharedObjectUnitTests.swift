@@ -449,7 +449,7 @@ struct SharedObjectUnitTests {
     }
 
     @Test("a header with another version fails with .unsupportedVersion and says to use a matching tool",
-          arguments: [UInt32(0), 1, 2, 4, 0xFFFF_FFFF])
+          arguments: [UInt32(0), 1, 2, 3, 5, 0xFFFF_FFFF])
     func openOtherVersion(version: UInt32) throws {
         let name = UnitTrace.name("version")
         let buffer = try SharedTraceBuffer.create(configuration(name))
@@ -457,7 +457,7 @@ struct SharedObjectUnitTests {
         #expect(patchFile(path, offset: HeaderField.version.rawValue, uint32: version))
         let error = try #require(traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) })
         #expect(error.code == .unsupportedVersion)
-        #expect(error.message == "\(path) has layout version \(version); this build reads version 3: use a matching rseqtrace")
+        #expect(error.message == "\(path) has layout version \(version); this build reads version 4: use a matching rseqtrace")
         withExtendedLifetime(buffer) {}
     }
 

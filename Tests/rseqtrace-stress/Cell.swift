@@ -111,6 +111,8 @@ enum CellCommand {
         let drainer = TraceDrainer(buffer: buffer)
         var verifier = RecordVerifier(layout: buffer.layout)
         verifier.tamper = verifierTamper
+        // The SIGUSR1 handler writes its payload thread from whichever thread it interrupts.
+        verifier.sharedPayloadThreads = [SignalTracing.thread]
         var drainError: TraceError?
         var rounds = 0
         while true {
@@ -173,6 +175,9 @@ enum CellCommand {
         if let drainError { failures.append("drain: \(drainError)") }
         if verifier.damaged > 0 { failures.append("damaged: \(verifier.damaged) records fail the payload check (first: \(verifier.problems.first { $0.contains("damaged") || $0.contains("out of range") } ?? ""))") }
         if verifier.duplicates > 0 { failures.append("duplicates: \(verifier.duplicates) (thread, sequence) pairs delivered twice") }
+        if verifier.misattributed > 0 {
+            failures.append("writers: \(verifier.misattributed) records name another writer than their thread's others (first: \(verifier.problems.first { $0.contains("written by") || $0.contains("no writer") } ?? ""))")
+        }
         if verifier.regressions > 0 {
             failures.append("timestamps: \(verifier.regressions) records older than their predecessor in the ring (first: \(verifier.problems.first { $0.contains("timestamp") } ?? ""))")
         }
@@ -190,6 +195,7 @@ enum CellCommand {
             "emitted": "\(emitted)", "recorded": "\(totals.recorded)", "lost": "\(totals.lost)",
             "handler": "\(handler)", "dropped": "\(totals.dropped)", "overwritten": "\(totals.overwritten)",
             "damaged": "\(verifier.damaged)", "duplicates": "\(verifier.duplicates)", "regressions": "\(verifier.regressions)",
+            "misattributed": "\(verifier.misattributed)",
             "slowlane": "\(verifier.slowLane)", "migrations": "\(migrations)",
             "rounds": "\(rounds)", "wall_ms": "\(Int(wall * 1000))",
         ]

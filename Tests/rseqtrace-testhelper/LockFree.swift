@@ -19,6 +19,10 @@ struct CheckedRecordVerifier {
     var damaged: UInt64 = 0
     var duplicates: UInt64 = 0
     var regressions: UInt64 = 0
+    /// Records whose writer (pid, tid) differs from the first record of the same source: each
+    /// source below `stormHandlerSource` is one thread of this process.
+    var misattributed: UInt64 = 0
+    var writers: [UInt64: (processID: Int32, threadID: Int32)] = [:]
 
     init(rings: Int) { lastTimestamp = Array(repeating: 0, count: rings) }
 
@@ -42,9 +46,24 @@ struct CheckedRecordVerifier {
             return
         }
         if !seen.insert(payload.source << 40 | payload.sequence).inserted { duplicates += 1 }
+        // Handler records are written by whichever thread the signal interrupts.
+        guard payload.source < stormHandlerSource else { return }
+        let writer = (processID: record.processID, threadID: record.threadID)
+        if let first = writers[payload.source] {
+            if first != writer || writer.processID != getpid() {
+                misattributed += 1
+                if misattributed <= 5 {
+                    printError("problem: source \(payload.source) written by pid \(writer.processID) tid \(writer.threadID), earlier by \(first)")
+                }
+            }
+        } else {
+            writers[payload.source] = writer
+        }
     }
 
-    var line: String { "recorded=\(recorded) damaged=\(damaged) duplicates=\(duplicates) regressions=\(regressions)" }
+    var line: String {
+        "recorded=\(recorded) damaged=\(damaged) duplicates=\(duplicates) regressions=\(regressions) misattributed=\(misattributed)"
+    }
 }
 
 /// Counters shared by the threads of one helper run.
@@ -342,15 +361,17 @@ enum FallbackWriteCommand {
         let producer = buffer.makeProducer()
         let shared = SharedCounters(threads: threads)
         WorkerThreads.run(count: threads) { index in
+            // The source is the writer's thread id: a reader checks each record's attribution.
+            let tid = UInt64(rtts_gettid())
             var kept: UInt64 = 0
             for sequence in 0..<UInt64(events)
-            where producer.write(eventID: 1, value: CheckedPayload(source: UInt64(index), sequence: sequence)) {
+            where producer.write(eventID: 1, value: CheckedPayload(source: tid, sequence: sequence)) {
                 kept += 1
             }
             shared.stored.wrappingAdd(kept, ordering: .relaxed)
         }
         buffer.markFinished()
-        print("fallback-write: mode=\(RseqRuntime.status.mode) path=\(producer.path) emitted=\(threads * events) stored=\(shared.stored.load(ordering: .relaxed))")
+        print("fallback-write: mode=\(RseqRuntime.status.mode) path=\(producer.path) pid=\(getpid()) emitted=\(threads * events) stored=\(shared.stored.load(ordering: .relaxed))")
         return 0
     }
 }

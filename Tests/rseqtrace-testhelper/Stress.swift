@@ -86,10 +86,10 @@ enum StressCommand {
         if state.timerFailures.load(ordering: .relaxed) > 0 { printError("error: some per-thread timers could not be created") }
 
         let wallMilliseconds = wall.components.seconds * 1000 + wall.components.attoseconds / 1_000_000_000_000_000
-        print("stress: mode=\(status.mode) buffer=\(mode) emitted=\(emitted) recorded=\(totals.recorded) lost=\(totals.lost) damaged=\(verifier.damaged) duplicates=\(verifier.duplicates) regressions=\(verifier.regressions) slowlane=\(verifier.slowLane) signals=\(rtts_signal_count()) migrations=\(state.migrations.load(ordering: .relaxed)) path=\(producer.path) stored=\(stored) dropped=\(totals.dropped) overwritten=\(totals.overwritten) toolarge=\(totals.tooLarge) rounds=\(rounds) wall_ms=\(wallMilliseconds)")
+        print("stress: mode=\(status.mode) buffer=\(mode) emitted=\(emitted) recorded=\(totals.recorded) lost=\(totals.lost) damaged=\(verifier.damaged) duplicates=\(verifier.duplicates) regressions=\(verifier.regressions) misattributed=\(verifier.misattributed) slowlane=\(verifier.slowLane) signals=\(rtts_signal_count()) migrations=\(state.migrations.load(ordering: .relaxed)) path=\(producer.path) stored=\(stored) dropped=\(totals.dropped) overwritten=\(totals.overwritten) toolarge=\(totals.tooLarge) rounds=\(rounds) wall_ms=\(wallMilliseconds)")
 
         let exact = totals.recorded + totals.lost == emitted
-        let clean = verifier.damaged == 0 && verifier.duplicates == 0 && verifier.regressions == 0
+        let clean = verifier.isClean
         let complete = emitted == UInt64(threads) * UInt64(events)
         let ok = exact && clean && complete && drainError == nil && state.timerFailures.load(ordering: .relaxed) == 0
         return ok ? 0 : 1

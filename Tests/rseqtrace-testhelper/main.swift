@@ -19,6 +19,7 @@ let usage = """
       \(StuckCommand.usage)
       \(FallbackWriteCommand.usage)
       \(EmitUntilSignalCommand.usage)
+      \(ForkWriteCommand.usage)
       mode
     """
 
@@ -40,6 +41,7 @@ do {
     case "stuck": finish(try StuckCommand.run(rest))
     case "fallback-write": finish(try FallbackWriteCommand.run(rest))
     case "emit-until-signal": finish(try EmitUntilSignalCommand.run(rest))
+    case "fork-write": finish(try ForkWriteCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

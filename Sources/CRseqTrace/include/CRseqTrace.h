@@ -137,6 +137,42 @@ void rseqtrace_publish_producer_table(uintptr_t address);
  * static variables live), 0 otherwise (stack, heap). Uses dladdr. */
 int rseqtrace_is_static_storage(const void *address);
 
+/* MARK: - Thread identity (thread records; docs/BufferProtocol.md §2.1)
+ *
+ * Each thread caches what its thread records carry and the mark that producers compare with a
+ * ring's `lastWriter` word to know whether the records before the head are already attributed to
+ * it. Initial-exec TLS: reading it is one %fs-relative load (no call), so the fast path can. */
+struct rseqtrace_thread_identity {
+	/* pid << 32 | tid as the thread's thread records carry them; 0 until assigned. */
+	uint64_t process_and_thread;
+	/* Nonzero once assigned: the tid (below 2^22, the kernel's PID_MAX_LIMIT) in bits 0-21, and
+	 * 10 bits taken from the cycle counter at assignment in bits 22-31. Two live threads never
+	 * share a mark (their tids differ), in one process or in several; the high bits make a
+	 * reused tid (a dead thread's, possibly of another process) carry a different mark in
+	 * 1023 cases of 1024. */
+	uint32_t mark;
+	uint32_t unused;
+};
+extern __thread struct rseqtrace_thread_identity rseqtrace_current_thread
+	__attribute__((tls_model("initial-exec")));
+
+/* The calling thread's mark, or 0 when it has none yet (then rseqtrace_assign_thread_identity). */
+RSEQTRACE_INLINE uint32_t rseqtrace_thread_mark(void)
+{
+	return rseqtrace_current_thread.mark;
+}
+
+/* pid << 32 | tid of the calling thread, or 0 when not assigned yet. */
+RSEQTRACE_INLINE uint64_t rseqtrace_thread_process_and_id(void)
+{
+	return rseqtrace_current_thread.process_and_thread;
+}
+
+/* Assigns the calling thread's identity and mark if it has none (first use in a thread, and
+ * first use after fork in the child: a pthread_atfork child handler, installed by the first
+ * assignment, clears the forking thread's copy) and returns the mark (nonzero). */
+uint32_t rseqtrace_assign_thread_identity(void);
+
 /* MARK: - Lock-free protocol (fallback rings and the slow lane; docs/BufferProtocol.md §5) */
 
 /* Compare-and-swap of a ring's 16-byte reservation pair {head, stamp} (16-aligned): when

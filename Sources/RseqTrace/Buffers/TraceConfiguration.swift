@@ -6,7 +6,7 @@ public struct TraceConfiguration: Sendable, Hashable {
     /// Bytes of ring per CPU (a power of two, 8 KiB ... 1 GiB).
     public var ringSize: Int
     /// Bytes per sub-buffer (a power of two, at least 256; a ring holds 2 to 256 of them). A record's payload
-    /// can be at most `subbufferSize - 40` bytes.
+    /// can be at most `subbufferSize - 64` bytes.
     public var subbufferSize: Int
     /// What happens when a ring is full.
     public var mode: BufferMode

@@ -33,7 +33,7 @@ public struct Producer: Sendable {
         self.writer = writer
     }
 
-    /// The largest payload one record can carry (`subbufferSize - 40` bytes); larger records are
+    /// The largest payload one record can carry (`subbufferSize - 64` bytes); larger records are
     /// refused and counted as `tooLarge`.
     @inlinable public var maximumPayloadSize: Int { writer.layout.maximumPayloadSize }
 

@@ -9,7 +9,7 @@
 /// ```
 ///
 /// - `length` counts this word, the timestamp word and the payload exactly (at least 16 for an
-///   event, 8 for padding); the record occupies `length` rounded up to 8 (`size`), so readers
+///   event, 8 for padding, 24 for begin and thread records); the record occupies `length` rounded up to 8 (`size`), so readers
 ///   know the exact payload size and never see the alignment bytes.
 /// - `busy` is set while a reserved record is being written; the reserving thread clears it with a
 ///   releasing store (the commit). Readers load the word with acquiring ordering.
@@ -32,6 +32,10 @@ package struct RecordWord: Hashable, Sendable {
         case padding = 2
         /// First record of every sub-buffer: `[word][timestamp][records lost before it]`.
         case subbufferBegin = 3
+        /// `[word][timestamp][pid << 32 | tid]`, 24 bytes: the records after it in its sub-buffer,
+        /// up to the next thread record, were written by that thread. While its reservation is in
+        /// flight it is a *lead* word: busy, with a length covering itself and the event after it.
+        case thread = 4
     }
 
     @usableFromInline static let busyBit: UInt64 = 1 << 28
@@ -54,6 +58,20 @@ package struct RecordWord: Hashable, Sendable {
     @inlinable package var lap: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
     /// Reserved bits 29...31 are zero in every valid word.
     @inlinable package var hasReservedBitsClear: Bool { rawValue & (0b111 << 29) == 0 }
+
+    /// The busy *lead* word a reservation that starts with a thread record stores: kind `thread`,
+    /// its length covering the thread record and the event record of `length` bytes after it, so
+    /// that a reader treats both as one record in flight until the commit.
+    @inlinable
+    package static func lead(length: Int, lap: UInt16) -> RecordWord {
+        RecordWord(length: TraceLayout.threadRecordSize &+ length, kind: .thread, eventID: 0, lap: lap, busy: true)
+    }
+
+    /// The final word of a thread record of lap `lap` (what the commit stores over the lead).
+    @inlinable
+    package static func threadRecord(lap: UInt16) -> RecordWord {
+        RecordWord(length: TraceLayout.threadRecordSize, kind: .thread, eventID: 0, lap: lap, busy: false)
+    }
 
     /// The same word with `busy` cleared: what the commit stores.
     @inlinable package var committed: RecordWord { RecordWord(rawValue: rawValue & ~RecordWord.busyBit) }

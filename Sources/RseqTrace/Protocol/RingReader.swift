@@ -40,6 +40,10 @@ package struct RingReader {
         package var consumed: UInt64?
         /// The highest `head` validated so far.
         package var head: UInt64 = 0
+        /// The thread record in effect at a position this consumer read up to (`pid << 32 | tid`,
+        /// 0 when none precedes it in its sub-buffer), so that the next read starting there
+        /// attributes its events without walking the sub-buffer from its start again.
+        package var thread: (position: UInt64, identity: UInt64)?
         package init() {}
     }
 
@@ -96,8 +100,9 @@ package struct RingReader {
     /// ring; the lap in each record word ends it where older content begins).
     func chainBytes(ring: RingView, from: UInt64) -> UInt64 {
         guard from & 7 == 0, from <= Self.maximumPosition else { return 0 }
-        let walk = RecordWalk.run(layout: layout, from: from, to: from &+ UInt64(layout.ringSize), maximumLost: maximumBeginLost,
-                                  word: { ring.loadWord(at: $0, ordering: .acquiring) }, visit: { _, _ in })
+        let walk = RecordWalk.run(layout: layout, from: from, to: from &+ UInt64(layout.ringSize),
+                                  thread: thread(at: from, ring: ring, known: nil), maximumLost: maximumBeginLost,
+                                  word: { ring.loadWord(at: $0, ordering: .acquiring) }, visit: { _, _, _ in })
         return walk.end &- from
     }
 
@@ -112,6 +117,22 @@ package struct RingReader {
     /// What the begin records of this object may carry: nothing in discard mode, a
     /// `RecycleMarker` count in overwrite mode.
     var maximumBeginLost: UInt64 { buffer.mode == .discard ? 0 : RecycleMarker.maximumLost }
+
+    /// The thread record in effect at `position` (`pid << 32 | tid`, or 0 when none precedes it in
+    /// its sub-buffer), for a walk starting there: none at a sub-buffer start; `known` when an
+    /// earlier read ended at `position`; else found by walking the records of its sub-buffer
+    /// before it, in the ring. Only call this when those records cannot change during the call,
+    /// or when a later check discards the read if they may have (overwrite mode).
+    func thread(at position: UInt64, ring: RingView, known: (position: UInt64, identity: UInt64)?) -> UInt64 {
+        let subStart = position & ~UInt64(layout.subbufferSize &- 1)
+        if position == subStart { return 0 }
+        if let known, known.position == position { return known.identity }
+        // What lies before `position` was read (or skipped) already: a busy record there was abandoned.
+        let walk = RecordWalk.run(layout: layout, from: subStart, to: position, abandonBusy: true,
+                                  maximumLost: maximumBeginLost,
+                                  word: { ring.loadWord(at: $0, ordering: .acquiring) }, visit: { _, _, _ in })
+        return walk.end == position ? walk.thread : 0
+    }
 
     /// Called with the event records a read found, in ring order, a batch at a time (one call per
     /// `RecordBatch.capacity` records at most, and at least once per walk that found any): the
@@ -192,10 +213,12 @@ package struct RingReader {
             // marker must count at least the unread records it destroys, or it hides them.
             if !readable.skipped.isEmpty {
                 var unread: UInt64 = 0
-                let walk = RecordWalk.run(layout: layout, from: readable.skipped.lowerBound, to: readable.skipped.upperBound,
+                let from = readable.skipped.lowerBound
+                let walk = RecordWalk.run(layout: layout, from: from, to: readable.skipped.upperBound,
+                                          thread: thread(at: from, ring: ring, known: cursor.thread),
                                           maximumLost: maximumBeginLost,
                                           word: { ring.loadWord(at: $0, ordering: .acquiring) },
-                                          visit: { _, word in if word.kind == .event { unread &+= 1 } })
+                                          visit: { _, word, _ in if word.kind == .event { unread &+= 1 } })
                 if walk.problem == nil && unread > readable.pendingLost {
                     let field = ControlField.recycleMarker(slot: readable.pendingSlot)
                     outcome.problem = RecordWalk.Problem(position: readable.pendingLost, reason: """
@@ -215,9 +238,10 @@ package struct RingReader {
             }
         }
         let limit = wholeSubbuffers && !quiescent ? max(start, head & ~UInt64(layout.subbufferSize &- 1)) : head
+        let startThread = thread(at: start, ring: ring, known: cursor.thread)
         // SAFETY: `visit` gets payload pointers valid for the call (see `Visit`).
-        let walk = unsafe walkInPlace(ring: ring, from: start, to: limit, quiescent: quiescent, outcome: &outcome,
-                                      batch: &batch, visit)
+        let walk = unsafe walkInPlace(ring: ring, from: start, to: limit, thread: startThread, quiescent: quiescent,
+                                      outcome: &outcome, batch: &batch, visit)
         // Every visited payload is delivered before `consumed` lets producers reuse its bytes.
         // SAFETY: the batch holds payload pointers into the ring, delivered here before `consumed` moves.
         unsafe batch.flush(visit)
@@ -225,6 +249,7 @@ package struct RingReader {
             ring.store(.consumed, walk.end, ordering: .releasing)
         }
         cursor.consumed = walk.end
+        cursor.thread = (walk.end, walk.thread)
         outcome.problem = walk.problem
         if walk.problem != nil { outcome.hidden = unreadBytes(head: head, consumed: consumed, start: start, end: walk.end) }
         return outcome
@@ -232,12 +257,12 @@ package struct RingReader {
 
     /// The walk of `readInPlace` over `[start, head)`, visiting each committed event in place. A
     /// function of its own, small enough that the walk and its closures are inlined into it.
-    private func walkInPlace(ring: RingView, from start: UInt64, to head: UInt64, quiescent: Bool,
+    private func walkInPlace(ring: RingView, from start: UInt64, to head: UInt64, thread: UInt64, quiescent: Bool,
                              outcome: inout Outcome, batch: inout RecordBatch, _ visit: Visit) -> RecordWalk.Result {
-        RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent,
+        RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent, thread: thread,
                        maximumLost: maximumBeginLost,
                        word: { ring.loadWord(at: $0, ordering: .acquiring) },
-                       visit: { position, word in
+                       visit: { position, word, thread in
             if word.isBusy {
                 outcome.abandoned &+= 1   // its producer died between reserve and commit
             } else if word.kind == .event {
@@ -245,7 +270,7 @@ package struct RingReader {
                 let payload = unsafe UnsafeRawPointer(ring.pointer(at: position &+ UInt64(TraceLayout.recordHeaderSize)))
                 // SAFETY: `payload` stays valid until the batch is delivered, before `consumed` moves.
                 unsafe batch.add(VisitedRecord(payload: payload, timestamp: ring.loadWord(at: position &+ 8, ordering: .relaxed),
-                                               position: position, word: word), visit)
+                                               position: position, word: word, thread: thread), visit)
             } else if word.kind == .subbufferBegin {
                 // Checked against `maximumBeginLost` by the walk.
                 outcome.overwritten.addSaturated(ring.loadWord(at: position &+ 16, ordering: .relaxed))
@@ -279,13 +304,15 @@ package struct RingReader {
         if snapshot.positionsChecked {
             cursor.head = snapshot.head
             cursor.consumed = snapshot.committed ? snapshot.end : snapshot.consumed
+            if snapshot.committed { cursor.thread = (snapshot.end, snapshot.endThread) }
         }
         guard snapshot.committed, snapshot.end > snapshot.start, let base = scratch.baseAddress else { return outcome }
         let start = snapshot.start
-        _ = RecordWalk.run(layout: layout, from: start, to: snapshot.end, maximumLost: maximumBeginLost, word: { position in
+        _ = RecordWalk.run(layout: layout, from: start, to: snapshot.end, thread: snapshot.startThread,
+                           maximumLost: maximumBeginLost, word: { position in
             // SAFETY: inside the committed copy (the walk stays in [start, end), end - start <= ringSize), 8-aligned.
             unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: position &- start), as: UInt64.self)
-        }, visit: { position, word in
+        }, visit: { position, word, thread in
             let offset = Int(truncatingIfNeeded: position &- start)
             if word.kind == .subbufferBegin {
                 // SAFETY: the begin record is 24 bytes, inside the copy.
@@ -297,7 +324,8 @@ package struct RingReader {
             // SAFETY: as above; the payload follows the 16-byte header.
             let payload = unsafe UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize))
             // SAFETY: the copy stays untouched until the batch is delivered (below).
-            unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: position, word: word), visit)
+            unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: position, word: word,
+                                           thread: thread), visit)
         })
         // SAFETY: the copy is untouched until this delivery returns.
         unsafe batch.flush(visit)
@@ -313,6 +341,9 @@ package struct RingReader {
         var positionsChecked = false
         var head: UInt64 = 0
         var consumed: UInt64 = 0
+        /// The thread record in effect at `start` and at `end` (see `RingReader.thread(at:ring:known:)`).
+        var startThread: UInt64 = 0
+        var endThread: UInt64 = 0
         /// Damage found right after `end` (reported once the records before it are delivered), or
         /// positions that moved impossibly.
         var problem: RecordWalk.Problem?
@@ -356,6 +387,9 @@ package struct RingReader {
             // after the head passes `limit`.
             let markerField = ControlField.recycleMarker(slot: layout.slot(of: start))
             let marker = ring.load(markerField, ordering: .acquiring)
+            // Read from the ring before the commit: if the sub-buffer of `start` is recycled
+            // meanwhile, its marker changes and the commit fails.
+            let startThread = thread(at: start, ring: ring, known: cursor.thread)
             // Copy [start, head) — at most one ring — in up to two pieces around the ring end.
             let count = Int(truncatingIfNeeded: head - start)
             var copied = 0
@@ -372,15 +406,16 @@ package struct RingReader {
                 }
                 copied += piece
             }
-            let walk = RecordWalk.run(layout: layout, from: start, to: head, maximumLost: maximumBeginLost, word: { position in
+            let walk = RecordWalk.run(layout: layout, from: start, to: head, thread: startThread,
+                                      maximumLost: maximumBeginLost, word: { position in
                 // SAFETY: position - start < count <= scratch.count, 8-aligned.
                 unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: position &- start), as: UInt64.self)
-            }, visit: { _, _ in })
+            }, visit: { _, _, _ in })
             // Nothing copied from sub-buffer start/P on may have been recycled meanwhile.
             let limit = (start / p &+ UInt64(layout.subbuffersPerRing)) &* p
             if commit(markerField, marker, limit, walk.end) {
                 return Snapshot(start: start, end: walk.end, committed: true, positionsChecked: true, head: head,
-                                consumed: consumed, problem: walk.problem,
+                                consumed: consumed, startThread: startThread, endThread: walk.thread, problem: walk.problem,
                                 hidden: walk.problem == nil ? 0 : unreadBytes(head: head, consumed: consumed, start: start, end: walk.end))
             }
             last = Snapshot(positionsChecked: true, head: head, consumed: consumed, problem: walk.problem,
@@ -449,6 +484,9 @@ package struct RingReader {
         }
         cursor.head = firstHead
         cursor.consumed = position
+        // The thread record in effect where the previous walk ended.
+        var known = cursor.thread
+        defer { cursor.thread = known }
         // Bounded: at most a few laps of sub-buffers per call, whatever producers do meanwhile.
         var steps = 0
         while steps < 4 * layout.subbuffersPerRing + 16 {
@@ -489,6 +527,10 @@ package struct RingReader {
             var walkEnd = position
             var problem: RecordWalk.Problem?
             let accounting = ControlField.readAccounting(slot: slot)
+            // Overwrite mode: read before the head check below, which discards the read if the
+            // sub-buffer's next content may have reached it.
+            let startThread = thread(at: position, ring: ring, known: known)
+            var endThread = startThread
             if overwrite {
                 // Copy [position, end) (inside one sub-buffer), then validate the copy.
                 let count = Int(truncatingIfNeeded: end &- position)
@@ -502,10 +544,11 @@ package struct RingReader {
                     continue   // the slot's next content may have reached the copy: deliver nothing
                 }
                 let from = position
-                let walk = RecordWalk.run(layout: layout, from: from, to: end, abandonBusy: quiescent, word: { at in
+                let walk = RecordWalk.run(layout: layout, from: from, to: end, abandonBusy: quiescent, thread: startThread,
+                                          word: { at in
                     // SAFETY: at - from < count, 8-aligned, inside the copy.
                     unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: at &- from), as: UInt64.self)
-                }, visit: { at, word in
+                }, visit: { at, word, thread in
                     let offset = Int(truncatingIfNeeded: at &- from)
                     if word.isBusy {
                         outcome.abandoned &+= 1
@@ -522,18 +565,20 @@ package struct RingReader {
                         // batch is delivered (after the walk, before the next copy).
                         let payload = unsafe UnsafeRawPointer(base.advanced(by: offset + TraceLayout.recordHeaderSize))
                         // SAFETY: as above.
-                        unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: at, word: word), visit)
+                        unsafe batch.add(VisitedRecord(payload: payload, timestamp: timestamp, position: at, word: word,
+                                                       thread: thread), visit)
                         ring.store(accounting, ring.load(accounting, ordering: .relaxed) &+ 1, ordering: .relaxed)
                     }
                 })
                 walkEnd = walk.end
+                endThread = walk.thread
                 problem = walk.problem
                 // SAFETY: the copy is delivered before the next sub-buffer is copied over it.
                 unsafe batch.flush(visit)
             } else {
-                let walk = RecordWalk.run(layout: layout, from: position, to: end, abandonBusy: quiescent,
+                let walk = RecordWalk.run(layout: layout, from: position, to: end, abandonBusy: quiescent, thread: startThread,
                                           word: { ring.loadWord(at: $0, ordering: .acquiring) },
-                                          visit: { at, word in
+                                          visit: { at, word, thread in
                     if word.isBusy {
                         outcome.abandoned &+= 1
                     } else if word.kind == .event {
@@ -541,12 +586,13 @@ package struct RingReader {
                         let payload = unsafe UnsafeRawPointer(ring.pointer(at: at &+ UInt64(TraceLayout.recordHeaderSize)))
                         // SAFETY: `payload` stays valid until the batch is delivered, before `consumed` moves.
                         unsafe batch.add(VisitedRecord(payload: payload, timestamp: ring.loadWord(at: at &+ 8, ordering: .relaxed),
-                                                       position: at, word: word), visit)
+                                                       position: at, word: word, thread: thread), visit)
                     } else if word.kind == .subbufferBegin {
                         outcome.overwritten.addSaturated(ring.loadWord(at: at &+ 16, ordering: .relaxed))
                     }
                 })
                 walkEnd = walk.end
+                endThread = walk.thread
                 problem = walk.problem
                 // SAFETY: delivered before `consumed` moves past these records.
                 unsafe batch.flush(visit)
@@ -555,6 +601,7 @@ package struct RingReader {
                 position = walkEnd
                 ring.store(.consumed, position, ordering: .releasing)
                 cursor.consumed = position
+                known = (position, endThread)
             }
             if let problem {
                 outcome.problem = problem
@@ -617,58 +664,94 @@ package enum RecordWalk {
     package struct Result {
         /// Position after the last complete record (where a busy record or a problem stopped it).
         package var end: UInt64
+        /// The thread record in effect at `end` (`pid << 32 | tid`; 0 when none precedes it in its
+        /// sub-buffer).
+        package var thread: UInt64 = 0
         package var problem: Problem?
     }
 
     /// Meant to be inlined into a small caller (e.g. `RingReader.walkInPlace`), with that caller's
-    /// `word` and `visit` closures inlined into the loop.
+    /// `word` and `visit` closures inlined into the loop. `visit` receives each record's position
+    /// and word, and the thread record in effect for it (`pid << 32 | tid`): events always have
+    /// one, since an event with none before it in its sub-buffer is damage.
     /// - Parameter abandonBusy: true when no producer can run any more: a record still being
     ///   written was abandoned (its producer died between reserve and commit); it is passed to
-    ///   `visit` (busy) and skipped instead of stopping the walk.
+    ///   `visit` (busy) and skipped instead of stopping the walk. A busy thread record's lead word
+    ///   covers the event reserved with it: both are skipped, as one abandoned record.
+    /// - Parameter thread: the thread record in effect at `from` (see `RingReader.thread(at:ring:known:)`);
+    ///   ignored when `from` starts a sub-buffer.
     @inline(__always)
-    package static func run(layout: TraceLayout, from: UInt64, to: UInt64, abandonBusy: Bool = false,
-                            maximumLost: UInt64 = RecycleMarker.maximumLost, word load: (UInt64) -> UInt64, visit: (UInt64, RecordWord) -> Void) -> Result {
+    package static func run(layout: TraceLayout, from: UInt64, to: UInt64, abandonBusy: Bool = false, thread initialThread: UInt64 = 0,
+                            maximumLost: UInt64 = RecycleMarker.maximumLost, word load: (UInt64) -> UInt64,
+                            visit: (UInt64, RecordWord, UInt64) -> Void) -> Result {
         var position = from
+        var thread = initialThread
         let subSize = UInt64(layout.subbufferSize)
         while position < to {
+            // Each sub-buffer names the writers of its events anew.
+            if position & (subSize &- 1) == 0 { thread = 0 }
             let word = RecordWord(rawValue: load(position))
-            if word.isBusy && word.kind == .event && word.lap == layout.lap(of: position) {
-                guard abandonBusy, word.length >= 16, position &+ UInt64(word.size) <= to,
+            if word.isBusy && (word.kind == .event || word.kind == .thread) && word.lap == layout.lap(of: position) {
+                let minimum = word.kind == .event ? TraceLayout.recordHeaderSize
+                    : TraceLayout.threadRecordSize &+ TraceLayout.recordHeaderSize
+                guard abandonBusy, word.length >= minimum, position &+ UInt64(word.size) <= to,
                       position &+ UInt64(word.size) <= (position | (subSize &- 1)) &+ 1 else {
-                    return Result(end: position)   // still being written
+                    return Result(end: position, thread: thread)   // still being written
                 }
-                visit(position, word)
+                visit(position, word, thread)
+                // An abandoned thread record may never have been written: no thread is known after it.
+                if word.kind == .thread { thread = 0 }
                 position &+= UInt64(word.size)
                 continue
             }
             guard let kind = word.kind, word.hasReservedBitsClear, !word.isBusy else {
-                return Result(end: position, problem: Problem(position: position, reason: "invalid record word 0x\(String(word.rawValue, radix: 16))"))
+                return Result(end: position, thread: thread, problem: Problem(position: position, reason: "invalid record word 0x\(String(word.rawValue, radix: 16))"))
             }
             guard word.lap == layout.lap(of: position) else {
-                return Result(end: position, problem: Problem(position: position, reason: "record from lap \(word.lap), expected lap \(layout.lap(of: position))"))
+                return Result(end: position, thread: thread, problem: Problem(position: position, reason: "record from lap \(word.lap), expected lap \(layout.lap(of: position))"))
             }
             let length = UInt64(word.size)
             let subEnd = (position | (subSize &- 1)) &+ 1   // sub-buffers are a power of two
             guard word.length >= 16 || (kind == .padding && word.length >= 8),
                   kind == .event || word.length & 7 == 0, position &+ length <= subEnd,
                   position &+ length <= to else {
-                return Result(end: position, problem: Problem(position: position, reason: "record length \(word.length) crosses its sub-buffer or the head"))
+                return Result(end: position, thread: thread, problem: Problem(position: position, reason: "record length \(word.length) crosses its sub-buffer or the head"))
             }
-            if kind == .subbufferBegin && (position & (subSize - 1) != 0 || length != UInt64(TraceLayout.beginRecordSize)) {
-                return Result(end: position, problem: Problem(position: position, reason: "misplaced sub-buffer begin record"))
-            }
-            if kind == .subbufferBegin {
+            switch kind {
+            case .subbufferBegin:
+                if position & (subSize - 1) != 0 || length != UInt64(TraceLayout.beginRecordSize) {
+                    return Result(end: position, thread: thread, problem: Problem(position: position, reason: "misplaced sub-buffer begin record"))
+                }
                 let lost = load(position &+ 16)
                 guard lost <= maximumLost else {
-                    return Result(end: position, problem: Problem(position: position, reason: """
+                    return Result(end: position, thread: thread, problem: Problem(position: position, reason: """
                         sub-buffer begin record claims \(lost) lost records, more than the \(maximumLost) it can carry
                         """))
                 }
+            case .thread:
+                guard length == UInt64(TraceLayout.threadRecordSize) else {
+                    return Result(end: position, thread: thread, problem: Problem(position: position, reason: """
+                        thread record of length \(word.length) (thread records are \(TraceLayout.threadRecordSize) bytes)
+                        """))
+                }
+                let identity = load(position &+ 16)
+                guard identity != 0 else {
+                    return Result(end: position, thread: thread, problem: Problem(position: position, reason: "thread record names no thread (pid and tid 0)"))
+                }
+                thread = identity
+            case .event:
+                guard thread != 0 else {
+                    return Result(end: position, thread: thread, problem: Problem(position: position, reason: """
+                        event record with no thread record before it in its sub-buffer
+                        """))
+                }
+            case .padding:
+                break
             }
-            visit(position, word)
+            visit(position, word, thread)
             position &+= length
         }
-        return Result(end: position)
+        return Result(end: position, thread: thread)
     }
 }
 
@@ -679,6 +762,7 @@ extension ControlField {
         case ControlField.head.rawValue: "head"
         case ControlField.dropped.rawValue: "dropped counter"
         case ControlField.tooLarge.rawValue: "tooLarge counter"
+        case ControlField.lastWriter.rawValue: "last writer"
         case ControlField.consumed.rawValue: "consumed"
         case ControlField.readAccounting.rawValue...:
             "read accounting word of slot \((rawValue &- ControlField.readAccounting.rawValue) / 8)"
@@ -700,15 +784,23 @@ package struct VisitedRecord {
     @usableFromInline package var timestamp: UInt64
     @usableFromInline package var position: UInt64
     @usableFromInline package var word: RecordWord
+    /// The thread that wrote the record: `pid << 32 | tid`, from the thread record before it.
+    @usableFromInline package var thread: UInt64
 
     @inlinable
-    package init(payload: UnsafeRawPointer, timestamp: UInt64, position: UInt64, word: RecordWord) {
+    package init(payload: UnsafeRawPointer, timestamp: UInt64, position: UInt64, word: RecordWord, thread: UInt64) {
         // SAFETY: stores the pointer value only; it is read under the batch's contract.
         unsafe self.payload = payload
         self.timestamp = timestamp
         self.position = position
         self.word = word
+        self.thread = thread
     }
+
+    /// Process id of the writer (from the thread record before the record).
+    @inlinable package var processID: Int32 { Int32(truncatingIfNeeded: thread >> 32) }
+    /// Thread id of the writer (from the thread record before the record).
+    @inlinable package var threadID: Int32 { Int32(truncatingIfNeeded: thread) }
 }
 
 /// Storage a reader fills with the records it visits and hands to the consumer (`RingReader.Visit`)

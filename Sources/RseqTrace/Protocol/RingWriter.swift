@@ -179,21 +179,30 @@ package struct RingWriter: @unchecked Sendable {
                 // SAFETY: index < cpuRings < ringCount.
                 let ring = unsafe self.ring(Int(index))
                 let head = ring.load(ControlField.head, ordering: .relaxed)
-                guard fitsOpenSubbuffer(head: head, total: total) else { break }
+                let mark = rseqtrace_thread_mark()
+                // A record that needs a thread record before it goes through reserve and commit.
+                guard fitsOpenSubbuffer(head: head, total: total),
+                      ring.load(ControlField.lastWriter, ordering: .relaxed) == RingWriter.writerTag(mark: mark, end: head)
+                else { break }
                 let word = RecordWord(length: TraceLayout.recordHeaderSize &+ size, kind: .event, eventID: eventID,
                                       lap: layout.lap(of: head), busy: false)
+                let newHead = head &+ UInt64(truncatingIfNeeded: total)
                 // SAFETY: the record [head, head + total) lies inside the open sub-buffer of this
                 // ring; `source` holds `size` bytes of which the sequence reads `full` words.
                 let outcome = unsafe runCopyCommit(
                     index: index, head: ring.controlPointer(ControlField.head), expect: head,
                     destination: ring.pointer(at: head &+ 16).assumingMemoryBound(to: UInt64.self),
                     source: source.assumingMemoryBound(to: UInt64.self), full: UInt64(full), last: last,
-                    word: word.rawValue, newHead: head &+ UInt64(truncatingIfNeeded: total))
-                if outcome == 0 { return true }
+                    word: word.rawValue, newHead: newHead)
+                if outcome == 0 {
+                    ring.store(ControlField.lastWriter, RingWriter.writerTag(mark: mark, end: newHead), ordering: .relaxed)
+                    return true
+                }
                 attempts &+= 1
             }
         }
-        // Opening a sub-buffer, an empty payload, or not on the rseq path: reserve, copy, commit.
+        // Opening a sub-buffer, a thread record first, an empty payload, or not on the rseq path:
+        // reserve, copy, commit.
         guard let slot = reserveSlot(eventID: eventID, length: TraceLayout.recordHeaderSize &+ size) else { return false }
         if size > 0, let source = unsafe source {  // SAFETY: as above
             // SAFETY: the reserved record has room for `size` payload bytes after its 16-byte header.
@@ -222,20 +231,27 @@ package struct RingWriter: @unchecked Sendable {
                 // SAFETY: index < cpuRings < ringCount.
                 let ring = unsafe self.ring(Int(index))
                 let head = ring.load(ControlField.head, ordering: .relaxed)
-                if fitsOpenSubbuffer(head: head, total: total) {
+                let mark = rseqtrace_thread_mark()
+                // The common case: the record fits the open sub-buffer and this thread wrote the
+                // record before it, so its thread record already precedes (§2.1).
+                if fitsOpenSubbuffer(head: head, total: total),
+                   ring.load(ControlField.lastWriter, ordering: .relaxed) == RingWriter.writerTag(mark: mark, end: head) {
                     let word = RecordWord(length: length, kind: .event, eventID: eventID,
                                           lap: layout.lap(of: head), busy: true)
                     // SAFETY: [head, head + total) lies in the open sub-buffer of this ring.
                     let record = unsafe ring.pointer(at: head)
+                    let newHead = head &+ UInt64(truncatingIfNeeded: total)
                     // SAFETY: pointers into this ring's control block and data.
                     let outcome = unsafe runReserve(
                         index: index, head: ring.controlPointer(ControlField.head), expect: head,
-                        slot: record.assumingMemoryBound(to: UInt64.self), word: word.rawValue,
-                        newHead: head &+ UInt64(truncatingIfNeeded: total))
-                    // SAFETY: the sequence reserved [head, head + total) for this thread.
-                    if outcome == 0 { return unsafe ReservedSlot(record: record, committedWord: word.committed.rawValue) }
+                        slot: record.assumingMemoryBound(to: UInt64.self), word: word.rawValue, newHead: newHead)
+                    if outcome == 0 {
+                        ring.store(ControlField.lastWriter, RingWriter.writerTag(mark: mark, end: newHead), ordering: .relaxed)
+                        // SAFETY: the sequence reserved [head, head + total) for this thread.
+                        return unsafe ReservedSlot(record: record, committedWord: word.committed.rawValue)
+                    }
                 } else {
-                    switch openSubbufferSlow(index: index, ring: ring, head: head, length: length, eventID: eventID) {
+                    switch reserveWithThreadRecordSlow(index: index, ring: ring, head: head, length: length, eventID: eventID) {
                     case .reserved(let slot): return slot
                     case .refused: return nil
                     case .retry: break
@@ -258,6 +274,23 @@ package struct RingWriter: @unchecked Sendable {
     func fitsOpenSubbuffer(head: UInt64, total: Int) -> Bool {
         let inSub = head & subbufferMask
         return inSub != 0 && inSub &+ UInt64(truncatingIfNeeded: total) <= subbufferSize
+    }
+
+    /// The `lastWriter` value of a thread with mark `mark` whose latest record ends at `end`:
+    /// `mark << 32 | UInt32(truncating: end >> 3)` (docs/BufferProtocol.md §2.1). A thread
+    /// without a mark (0) never matches a stored value at a position where a record can be
+    /// reserved without opening a sub-buffer.
+    @inlinable
+    @inline(__always)
+    static func writerTag(mark: UInt32, end: UInt64) -> UInt64 {
+        UInt64(mark) << 32 | (end >> 3) & 0xFFFF_FFFF
+    }
+
+    /// The calling thread's mark, assigned (with its pid and tid) on first use.
+    @usableFromInline
+    static func assignedThreadMark() -> UInt32 {
+        let mark = rseqtrace_thread_mark()
+        return mark != 0 ? mark : rseqtrace_assign_thread_identity()
     }
 
     /// The index field of the calling thread, or a value >= cpuRingCount when it is not registered.
@@ -304,11 +337,54 @@ package struct RingWriter: @unchecked Sendable {
         case retry
     }
 
-    /// Opening the next sub-buffer (once per sub-buffer): pads the current one, recycles or checks
-    /// space for the next, writes its begin record and the first record in one sequence.
+    /// A reservation on an rseq ring that the fast path could not make: the record needs a thread
+    /// record before it (another thread, or nobody this process knows, wrote the record before
+    /// the head), or it does not fit the open sub-buffer. Reserves the thread record and the
+    /// record in one sequence (the thread record's busy lead word covers both), or opens the next
+    /// sub-buffer, which always starts with a thread record.
     @inline(never)
     @usableFromInline
-    func openSubbufferSlow(index: UInt32, ring: RingView, head: UInt64, length: Int, eventID: UInt16) -> OpenOutcome {
+    func reserveWithThreadRecordSlow(index: UInt32, ring: RingView, head: UInt64, length: Int, eventID: UInt16) -> OpenOutcome {
+        let mark = RingWriter.assignedThreadMark()
+        let pair = TraceLayout.threadRecordSize &+ TraceLayout.occupiedSize(length: length)
+        guard fitsOpenSubbuffer(head: head, total: pair) else {
+            return openSubbufferSlow(index: index, ring: ring, head: head, length: length, eventID: eventID, mark: mark)
+        }
+        let newHead = head &+ UInt64(truncatingIfNeeded: pair)
+        // SAFETY: [head, newHead) lies in the open sub-buffer of this ring; pointers into this ring.
+        let outcome = unsafe runReserve(
+            index: index, head: ring.controlPointer(ControlField.head), expect: head,
+            slot: ring.pointer(at: head).assumingMemoryBound(to: UInt64.self),
+            word: RecordWord.lead(length: length, lap: layout.lap(of: head)).rawValue, newHead: newHead)
+        guard outcome == 0 else { return .retry }
+        ring.store(ControlField.lastWriter, RingWriter.writerTag(mark: mark, end: newHead), ordering: .relaxed)
+        return .reserved(leadWithThreadRecordSlow(ring: ring, lead: head, length: length, eventID: eventID))
+    }
+
+    /// After a sequence reserved a thread record at `lead` followed by an event record of
+    /// `length` bytes (and stamped the lead): writes the thread record's body (the calling
+    /// thread's pid and tid), gives the event record the same timestamp and its busy word, and
+    /// returns the reservation, whose commit publishes the event and then the thread record.
+    @inline(never)
+    @usableFromInline
+    func leadWithThreadRecordSlow(ring: RingView, lead: UInt64, length: Int, eventID: UInt16) -> ReservedSlot {
+        let record = lead &+ UInt64(TraceLayout.threadRecordSize)
+        let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: record), busy: true)
+        ring.storeWord(at: lead &+ 16, rseqtrace_thread_process_and_id(), ordering: .relaxed)
+        ring.storeWord(at: record &+ 8, ring.loadWord(at: lead &+ 8, ordering: .relaxed), ordering: .relaxed)
+        ring.storeWord(at: record, word.rawValue, ordering: .relaxed)
+        // SAFETY: the sequence reserved the thread record at `lead` and the record after it for this thread.
+        return unsafe ReservedSlot(record: ring.pointer(at: record), committedWord: word.committed.rawValue,
+                                   afterThreadRecord: true)
+    }
+
+    /// Opening the next sub-buffer (once per sub-buffer): pads the current one, recycles or checks
+    /// space for the next, writes its begin record, the thread record and the first record in one
+    /// sequence.
+    @inline(never)
+    @usableFromInline
+    func openSubbufferSlow(index: UInt32, ring: RingView, head: UInt64, length: Int, eventID: UInt16,
+                           mark: UInt32) -> OpenOutcome {
         guard populateBeforeOpening(ring: ring, head: head) else {
             countOnCurrentRingSlow(ControlField.dropped)
             return .refused
@@ -316,7 +392,7 @@ package struct RingWriter: @unchecked Sendable {
         let consumed = ring.load(ControlField.consumed, ordering: .acquiring)
         let plan: SubbufferOpening
         switch SubbufferOpening.plan(layout: layout, mode: mode, ring: ring, head: head, consumed: consumed,
-                                     length: length, eventID: eventID) {
+                                     length: length) {
         case .ready(let p): plan = p
         case .full, .blocked:
             countOnCurrentRingSlow(ControlField.dropped)
@@ -345,8 +421,8 @@ package struct RingWriter: @unchecked Sendable {
             pad_word: plan.padWord.rawValue,
             begin_slot: ring.pointer(at: plan.beginPosition).assumingMemoryBound(to: UInt64.self),
             begin_word: plan.beginWord.rawValue, begin_lost: plan.lost,
-            record_slot: ring.pointer(at: plan.recordPosition).assumingMemoryBound(to: UInt64.self),
-            record_word: plan.recordWord.rawValue)
+            record_slot: ring.pointer(at: plan.leadPosition).assumingMemoryBound(to: UInt64.self),
+            record_word: plan.leadWord.rawValue)
         // Overwrite mode compares the slot's recycle marker too, discard mode the head again.
         // SAFETY: a control word of this ring.
         let second = unsafe ring.controlPointer(plan.secondField)
@@ -362,9 +438,8 @@ package struct RingWriter: @unchecked Sendable {
                 index, ring.controlPointer(ControlField.head), head, second, expect2, &cPlan, plan.newHead)
         }
         guard outcome == 0 else { return .retry }
-        // SAFETY: the opening sequence reserved the first record of the new sub-buffer for this thread.
-        return .reserved(unsafe ReservedSlot(record: ring.pointer(at: plan.recordPosition),
-                                             committedWord: plan.recordWord.committed.rawValue))
+        ring.store(ControlField.lastWriter, RingWriter.writerTag(mark: mark, end: plan.newHead), ordering: .relaxed)
+        return .reserved(leadWithThreadRecordSlow(ring: ring, lead: plan.leadPosition, length: length, eventID: eventID))
     }
 
     // MARK: - Slow paths
@@ -406,10 +481,14 @@ package struct RingWriter: @unchecked Sendable {
     /// reserves the record (and, when it opens a sub-buffer, the padding and begin record before
     /// it); the stamp it installs is `max(ordered counter read before the swap, previous stamp)`,
     /// so timestamps never decrease in ring order; commits add to the slot's commit counter.
+    /// A record whose thread did not write the record before it gets a thread record first, in the
+    /// same swap (§2.1); opening a sub-buffer always writes one.
     @inline(never)
     @usableFromInline
     func reserveLockFreeSlow(ringIndex: Int, eventID: UInt16, length: Int) -> ReservedSlot? {
         let total = UInt64(TraceLayout.occupiedSize(length: length))
+        let mark = RingWriter.assignedThreadMark()
+        let threadSize = UInt64(TraceLayout.threadRecordSize)
         precondition(ringIndex >= 0 && ringIndex < layout.ringCount, "ring index out of range")
         // SAFETY: index checked just above.
         let ring = unsafe self.ring(ringIndex)
@@ -422,19 +501,26 @@ package struct RingWriter: @unchecked Sendable {
         while attempts < RingWriter.maximumSwapAttempts {
             attempts &+= 1
             let newStamp = max(rseqtrace_read_cycles(), stamp)
-            if fitsOpenSubbuffer(head: head, total: Int(total)) {
+            let lead = ring.load(ControlField.lastWriter, ordering: .relaxed) == RingWriter.writerTag(mark: mark, end: head)
+                ? 0 : threadSize
+            if fitsOpenSubbuffer(head: head, total: Int(lead &+ total)) {
                 let reserved = head
-                guard ring.compareExchangeReservation(head: &head, stamp: &stamp, newHead: reserved &+ total,
+                let newHead = reserved &+ lead &+ total
+                guard ring.compareExchangeReservation(head: &head, stamp: &stamp, newHead: newHead,
                                                       newStamp: newStamp) else { continue }
+                ring.store(ControlField.lastWriter, RingWriter.writerTag(mark: mark, end: newHead), ordering: .relaxed)
                 stallIfRequestedSlow(eventID)
-                let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: reserved), busy: true)
-                ring.storeWord(at: reserved &+ 8, newStamp, ordering: .relaxed)
-                ring.storeWord(at: reserved, word.rawValue, ordering: .relaxed)
-                // SAFETY: the swap reserved [reserved, reserved + total) for this thread; the counter
-                // is a word of this ring's control block.
-                return unsafe ReservedSlot(record: ring.pointer(at: reserved), committedWord: word.committed.rawValue,
+                let record = reserved &+ lead
+                let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: record), busy: true)
+                ring.storeWord(at: record &+ 8, newStamp, ordering: .relaxed)
+                ring.storeWord(at: record, word.rawValue, ordering: .relaxed)
+                if lead != 0 { writeThreadRecord(ring: ring, at: reserved, stamp: newStamp, length: length) }
+                // SAFETY: the swap reserved [reserved, newHead) for this thread; the counter is a
+                // word of this ring's control block.
+                return unsafe ReservedSlot(record: ring.pointer(at: record), committedWord: word.committed.rawValue,
+                                           afterThreadRecord: lead != 0,
                                            commitCounter: ring.controlPointer(.commitCounter(slot: layout.slot(of: reserved))),
-                                           commitBytes: total)
+                                           commitBytes: lead &+ total)
             }
             // Opening the next sub-buffer `n` (slot n % K): its previous content, sub-buffer n - K,
             // must be fully committed (no writer left in it) and, in discard mode, consumed.
@@ -478,9 +564,12 @@ package struct RingWriter: @unchecked Sendable {
                 break
             }
             let closing = head
-            let recordPosition = next &+ UInt64(TraceLayout.beginRecordSize)
-            guard ring.compareExchangeReservation(head: &head, stamp: &stamp, newHead: recordPosition &+ total,
+            let leadPosition = next &+ UInt64(TraceLayout.beginRecordSize)
+            let recordPosition = leadPosition &+ threadSize
+            let newHead = recordPosition &+ total
+            guard ring.compareExchangeReservation(head: &head, stamp: &stamp, newHead: newHead,
                                                   newStamp: newStamp) else { continue }
+            ring.store(ControlField.lastWriter, RingWriter.writerTag(mark: mark, end: newHead), ordering: .relaxed)
             stallIfRequestedSlow(eventID)
             if next != closing {
                 let pad = RecordWord(length: Int(next &- closing), kind: .padding, eventID: 0,
@@ -496,14 +585,25 @@ package struct RingWriter: @unchecked Sendable {
             let word = RecordWord(length: length, kind: .event, eventID: eventID, lap: layout.lap(of: recordPosition), busy: true)
             ring.storeWord(at: recordPosition &+ 8, newStamp, ordering: .relaxed)
             ring.storeWord(at: recordPosition, word.rawValue, ordering: .relaxed)
-            // SAFETY: the swap reserved the begin record and the first record of sub-buffer `n`;
-            // the begin record's bytes are committed with the record.
+            writeThreadRecord(ring: ring, at: leadPosition, stamp: newStamp, length: length)
+            // SAFETY: the swap reserved the begin record, the thread record and the first record of
+            // sub-buffer `n`; the bytes of the begin and thread records are committed with the record.
             return unsafe ReservedSlot(record: ring.pointer(at: recordPosition), committedWord: word.committed.rawValue,
-                                       commitCounter: ring.controlPointer(counterField),
-                                       commitBytes: total &+ UInt64(TraceLayout.beginRecordSize))
+                                       afterThreadRecord: true, commitCounter: ring.controlPointer(counterField),
+                                       commitBytes: total &+ UInt64(TraceLayout.beginRecordSize) &+ threadSize)
         }
         ring.atomicAdd(ControlField.dropped, 1)
         return nil
+    }
+
+    /// Writes a reserved thread record of the lock-free protocol at `lead`: stamp, the calling
+    /// thread's pid and tid, and its busy lead word covering the event record of `length` bytes
+    /// after it (the commit replaces it with the final thread record word).
+    @usableFromInline
+    func writeThreadRecord(ring: RingView, at lead: UInt64, stamp: UInt64, length: Int) {
+        ring.storeWord(at: lead &+ 8, stamp, ordering: .relaxed)
+        ring.storeWord(at: lead &+ 16, rseqtrace_thread_process_and_id(), ordering: .relaxed)
+        ring.storeWord(at: lead, RecordWord.lead(length: length, lap: layout.lap(of: lead)).rawValue, ordering: .relaxed)
     }
 
     /// Makes sure the memory of the sub-buffer that opening at `head` fills is populated — and, for
@@ -595,14 +695,20 @@ package struct RingWriter: @unchecked Sendable {
     }
 }
 
-/// A reserved record's address and the word its commit stores (§4.3), and on lock-free rings the
-/// commit counter its commit adds to (§5.2). Committed or abandoned exactly once by the thread that
-/// reserved it; valid while the mapping is (see `RingWriter`).
+/// A reserved record's address and the word its commit stores (§4.3), whether a thread record
+/// was reserved right before it (§2.1), and on lock-free rings the commit counter its commit adds
+/// to (§5.2). Committed or abandoned exactly once by the thread that reserved it; valid while the
+/// mapping is (see `RingWriter`).
+///
+/// Four words, so that it stays in registers on the fast path: the thread record is noted in a
+/// reserved bit of `committedWord` (`afterThreadRecordBit`), never stored into the ring.
 @safe
 @frozen
 @usableFromInline
 package struct ReservedSlot {
     @usableFromInline let record: UnsafeMutableRawPointer
+    /// The committed record word; with `afterThreadRecordBit` set when the reservation began with
+    /// a thread record right before `record`, whose busy lead word covers both until the commit.
     @usableFromInline let committedWord: UInt64
     /// Lock-free rings: the slot's commit counter (nil on rseq rings).
     @usableFromInline let commitCounter: UnsafeMutableRawPointer?
@@ -622,16 +728,35 @@ package struct ReservedSlot {
         self.commitBytes = 0
     }
 
+    /// Marks a committed word whose record follows a thread record reserved with it: one of the
+    /// reserved bits 29...31, which no valid record word has, so it is never stored.
+    @inlinable package static var afterThreadRecordBit: UInt64 { 1 << 29 }
+
     /// ## Safety
-    /// - `record` must be a reserved, uncommitted record in a mapped lock-free ring, and
-    ///   `commitCounter` the commit counter of its sub-buffer slot.
+    /// - `record` must be a reserved, uncommitted record in a mapped rseq ring; with
+    ///   `afterThreadRecord`, the thread record reserved right before it holds its busy lead word.
     @unsafe
     @usableFromInline
-    init(record: UnsafeMutableRawPointer, committedWord: UInt64, commitCounter: UnsafeMutablePointer<UInt64>,
-         commitBytes: UInt64) {
+    init(record: UnsafeMutableRawPointer, committedWord: UInt64, afterThreadRecord: Bool) {
+        // SAFETY: the caller vouches for the reserved records.
+        unsafe self.record = record
+        self.committedWord = committedWord | (afterThreadRecord ? ReservedSlot.afterThreadRecordBit : 0)
+        // SAFETY: no counter (rseq rings).
+        unsafe self.commitCounter = nil
+        self.commitBytes = 0
+    }
+
+    /// ## Safety
+    /// - `record` must be a reserved, uncommitted record in a mapped lock-free ring (with
+    ///   `afterThreadRecord`, the thread record reserved right before it holds its busy lead word),
+    ///   and `commitCounter` the commit counter of its sub-buffer slot.
+    @unsafe
+    @usableFromInline
+    init(record: UnsafeMutableRawPointer, committedWord: UInt64, afterThreadRecord: Bool,
+         commitCounter: UnsafeMutablePointer<UInt64>, commitBytes: UInt64) {
         // SAFETY: the caller vouches for the reserved record and the counter.
         unsafe self.record = record
-        self.committedWord = committedWord
+        self.committedWord = committedWord | (afterThreadRecord ? ReservedSlot.afterThreadRecordBit : 0)
         // SAFETY: as above.
         unsafe self.commitCounter = UnsafeMutableRawPointer(commitCounter)
         self.commitBytes = commitBytes
@@ -645,12 +770,19 @@ package struct ReservedSlot {
         unsafe record.advanced(by: TraceLayout.recordHeaderSize)
     }
 
-    /// The commit: a releasing store of the record word by its only writer; on lock-free rings
-    /// then a releasing add to the slot's commit counter.
+    /// The commit: a releasing store of the record word by its only writer (after a thread record:
+    /// the record word, then the thread record's final word, releasing); on lock-free rings then a
+    /// releasing add to the slot's commit counter.
     @inlinable
     package func commit() {
-        // SAFETY: the record word is 8-aligned inside the mapped ring.
-        unsafe record.sharedWord64(at: 0).pointee.store(committedWord, ordering: .releasing)
+        if committedWord & ReservedSlot.afterThreadRecordBit == 0 {
+            // SAFETY: the record word is 8-aligned inside the mapped ring.
+            unsafe record.sharedWord64(at: 0).pointee.store(committedWord, ordering: .releasing)
+        } else {
+            // SAFETY: the record follows the thread record reserved with it.
+            unsafe ReservedSlot.publishAfterThreadRecordSlow(record: record,
+                                                             word: committedWord & ~ReservedSlot.afterThreadRecordBit)
+        }
         // SAFETY: unwrapping the counter pointer of a lock-free ring (nil on rseq rings).
         if let counter = unsafe commitCounter { unsafe countCommitSlow(counter) }
     }
@@ -661,10 +793,35 @@ package struct ReservedSlot {
     package func abandon() {
         let word = RecordWord(rawValue: committedWord)
         let padding = RecordWord(length: word.size, kind: .padding, eventID: 0, lap: word.lap, busy: false)
-        // SAFETY: as in `commit`.
-        unsafe record.sharedWord64(at: 0).pointee.store(padding.rawValue, ordering: .releasing)
+        if committedWord & ReservedSlot.afterThreadRecordBit == 0 {
+            // SAFETY: as in `commit`.
+            unsafe record.sharedWord64(at: 0).pointee.store(padding.rawValue, ordering: .releasing)
+        } else {
+            // The thread record stays: the thread's next record may follow it without one.
+            // SAFETY: as in `commit`.
+            unsafe ReservedSlot.publishAfterThreadRecordSlow(record: record, word: padding.rawValue)
+        }
         // SAFETY: as in `commit`.
         if let counter = unsafe commitCounter { unsafe countCommitSlow(counter) }
+    }
+
+    /// Publishes a record reserved after a thread record: stores `word` (the committed word, or
+    /// padding) at `record`, then the thread record's final word over its busy lead word, right
+    /// before it, releasing: a reader that acquires the thread record sees both complete.
+    ///
+    /// ## Safety
+    /// - `record` must be a reserved record in a mapped ring, reserved with the thread record
+    ///   right before it.
+    @unsafe
+    @inline(never)
+    @usableFromInline
+    static func publishAfterThreadRecordSlow(record: UnsafeMutableRawPointer, word: UInt64) {
+        // SAFETY: the record word is 8-aligned inside the mapped ring.
+        unsafe record.sharedWord64(at: 0).pointee.store(word, ordering: .relaxed)
+        let thread = RecordWord.threadRecord(lap: RecordWord(rawValue: word).lap)
+        // SAFETY: the thread record is 8-aligned inside the mapped ring, right before the record
+        // (in the same sub-buffer: a record never straddles one).
+        unsafe record.sharedWord64(at: -TraceLayout.threadRecordSize).pointee.store(thread.rawValue, ordering: .releasing)
     }
 
     /// Adds this record's bytes to its slot's commit counter (lock-free rings), releasing: whoever

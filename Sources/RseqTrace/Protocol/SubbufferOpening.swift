@@ -4,10 +4,14 @@
 ///
 /// ```
 ///   head                        next sub-buffer start
-///    |  padding (if any)           |  begin record (24 B)   |  first record (total B) |
-///    v                             v                        v                         v
-///  ..[pad word ..................][word][stamp][lost]      [word][stamp][payload ...] newHead
+///    |  padding (if any)           |  begin record (24 B) |  thread record (24 B)   |  first record (total B) |
+///    v                             v                      v                         v                         v
+///  ..[pad word ..................][word][stamp][lost]    [lead][stamp][pid, tid]   [word][stamp][payload ...] newHead
 /// ```
+/// The sequence stores the thread record's *lead* word (busy, its length covering the thread
+/// record and the first record) and stamp; the reserving thread then writes the thread record's
+/// body and the first record's stamp, and its commit turns the lead into the final thread record
+/// word (`RingWriter.leadWithThreadRecordSlow`, `ReservedSlot.commit`).
 /// - Discard mode: the whole next sub-buffer must be free: `consumed >= nextStart + P - S`.
 /// - Overwrite mode: the next sub-buffer's previous content (one lap earlier) is recycled in two
 ///   steps. Step 1 commits the slot's `RecycleMarker` (unread records destroyed, plus the unreported
@@ -21,8 +25,9 @@ struct SubbufferOpening {
     @usableFromInline var beginPosition: UInt64
     @usableFromInline var beginWord: RecordWord
     @usableFromInline var lost: UInt64
-    @usableFromInline var recordPosition: UInt64
-    @usableFromInline var recordWord: RecordWord
+    /// The thread record's position and lead word (what the sequence stores as its last record).
+    @usableFromInline var leadPosition: UInt64
+    @usableFromInline var leadWord: RecordWord
     @usableFromInline var newHead: UInt64
     /// Second word the opening sequence compares (besides `head`): the slot's recycle marker in
     /// overwrite mode, `head` again otherwise.
@@ -52,7 +57,7 @@ struct SubbufferOpening {
 
     @usableFromInline
     static func plan(layout: TraceLayout, mode: BufferMode, ring: RingView, head: UInt64, consumed: UInt64,
-                     length: Int, eventID: UInt16) -> Outcome {
+                     length: Int) -> Outcome {
         let total = TraceLayout.occupiedSize(length: length)
         let subSize = UInt64(layout.subbufferSize)
         let ringSize = UInt64(layout.ringSize)
@@ -99,12 +104,12 @@ struct SubbufferOpening {
                                  lap: layout.lap(of: head), busy: false)
         let beginWord = RecordWord(length: TraceLayout.beginRecordSize, kind: .subbufferBegin, eventID: 0,
                                    lap: layout.lap(of: nextStart), busy: false)
-        let recordPosition = nextStart &+ UInt64(TraceLayout.beginRecordSize)
-        let recordWord = RecordWord(length: length, kind: .event, eventID: eventID,
-                                    lap: layout.lap(of: recordPosition), busy: true)
+        let leadPosition = nextStart &+ UInt64(TraceLayout.beginRecordSize)
+        let leadWord = RecordWord.lead(length: length, lap: layout.lap(of: leadPosition))
+        let recordPosition = leadPosition &+ UInt64(TraceLayout.threadRecordSize)
         return .ready(SubbufferOpening(
             padPosition: padPosition, padWord: padWord, beginPosition: nextStart, beginWord: beginWord,
-            lost: lost, recordPosition: recordPosition, recordWord: recordWord,
+            lost: lost, leadPosition: leadPosition, leadWord: leadWord,
             newHead: recordPosition &+ UInt64(total), secondField: secondField, secondExpected: secondExpected))
     }
 }

@@ -6,7 +6,8 @@
 /// +----------------------+  4096
 /// | event registry       |  60 KiB: schemas of the events producers registered (EventRegistry)
 /// +----------------------+  linesOffset = 65536
-/// | ring lines           |  256 bytes per ring: producer line (head, stamp, counters), consumer
+/// | ring lines           |  256 bytes per ring: producer line (head, stamp, counters, last
+/// |                      |  writer), consumer
 /// |                      |  line (consumed); rounded up to whole pages
 /// +----------------------+  ringsOffset = linesOffset + linesSize
 /// | ring 0 control       |  8 KiB: recycle markers (rseq rings), commit counters and read
@@ -21,7 +22,8 @@
 ///
 /// Positions (`head`, `consumed`) are 64-bit byte counts that only grow; the byte at position `p`
 /// lives at `data + (p & (ringSize - 1))`. Records never straddle a sub-buffer boundary; every
-/// sub-buffer starts with a `subbufferBegin` record. See docs/BufferProtocol.md.
+/// sub-buffer starts with a `subbufferBegin` record, and its events are preceded, within it, by
+/// `thread` records naming their writer. See docs/BufferProtocol.md.
 ///
 /// Header, registry and lines are populated at creation; a ring's control block and data pages
 /// are populated by the producer that first opens each of its sub-buffers (BufferProtocol.md §1),
@@ -31,7 +33,7 @@ public struct TraceLayout: Hashable, Sendable {
     /// "RSEQTRC" followed by a format byte 0x01, little-endian.
     @usableFromInline package static let magic: UInt64 = 0x0143_5254_5145_5352
     /// Version of everything described here. Readers reject other versions.
-    @usableFromInline package static let version: UInt32 = 3
+    @usableFromInline package static let version: UInt32 = 4
     @usableFromInline package static let headerSize = 4096
     /// The event registry follows the header.
     @usableFromInline package static let registryOffset = 4096
@@ -42,6 +44,8 @@ public struct TraceLayout: Hashable, Sendable {
     @usableFromInline package static let pageSize = 4096
     /// Size of a `subbufferBegin` record.
     @usableFromInline package static let beginRecordSize = 24
+    /// Size of a `thread` record: `[word][timestamp][pid << 32 | tid]`.
+    @usableFromInline package static let threadRecordSize = 24
     /// Size of a record header (`RecordWord` + timestamp).
     @usableFromInline package static let recordHeaderSize = 16
     @usableFromInline package static let minimumRingSize = 8192
@@ -81,9 +85,11 @@ public struct TraceLayout: Hashable, Sendable {
     @inlinable public var totalSize: Int { ringsOffset + ringCount * ringStride }
     /// Number of sub-buffers in each ring.
     @inlinable public var subbuffersPerRing: Int { ringSize / subbufferSize }
-    /// Largest payload one record can carry: a sub-buffer minus its begin record and a record header.
+    /// Largest payload one record can carry: a sub-buffer minus its begin record, the thread
+    /// record that precedes the first event of every sub-buffer, and a record header
+    /// (`subbufferSize - 64`).
     @inlinable public var maximumPayloadSize: Int {
-        subbufferSize - TraceLayout.beginRecordSize - TraceLayout.recordHeaderSize
+        subbufferSize - TraceLayout.beginRecordSize - TraceLayout.threadRecordSize - TraceLayout.recordHeaderSize
     }
 
     /// Validates a geometry; `nil` when a size is not a power of two or out of range.
@@ -221,6 +227,14 @@ package struct ControlField: RawRepresentable, Hashable, Sendable {
     @inlinable package static var dropped: ControlField { ControlField(rawValue: 16) }
     /// Records refused because they could never fit a sub-buffer. Same writers as `dropped`.
     @inlinable package static var tooLarge: ControlField { ControlField(rawValue: 24) }
+    /// The thread that reserved the ring's latest record, `mark << 32 |
+    /// UInt32(truncating: end >> 3)` with the writer's thread mark and the position right after
+    /// that record. Written with plain (relaxed) stores by producers after each successful
+    /// reservation, in both protocols (`RingWriter.writerTag`); a producer whose own tag for the current head equals it
+    /// writes no thread record (docs/BufferProtocol.md §2.1). Any value is safe: a wrong one
+    /// costs a redundant thread record (or, written by another process on purpose, a wrong
+    /// attribution), never a malformed ring.
+    @inlinable package static var lastWriter: ControlField { ControlField(rawValue: 32) }
     /// Consumer line: position up to which the consumer has taken records. Discard mode: written
     /// by the consumer alone with releasing stores. Overwrite mode, rseq rings: written only by a
     /// sequence running on the ring's CPU, so that recycling and consuming exclude each other;

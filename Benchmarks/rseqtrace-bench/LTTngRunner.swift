@@ -97,6 +97,8 @@ final class LTTngRunner {
         created = true
         try lttng(["enable-channel", "--userspace", "--session=" + session, "--subbuf-size=\(LTTngRunner.subbufferSize)",
                    "--num-subbuf=\(subbuffers)", "--discard", "benchch"])
+        // Every RseqTrace event names its writer's process and thread; LTTng's do with these contexts.
+        try lttng(["add-context", "--userspace", "--session=" + session, "--channel=benchch", "--type=vpid", "--type=vtid"])
         let pattern = cell.configuration == .rseqtraceLTTng ? "bench:*" : "rseqtrace_bench:*"
         try lttng(["enable-event", "--userspace", "--session=" + session, "--channel=benchch", pattern])
         try lttng(["start", session])

@@ -18,6 +18,12 @@ struct EventSelection: ParsableArguments {
         """)
     var pids: [Int64] = []
 
+    @Option(name: .customLong("tid"), help: """
+        Only events written by this thread (its vtid, which traces of rseqtrace and LTTng traces with \
+        the vtid context record). Repeatable. Losses are not a thread's and stay listed.
+        """)
+    var tids: [Int64] = []
+
     @Option(name: .customLong("filter"), help: ArgumentHelp("""
         Only events whose field satisfies 'FIELD OP VALUE', OP one of == != < <= > >=, VALUE a number \
         or a string ('GET' or "GET" or GET; an enumeration compares its label, or its number when \
@@ -41,6 +47,7 @@ struct EventSelection: ParsableArguments {
             throw ValidationError("--cpu must be a CPU number (0 or more), got \(bad)")
         }
         if let bad = pids.first(where: { $0 <= 0 }) { throw ValidationError("--pid must be a process id (1 or more), got \(bad)") }
+        if let bad = tids.first(where: { $0 <= 0 }) { throw ValidationError("--tid must be a thread id (1 or more), got \(bad)") }
         if let bad = events.first(where: \.isEmpty) { throw ValidationError("--event needs a non-empty pattern, got '\(bad)'") }
         _ = try conditions()
         for (name, value) in [("--from", from), ("--to", to)] {
@@ -71,6 +78,7 @@ struct EventSelection: ParsableArguments {
         let events: [String]
         let cpus: Set<UInt32>
         let pids: Set<Int64>
+        let tids: Set<Int64>
         let conditions: [FieldCondition]
         let from: TimeBound?
         let to: TimeBound?
@@ -84,6 +92,7 @@ struct EventSelection: ParsableArguments {
             events = selection.events
             cpus = Set(selection.cpus.map { UInt32($0) })
             pids = Set(selection.pids)
+            tids = Set(selection.tids)
             conditions = try selection.conditions()
             from = selection.from.flatMap(TimeBound.init)
             to = selection.to.flatMap(TimeBound.init)
@@ -104,8 +113,15 @@ struct EventSelection: ParsableArguments {
             }
             guard realtime >= lower, realtime <= upper else { return false }
             if !cpus.isEmpty && !cpus.contains(record.cpuID) { return false }
-            if !pids.isEmpty && !(pid.map { pids.contains($0) } ?? false) { return false }
-            guard case .event(let event) = record else { return true }
+            guard case .event(let event) = record else {
+                return pids.isEmpty || (pid.map { pids.contains($0) } ?? false)
+            }
+            let thread = TraceTimeline.thread(of: event)
+            if !pids.isEmpty {
+                // The process that wrote the event (its vpid: a forked child's events are its own), or the trace's.
+                guard let writer = thread?.pid ?? pid, pids.contains(writer) else { return false }
+            }
+            if !tids.isEmpty && !(thread.map { tids.contains($0.tid) } ?? false) { return false }
             if !events.isEmpty && !events.contains(where: { EventPattern.matches($0, event.name, questionMarkMatchesOne: false) }) {
                 return false
             }

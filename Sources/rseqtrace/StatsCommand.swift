@@ -8,7 +8,7 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats",
         abstract: "Summarize a CTF trace written by rseqtrace: events per name and per CPU, losses, span, rate.",
         discussion: """
-            Reads every event (validating the whole trace); --event, --filter, --cpu, --pid, --from \
+            Reads every event (validating the whole trace); --event, --filter, --cpu, --pid, --tid, --from \
             and --to count only the records they select. A directory holding one trace per process \
             (as attach writes) is read as one trace, with a table of the selected events and \
             discarded events of each process (one row per trace); a trace of it that cannot be read \
@@ -47,6 +47,7 @@ struct StatsCommand: ParsableCommand {
         var matcher = try EventSelection.Matcher(selection)
         var perName: [String: UInt64] = [:]
         var perCPU: [UInt32: (events: UInt64, discarded: UInt64)] = [:]
+        var perThread: [ThreadKey: UInt64] = [:]
         var perMember = Array(repeating: (events: UInt64(0), discarded: UInt64(0)), count: set.members.count)
         var events: UInt64 = 0
         var discarded: UInt64 = 0
@@ -70,6 +71,9 @@ struct StatsCommand: ParsableCommand {
                     perName[event.name, default: 0] += 1
                     perCPU[event.cpuID, default: (0, 0)].events += 1
                     perMember[element.member].events += 1
+                    if let thread = TraceTimeline.thread(of: event) {
+                        perThread[ThreadKey(pid: thread.pid ?? pids[element.member] ?? 0, tid: thread.tid), default: 0] += 1
+                    }
                     if first == nil { first = event }
                     last = event
                     for index in distributions.indices { distributions[index].add(event) }
@@ -133,6 +137,17 @@ struct StatsCommand: ParsableCommand {
             print(pad("\(cpu)", 10) + pad("\(entry.events)", 14, right: true) + pad("\(entry.discarded)", 14, right: true))
         }
         print(pad("total", 10) + pad("\(events)", 14, right: true) + pad("\(discarded)", 14, right: true))
+        if !perThread.isEmpty {
+            // Threads with the most events first (at most 50 rows; the last line counts them all).
+            print("")
+            print(pad("pid", 10) + pad("tid", 10) + pad("events", 14, right: true))
+            let threads = perThread.sorted { ($1.value, $0.key.pid, $0.key.tid) < ($0.value, $1.key.pid, $1.key.tid) }
+            for (key, count) in threads.prefix(50) {
+                print(pad("\(key.pid)", 10) + pad("\(key.tid)", 10) + pad("\(count)", 14, right: true))
+            }
+            if threads.count > 50 { print("(\(threads.count - 50) more threads)") }
+            print("threads: count=\(threads.count)")
+        }
         print("")
         if let first, let last {
             print("span: \(TraceText.isoDate(first.realtime)) [\(TraceText.timeOfDay(first.realtime))] to [\(TraceText.timeOfDay(last.realtime))] UTC, \(TraceText.seconds(duration)) s")
@@ -153,6 +168,12 @@ struct StatsCommand: ParsableCommand {
         let processes = set.isSet ? " processes=\(set.processes.count) unreadable=\(unreadable)" : ""
         print("stats: events=\(events) discarded=\(discarded) streams=\(set.streamCount) duration_ns=\(duration)\(processes)")
     }
+}
+
+/// A thread of a traced process.
+struct ThreadKey: Hashable {
+    var pid: Int64
+    var tid: Int64
 }
 
 /// The values of one numeric field over the events that have it.

@@ -10,16 +10,16 @@ struct ViewCommand: ParsableCommand {
         abstract: "Print the events of a CTF trace written by rseqtrace, in time order.",
         discussion: """
             One line per event, with realtime UTC time of day and the delta from the previous line:
-              [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N name: { field = value, ... }
-            and one line per loss a stream reported:
+              [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N tid T name: { field = value, ... }
+            (`tid T`: the thread that wrote the event, when the trace records it) and one line per loss a stream reported:
               discarded N events on cpu C between [HH:MM:SS.nnnnnnnnn] and [HH:MM:SS.nnnnnnnnn]
             A directory holding one trace per process (as attach writes) is read as one trace, \
             merged by real time, each line naming its process after the delta:
-              [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) [program/pid] cpu N name: { field = value, ... }
+              [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) [program/pid] cpu N tid T name: { field = value, ... }
               discarded N events in [program/pid] on cpu C between [...] and [...]
             A trace of it that cannot be read is left out (from where it is damaged on), with a \
             warning on stderr.
-            --event, --filter, --cpu, --pid, --from and --to select events (--cpu, --pid, --from and \
+            --event, --filter, --cpu, --pid, --tid, --from and --to select events (--cpu, --pid, --from and \
             --to also losses); --limit stops after N events. A directory that is not a trace but holds \
             exactly one below it (e.g. an lttng session's output) is read in its place.
             """)
@@ -60,7 +60,8 @@ struct ViewCommand: ParsableCommand {
                     let delta = previous.map { "+" + TraceText.seconds(UInt64(max(0, event.realtime &- $0))) } ?? "+?.?????????"
                     previous = event.realtime
                     let fields = event.fields.map { "\($0.name) = \($0.value)" }.joined(separator: ", ")
-                    print("[\(TraceText.timeOfDay(event.realtime))] (\(delta)) \(label)cpu \(event.cpuID) \(event.name): { \(fields.isEmpty ? "" : fields + " ")}")
+                    let tid = TraceTimeline.thread(of: event).map { "tid \($0.tid) " } ?? ""
+                    print("[\(TraceText.timeOfDay(event.realtime))] (\(delta)) \(label)cpu \(event.cpuID) \(tid)\(event.name): { \(fields.isEmpty ? "" : fields + " ")}")
                     printed += 1
                 case .discarded(let loss):
                     let process = label.isEmpty ? "" : "in \(label)"

@@ -647,10 +647,11 @@ struct CTFReaderCLITests {
         #expect(UInt64(view.stdoutLines.count - eventLines.count) == view.stdoutLines.filter { $0.hasPrefix("discarded ") }.count.asUInt64)
         #expect(tickLines.count >= eventLines.count * 99 / 100, "demo:tick dominates; demo:types is one in 1000")
         for line in tickLines.prefix(50) {
-            // [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N demo:tick: { seq = s, check = c, thread = t }
+            // [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N tid T demo:tick: { seq = s, check = c, thread = t }
             let parts = line.split(separator: " ")
-            #expect(parts.count >= 6 && parts[0].count == 20 && parts[0].hasSuffix("]") && parts[1].hasPrefix("(+")
-                    && parts[2] == "cpu" && UInt32(parts[3]) != nil && parts[4] == "demo:tick:" && parts[5] == "{", "\(line)")
+            #expect(parts.count >= 8 && parts[0].count == 20 && parts[0].hasSuffix("]") && parts[1].hasPrefix("(+")
+                    && parts[2] == "cpu" && UInt32(parts[3]) != nil && parts[4] == "tid" && Int32(parts[5]).map { $0 > 0 } == true
+                    && parts[6] == "demo:tick:" && parts[7] == "{", "\(line)")
             #expect(line.contains("seq = ") && line.contains("check = ") && line.contains("thread = ") && line.hasSuffix(" }"), "\(line)")
         }
         let limited = try HelperProcess.runRseqtrace(["view", dir, "--event", "demo:*", "--limit", "7"])

@@ -421,9 +421,9 @@ struct InstrumentationTests {
         let text = try HelperProcess.run("/usr/bin/babeltrace2", [directory], environment: HelperProcess.childEnvironment(),
                                          timeout: .seconds(60))
         #expect(text.exitCode == 0 && text.stderr.isEmpty, "\(text)")
-        #expect(text.stdout.contains("t:s: { cpu_id = 0 }, { s = \"ok\" }"), "\(text.stdout)")
-        #expect(text.stdout.contains("t:s: { cpu_id = 0 }, { s = \"a\" }") && text.stdout.contains("t:s: { cpu_id = 0 }, { s = \"\" }"), "\(text.stdout)")
-        #expect(text.stdout.contains("rseqtrace:malformed_payload: { cpu_id = 0 }, { event_id = 3, length = 3, payload = [ [0] = 9, [1] = 0, [2] = 111 ] }"),
+        #expect(text.stdout.contains("t:s: { cpu_id = 0 }, { vpid = 0, vtid = 0 }, { s = \"ok\" }"), "\(text.stdout)")
+        #expect(text.stdout.contains("t:s: { cpu_id = 0 }, { vpid = 0, vtid = 0 }, { s = \"a\" }") && text.stdout.contains("t:s: { cpu_id = 0 }, { vpid = 0, vtid = 0 }, { s = \"\" }"), "\(text.stdout)")
+        #expect(text.stdout.contains("rseqtrace:malformed_payload: { cpu_id = 0 }, { vpid = 0, vtid = 0 }, { event_id = 3, length = 3, payload = [ [0] = 9, [1] = 0, [2] = 111 ] }"),
                 "\(text.stdout)")
     }
 }

@@ -647,7 +647,7 @@ extension LiveTracingTests {
                 events.discarded += count
                 continue
             }
-            // [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N example:work: { worker = W, iteration = I, value = V }
+            // [HH:MM:SS.nnnnnnnnn] (+d.ddddddddd) cpu N tid T example:work: { worker = W, iteration = I, value = V }
             guard let body = line.firstRange(of: " example:work: { "), line.hasSuffix(" }") else {
                 Issue.record("unexpected line from rseqtrace view \(directory): \(line)")
                 continue

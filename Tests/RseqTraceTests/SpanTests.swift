@@ -127,4 +127,48 @@ struct SpanTests {
         #expect(line == ["spans": "\(spans.count)", "names": "2", "unmatched_begins": "0", "orphan_ends": "0"],
                 "\(stats.stdout)")
     }
+
+    /// Tools/python/check_thread_context.py of this source tree.
+    static let threadChecker: String = {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)   // Tests/RseqTraceTests/SpanTests.swift
+        return parts.joined(separator: "/") + "/Tools/python/check_thread_context.py"
+    }()
+
+    @Test("every event names its thread: bt2 sees each worker's own tid as vtid and the program's pid as vpid; view --tid, stats and the Perfetto export agree",
+          .enabled(if: HelperProcess.isExecutable(CTFEndToEndTests.python), "needs /usr/bin/python3 with bt2 (python3-bt2)"),
+          .timeLimit(.minutes(2)))
+    func eventsNameTheirThread() throws {
+        let output = CTFEndToEndTests.temporaryDirectory("threads")
+        CTFEndToEndTests.removeTree(output)
+        defer { CTFEndToEndTests.removeTree(output) }
+        let example = HelperProcess.buildDirectory + "/rseqtrace-example"
+        let threads = 3, events = 500
+        let run = try HelperProcess.run(HelperProcess.rseqtracePath,
+                                        ["record", "--output", output, "--", example, "\(threads)", "\(events)", "--spans"],
+                                        environment: HelperProcess.childEnvironment(), timeout: .seconds(90))
+        #expect(run.exitCode == 0, "\(run)")
+        let spans = threads * (5 + 50)
+        let total = threads * (1 + events) + 2 * spans
+        let check = try HelperProcess.run(CTFEndToEndTests.python, [Self.threadChecker, output],
+                                          environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(check.fields(of: "threads:") == ["events": "\(total)", "workers": "\(threads)",
+                                                  "work_checked": "\(threads * (1 + events))", "span_checked": "\(2 * spans)",
+                                                  "mismatched": "0", "missing_context": "0"], "\(check)")
+
+        // stats: one row per thread, each with its worker's events and spans.
+        let stats = try HelperProcess.runRseqtrace(["stats", output], timeout: .seconds(60))
+        #expect(stats.fields(of: "threads:") == ["count": "\(threads)"], "\(stats.stdout)")
+        // view --tid: exactly one worker's events, each line naming that thread.
+        let first = try HelperProcess.runRseqtrace(["view", output, "--event", "example:worker", "--limit", "1"], timeout: .seconds(60))
+        let line = try #require(first.stdoutLines.first, "\(first)")
+        let parts = line.split(separator: " ")
+        let tidIndex = try #require(parts.firstIndex(of: "tid"), "\(line)")
+        let tid = try #require(Int32(parts[tidIndex + 1]), "\(line)")
+        #expect(line.contains("tid = \(tid) "), "the worker's own tid field equals the line's tid: \(line)")
+        let own = try HelperProcess.runRseqtrace(["view", output, "--tid", "\(tid)"], timeout: .seconds(60))
+        #expect(own.stdoutLines.count == 1 + events + 2 * (spans / threads), "\(own.stdoutLines.count) lines")
+        #expect(own.stdoutLines.allSatisfy { $0.contains(" tid \(tid) ") })
+    }
 }
+

@@ -68,6 +68,11 @@ enum CTFLayout {
     /// Bytes before a packet's first event.
     static let headerSize = packetHeaderSize + packetContextSize
 
+    /// Event context after each event header: the writer's process and thread ids (`_vpid`,
+    /// `_vtid`: LTTng-UST's context fields of those names, so babeltrace2 and Trace Compass show
+    /// them as they show LTTng's), 32-bit signed little-endian each.
+    static let eventContextSize = 8
+
     /// Compact event header: an id of `compactIDBits` and a timestamp of `compactTimestampBits` in
     /// one 32-bit word; id `extendedID` is followed by a 32-bit id and a 64-bit timestamp.
     static let compactIDBits = 5
@@ -106,6 +111,10 @@ enum CTFLayout {
             \tid = 0;
             \tevent.header := struct event_header;
             \tpacket.context := struct packet_context;
+            \tevent.context := struct {
+            \t\tinteger { size = 32; align = 8; signed = 1; encoding = none; base = 10; } _vpid;
+            \t\tinteger { size = 32; align = 8; signed = 1; encoding = none; base = 10; } _vtid;
+            \t};
             };
 
 

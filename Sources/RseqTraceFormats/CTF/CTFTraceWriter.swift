@@ -261,19 +261,22 @@ public final class CTFTraceWriter {
         state.decisions[Int(id)].kind != .undecided || description.schemas[id] != nil
     }
 
-    /// Appends one event to its ring's stream. `cycles` is the record's cycle-counter timestamp.
-    public func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: [UInt8]) throws(TraceError) {
+    /// Appends one event to its ring's stream. `cycles` is the record's cycle-counter timestamp;
+    /// `processID` and `threadID` name the thread that wrote it (the event context `vpid`, `vtid`).
+    public func append(ring: Int, eventID: UInt16, cycles: UInt64, processID: Int32 = 0, threadID: Int32 = 0,
+                       payload: [UInt8]) throws(TraceError) {
         // SAFETY: `Span.bytes` is unsafe for elements with padding; UInt8 has none.
-        try unsafe append(ring: ring, eventID: eventID, cycles: cycles, payload: payload.span.bytes)
+        try unsafe append(ring: ring, eventID: eventID, cycles: cycles,
+                          thread: CTFStream.thread(processID: processID, threadID: threadID), payload: payload.span.bytes)
     }
 
     /// Appends one event to its ring's stream, copying `payload` (e.g. a `DrainedRecord`'s, which
     /// is only valid during the drain callback) without first copying it to an array.
-    package func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
+    package func append(ring: Int, eventID: UInt16, cycles: UInt64, thread: UInt64, payload: RawSpan) throws(TraceError) {
         // SAFETY: the span's bytes, read during the call only.
         try unsafe payload.withUnsafeBytes { (bytes) throws(TraceError) in
             // SAFETY: `bytes` is readable for the closure's duration.
-            try unsafe append(ring: ring, eventID: eventID, cycles: cycles, bytes: bytes)
+            try unsafe append(ring: ring, eventID: eventID, cycles: cycles, thread: thread, bytes: bytes)
         }
     }
 
@@ -315,19 +318,21 @@ public final class CTFTraceWriter {
                 // SAFETY: as above; the span does not outlive this statement.
                 let payload = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(
                     start: record.payload, count: record.word.length &- TraceLayout.recordHeaderSize))
-                try append(ring: ring, eventID: record.word.eventID, cycles: record.timestamp, payload: payload)
+                try append(ring: ring, eventID: record.word.eventID, cycles: record.timestamp, thread: record.thread,
+                           payload: payload)
                 index += 1
             }
         }
 
         /// As `CTFTraceWriter.append(ring:eventID:cycles:payload:)`.
-        package mutating func append(ring: Int, eventID: UInt16, cycles: UInt64, payload: RawSpan) throws(TraceError) {
+        package mutating func append(ring: Int, eventID: UInt16, cycles: UInt64, thread: UInt64,
+                                     payload: RawSpan) throws(TraceError) {
             let timestamp = conversion.monotonicNanoseconds(cycles)
             while true {
                 // SAFETY: the span's bytes, read during the call only.
                 let pending = unsafe payload.withUnsafeBytes { bytes in
                     // SAFETY: `bytes` is readable for the closure's duration.
-                    unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, payload: bytes)
+                    unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, thread: thread, payload: bytes)
                 }
                 if pending < 0 {
                     try returningState { (writer) throws(TraceError) in try writer.decide(eventID) }
@@ -350,11 +355,12 @@ public final class CTFTraceWriter {
 
     /// The common part of both `append`s: `bytes` must be readable during the call.
     @unsafe
-    private func append(ring: Int, eventID: UInt16, cycles: UInt64, bytes: UnsafeRawBufferPointer) throws(TraceError) {
+    private func append(ring: Int, eventID: UInt16, cycles: UInt64, thread: UInt64,
+                        bytes: UnsafeRawBufferPointer) throws(TraceError) {
         let timestamp = conversion.monotonicNanoseconds(cycles)
         while true {
             // SAFETY: `bytes` is readable during this call (the caller's promise).
-            let pending = unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, payload: bytes)
+            let pending = unsafe state.append(ring: ring, eventID: eventID, timestamp: timestamp, thread: thread, payload: bytes)
             if pending < 0 {
                 try decide(eventID)
                 continue
@@ -494,7 +500,8 @@ struct WriterState {
     /// Appends one event to its ring's stream; returns the packet's event bytes so far, or -1
     /// (nothing written) when `eventID` is not decided yet. `payload` must be readable.
     @unsafe
-    mutating func append(ring: Int, eventID: UInt16, timestamp: UInt64, payload bytes: UnsafeRawBufferPointer) -> Int {
+    mutating func append(ring: Int, eventID: UInt16, timestamp: UInt64, thread: UInt64,
+                         payload bytes: UnsafeRawBufferPointer) -> Int {
         precondition(!finished, "append after finish")
         let encoding = decisions[Int(eventID)]
         if encoding.kind == .undecided { return -1 }
@@ -521,7 +528,7 @@ struct WriterState {
         let fields = convertText ? fieldLayouts[Int(encoding.value)..<Int(encoding.value + encoding.count)] : []
         // SAFETY: `bytes` is readable during this call (the caller's promise).
         return unsafe streams[ring].append(
-            eventID: eventID, timestamp: timestamp, malformed: malformed,
+            eventID: eventID, timestamp: timestamp, thread: thread, malformed: malformed,
             lengthPrefixed: encoding.kind == .unknown || malformed, convertingText: fields, payload: bytes)
     }
 }
@@ -571,14 +578,25 @@ struct CTFStream {
         self.buffer = [UInt8](repeating: 0, count: CTFTraceWriter.headerSize + 4096)
     }
 
-    /// The most bytes an event header adds: extended header (13), original id (2), length (4).
-    static let maximumEventOverhead = 13 + 2 + 4
+    /// The most bytes an event adds to its payload: extended header (13), context (8), original
+    /// id (2), length (4).
+    static let maximumEventOverhead = 13 + CTFLayout.eventContextSize + 2 + 4
+
+    /// The event context's 8 bytes as one little-endian word: `_vpid` then `_vtid`, from a
+    /// writer's `pid << 32 | tid` (`VisitedRecord.thread`).
+    @inline(__always)
+    static func contextWord(_ thread: UInt64) -> UInt64 { (thread >> 32 | thread << 32).littleEndian }
+
+    /// `pid << 32 | tid`.
+    static func thread(processID: Int32, threadID: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: processID)) << 32 | UInt64(UInt32(bitPattern: threadID))
+    }
 
     /// Appends one event; returns the packet's event bytes so far. With `convertingText` (the
     /// schema's fields; the payload matches them) each text field is written as CTF wants it: its
     /// bytes up to the first NUL, then a NUL. That is never longer than the field in the payload.
     @unsafe
-    mutating func append(eventID: UInt16, timestamp: UInt64, malformed: Bool, lengthPrefixed: Bool,
+    mutating func append(eventID: UInt16, timestamp: UInt64, thread: UInt64, malformed: Bool, lengthPrefixed: Bool,
                          convertingText fields: ArraySlice<PayloadFieldShape>, payload: UnsafeRawBufferPointer) -> Int {
         if eventBytes == 0 { begin = max(timestamp, end) }
         let previous = eventBytes == 0 ? begin : last
@@ -594,6 +612,9 @@ struct CTFStream {
             // SAFETY: within the room made above (at least `maximumEventOverhead` bytes from `start`).
             var at = unsafe CTFStream.storeHeader(id: UInt32(writtenID), stamp: stamp, previous: previous,
                                                   to: out.baseAddress!, at: start)
+            // SAFETY: within the room made above.
+            unsafe out.storeBytes(of: CTFStream.contextWord(thread), toByteOffset: at, as: UInt64.self)
+            at += CTFLayout.eventContextSize
             if malformed {
                 // SAFETY: within the room made above.
                 unsafe out.storeBytes(of: eventID.littleEndian, toByteOffset: at, as: UInt16.self)
@@ -677,8 +698,11 @@ struct CTFStream {
                 }
                 let stamp = max(timestamp, previous)   // a stream's clock never goes back
                 // SAFETY: room checked above.
-                let at = unsafe CTFStream.storeHeader(id: UInt32(id), stamp: stamp, previous: previous, to: base,
-                                                      at: headerSize &+ eventBytes)
+                let header = unsafe CTFStream.storeHeader(id: UInt32(id), stamp: stamp, previous: previous, to: base,
+                                                          at: headerSize &+ eventBytes)
+                // SAFETY: room checked above (maximumEventOverhead counts the context).
+                unsafe base.storeBytes(of: CTFStream.contextWord(record.thread), toByteOffset: header, as: UInt64.self)
+                let at = header &+ CTFLayout.eventContextSize
                 var copied = 0
                 while copied < size {
                     // SAFETY: within the record's occupied size (a multiple of 8 from its start), which

@@ -169,6 +169,20 @@ struct SpanTests {
         let own = try HelperProcess.runRseqtrace(["view", output, "--tid", "\(tid)"], timeout: .seconds(60))
         #expect(own.stdoutLines.count == 1 + events + 2 * (spans / threads), "\(own.stdoutLines.count) lines")
         #expect(own.stdoutLines.allSatisfy { $0.contains(" tid \(tid) ") })
+
+        // Perfetto: one track per worker thread, holding its events and its spans.
+        guard PerfettoExportTests.decoderAvailable else { return }
+        let file = output + "/../threads.pftrace"
+        defer { CTFEndToEndTests.removeTree(file) }
+        let export = try HelperProcess.runRseqtrace(["export", output, "--format", "perfetto", "-o", file], timeout: .seconds(60))
+        #expect(export.exitCode == 0, "\(export)")
+        let decoded = try HelperProcess.run(CTFEndToEndTests.python, [PerfettoExportTests.checker, file],
+                                            environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
+        #expect(decoded.fields(of: "perfetto:")?["thread_tracks"] == "\(threads)", "\(decoded)")
+        let rows = decoded.stdoutLines.filter { $0.hasPrefix("thread: ") }.map { HelperProcess.parseFields($0.dropFirst(8)) }
+        #expect(rows.count == threads && rows.allSatisfy { $0["instants"] == "\(1 + events)" && $0["slices"] == "\(spans / threads)" },
+                "\(decoded.stdout)")
+        #expect(rows.contains { $0["tid"] == "\(tid)" }, "\(decoded.stdout)")
     }
 }
 

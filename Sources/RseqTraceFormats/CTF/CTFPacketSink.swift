@@ -66,13 +66,7 @@ final class CTFDirectorySink: CTFPacketSink {
         }
         for ring in 0...ringCount {
             let path = directory + "/channel0_\(ring)"
-            let fd: FileDescriptor
-            do {
-                fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
-            } catch {
-                throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
-            }
+            let fd = try OutputFile.create(path)
             do throws(TraceError) {
                 let index = try CTFTraceWriter.createIndex(directory: directory, stream: "channel0_\(ring)")
                 streams.append((fd, path, index.fd, index.path))

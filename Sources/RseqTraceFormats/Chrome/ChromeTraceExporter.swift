@@ -59,13 +59,7 @@ public struct ChromeTraceExporter {
     /// `problems` as for `export(_:to:named:problems:)`.
     public func export(_ set: CTFTraceSet, to path: String,
                        problems: (CTFTraceSet.Problem) -> Void = { _ in }) throws(TraceError) -> Summary {
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                         permissions: [.ownerReadWrite, .groupRead, .otherRead])
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
-        }
+        let fd = try OutputFile.create(path)
         defer { try? fd.close() }
         return try export(set, to: fd, named: path, problems: problems)
     }
@@ -250,8 +244,7 @@ public struct ChromeTraceExporter {
         case .float32(let v): return v.isFinite ? "\(v)" : "\"\(v)\""
         case .float64(let v): return v.isFinite ? "\(v)" : "\"\(v)\""
         case .bytes(let b):
-            let digits = Array("0123456789abcdef")
-            return "\"" + String(b.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }) + "\""
+            return "\"" + OutputFile.hex(b) + "\""
         case .string(let text): return quoted(text)
         case .enumeration(let label, let value, let isSigned):
             if let label { return quoted(label) }

@@ -45,13 +45,7 @@ public struct PerfettoTraceExporter {
     /// `problems` as for `export(_:to:named:problems:)`.
     public func export(_ set: CTFTraceSet, to path: String,
                        problems: (CTFTraceSet.Problem) -> Void = { _ in }) throws(TraceError) -> Summary {
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                         permissions: [.ownerReadWrite, .groupRead, .otherRead])
-        } catch {
-            throw TraceError(.systemCallFailed, "cannot create \(path): \(error)")
-        }
+        let fd = try OutputFile.create(path)
         defer { try? fd.close() }
         return try export(set, to: fd, named: path, problems: problems)
     }
@@ -342,8 +336,7 @@ public struct PerfettoTraceExporter {
             case .float64(let v): annotation.double(Field.doubleValue, v)
             case .string(let text): annotation.string(Field.stringValue, text)
             case .bytes(let bytes):
-                let digits = Array("0123456789abcdef")
-                annotation.string(Field.stringValue, String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }))
+                annotation.string(Field.stringValue, OutputFile.hex(bytes))
             case .enumeration(let label, let v, let isSigned):
                 if let label {
                     annotation.string(Field.stringValue, label)

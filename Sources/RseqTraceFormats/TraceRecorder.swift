@@ -25,6 +25,9 @@ public final class TraceRecorder {
     /// producers are writing. Records then wait at most this long (plus a round) to be drained.
     package var partialSubbufferInterval: Duration?
     private var lastCompleteRound = ContinuousClock.now
+    /// Threads (`pid << 32 | tid`) seen in the drained records, and the last one seen.
+    private var knownThreads = Set<UInt64>()
+    private var lastThread: UInt64 = 0
     /// The first error reading the buffer's event registry (`.corrupted` when another process
     /// damaged it), or nil. Recording goes on: events whose id has no schema are written as
     /// `rseqtrace:unknown_<id>`.
@@ -81,6 +84,18 @@ public final class TraceRecorder {
         try drainRound(quiescent: quiescent, visiting: true, visit)
     }
 
+    /// Names `thread` (`pid << 32 | tid`) in the trace the first time it is seen, with its name in
+    /// `/proc/<pid>/task/<tid>/comm` (`pthread_setname_np`'s, or the program's); a thread that has
+    /// already exited, or whose process is in another pid namespace, stays unnamed.
+    private func noteThread(_ thread: UInt64, _ writer: CTFTraceWriter) {
+        lastThread = thread
+        guard knownThreads.insert(thread).inserted else { return }
+        let pid = Int32(truncatingIfNeeded: thread >> 32), tid = Int32(truncatingIfNeeded: thread)
+        guard pid > 0, tid > 0, let comm = SystemInfo.readSmallFile("/proc/\(pid)/task/\(tid)/comm", limit: 64) else { return }
+        let name = comm.hasSuffix("\n") ? String(comm.dropLast()) : comm
+        if !name.isEmpty { writer.nameThread(tid, name) }
+    }
+
     private func drainRound(quiescent: Bool, visiting: Bool, _ visit: (borrowing DrainedRecord) -> Void) throws(TraceError) -> Int {
         var failure: TraceError?
         var count = 0
@@ -105,6 +120,11 @@ public final class TraceRecorder {
                                                          batches: { (ring, records) in
                             count += records.count
                             guard failure == nil else { return }
+                            // SAFETY: the records are readable during the call (the drainer's promise).
+                            for index in 0..<records.count where unsafe records[index].thread != lastThread {
+                                // SAFETY: as above.
+                                noteThread(unsafe records[index].thread, writer)
+                            }
                             do throws(TraceError) {
                                 // SAFETY: as above.
                                 try unsafe appender.append(ring: ring, records: records)
@@ -116,6 +136,8 @@ public final class TraceRecorder {
                     }
                     _ = try drainer.drainOnce(quiescent: quiescent) { record in
                         count += 1
+                        let thread = CTFStream.thread(processID: record.processID, threadID: record.threadID)
+                        if thread != lastThread { noteThread(thread, writer) }
                         if visiting { appender.returningState { _ in visit(record) } }
                         guard failure == nil else { return }
                         do throws(TraceError) {

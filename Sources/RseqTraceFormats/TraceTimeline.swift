@@ -17,10 +17,13 @@ package struct TraceTimeline {
     package struct Process: Hashable, Sendable {
         package var pid: Int64
         package var name: String
+        /// Names of its threads by thread id, where the trace gives them.
+        package var threadNames: [Int64: String]
 
-        package init(pid: Int64, name: String) {
+        package init(pid: Int64, name: String, threadNames: [Int64: String] = [:]) {
             self.pid = pid
             self.name = name
+            self.threadNames = threadNames
         }
     }
 
@@ -104,6 +107,16 @@ package struct TraceTimeline {
     private var open: [SpanKey: (track: Track, name: String, begin: UInt64)] = [:]
     private var discardedSoFar: [Track: Int64] = [:]
 
+    private var threadNames: [ThreadKey: String] = [:]
+
+    private struct ThreadKey: Hashable {
+        var pid: Int64
+        var tid: Int64
+    }
+
+    /// The event `TraceRuntime.nameCurrentThread` records: it names its thread's track.
+    package static let threadNameEventName = "rseqtrace:thread_name"
+
     private struct SpanKey: Hashable {
         var pid: Int64
         var id: UInt64
@@ -142,6 +155,14 @@ package struct TraceTimeline {
                 track = .thread(pid: process.pid, tid: thread.tid)
             } else {
                 track = .cpu(pid: process.pid, cpu: event.cpuID)
+            }
+            if event.name == TraceTimeline.threadNameEventName, case .thread(let pid, let tid) = track,
+               case .string(let name)? = event[field: "name"] {
+                // Names the thread's track (again, if it was drawn already); not an instant.
+                threadNames[ThreadKey(pid: pid, tid: tid)] = name
+                if knownTracks.insert(track).inserted { counts.threadTracks += 1 }
+                items.append(.track(TrackInfo(track: track, name: "\(name) \(tid)")))
+                return items
             }
             announce(track, in: process, &items)
             if event.name == SpanTable.beginEventName || event.name == SpanTable.endEventName,
@@ -208,7 +229,11 @@ package struct TraceTimeline {
         switch track {
         case .thread(_, let tid):
             counts.threadTracks += 1
-            title = tid == process.pid ? "\(process.name) (main thread \(tid))" : "thread \(tid)"
+            if let name = threadNames[ThreadKey(pid: process.pid, tid: tid)] ?? process.threadNames[tid] {
+                title = "\(name) \(tid)"
+            } else {
+                title = tid == process.pid ? "\(process.name) (main thread \(tid))" : "thread \(tid)"
+            }
         case .cpu(_, let cpu): title = "cpu \(cpu)"
         case .span(_, let id): title = "\(name ?? "span") (id \(id))"
         case .discardedCounter(_, let cpu): title = "discarded events, cpu \(cpu)"

@@ -20,8 +20,9 @@
 // tracepoint is enabled (`rseqtrace attach`, or a flight recorder), then emit the given number of
 // events per worker as fast as it can and exit: every event it emits is recorded or counted as
 // lost, so the count it prints is what an attach that lasts until its exit must account for.
-// --spans (with a given number of events): each worker first records `example:worker` (its index
-// and thread id), and its work is in nested spans: `example:batch` around each 100 events,
+// --spans (with a given number of events): each worker names itself example-w<index>
+// (rseqtrace:thread_name), records `example:worker` (its index and thread id), and its work is in
+// nested spans: `example:batch` around each 100 events,
 // `example:step` around each 10 events of a batch (rseqtrace:span_begin / rseqtrace:span_end).
 #if canImport(Glibc)
 import Glibc
@@ -111,6 +112,7 @@ if idle {
     WorkerThreads.run(count: threads) { worker in
         var value: UInt64 = 0x9E37_79B9
         if withSpans {
+            try? TraceRuntime.nameCurrentThread("example-w\(worker)")
             workerStarted.emit(UInt32(worker), Int64(WorkerThreads.currentThreadID))
             var iteration: UInt64 = 0
             while iteration < UInt64(events) {

@@ -48,6 +48,7 @@ struct StatsCommand: ParsableCommand {
         var perName: [String: UInt64] = [:]
         var perCPU: [UInt32: (events: UInt64, discarded: UInt64)] = [:]
         var perThread: [ThreadKey: UInt64] = [:]
+        var namedByEvent: [ThreadKey: String] = [:]
         var perMember = Array(repeating: (events: UInt64(0), discarded: UInt64(0)), count: set.members.count)
         var events: UInt64 = 0
         var discarded: UInt64 = 0
@@ -72,7 +73,11 @@ struct StatsCommand: ParsableCommand {
                     perCPU[event.cpuID, default: (0, 0)].events += 1
                     perMember[element.member].events += 1
                     if let thread = TraceTimeline.thread(of: event) {
-                        perThread[ThreadKey(pid: thread.pid ?? pids[element.member] ?? 0, tid: thread.tid), default: 0] += 1
+                        let key = ThreadKey(pid: thread.pid ?? pids[element.member] ?? 0, tid: thread.tid)
+                        perThread[key, default: 0] += 1
+                        if event.name == TraceTimeline.threadNameEventName, case .string(let name)? = event[field: "name"] {
+                            namedByEvent[key] = name
+                        }
                     }
                     if first == nil { first = event }
                     last = event
@@ -140,10 +145,12 @@ struct StatsCommand: ParsableCommand {
         if !perThread.isEmpty {
             // Threads with the most events first (at most 50 rows; the last line counts them all).
             print("")
-            print(pad("pid", 10) + pad("tid", 10) + pad("events", 14, right: true))
+            var names: [Int64: String] = [:]
+            for member in set.members { names.merge(member.reader.metadata.threadNames) { first, _ in first } }
+            print(pad("pid", 10) + pad("tid", 10) + pad("events", 14, right: true) + "  name")
             let threads = perThread.sorted { ($1.value, $0.key.pid, $0.key.tid) < ($0.value, $1.key.pid, $1.key.tid) }
             for (key, count) in threads.prefix(50) {
-                print(pad("\(key.pid)", 10) + pad("\(key.tid)", 10) + pad("\(count)", 14, right: true))
+                print(pad("\(key.pid)", 10) + pad("\(key.tid)", 10) + pad("\(count)", 14, right: true) + "  \(namedByEvent[key] ?? names[key.tid] ?? "?")")
             }
             if threads.count > 50 { print("(\(threads.count - 50) more threads)") }
             print("threads: count=\(threads.count)")

@@ -184,6 +184,9 @@ struct LiveTracingTests {
         let whole = try HelperProcess.runRseqtrace(["stats", output], timeout: .seconds(120))
         let line = whole.fields(of: "stats:")
         #expect(line?["events"] == "\(summary.recorded)" && line?["processes"] == "2", "\(whole)")
+        // Each thread is named by what /proc said of it while attach drained it (its comm).
+        #expect(whole.fields(of: "threads:") == ["count": "3"], "\(whole.stdout)")
+        #expect(whole.stdoutLines.filter { $0.hasSuffix("  rseqtrace-examp") }.count == 3, "\(whole.stdout)")
         for (target, process) in [(first, processes.first), (second, processes.last)] {
             let own = try HelperProcess.runRseqtrace(["stats", output, "--pid", "\(target.pid)"], timeout: .seconds(120))
             #expect(own.fields(of: "stats:")?["events"] == process?["recorded"], "\(own)")

@@ -76,9 +76,10 @@ struct SpanTests {
                                         ["record", "--output", output, "--", example, "\(threads)", "\(events)", "--spans"],
                                         environment: HelperProcess.childEnvironment(), timeout: .seconds(90))
         #expect(run.exitCode == 0, "\(run)")
-        // Per worker: 1 example:worker, `events` example:work, 11 batches (100 x 10 + 50), 105 steps.
+        // Per worker: 1 rseqtrace:thread_name, 1 example:worker, `events` example:work, 11 batches
+        // (100 x 10 + 50), 105 steps.
         let batches = (events + 99) / 100, steps = (events + 9) / 10
-        let perWorker = 1 + events + 2 * (batches + steps)
+        let perWorker = 2 + events + 2 * (batches + steps)
         #expect(run.stdout.contains("recorded \(threads * perWorker) events, lost 0"), "\(run.stdout)")
 
         var begins: [UInt64: (name: String, at: UInt64)] = [:]
@@ -149,7 +150,7 @@ struct SpanTests {
                                         environment: HelperProcess.childEnvironment(), timeout: .seconds(90))
         #expect(run.exitCode == 0, "\(run)")
         let spans = threads * (5 + 50)
-        let total = threads * (1 + events) + 2 * spans
+        let total = threads * (2 + events) + 2 * spans   // each worker also names itself
         let check = try HelperProcess.run(CTFEndToEndTests.python, [Self.threadChecker, output],
                                           environment: HelperProcess.childEnvironment(), timeout: .seconds(60))
         #expect(check.fields(of: "threads:") == ["events": "\(total)", "workers": "\(threads)",
@@ -159,6 +160,9 @@ struct SpanTests {
         // stats: one row per thread, each with its worker's events and spans.
         let stats = try HelperProcess.runRseqtrace(["stats", output], timeout: .seconds(60))
         #expect(stats.fields(of: "threads:") == ["count": "\(threads)"], "\(stats.stdout)")
+        for worker in 0..<threads {
+            #expect(stats.stdoutLines.contains { $0.hasSuffix("  example-w\(worker)") }, "each worker's row carries its name: \(stats.stdout)")
+        }
         // view --tid: exactly one worker's events, each line naming that thread.
         let first = try HelperProcess.runRseqtrace(["view", output, "--event", "example:worker", "--limit", "1"], timeout: .seconds(60))
         let line = try #require(first.stdoutLines.first, "\(first)")
@@ -167,7 +171,7 @@ struct SpanTests {
         let tid = try #require(Int32(parts[tidIndex + 1]), "\(line)")
         #expect(line.contains("tid = \(tid) "), "the worker's own tid field equals the line's tid: \(line)")
         let own = try HelperProcess.runRseqtrace(["view", output, "--tid", "\(tid)"], timeout: .seconds(60))
-        #expect(own.stdoutLines.count == 1 + events + 2 * (spans / threads), "\(own.stdoutLines.count) lines")
+        #expect(own.stdoutLines.count == 2 + events + 2 * (spans / threads), "\(own.stdoutLines.count) lines")
         #expect(own.stdoutLines.allSatisfy { $0.contains(" tid \(tid) ") })
 
         // Perfetto: one track per worker thread, holding its events and its spans.
@@ -183,6 +187,7 @@ struct SpanTests {
         #expect(rows.count == threads && rows.allSatisfy { $0["instants"] == "\(1 + events)" && $0["slices"] == "\(spans / threads)" },
                 "\(decoded.stdout)")
         #expect(rows.contains { $0["tid"] == "\(tid)" }, "\(decoded.stdout)")
+        #expect(rows.allSatisfy { $0["name"]?.hasPrefix("example-w") == true }, "threads carry their names: \(decoded.stdout)")
     }
 }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CRseqTrace
 import Synchronization
 import SystemPackage
 
@@ -316,4 +317,30 @@ enum ExitCleanup {
         let me = getpid()
         for entry in buffers.withLock({ $0 }) where entry.creator == me { entry.buffer.removeName() }
     }
+}
+
+extension TraceRuntime {
+    /// Names the calling thread: records `rseqtrace:thread_name` {`name`} (when enabled), which
+    /// the exports and `stats` use to name the thread's track and row, and sets its `comm`
+    /// (`pthread_setname_np`, which `top`, `ps -L` and gdb show too). A consumer also names each
+    /// thread of a trace by what its `/proc/<pid>/task/<tid>/comm` holds when it first drains an
+    /// event of it (while the thread still runs), so threads named by other means get their name
+    /// too. The kernel keeps at most 15 bytes: a longer name is cut at the last whole UTF-8
+    /// character that fits (the event keeps it whole, up to 255 bytes).
+    /// - Throws: `.systemCallFailed` when the kernel refuses the name.
+    public static func nameCurrentThread(_ name: String) throws(TraceError) {
+        var bytes = Array(name.utf8.prefix(15))
+        // Cut at a character boundary: drop the bytes of a character the limit split.
+        while !bytes.isEmpty && String(validating: bytes, as: UTF8.self) == nil { bytes.removeLast() }
+        let text = String(decoding: bytes, as: UTF8.self)
+        threadNameTracepoint.emit(name)
+        // SAFETY: the call copies the NUL-terminated name for its duration.
+        let result = unsafe rseqtrace_name_current_thread(text)
+        guard result == 0 else {
+            throw TraceError(.systemCallFailed, "cannot name this thread '\(text)'", errno: Errno(rawValue: -result))
+        }
+    }
+
+    /// The built-in tracepoint ``nameCurrentThread(_:)`` records: `rseqtrace:thread_name` {`name`}.
+    public static let threadNameTracepoint = Tracepoint1<String>("rseqtrace:thread_name", fields: "name")
 }

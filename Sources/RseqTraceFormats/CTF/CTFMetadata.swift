@@ -21,6 +21,9 @@ public struct CTFTraceDescription: Sendable {
     /// Event schemas by id. Ids without a schema are written as `rseqtrace:unknown_<id>` events
     /// carrying their raw payload as a byte sequence.
     public var schemas: [UInt16: EventSchema]
+    /// Names of the threads that wrote events, by thread id (`vtid`), in the `env` block as
+    /// `thread_name_<tid>` (what the consumer read in `/proc/<pid>/task/<tid>/comm`).
+    package var threadNames: [Int32: String] = [:]
 
     /// A description of a trace to write; pass it to `CTFTraceWriter.init(directory:description:packetCapacity:)`.
     public init(uuid: [UInt8], clock: CycleClock, bootID: [UInt8], hostname: String, traceName: String,
@@ -53,6 +56,8 @@ package enum CTFMetadata {
     /// which the registry never assigns), keeping the original id and bytes.
     package static let malformedEventName = "rseqtrace:malformed_payload"
     package static let malformedEventID: UInt16 = 0
+    /// Prefix of the `env` entries naming threads (`thread_name_<tid> = "name";`).
+    package static let threadNamePrefix = "thread_name_"
 
     package static func text(_ d: CTFTraceDescription, unknownIDs: Set<UInt16>, malformedSeen: Bool = false) -> String {
         let offsetNs = Int64(bitPattern: d.clock.realtimeReference) - Int64(bitPattern: d.clock.monotonicReference)
@@ -75,7 +80,7 @@ package enum CTFMetadata {
             \tvpid_datetime = "\(lttngDatetime(nanoseconds: d.clock.realtimeReference))";
             \tcycle_counter = "\(CycleClock.sourceName)";
             \tcycle_counter_frequency = \(d.clock.frequency);
-            };
+            \(d.threadNames.keys.sorted().map { "\t\(threadNamePrefix)\($0) = \"\(escape(d.threadNames[$0]!))\";\n" }.joined())};
 
             clock {
             \tname = "monotonic";

@@ -28,6 +28,17 @@ public struct CTFTraceMetadata: Sendable, Equatable {
         self.events = streams[0]?.events ?? [:]
     }
 
+    /// Thread names by thread id, from the `thread_name_<tid>` entries of the `env` block.
+    package var threadNames: [Int64: String] {
+        var names: [Int64: String] = [:]
+        for (key, value) in environment where key.hasPrefix(CTFMetadata.threadNamePrefix) {
+            if let tid = Int64(key.dropFirst(CTFMetadata.threadNamePrefix.count)), case .string(let name) = value {
+                names[tid] = name
+            }
+        }
+        return names
+    }
+
     /// The value of env entry `key`, if present.
     public func environmentValue(_ key: String) -> CTFEnvironmentValue? {
         environment.first { $0.key == key }?.value

@@ -245,6 +245,19 @@ public final class CTFTraceWriter {
     /// Adds schemas registered since the writer was created. Ids already known keep their schema,
     /// and an id already written without a schema (as `rseqtrace:unknown_<id>`) stays so: its
     /// events in the streams are encoded that way.
+    /// Names thread `threadID` in the metadata (written at the next checkpoint); at most
+    /// `maximumThreadNames` threads are named.
+    package func nameThread(_ threadID: Int32, _ name: String) {
+        guard description.threadNames[threadID] != name,
+              description.threadNames.count < CTFTraceWriter.maximumThreadNames || description.threadNames[threadID] != nil
+        else { return }
+        description.threadNames[threadID] = name
+        metadataMayDiffer = true
+    }
+
+    /// Threads named in one trace's metadata at most (the metadata is rewritten when one is added).
+    package static let maximumThreadNames = 4096
+
     package func updateSchemas(_ schemas: [UInt16: EventSchema]) {
         description.schemas.merge(schemas.filter { !unknownIDs.contains($0.key) }) { current, _ in current }
         metadataMayDiffer = true

@@ -98,7 +98,8 @@ public struct ChromeTraceExporter {
                 let member = set.members[element.member]
                 let name = member.reader.metadata.environmentValue("procname")?.description
                     ?? (set.isSet ? member.process.program : "traced process")
-                process = TraceTimeline.Process(pid: pids[element.member], name: name)
+                process = TraceTimeline.Process(pid: pids[element.member], name: name,
+                                                threadNames: member.reader.metadata.threadNames)
                 processes[element.member] = process
             }
             for item in timeline.add(record, process: process) { try write(item) }

@@ -67,7 +67,8 @@ public struct PerfettoTraceExporter {
         let processes: [TraceTimeline.Process]
         if set.isSet {
             let pids = ChromeTraceExporter().chromeProcessIDs(set)
-            processes = zip(set.members, pids).map { TraceTimeline.Process(pid: $1, name: $0.process.program) }
+            processes = zip(set.members, pids).map { TraceTimeline.Process(pid: $1, name: $0.process.program,
+                                                                                 threadNames: $0.reader.metadata.threadNames) }
         } else {
             processes = set.members.map { TraceTimeline.Process(traceOf: $0.reader) }
         }
@@ -357,6 +358,7 @@ extension TraceTimeline.Process {
             if case .integer(let v) = value { return v }
             return nil
         } ?? 0
-        self.init(pid: pid, name: reader.metadata.environmentValue("procname")?.description ?? "traced process")
+        self.init(pid: pid, name: reader.metadata.environmentValue("procname")?.description ?? "traced process",
+                  threadNames: reader.metadata.threadNames)
     }
 }

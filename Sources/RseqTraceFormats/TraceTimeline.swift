@@ -1,3 +1,5 @@
+import RseqTrace
+
 /// What a timeline viewer draws from a trace, in one model that every viewer export derives from
 /// (Chrome JSON, Perfetto protobuf): processes; in each, one track per thread (or per CPU when the
 /// trace does not say which thread recorded an event); on a thread's track its events as instants and
@@ -101,8 +103,8 @@ package struct TraceTimeline {
         package var threadTracks: Int = 0
     }
 
-    package private(set) var counts = Counts()
-    private var knownProcesses = Set<Int64>()
+    package fileprivate(set) var counts = Counts()
+    fileprivate var knownProcesses = Set<Int64>()
     private var knownTracks = Set<Track>()
     private var open: [SpanKey: (track: Track, name: String, begin: UInt64)] = [:]
     private var discardedSoFar: [Track: Int64] = [:]
@@ -239,6 +241,67 @@ package struct TraceTimeline {
         case .discardedCounter(_, let cpu): title = "discarded events, cpu \(cpu)"
         }
         items.append(.track(TrackInfo(track: track, name: title)))
+    }
+}
+
+extension TraceTimeline {
+    /// Draws `set`: feeds each record, in time order, to a timeline and passes every item to
+    /// `write`, then the spans still open. Each traced process is a process of its own, with the
+    /// id ``processIDs(_:)`` gives it and named by its program (its trace's `procname`); one whose
+    /// traces hold no record is still announced. The records of a set whose traces are not of one
+    /// boot (different clock uuids) are placed by their CLOCK_REALTIME. A trace found damaged
+    /// while it is read is drawn up to the damage; `problems` is called with each such trace when
+    /// it is found. Returns what was drawn.
+    package static func draw(_ set: CTFTraceSet, problems: (CTFTraceSet.Problem) -> Void,
+                             _ write: (Item) throws(TraceError) -> Void) throws(TraceError) -> Counts {
+        let pids = processIDs(set)
+        let processes = set.members.enumerated().map { index, member in
+            Process(pid: pids[index],
+                    name: member.reader.metadata.environmentValue("procname")?.description
+                        ?? (set.isSet ? member.process.program : "traced process"),
+                    threadNames: member.reader.metadata.threadNames)
+        }
+        let realtime = set.hasSeveralClocks
+        var timeline = TraceTimeline()
+        var records = set.records()
+        var reported = 0
+        while let element = try records.next() {
+            for problem in records.problems.dropFirst(reported) { problems(problem) }
+            reported = records.problems.count
+            let record = realtime ? element.record.placedAtRealtime : element.record
+            for item in timeline.add(record, process: processes[element.member]) { try write(item) }
+        }
+        for problem in records.problems.dropFirst(reported) { problems(problem) }
+        // Processes of traces without a record still get their name.
+        for process in processes where timeline.knownProcesses.insert(process.pid).inserted {
+            timeline.counts.processes += 1
+            try write(.process(process))
+        }
+        for item in timeline.finish() { try write(item) }
+        return timeline.counts
+    }
+
+    /// The process id each member of `set` is drawn with: its process id; one id for the traces
+    /// of one process (same pid and program); an id above 2^22 (the largest Linux pid_max) for a
+    /// trace without a pid or whose pid belongs to another program in the set. A single trace
+    /// without a pid gets 0.
+    package static func processIDs(_ set: CTFTraceSet) -> [Int64] {
+        guard set.isSet else { return [set.members.first?.process.pid ?? 0] }
+        var byProcess: [CTFTraceSet.Process: Int64] = [:]
+        var used = Set<Int64>()
+        var synthetic: Int64 = 1 << 22
+        return set.members.map { member in
+            if let known = byProcess[member.process], member.process.pid != nil { return known }
+            var id: Int64
+            if let pid = member.process.pid, !used.contains(pid) {
+                id = pid
+            } else {
+                repeat { synthetic += 1; id = synthetic } while used.contains(id)
+            }
+            used.insert(id)
+            byProcess[member.process] = id
+            return id
+        }
     }
 }
 

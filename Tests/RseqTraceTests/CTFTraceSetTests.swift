@@ -357,7 +357,7 @@ struct CTFTraceSetTests {
         try SetFixture.write(root + "/c", pid: 100, program: "alpha", offset: SetFixture.baseOffset + 10, ticks: tick)
         let set = try CTFTraceSet(directory: root)
         #expect(set.processes == [CTFTraceSet.Process(pid: 100, program: "alpha"), CTFTraceSet.Process(pid: 100, program: "beta")])
-        #expect(ChromeTraceExporter().chromeProcessIDs(set) == [100, (1 << 22) + 1, 100])
+        #expect(TraceTimeline.processIDs(set) == [100, (1 << 22) + 1, 100])
     }
 
     /// The `traceEvents` of a Chrome trace JSON file, parsed by Foundation.

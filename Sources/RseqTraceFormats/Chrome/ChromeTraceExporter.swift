@@ -73,53 +73,20 @@ public struct ChromeTraceExporter {
         let textFields = try fieldsWrittenAsStrings(set)
         var out = JSONOutput(fd: descriptor, path: name)
         var summary = Summary()
-        let pids = chromeProcessIDs(set)
-        let realtime = set.hasSeveralClocks
         try out.write("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[")
-        var timeline = TraceTimeline()
         var first = true
-        var processes: [Int: TraceTimeline.Process] = [:]
-        var records = set.records()
-        var reported = 0
-        func write(_ item: TraceTimeline.Item) throws(TraceError) {
+        let counts = try TraceTimeline.draw(set, problems: problems) { (item) throws(TraceError) in
             for line in entries(item, textFields: textFields) {
                 try out.write((first ? "\n" : ",\n") + line)
                 first = false
             }
         }
-        while let element = try records.next() {
-            for problem in records.problems.dropFirst(reported) { problems(problem) }
-            reported = records.problems.count
-            let record = realtime ? element.record.placedAtRealtime : element.record
-            let process: TraceTimeline.Process
-            if let known = processes[element.member] {
-                process = known
-            } else {
-                let member = set.members[element.member]
-                let name = member.reader.metadata.environmentValue("procname")?.description
-                    ?? (set.isSet ? member.process.program : "traced process")
-                process = TraceTimeline.Process(pid: pids[element.member], name: name,
-                                                threadNames: member.reader.metadata.threadNames)
-                processes[element.member] = process
-            }
-            for item in timeline.add(record, process: process) { try write(item) }
-        }
-        // Processes of traces without a record still get their name.
-        for (index, member) in set.members.enumerated() where processes[index] == nil && !processes.values.contains(where: { $0.pid == pids[index] }) {
-            let name = member.reader.metadata.environmentValue("procname")?.description ?? (set.isSet ? member.process.program : "traced process")
-            let process = TraceTimeline.Process(pid: pids[index], name: name)
-            processes[index] = process
-            try write(.process(process))
-        }
-        for item in timeline.finish() { try write(item) }
-        let counts = timeline.counts
         summary.events = counts.instants
         summary.spans = counts.slices + counts.unfinishedSlices
         summary.unfinishedSpans = counts.unfinishedSlices
         summary.discardedRanges = counts.discardedRanges
         summary.threads = counts.threadTracks
-        summary.processes = Set(processes.values.map(\.pid)).count
-        for problem in records.problems.dropFirst(reported) { problems(problem) }
+        summary.processes = counts.processes
         try out.write("\n]}\n")
         try out.flush()
         summary.bytes = out.written
@@ -177,29 +144,6 @@ public struct ChromeTraceExporter {
         case .counter(let track, let at, let value):
             guard case .discardedCounter(_, let cpu) = track else { return [] }
             return ["{\"name\":\"discarded events, cpu \(cpu)\",\"cat\":\"rseqtrace\",\"ph\":\"C\",\"ts\":\(microseconds(at)),\"pid\":\(track.pid),\"args\":{\"discarded\":\(value)}}"]
-        }
-    }
-
-    /// The Chrome `pid` of each member of `set`: its process id; one id for the traces of one
-    /// process (same pid and program); an id above 2^22 (the largest Linux pid_max) for a trace
-    /// without a pid or whose pid belongs to another program in the set. A single trace without
-    /// a pid gets 0.
-    package func chromeProcessIDs(_ set: CTFTraceSet) -> [Int64] {
-        guard set.isSet else { return [set.members.first?.process.pid ?? 0] }
-        var byProcess: [CTFTraceSet.Process: Int64] = [:]
-        var used = Set<Int64>()
-        var synthetic: Int64 = 1 << 22
-        return set.members.map { member in
-            if let known = byProcess[member.process], member.process.pid != nil { return known }
-            var id: Int64
-            if let pid = member.process.pid, !used.contains(pid) {
-                id = pid
-            } else {
-                repeat { synthetic += 1; id = synthetic } while used.contains(id)
-            }
-            used.insert(id)
-            byProcess[member.process] = id
-            return id
         }
     }
 

@@ -57,48 +57,21 @@ public struct PerfettoTraceExporter {
     }
 
     /// Writes the traces of `set` to the open descriptor `descriptor`, which it does not close;
-    /// `name` names it in errors. Each traced process of a set is a process of its own, with the
-    /// pid `ChromeTraceExporter` gives it; the records of a set whose traces are not of one boot
-    /// (different clock uuids) are placed by their CLOCK_REALTIME instead. A trace of a set found
-    /// damaged while it is read is written up to the damage; `problems` is called with each such
-    /// trace when it is found.
+    /// `name` names it in errors. Each traced process of a set is a process of its own
+    /// (`TraceTimeline.draw`); the records of a set whose traces are not of one boot (different
+    /// clock uuids) are placed by their CLOCK_REALTIME instead. A trace of a set found damaged while
+    /// it is read is written up to the damage; `problems` is called with each such trace when it
+    /// is found.
     public func export(_ set: CTFTraceSet, to descriptor: FileDescriptor, named name: String,
                        problems: (CTFTraceSet.Problem) -> Void = { _ in }) throws(TraceError) -> Summary {
-        let processes: [TraceTimeline.Process]
-        if set.isSet {
-            let pids = ChromeTraceExporter().chromeProcessIDs(set)
-            processes = zip(set.members, pids).map { TraceTimeline.Process(pid: $1, name: $0.process.program,
-                                                                                 threadNames: $0.reader.metadata.threadNames) }
-        } else {
-            processes = set.members.map { TraceTimeline.Process(traceOf: $0.reader) }
-        }
-        let realtime = set.hasSeveralClocks
-        var records = set.records()
-        var reported = 0
-        let summary = try export(to: descriptor, named: name) { () throws(TraceError) -> (CTFRecord, TraceTimeline.Process)? in
-            guard let element = try records.next() else { return nil }
-            for problem in records.problems.dropFirst(reported) { problems(problem) }
-            reported = records.problems.count
-            return (realtime ? element.record.placedAtRealtime : element.record, processes[element.member])
-        }
-        for problem in records.problems.dropFirst(reported) { problems(problem) }
-        return summary
-    }
-
-    /// Writes the records `next` returns (in time order, each with its process) until it returns nil.
-    package func export(to descriptor: FileDescriptor, named name: String,
-                        next: () throws(TraceError) -> (CTFRecord, TraceTimeline.Process)?) throws(TraceError) -> Summary {
         var out = JSONOutput(fd: descriptor, path: name)
         var encoder = Encoder()
-        var timeline = TraceTimeline()
-        var summary = Summary()
         try encoder.start(&out)
-        while let (record, process) = try next() {
-            for item in timeline.add(record, process: process) { try encoder.write(item, &out) }
+        let counts = try TraceTimeline.draw(set, problems: problems) { (item) throws(TraceError) in
+            try encoder.write(item, &out)
         }
-        for item in timeline.finish() { try encoder.write(item, &out) }
         try out.flush()
-        let counts = timeline.counts
+        var summary = Summary()
         summary.instants = counts.instants
         summary.slices = counts.slices + counts.unfinishedSlices
         summary.unfinishedSlices = counts.unfinishedSlices
@@ -348,17 +321,5 @@ public struct PerfettoTraceExporter {
                 }
             }
         }
-    }
-}
-
-extension TraceTimeline.Process {
-    /// The process a single trace's metadata names (`vpid`, `procname`), or pid 0 "traced process".
-    package init(traceOf reader: CTFTraceReader) {
-        let pid = reader.metadata.environmentValue("vpid").flatMap { value -> Int64? in
-            if case .integer(let v) = value { return v }
-            return nil
-        } ?? 0
-        self.init(pid: pid, name: reader.metadata.environmentValue("procname")?.description ?? "traced process",
-                  threadNames: reader.metadata.threadNames)
     }
 }

@@ -24,12 +24,7 @@ package struct SpanTable {
         package var process: String?
     }
 
-    private struct Key: Hashable {
-        var process: String?
-        var id: UInt64
-    }
-
-    private var open: [Key: (name: String, begin: UInt64, realtime: Int64)] = [:]
+    private var pairing = SpanPairing<String?, Int64>()
     package private(set) var spans: [Span] = []
     package private(set) var orphanEnds = 0
     /// Span events without a usable `id` field (not written by `TraceSpan`).
@@ -39,36 +34,22 @@ package struct SpanTable {
 
     /// Feeds one event (in time order); events other than the span events are ignored.
     package mutating func add(_ event: CTFEvent, process: String? = nil) {
-        let isBegin = event.name == SpanTable.beginEventName
-        guard isBegin || event.name == SpanTable.endEventName else { return }
-        guard case .unsigned(let id)? = event[field: "id"] else {
+        switch pairing.add(event, process: process, context: { event.realtime }) {
+        case .notSpan, .began:
+            return
+        case .malformed:
             malformed += 1
-            return
-        }
-        let name: String
-        if case .string(let text)? = event[field: "name"] { name = text } else { name = "?" }
-        let key = Key(process: process, id: id)
-        if isBegin {
-            open[key] = (name, event.timestamp, event.realtime)
-            return
-        }
-        if let begun = open.removeValue(forKey: key) {
-            let duration = event.timestamp >= begun.begin ? event.timestamp - begun.begin : 0
-            spans.append(Span(name: begun.name, id: id, begin: begun.begin, end: event.timestamp,
-                              durationNanoseconds: duration, realtime: begun.realtime, process: process))
-        } else {
-            orphanEnds += 1
-            var measured: UInt64 = 0
-            if case .unsigned(let value)? = event[field: "duration_ns"] { measured = value }
-            spans.append(Span(name: name, id: id, begin: nil, end: event.timestamp,
-                              durationNanoseconds: measured, realtime: event.realtime, process: process))
+        case .ended(let ended):
+            if ended.begun == nil { orphanEnds += 1 }
+            spans.append(Span(name: (ended.begun.map { $0.name } ?? ended.name) ?? "?", id: ended.id,
+                              begin: ended.begun?.begin, end: ended.end, durationNanoseconds: ended.durationNanoseconds,
+                              realtime: ended.begun?.context ?? event.realtime, process: process))
         }
     }
 
     /// Begins still open: spans whose end is not in the trace, oldest first.
     package var unmatchedBegins: [(name: String, id: UInt64, begin: UInt64, realtime: Int64, process: String?)] {
-        open.map { (name: $0.value.name, id: $0.key.id, begin: $0.value.begin, realtime: $0.value.realtime, process: $0.key.process) }
-            .sorted { ($0.begin, $0.id) < ($1.begin, $1.id) }
+        pairing.stillOpen.map { (name: $0.name ?? "?", id: $0.id, begin: $0.begin, realtime: $0.context, process: $0.process) }
     }
 
     /// Duration statistics of the spans of one name.

@@ -106,7 +106,7 @@ package struct TraceTimeline {
     package fileprivate(set) var counts = Counts()
     fileprivate var knownProcesses = Set<Int64>()
     private var knownTracks = Set<Track>()
-    private var open: [SpanKey: (track: Track, name: String, begin: UInt64)] = [:]
+    private var spans = SpanPairing<Int64, Track>()
     private var discardedSoFar: [Track: Int64] = [:]
 
     private var threadNames: [ThreadKey: String] = [:]
@@ -118,11 +118,6 @@ package struct TraceTimeline {
 
     /// The event `TraceRuntime.nameCurrentThread` records: it names its thread's track.
     package static let threadNameEventName = "rseqtrace:thread_name"
-
-    private struct SpanKey: Hashable {
-        var pid: Int64
-        var id: UInt64
-    }
 
     package init() {}
 
@@ -167,12 +162,14 @@ package struct TraceTimeline {
                 return items
             }
             announce(track, in: process, &items)
-            if event.name == SpanTable.beginEventName || event.name == SpanTable.endEventName,
-               case .unsigned(let id)? = event[field: "id"] {
-                span(event, id: id, track: track, process: process, &items)
-            } else {
+            switch spans.add(event, process: process.pid, context: { track }) {
+            case .notSpan, .malformed:
                 counts.instants += 1
                 items.append(.instant(track, event))
+            case .began:
+                break
+            case .ended(let ended):
+                span(ended, endedOn: track, process: process, &items)
             }
         case .discarded(let loss):
             let track = Track.cpu(pid: process.pid, cpu: loss.cpuID)
@@ -189,39 +186,32 @@ package struct TraceTimeline {
         return items
     }
 
-    private mutating func span(_ event: CTFEvent, id: UInt64, track: Track, process: Process, _ items: inout [Item]) {
-        var name = "span"
-        if case .string(let text)? = event[field: "name"] { name = text }
-        let key = SpanKey(pid: process.pid, id: id)
-        if event.name == SpanTable.beginEventName {
-            open[key] = (track, name, event.timestamp)
+    private mutating func span(_ ended: SpanPairing<Int64, Track>.Ended, endedOn track: Track, process: Process,
+                               _ items: inout [Item]) {
+        counts.slices += 1
+        guard let begun = ended.begun else {
+            items.append(.slice(Slice(track: track, name: ended.name ?? "span", begin: ended.begin, end: ended.end,
+                                      id: ended.id, beginMissing: true)))
             return
         }
-        counts.slices += 1
-        if let begun = open.removeValue(forKey: key) {
-            var sliceTrack = begun.track
-            if begun.track != track {
-                sliceTrack = .span(pid: process.pid, id: id)
-                announce(sliceTrack, named: begun.name, in: process, &items)
-            }
-            items.append(.slice(Slice(track: sliceTrack, name: begun.name, begin: begun.begin,
-                                      end: max(begun.begin, event.timestamp), id: id, beginMissing: false)))
-        } else {
-            var measured: UInt64 = 0
-            if case .unsigned(let value)? = event[field: "duration_ns"] { measured = value }
-            let begin = event.timestamp >= measured ? event.timestamp - measured : 0
-            items.append(.slice(Slice(track: track, name: name, begin: begin, end: event.timestamp, id: id, beginMissing: true)))
+        let name = begun.name ?? "span"
+        var sliceTrack = begun.context
+        if begun.context != track {
+            sliceTrack = .span(pid: process.pid, id: ended.id)
+            announce(sliceTrack, named: name, in: process, &items)
         }
+        items.append(.slice(Slice(track: sliceTrack, name: name, begin: begun.begin, end: max(begun.begin, ended.end),
+                                  id: ended.id, beginMissing: false)))
     }
 
     /// The spans still open when the trace ends, as unfinished slices (oldest first).
     package mutating func finish() -> [Item] {
-        let unfinished = open.sorted { ($0.value.begin, $0.key.id) < ($1.value.begin, $1.key.id) }
-        open.removeAll()
+        let unfinished = spans.stillOpen
+        spans = SpanPairing()
         counts.unfinishedSlices = UInt64(unfinished.count)
         return unfinished.map { entry in
-            .slice(Slice(track: entry.value.track, name: entry.value.name, begin: entry.value.begin, end: nil,
-                         id: entry.key.id, beginMissing: false))
+            .slice(Slice(track: entry.context, name: entry.name ?? "span", begin: entry.begin, end: nil,
+                         id: entry.id, beginMissing: false))
         }
     }
 

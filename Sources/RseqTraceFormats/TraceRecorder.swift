@@ -145,8 +145,7 @@ public final class TraceRecorder {
                             // The payload goes from the ring to the stream without an intermediate array.
                             try record.withPayload { (payload) throws(TraceError) in
                                 try appender.append(ring: record.ring, eventID: record.eventID, cycles: record.timestamp,
-                                                    thread: CTFStream.thread(processID: record.processID, threadID: record.threadID),
-                                                    payload: payload)
+                                                    thread: thread, payload: payload)
                             }
                         } catch {
                             failure = error

@@ -111,9 +111,15 @@ package struct TraceTimeline {
 
     private var threadNames: [ThreadKey: String] = [:]
 
-    private struct ThreadKey: Hashable {
-        var pid: Int64
-        var tid: Int64
+    /// A thread of a traced process.
+    package struct ThreadKey: Hashable {
+        package var pid: Int64
+        package var tid: Int64
+
+        package init(pid: Int64, tid: Int64) {
+            self.pid = pid
+            self.tid = tid
+        }
     }
 
     /// The event `TraceRuntime.nameCurrentThread` records: it names its thread's track.

@@ -47,8 +47,8 @@ struct StatsCommand: ParsableCommand {
         var matcher = try EventSelection.Matcher(selection)
         var perName: [String: UInt64] = [:]
         var perCPU: [UInt32: (events: UInt64, discarded: UInt64)] = [:]
-        var perThread: [ThreadKey: UInt64] = [:]
-        var namedByEvent: [ThreadKey: String] = [:]
+        var perThread: [TraceTimeline.ThreadKey: UInt64] = [:]
+        var namedByEvent: [TraceTimeline.ThreadKey: String] = [:]
         var perMember = Array(repeating: (events: UInt64(0), discarded: UInt64(0)), count: set.members.count)
         var events: UInt64 = 0
         var discarded: UInt64 = 0
@@ -73,7 +73,7 @@ struct StatsCommand: ParsableCommand {
                     perCPU[event.cpuID, default: (0, 0)].events += 1
                     perMember[element.member].events += 1
                     if let thread = TraceTimeline.thread(of: event) {
-                        let key = ThreadKey(pid: thread.pid ?? pids[element.member] ?? 0, tid: thread.tid)
+                        let key = TraceTimeline.ThreadKey(pid: thread.pid ?? pids[element.member] ?? 0, tid: thread.tid)
                         perThread[key, default: 0] += 1
                         if event.name == TraceTimeline.threadNameEventName, case .string(let name)? = event[field: "name"] {
                             namedByEvent[key] = name
@@ -175,12 +175,6 @@ struct StatsCommand: ParsableCommand {
         let processes = set.isSet ? " processes=\(set.processes.count) unreadable=\(unreadable)" : ""
         print("stats: events=\(events) discarded=\(discarded) streams=\(set.streamCount) duration_ns=\(duration)\(processes)")
     }
-}
-
-/// A thread of a traced process.
-struct ThreadKey: Hashable {
-    var pid: Int64
-    var tid: Int64
 }
 
 /// The values of one numeric field over the events that have it.

@@ -189,5 +189,28 @@ struct SpanTests {
         #expect(rows.contains { $0["tid"] == "\(tid)" }, "\(decoded.stdout)")
         #expect(rows.allSatisfy { $0["name"]?.hasPrefix("example-w") == true }, "threads carry their names: \(decoded.stdout)")
     }
+
+    @Test("a thread name that is not plain text is kept readable: quotes, backslashes and control characters do not break the metadata")
+    func hostileThreadNames() throws {
+        let directory = CTFEndToEndTests.temporaryDirectory("thread-names")
+        CTFEndToEndTests.removeTree(directory)
+        defer { CTFEndToEndTests.removeTree(directory) }
+        let clock = CycleClock(frequency: 1_000_000_000, cycleReference: 0, monotonicReference: 0, realtimeReference: 0)
+        let description = CTFTraceDescription(uuid: Array(repeating: 3, count: 16), clock: clock, bootID: Array(repeating: 7, count: 16),
+                                              hostname: "host", traceName: "names", procname: "p", pid: 9, cpuRingCount: 1, schemas: [:])
+        let writer = try CTFTraceWriter(directory: directory, description: description)
+        writer.nameThread(10, "a\"b\\c};\nenv")
+        writer.nameThread(11, "plain")
+        try writer.append(ring: 0, eventID: 5, cycles: 1, processID: 9, threadID: 10, payload: [1])
+        _ = try writer.finish()
+        let reader = try CTFTraceReader(directory: directory)
+        #expect(reader.metadata.threadNames == [10: "a\"b\\c};_env", 11: "plain"])
+        #expect(reader.metadata.environmentValue("procname") == .string("p"))
+        let events = try reader.readAll().compactMap { record -> CTFEvent? in
+            if case .event(let event) = record { return event }
+            return nil
+        }
+        #expect(events.count == 1 && TraceTimeline.thread(of: events[0])?.tid == 10 && TraceTimeline.thread(of: events[0])?.pid == 9)
+    }
 }
 

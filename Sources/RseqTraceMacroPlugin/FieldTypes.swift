@@ -178,8 +178,9 @@ enum FieldTypes {
         case "Void", "Never":
             return .unsupported(why: "'\(name)' carries no data; remove the field", replacement: nil)
         default:
-            // Any other named type: presumed to be an enum conforming to TraceEnum. If it is not, the compiler
-            // reports that it does not conform to TraceFieldValue.
+            // Any other named type: presumed to be an enum conforming to TraceEnum. If it is not a TraceFieldValue,
+            // the generated fieldTypes() picks TraceEventFieldCheck's unavailable overload, whose message names the
+            // types a field may have.
             return .supported(.presumedEnum)
         }
     }

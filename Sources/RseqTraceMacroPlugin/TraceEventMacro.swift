@@ -40,13 +40,12 @@ public struct TraceEventMacro: MemberMacro, ExtensionMacro {
         let access = event.accessPrefix
         let fields = event.fields
         let names = fields.map(\.name).joined(separator: " ")
-        // Through a generic function, so that a type that is not a TraceFieldValue (an enum that does not conform to
-        // TraceEnum) is reported as such: "requires that 'X' conform to 'TraceFieldValue'".
+        // Through TraceEventFieldCheck.fieldType, whose unconstrained overload is unavailable: a type that is not a
+        // TraceFieldValue (a struct, or an enum that does not conform to TraceEnum) gets its message, which says
+        // which types a field may have (syntax alone cannot tell a struct from an enum).
         let fieldTypes = fields.isEmpty ? ["[]"] : [
-            "func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {",
-            "    Field.traceFieldType",
-            "}",
-            "return [" + fields.map { "fieldType(\($0.type.trimmedDescription).self)" }.joined(separator: ", ") + "]",
+            "[" + fields.map { "RseqTrace.TraceEventFieldCheck.fieldType(\($0.type.trimmedDescription).self)" }
+                .joined(separator: ", ") + "]",
         ]
         let parameters = fields.map { "\($0.spelling): @autoclosure () -> \($0.type.trimmedDescription)" }
             .joined(separator: ", ")

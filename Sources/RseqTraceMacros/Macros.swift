@@ -34,9 +34,10 @@
 /// explicit type annotation, since the macro reads types from the source. Supported types: `UInt8`...`UInt64`,
 /// `UInt`, `Int8`...`Int64`, `Int`, `Bool`, `Float`, `Double`, `String`, `Substring`, `StaticString`,
 /// `[UInt8]`, ``RseqTrace/TraceString`` and ``RseqTrace/TraceBytes`` (also written `RseqTrace.X` or `Swift.X`).
-/// Any other named type is presumed to be an enumeration conforming to ``RseqTrace/TraceEnum``; if it does not
-/// conform to ``RseqTrace/TraceFieldValue``, the compiler says so in the expansion
-/// (`requires that 'X' conform to 'TraceFieldValue'`). Rejected with a diagnostic:
+/// Any other named type is presumed to be an enumeration conforming to ``RseqTrace/TraceEnum``; a type that is
+/// not a ``RseqTrace/TraceFieldValue`` (a struct, a class, an enum without that conformance) is an error in the
+/// expansion whose message lists the types a field may have and says to declare a struct's members as properties
+/// of the event. Rejected with a diagnostic:
 /// optionals, tuples, function types, `some`/`any` types, dictionaries, arrays other than `[UInt8]`,
 /// `Character`, `Int128`/`UInt128`, `Float16`, `Float80`, `CGFloat`, `Date`, `Data`, property wrappers, `lazy`,
 /// fields declared inside `#if`, a field named `emit`, and field names that collide in the trace (CTF readers strip one leading

@@ -86,10 +86,7 @@ func expectedMembers(event: String, fields: [(name: String, type: String)], acce
     func block(_ head: String, _ lines: [String]) -> [String] { ["\(head) {"] + lines.map { "    \($0)" } + ["}"] }
     let names = fields.map(\.name).joined(separator: " ")
     let fieldTypes = fields.isEmpty ? ["[]"] : [
-        "func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {",
-        "    Field.traceFieldType",
-        "}",
-        "return [" + fields.map { "fieldType(\($0.type).self)" }.joined(separator: ", ") + "]",
+        "[" + fields.map { "RseqTrace.TraceEventFieldCheck.fieldType(\($0.type).self)" }.joined(separator: ", ") + "]",
     ]
     let parameters = fields.map { "\($0.name): @autoclosure () -> \($0.type)" }.joined(separator: ", ")
     var staticBody = ["guard Self.tracepoint.isEnabled(fieldTypes: Self.fieldTypes) else {", "    return", "}"]

@@ -23,10 +23,7 @@ struct TraceEventExpansionTests {
                 static let tracepoint = RseqTrace.TracepointSite("http:request", fields: "bytes status path")
 
                 static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(UInt64.self), fieldType(Int16.self), fieldType(TraceString<64>.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(UInt64.self), RseqTrace.TraceEventFieldCheck.fieldType(Int16.self), RseqTrace.TraceEventFieldCheck.fieldType(TraceString<64>.self)]
                 }
 
                 static var isEnabled: Bool {
@@ -130,10 +127,7 @@ struct TraceEventExpansionTests {
                 public static let tracepoint = RseqTrace.TracepointSite("db:query", fields: "rows")
 
                 public static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(Int.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(Int.self)]
                 }
 
                 public static var isEnabled: Bool {
@@ -183,10 +177,7 @@ struct TraceEventExpansionTests {
                 fileprivate static let tracepoint = RseqTrace.TracepointSite("db:row", fields: "id")
 
                 fileprivate static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(UInt32.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(UInt32.self)]
                 }
 
                 fileprivate static var isEnabled: Bool {
@@ -246,10 +237,7 @@ struct TraceEventExpansionTests {
                 static let tracepoint = RseqTrace.TracepointSite("geo:point", fields: "x y label weight z")
 
                 static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(Int32.self), fieldType(Int32.self), fieldType(String.self), fieldType(Double.self), fieldType(Float.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(Int32.self), RseqTrace.TraceEventFieldCheck.fieldType(Int32.self), RseqTrace.TraceEventFieldCheck.fieldType(String.self), RseqTrace.TraceEventFieldCheck.fieldType(Double.self), RseqTrace.TraceEventFieldCheck.fieldType(Float.self)]
                 }
 
                 static var isEnabled: Bool {
@@ -319,10 +307,7 @@ struct TraceEventExpansionTests {
                 static let tracepoint = RseqTrace.TracepointSite("net:packet", fields: "size payload raw name method kind class")
 
                 static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(Swift.UInt16.self), fieldType(RseqTrace.TraceBytes<128>.self), fieldType([UInt8].self), fieldType(RseqTrace.TraceString<32>.self), fieldType(Method.self), fieldType(Packet.Kind.self), fieldType(Int8.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(Swift.UInt16.self), RseqTrace.TraceEventFieldCheck.fieldType(RseqTrace.TraceBytes<128>.self), RseqTrace.TraceEventFieldCheck.fieldType([UInt8].self), RseqTrace.TraceEventFieldCheck.fieldType(RseqTrace.TraceString<32>.self), RseqTrace.TraceEventFieldCheck.fieldType(Method.self), RseqTrace.TraceEventFieldCheck.fieldType(Packet.Kind.self), RseqTrace.TraceEventFieldCheck.fieldType(Int8.self)]
                 }
 
                 static var isEnabled: Bool {
@@ -387,10 +372,7 @@ struct TraceEventExpansionTests {
                     static let tracepoint = RseqTrace.TracepointSite("app:start", fields: "pid")
 
                     static func fieldTypes() -> [RseqTrace.FieldType] {
-                        func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                            Field.traceFieldType
-                        }
-                        return [fieldType(Int32.self)]
+                        [RseqTrace.TraceEventFieldCheck.fieldType(Int32.self)]
                     }
 
                     static var isEnabled: Bool {
@@ -441,10 +423,7 @@ struct TraceEventExpansionTests {
                 static let tracepoint = RseqTrace.TracepointSite("a:b", fields: "v")
 
                 static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(Bool.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(Bool.self)]
                 }
 
                 static var isEnabled: Bool {
@@ -493,10 +472,7 @@ struct TraceEventExpansionTests {
                 static let tracepoint = RseqTrace.TracepointSite("a:b", fields: "path path_length")
 
                 static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(String.self), fieldType(Int.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(String.self), RseqTrace.TraceEventFieldCheck.fieldType(Int.self)]
                 }
 
                 static var isEnabled: Bool {

@@ -22,10 +22,7 @@ struct TraceFieldTests {
                 static let tracepoint = RseqTrace.TracepointSite("http:request", fields: "request_id status")
 
                 static func fieldTypes() -> [RseqTrace.FieldType] {
-                    func fieldType<Field: RseqTrace.TraceFieldValue>(_: Field.Type) -> RseqTrace.FieldType {
-                        Field.traceFieldType
-                    }
-                    return [fieldType(UInt64.self), fieldType(UInt16.self)]
+                    [RseqTrace.TraceEventFieldCheck.fieldType(UInt64.self), RseqTrace.TraceEventFieldCheck.fieldType(UInt16.self)]
                 }
 
                 static var isEnabled: Bool {

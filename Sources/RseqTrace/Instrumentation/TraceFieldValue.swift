@@ -14,6 +14,25 @@ public protocol TraceFieldValue: SendableMetatype {
     func traceEncode(into writer: inout TracePayloadWriter)
 }
 
+/// The schema type of each stored property of a `@TraceEvent` struct, for the macro's generated
+/// code: a property whose type is not a ``TraceFieldValue`` (a struct, a class, an enum that does
+/// not conform to ``TraceEnum``) is reported at compile time with a message saying which types a
+/// field may have, instead of a bare protocol-conformance error.
+public enum TraceEventFieldCheck {
+    /// The schema type of a field of type `Field`.
+    @inlinable
+    public static func fieldType<Field: TraceFieldValue>(_: Field.Type) -> FieldType { Field.traceFieldType }
+
+    /// Chosen only for a type that is not a ``TraceFieldValue``, and unavailable: its use is the
+    /// compile-time error that names the types a field may have.
+    @available(*, unavailable, message: """
+        a @TraceEvent property must be an integer, Bool, Float, Double, a string, [UInt8], TraceString<N>, \
+        TraceBytes<N> or an enum conforming to TraceEnum; a struct or class is not a field: declare the \
+        members you want traced as properties of the event (or conform the type to TraceFieldValue)
+        """)
+    public static func fieldType<Field>(_: Field.Type) -> FieldType { fatalError("unavailable") }
+}
+
 /// Fixed-size values written as their own bytes.
 public protocol TraceScalarField: TraceFieldValue, BitwiseCopyable {}
 

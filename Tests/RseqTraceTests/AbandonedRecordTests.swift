@@ -45,13 +45,31 @@ struct AbandonedRecordTests {
         }
     }
 
-    /// Starts the two writer processes (tags 1 and 2) pinned to `cpu`.
-    static func startWriters(name: String, cpu: Int32, events: Int, pauseMicroseconds: Int) throws -> [ChildProcess] {
+    /// Starts the two writer processes (tags 1 and 2) pinned to `cpu`, with `setting` in their environment.
+    static func startWriters(name: String, cpu: Int32, events: Int, pauseMicroseconds: Int,
+                             setting: [String: String] = [:]) throws -> [ChildProcess] {
         try [1, 2].map { tag in
             try HelperProcess.start(HelperProcess.helperPath,
                                     ["keep-writing", "--name", name, "--cpu", "\(cpu)", "--events", "\(events)",
                                      "--tag", "\(tag)", "--pause-us", "\(pauseMicroseconds)"],
-                                    environment: HelperProcess.childEnvironment())
+                                    environment: HelperProcess.childEnvironment(setting))
+        }
+    }
+
+    /// How the dying producer reserves its last record, and which protocol every producer uses.
+    enum Variant: String, CaseIterable, CustomStringConvertible {
+        /// rseq ring, a busy event (owner: the thread record before it).
+        case event
+        /// rseq ring, a busy lead (owner: its body, `ok` set).
+        case lead
+        /// Producers in fallback mode: the slow lane (lock-free), a busy event.
+        case fallbackEvent
+        /// Producers in fallback mode: the slow lane (lock-free), a busy lead.
+        case fallbackLead
+        var description: String { rawValue }
+        var lead: Bool { self == .lead || self == .fallbackLead }
+        var setting: [String: String] {
+            self == .fallbackEvent || self == .fallbackLead ? ProcessModeSetting.forcedFallback.environment : [:]
         }
     }
 
@@ -65,25 +83,29 @@ struct AbandonedRecordTests {
 
     @Test("a producer SIGKILLed mid-record while two others write into its ring: the live drain recovers its record once and keeps delivering",
           .timeLimit(.minutes(2)),
-          arguments: [(BufferMode.discard, false), (.discard, true), (.overwrite, false), (.overwrite, true)])
-    func killedProducerDoesNotStall(mode: BufferMode, lead: Bool) throws {
+          arguments: [BufferMode.discard, .overwrite], Variant.allCases)
+    func killedProducerDoesNotStall(mode: BufferMode, variant: Variant) throws {
         let cpu = try Self.producerCPU()
-        let name = "rseqtrace-test-abandon-\(mode)-\(lead)-\(getpid())"
+        let lead = variant.lead
+        let name = "rseqtrace-test-abandon-\(mode)-\(variant)-\(getpid())"
         let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name, ringSize: 1 << 16, subbufferSize: 4096,
                                                                      mode: mode))
+        // Fallback producers write every record into the slow lane.
+        let ring = variant.setting.isEmpty ? cpu : Int32(buffer.layout.slowLaneRing)
         let drainer = TraceDrainer(buffer: buffer)
         var delivered = Delivered()
         let helperEvents = 10
         var arguments = ["die-mid-record", "--name", name, "--events", "\(helperEvents)", "--cpu", "\(cpu)"]
         if lead { arguments.append("--lead") }
-        let died = try HelperProcess.runHelper(arguments, timeout: .seconds(30))
+        let died = try HelperProcess.runHelper(arguments, setting: variant.setting, timeout: .seconds(30))
         #expect(died.signal == SIGKILL, "\(died)")
         #expect(died.stdout.contains("die-mid-record: committed=\(helperEvents) reserved=1"), "\(died)")
 
         let writerEvents = 20_000
-        let writers = try Self.startWriters(name: name, cpu: cpu, events: writerEvents, pauseMicroseconds: 500)
+        let writers = try Self.startWriters(name: name, cpu: cpu, events: writerEvents, pauseMicroseconds: 500,
+                                            setting: variant.setting)
         while writers.contains(where: { !$0.hasExited }) {
-            try Self.drainLive(drainer, ring: cpu, into: &delivered)
+            try Self.drainLive(drainer, ring: ring, into: &delivered)
             usleep(2000)
         }
         let stored = try writers.map { try Self.storedCount($0) }
@@ -91,11 +113,12 @@ struct AbandonedRecordTests {
         let deadline = ContinuousClock.now.advanced(by: .seconds(20))
         while delivered.writerRecords.values.reduce(0, +) + Int(drainer.totals.overwritten) < stored.reduce(0, +)
                 && ContinuousClock.now < deadline {
-            try Self.drainLive(drainer, ring: cpu, into: &delivered)
+            try Self.drainLive(drainer, ring: ring, into: &delivered)
             usleep(2000)
         }
         let totals = drainer.totals
         #expect(totals.abandoned == 1, "\(totals)")
+        #expect(drainer.statistics[Int(ring)].abandoned == 1)
         #expect(delivered.elsewhere == 0)
         let expectedHelper = lead ? Array(0..<UInt64(helperEvents)) + [1 << 32] : Array(0..<UInt64(helperEvents))
         #expect(delivered.helperPayloads == expectedHelper)
@@ -125,12 +148,14 @@ struct AbandonedRecordTests {
 
     @Test("a producer stopped with SIGSTOP for 2 s with a reservation open is never recovered: its record is delivered after SIGCONT",
           .timeLimit(.minutes(2)),
-          arguments: [BufferMode.discard, .overwrite])
-    func stoppedProducerIsNotRecovered(mode: BufferMode) throws {
+          arguments: [BufferMode.discard, .overwrite], [false, true])
+    func stoppedProducerIsNotRecovered(mode: BufferMode, fallback: Bool) throws {
         let cpu = try Self.producerCPU()
-        let name = "rseqtrace-test-stopped-\(mode)-\(getpid())"
+        let name = "rseqtrace-test-stopped-\(mode)-\(fallback)-\(getpid())"
         let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name, ringSize: 1 << 16, subbufferSize: 4096,
                                                                      mode: mode))
+        let setting = fallback ? ProcessModeSetting.forcedFallback.environment : [:]
+        let ring = fallback ? Int32(buffer.layout.slowLaneRing) : cpu
         let drainer = TraceDrainer(buffer: buffer)
         drainer.abandonmentDelay = .milliseconds(10)
         var delivered = Delivered()
@@ -138,7 +163,7 @@ struct AbandonedRecordTests {
         let stopped = try HelperProcess.start(HelperProcess.helperPath,
                                               ["die-mid-record", "--name", name, "--events", "\(helperEvents)",
                                                "--cpu", "\(cpu)", "--stop"],
-                                              environment: HelperProcess.childEnvironment())
+                                              environment: HelperProcess.childEnvironment(setting))
         var waited = 0
         while Self.processState(stopped.pid) != "T" && waited < 10_000 {
             usleep(1000)
@@ -146,15 +171,17 @@ struct AbandonedRecordTests {
         }
         try #require(Self.processState(stopped.pid) == "T")
         let writerEvents = 1000
-        let writers = try Self.startWriters(name: name, cpu: cpu, events: writerEvents, pauseMicroseconds: 0)
+        let writers = try Self.startWriters(name: name, cpu: cpu, events: writerEvents, pauseMicroseconds: 0,
+                                            setting: setting)
         // Two seconds of live rounds while it is stopped: its record stays, nothing passes it.
         let held = ContinuousClock.now.advanced(by: .seconds(2))
         while ContinuousClock.now < held {
-            try Self.drainLive(drainer, ring: cpu, into: &delivered)
+            try Self.drainLive(drainer, ring: ring, into: &delivered)
             usleep(5000)
         }
         #expect(drainer.totals.abandoned == 0)
-        #expect(delivered.helperPayloads == Array(0..<UInt64(helperEvents)))
+        // A lock-free ring delivers only whole committed sub-buffers: the helper's records wait too.
+        #expect(delivered.helperPayloads == (fallback ? [] : Array(0..<UInt64(helperEvents))))
         #expect(delivered.writerRecords.isEmpty, "\(delivered.writerRecords)")
         let stored = try writers.map { try Self.storedCount($0) }
         stopped.signal(SIGCONT)
@@ -165,7 +192,7 @@ struct AbandonedRecordTests {
         while (delivered.helperPayloads.count < helperEvents + 1
                || delivered.writerRecords.values.reduce(0, +) + Int(drainer.totals.overwritten) < stored.reduce(0, +))
                 && ContinuousClock.now < deadline {
-            try Self.drainLive(drainer, ring: cpu, into: &delivered)
+            try Self.drainLive(drainer, ring: ring, into: &delivered)
             usleep(2000)
         }
         let totals = drainer.totals
@@ -177,5 +204,42 @@ struct AbandonedRecordTests {
         #expect(delivered.writerRecords[1, default: 0] == stored[0], "\(totals)")
         #expect(delivered.writerRecords[2, default: 0] == stored[1], "\(totals)")
         #expect(totals.recorded + totals.lost == UInt64(helperEvents + 1 + 2 * writerEvents), "\(totals)")
+    }
+
+    @Test("a thread that exits with a reservation open while its process lives on: the live drain recovers its record",
+          .timeLimit(.minutes(1)),
+          arguments: [false, true])
+    func exitedThreadIsRecovered(fallback: Bool) throws {
+        let cpu = try Self.producerCPU()
+        let name = "rseqtrace-test-thread-exit-\(fallback)-\(getpid())"
+        let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name, ringSize: 1 << 16, subbufferSize: 4096))
+        let ring = fallback ? Int32(buffer.layout.slowLaneRing) : cpu
+        let drainer = TraceDrainer(buffer: buffer)
+        var delivered = Delivered()
+        let helperEvents = 10
+        let process = try HelperProcess.start(HelperProcess.helperPath,
+                                              ["die-mid-record", "--name", name, "--events", "\(helperEvents)",
+                                               "--cpu", "\(cpu)", "--exit-thread", "--linger", "30"],
+                                              environment: HelperProcess.childEnvironment(
+                                                  fallback ? ProcessModeSetting.forcedFallback.environment : [:]))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while drainer.totals.abandoned == 0 && ContinuousClock.now < deadline {
+            try Self.drainLive(drainer, ring: ring, into: &delivered)
+            usleep(5000)
+        }
+        // Its process still runs: only the thread is gone.
+        #expect(!process.hasExited)
+        #expect(drainer.totals.abandoned == 1)
+        #expect(drainer.statistics[Int(ring)].abandoned == 1)
+        #expect(delivered.helperPayloads == Array(0..<UInt64(helperEvents)))
+        // The ring goes on past it.
+        #expect(buffer.makeProducer().write(eventID: 7, value: UInt64(99)))
+        try drainer.drainOnce(quiescent: false) { record in
+            delivered.helperPayloads.append(record.load(fromByteOffset: 0, as: UInt64.self))
+        }
+        process.signal(SIGKILL)
+        let outcome = process.wait(timeout: .seconds(10))
+        #expect(outcome.stdout.contains("die-mid-record: thread-exited"), "\(outcome)")
+        #expect(drainer.totals.recorded + drainer.totals.lost == UInt64(helperEvents + 2), "\(drainer.totals)")
     }
 }

@@ -58,7 +58,7 @@ enum DieMidRecordCommand {
                 reservation.store(UInt64(events), at: 0)
                 writeLine("die-mid-record: thread-exited tid=\(rtts_gettid())\n")
                 // The thread ends here with its reservation open: never committed, never abandoned.
-                pthread_exit(nil)
+                exitThread(keeping: reservation)
             }
             sleep(UInt32(linger))
             return 0
@@ -78,6 +78,12 @@ enum DieMidRecordCommand {
         raise(SIGKILL)
         _ = consume reservation   // never reached
         return 1
+    }
+
+    /// Ends the calling thread while `reservation` is borrowed, so that it is never destroyed
+    /// (destroying it would abandon the record as padding).
+    static func exitThread(keeping reservation: borrowing Reservation) -> Never {
+        pthread_exit(nil)
     }
 
     /// Writes a line with write(2): stdio buffers would die with the process.

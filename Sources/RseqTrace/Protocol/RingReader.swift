@@ -367,6 +367,30 @@ package struct RingReader {
 
     // MARK: - Records whose producer died
 
+    /// A live read of lock-free ring `ring` stopped at the incomplete sub-buffer starting at
+    /// `subStart` (slot `slot`), reading from `position` up to `end` (docs/BufferProtocol.md §5.6).
+    /// Walks its committed records in place up to the first that is not (the sub-buffer cannot be
+    /// recycled while incomplete); when that is a busy record whose owner is certainly dead
+    /// (`recoverAbandoned`), completes the slot's commit counter with the bytes the dead
+    /// reservation would have committed (its extent, plus the begin record when it is the opener's
+    /// thread record) and returns true. A word not written yet (stale) is never recovered.
+    func recoverLockFree(ring: RingView, from position: UInt64, end: UInt64, subStart: UInt64, slot: Int,
+                         known: (position: UInt64, identity: UInt64)?, cursor: inout Cursor) -> Bool {
+        let walk = RecordWalk.run(layout: layout, from: position, to: end,
+                                  thread: thread(at: position, ring: ring, known: known), maximumLost: maximumBeginLost,
+                                  word: { ring.loadWord(at: $0, ordering: .acquiring) }, visit: { _, _, _ in })
+        guard walk.end < end else {
+            cursor.stalled = nil
+            return false
+        }
+        let busy = RecordWord(rawValue: ring.loadWord(at: walk.end, ordering: .acquiring))
+        guard recoverAbandoned(ring: ring, at: walk.end, head: end, thread: walk.thread, cursor: &cursor) else { return false }
+        let opener = busy.kind == .thread && walk.end == subStart &+ UInt64(TraceLayout.beginRecordSize)
+        let bytes = UInt64(busy.size) &+ (opener ? UInt64(TraceLayout.beginRecordSize) : 0)
+        ring.atomicAdd(.commitCounter(slot: slot), bytes, ordering: .releasing)
+        return true
+    }
+
     /// A live read stopped at the busy record at `position` (its read position; `thread` is the
     /// thread record in effect there, `head` a head loaded before the walk). Returns true when the
     /// record's owner is certainly dead and this call replaced the busy word with a committed
@@ -606,7 +630,15 @@ package struct RingReader {
             if !complete {
                 // Overwrite mode: the slot already holds its next content; the head moved on.
                 if overwrite && counter > generationBase &+ p { continue }
-                guard quiescent else { break }
+                guard quiescent else {
+                    // A record of a producer that died may be what keeps it incomplete.
+                    if recoverLockFree(ring: ring, from: position, end: end, subStart: subStart, slot: slot,
+                                       known: known, cursor: &cursor) {
+                        outcome.abandoned &+= 1
+                        continue
+                    }
+                    break
+                }
             }
             var walkEnd = position
             var problem: RecordWalk.Problem?

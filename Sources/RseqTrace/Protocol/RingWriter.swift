@@ -735,7 +735,7 @@ package struct ReservedSlot {
     }
 
     /// Marks a committed word whose record follows a thread record reserved with it: one of the
-    /// reserved bits 29...31, which no valid record word has, so it is never stored.
+    /// reserved bit 29, which no valid record word has, so it is never stored.
     @inlinable package static var afterThreadRecordBit: UInt64 { 1 << 29 }
 
     /// ## Safety

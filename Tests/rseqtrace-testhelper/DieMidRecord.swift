@@ -96,12 +96,14 @@ enum DieMidRecordCommand {
 
 /// `keep-writing`: attaches to a buffer by name, pins itself to `--cpu` and writes `--events`
 /// records of event 8 (payload = `--tag` << 32 | sequence), pausing `--pause-us` microseconds after
-/// every 64. Prints `keep-writing: emitted=<n> stored=<s> pid=<p> tid=<t>`.
+/// every 64. With `--stop-file PATH` it stops early, after the 64 records during which that file
+/// appeared. Prints `keep-writing: emitted=<n> stored=<s> pid=<p> tid=<t>`.
 enum KeepWritingCommand {
-    static let usage = "keep-writing --name NAME --cpu N --events N [--tag T] [--pause-us U]"
+    static let usage = "keep-writing --name NAME --cpu N --events N [--tag T] [--pause-us U] [--stop-file PATH]"
 
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
-        let options = try Options(arguments, flagNames: [], valueNames: ["name", "cpu", "events", "tag", "pause-us"])
+        let options = try Options(arguments, flagNames: [], valueNames: ["name", "cpu", "events", "tag", "pause-us", "stop-file"])
+        let stopFile = options.values["stop-file"]
         let name = try options.string("name")
         let cpu = try options.int("cpu", in: 0...4095)
         let events = try options.int("events", in: 0...10_000_000)
@@ -114,12 +116,81 @@ enum KeepWritingCommand {
         guard let buffer = attachAsProducer(name: name) else { return 3 }
         let producer = buffer.makeProducer()
         var stored = 0
+        var emitted = 0
         for sequence in 0..<UInt64(events) {
             if producer.write(eventID: 8, value: tag << 32 | sequence) { stored += 1 }
-            if sequence % 64 == 63 && pause > 0 { usleep(UInt32(pause)) }
+            emitted += 1
+            if sequence % 64 == 63 {
+                if pause > 0 { usleep(UInt32(pause)) }
+                // SAFETY: access reads the NUL-terminated copy of the path Swift passes for the call.
+                if let stopFile, unsafe access(stopFile, F_OK) == 0 { break }
+            }
         }
-        print("keep-writing: emitted=\(events) stored=\(stored) pid=\(getpid()) tid=\(rtts_gettid())")
+        print("keep-writing: emitted=\(emitted) stored=\(stored) pid=\(getpid()) tid=\(rtts_gettid())")
         return 0
+    }
+}
+
+/// `spawn-write`: attaches to a buffer by name, pins itself to `--cpu` and writes `--events` records
+/// of event 8 with tag 1 (as `keep-writing`), then runs `keep-writing` (tag 2, same CPU, `--events`)
+/// in another program image: with `--how spawn` a child process started with `posix_spawn`, waited
+/// for, after which it writes `--events` more with tag 1 and prints
+/// `spawn-write: pid=<p> child=<c> child_status=<s> stored=<n>`; with `--how exec` it replaces
+/// itself with `execv` (same pid; `keep-writing` prints its line).
+enum SpawnWriteCommand {
+    static let usage = "spawn-write --name NAME --cpu N --events N --how spawn|exec"
+
+    static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
+        let options = try Options(arguments, flagNames: [], valueNames: ["name", "cpu", "events", "how"])
+        let name = try options.string("name")
+        let cpu = try options.int("cpu", in: 0...4095)
+        let events = try options.int("events", in: 1...1_000_000)
+        let how = try options.string("how")
+        guard how == "spawn" || how == "exec" else { throw UsageError("--how must be spawn or exec") }
+        guard rtts_set_thread_affinity(rtts_gettid(), Int32(cpu)) == 0 else {
+            printError("error: cannot pin to CPU \(cpu)")
+            return 3
+        }
+        guard let buffer = attachAsProducer(name: name) else { return 3 }
+        let producer = buffer.makeProducer()
+        var stored = 0
+        for sequence in 0..<UInt64(events) where producer.write(eventID: 8, value: UInt64(1) << 32 | sequence) {
+            stored += 1
+        }
+        guard let executable = ownExecutable() else {
+            printError("error: cannot find this program's executable")
+            return 3
+        }
+        let child = [executable, "keep-writing", "--name", name, "--cpu", "\(cpu)", "--events", "\(events)", "--tag", "2"]
+        if how == "exec" {
+            let argv = CStringArray(child)
+            // SAFETY: argv is a NULL-terminated array of C strings, alive until the call (which only
+            // returns on failure).
+            unsafe argv.pointers.withUnsafeBufferPointer { unsafe _ = execv(executable, $0.baseAddress!) }
+            printError("error: execv \(executable) failed (errno \(errno))")
+            return 3
+        }
+        let outcome: ChildProcess.Outcome
+        do {
+            outcome = try ChildProcess.run(child, stdout: .inherit, timeout: .seconds(60))
+        } catch {
+            printError("error: \(error)")
+            return 3
+        }
+        for sequence in 0..<UInt64(events) where producer.write(eventID: 8, value: UInt64(1) << 32 | UInt64(events) + sequence) {
+            stored += 1
+        }
+        print("spawn-write: pid=\(getpid()) child=\(outcome.pid) child_status=\(outcome.status) stored=\(stored)")
+        return outcome.exitCode == 0 ? 0 : 1
+    }
+
+    /// This program's executable, from /proc/self/exe.
+    static func ownExecutable() -> String? {
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        // SAFETY: readlink writes at most count bytes into the array's own storage.
+        let length = unsafe bytes.withUnsafeMutableBytes { raw in unsafe readlink("/proc/self/exe", raw.baseAddress!, raw.count) }
+        guard length > 0, length < bytes.count else { return nil }
+        return String(decoding: bytes[..<length], as: UTF8.self)
     }
 }
 

@@ -15,8 +15,12 @@ import RseqTrace
 /// - `quiescent: true` tells the drainer that no producer runs any more (all joined or exited),
 ///   so it can read and publish without pinning, and a record still marked as being written was
 ///   abandoned by a producer that died between reserve and commit: it is skipped and counted
-///   (`abandoned`). A live drain stops at such a record (it cannot tell a dead producer from a
-///   slow one), so that ring waits for the final quiescent drain.
+///   (`abandoned`). A live drain stops at such a record; when it stays unchanged for a while and
+///   its producer thread certainly no longer exists (docs/BufferProtocol.md §4.6), the drain
+///   replaces it with padding, counts it `abandoned` and goes on. A producer that is only slow
+///   (preempted, stopped, traced) still exists, and one the drainer cannot see for sure (another
+///   pid namespace) counts as alive: that ring waits, as before, for the producer or the final
+///   quiescent drain.
 ///
 /// Lost records are counted exactly: `dropped` and `tooLarge` counters per ring, plus the
 /// `lost` count carried by each sub-buffer begin record in overwrite mode.
@@ -38,7 +42,14 @@ public final class TraceDrainer {
     public let buffer: SharedTraceBuffer
     /// The object's geometry.
     public let layout: TraceLayout
-    private let reader: RingReader
+    private var reader: RingReader
+
+    /// How long a busy record must stay unchanged at a live read's position before the drainer
+    /// looks up whether its producer died (and then between look-ups while it lives).
+    package var abandonmentDelay: Duration {
+        get { reader.abandonmentDelay }
+        set { reader.abandonmentDelay = newValue }
+    }
 
     /// Per-ring totals since this drainer was created.
     public struct RingStatistics: Sendable, Hashable {
@@ -52,7 +63,8 @@ public final class TraceDrainer {
         public var dropped: UInt64 = 0
         /// Records refused because they could never fit (ring counter).
         public var tooLarge: UInt64 = 0
-        /// Records reserved by a producer that died before committing them (found by a quiescent drain).
+        /// Records reserved by a producer that died before committing them (found by a quiescent
+        /// drain, or by a live drain that found the producer thread gone).
         public var abandoned: UInt64 = 0
         /// Rings no longer read because something other than RseqTrace damaged them (0 or 1 for one
         /// ring; the number of such rings in `totals`). See `TraceDrainer.quarantinedRings`.

@@ -119,6 +119,42 @@ struct RecordWordUnitTests {
         #expect(damaged.isBusy == false)
     }
 
+    @Test("the owner-known bit is valid on a busy lead only; anywhere else it is damage, and a walk says so")
+    func ownerKnownBitOnlyOnBusyLeads() throws {
+        let lead = RecordWord.lead(length: 24, lap: 0)
+        #expect(lead.hasValidReservedBits && !lead.isOwnerKnown)
+        let known = lead.withOwnerKnown
+        #expect(known.isOwnerKnown && known.hasValidReservedBits && !known.hasReservedBitsClear)
+        #expect(known.length == lead.length && known.kind == .thread && known.isBusy && known.lap == 0)
+        // Its recovery padding covers the thread record and the event, committed, same lap.
+        #expect(known.abandonedPadding == RecordWord(length: 48, kind: .padding, eventID: 0, lap: 0, busy: false))
+        let busyEvent = RecordWord(length: 24, kind: .event, eventID: 1, lap: 0, busy: true)
+        #expect(busyEvent.withOwnerKnown.hasValidReservedBits == false)
+        #expect(RecordWord.threadRecord(lap: 0).withOwnerKnown.hasValidReservedBits == false)
+        #expect(RecordWord(rawValue: known.rawValue | UInt64(1) << 29).hasValidReservedBits == false)
+        #expect(RecordWord(rawValue: known.rawValue | UInt64(1) << 31).hasValidReservedBits == false)
+
+        // begin 0..<24, thread record 24..<48 (pid 1, tid 5), then the word under test at 48
+        // (48 bytes: a lead covering an event of 24, or an event of 48), then nothing.
+        let layout = try #require(TraceLayout(cpuRingCount: 1, ringSize: 1 << 16, subbufferSize: 4096))
+        func walk(_ word: RecordWord) -> RecordWalk.Result {
+            let memory: [UInt64: UInt64] = [
+                0: RecordWord(length: 24, kind: .subbufferBegin, eventID: 0, lap: 0, busy: false).rawValue, 16: 0,
+                24: RecordWord.threadRecord(lap: 0).rawValue, 40: 1 << 32 | 5,
+                48: word.rawValue, 64: 1 << 32 | 6,
+            ]
+            return RecordWalk.run(layout: layout, from: 0, to: 96, abandonBusy: true, word: { memory[$0] ?? 0 },
+                                  visit: { _, _, _ in })
+        }
+        let skipped = walk(known)
+        #expect(skipped.problem == nil && skipped.end == 96)
+        let damagedEvent = walk(RecordWord(length: 48, kind: .event, eventID: 1, lap: 0, busy: true).withOwnerKnown)
+        #expect(damagedEvent.problem?.position == 48 && damagedEvent.end == 48)
+        let damagedThread = walk(RecordWord(rawValue: RecordWord(length: 24, kind: .thread, eventID: 0, lap: 0,
+                                                                 busy: false).withOwnerKnown.rawValue))
+        #expect(damagedThread.problem?.position == 48)
+    }
+
     @Test("kind decodes 1, 2, 3, 4 only; 0 (never-written memory) and 5...15 are invalid")
     func kindDecoding() {
         for value in UInt64(0)...15 {

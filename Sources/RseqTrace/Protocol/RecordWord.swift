@@ -2,10 +2,10 @@
 /// is still being written, and which lap of the ring it belongs to.
 ///
 /// ```
-///  63            48 47            32 31   29  28  27  24 23                      0
-/// +----------------+----------------+-------+----+------+-------------------------+
-/// |  lap (16 bits) | event id (16)  | 0 0 0 |busy| kind |  length in bytes (24)   |
-/// +----------------+----------------+-------+----+------+-------------------------+
+///  63            48 47            32 31 30 29  28  27  24 23                      0
+/// +----------------+----------------+--+--+--+----+------+-------------------------+
+/// |  lap (16 bits) | event id (16)  | 0|ok| 0|busy| kind |  length in bytes (24)   |
+/// +----------------+----------------+--+--+--+----+------+-------------------------+
 /// ```
 ///
 /// - `length` counts this word, the timestamp word and the payload exactly (at least 16 for an
@@ -13,6 +13,10 @@
 ///   know the exact payload size and never see the alignment bytes.
 /// - `busy` is set while a reserved record is being written; the reserving thread clears it with a
 ///   releasing store (the commit). Readers load the word with acquiring ordering.
+/// - `ok` (*owner known*, bit 30) is set only on a busy lead word, by a second store of the
+///   reserving thread once the thread record's body (its pid and tid) is written: a consumer may
+///   then read the owner of the reservation from the body (docs/BufferProtocol.md §2.1, §4.6).
+///   Every other word has bits 29...31 clear.
 /// - `lap` is `(position / ringSize) & 0xffff`: a reader rejects a word left over from an earlier
 ///   lap of the ring, or memory that was never written (all zeros has kind 0, which is invalid).
 @frozen
@@ -39,6 +43,8 @@ package struct RecordWord: Hashable, Sendable {
     }
 
     @usableFromInline static let busyBit: UInt64 = 1 << 28
+    /// Set on a busy lead word once the thread record's body names its owner.
+    @usableFromInline static let ownerKnownBit: UInt64 = 1 << 30
 
     @inlinable
     package init(length: Int, kind: Kind, eventID: UInt16, lap: UInt16, busy: Bool) {
@@ -56,8 +62,25 @@ package struct RecordWord: Hashable, Sendable {
     @inlinable package var isBusy: Bool { rawValue & RecordWord.busyBit != 0 }
     @inlinable package var eventID: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 32) }
     @inlinable package var lap: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
-    /// Reserved bits 29...31 are zero in every valid word.
+    /// Reserved bits 29...31 are zero in every valid word, except `ownerKnown` on a busy lead.
     @inlinable package var hasReservedBitsClear: Bool { rawValue & (0b111 << 29) == 0 }
+    /// Whether this busy lead word says its thread record's body names the reservation's owner.
+    @inlinable package var isOwnerKnown: Bool { rawValue & RecordWord.ownerKnownBit != 0 }
+    /// Whether bits 29...31 are valid for this word: all clear, or only `ownerKnown` on a busy
+    /// thread (lead) word.
+    @inlinable package var hasValidReservedBits: Bool {
+        let reserved = rawValue & (0b111 << 29)
+        return reserved == 0 || (reserved == RecordWord.ownerKnownBit && isBusy && kind == .thread)
+    }
+    /// The same lead word with `ownerKnown` set (what the reserving thread stores once the thread
+    /// record's body is written).
+    @inlinable package var withOwnerKnown: RecordWord { RecordWord(rawValue: rawValue | RecordWord.ownerKnownBit) }
+    /// A committed padding word covering this busy record's whole extent (`size` bytes; for a
+    /// lead, the thread record and the event reserved with it), same lap: what a consumer stores
+    /// over a reservation whose owner died (docs/BufferProtocol.md §4.6).
+    @inlinable package var abandonedPadding: RecordWord {
+        RecordWord(length: size, kind: .padding, eventID: 0, lap: lap, busy: false)
+    }
 
     /// The busy *lead* word a reservation that starts with a thread record stores: kind `thread`,
     /// its length covering the thread record and the event record of `length` bytes after it, so

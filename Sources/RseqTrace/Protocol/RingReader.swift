@@ -44,8 +44,15 @@ package struct RingReader {
         /// 0 when none precedes it in its sub-buffer), so that the next read starting there
         /// attributes its events without walking the sub-buffer from its start again.
         package var thread: (position: UInt64, identity: UInt64)?
+        /// A busy record a live read stopped at: its position, its word, and since when it is
+        /// known unchanged (or since its owner was last found alive), for `recoverAbandoned`.
+        package var stalled: (position: UInt64, word: UInt64, since: ContinuousClock.Instant)?
         package init() {}
     }
+
+    /// How long a busy record must stay unchanged at a live read's position before its owner is
+    /// looked up, and then between two look-ups while the owner is alive (docs/BufferProtocol.md §4.6).
+    package var abandonmentDelay: Duration = .milliseconds(50)
 
     /// No producer reaches this position (2^62 bytes is a century at 1 GB/s): a larger `head` was
     /// written by something else, and positions below it leave room for any arithmetic on them.
@@ -240,8 +247,17 @@ package struct RingReader {
         let limit = wholeSubbuffers && !quiescent ? max(start, head & ~UInt64(layout.subbufferSize &- 1)) : head
         let startThread = thread(at: start, ring: ring, known: cursor.thread)
         // SAFETY: `visit` gets payload pointers valid for the call (see `Visit`).
-        let walk = unsafe walkInPlace(ring: ring, from: start, to: limit, thread: startThread, quiescent: quiescent,
+        var walk = unsafe walkInPlace(ring: ring, from: start, to: limit, thread: startThread, quiescent: quiescent,
                                       outcome: &outcome, batch: &batch, visit)
+        // A live read stopped at a busy record: if its owner died, the record is replaced by padding
+        // (counted abandoned) and the walk goes on past it.
+        while !quiescent, walk.problem == nil, walk.end < limit,
+              recoverAbandoned(ring: ring, at: walk.end, head: head, thread: walk.thread, cursor: &cursor) {
+            outcome.abandoned &+= 1
+            // SAFETY: as above.
+            walk = unsafe walkInPlace(ring: ring, from: walk.end, to: limit, thread: walk.thread, quiescent: false,
+                                      outcome: &outcome, batch: &batch, visit)
+        }
         // Every visited payload is delivered before `consumed` lets producers reuse its bytes.
         // SAFETY: the batch holds payload pointers into the ring, delivered here before `consumed` moves.
         unsafe batch.flush(visit)
@@ -306,7 +322,25 @@ package struct RingReader {
             cursor.consumed = snapshot.committed ? snapshot.end : snapshot.consumed
             if snapshot.committed { cursor.thread = (snapshot.end, snapshot.endThread) }
         }
-        guard snapshot.committed, snapshot.end > snapshot.start, let base = scratch.baseAddress else { return outcome }
+        // SAFETY: `visit` gets payload pointers into the committed copy, valid for the call.
+        unsafe deliverSnapshot(snapshot, scratch: scratch, outcome: &outcome, batch: &batch, visit)
+        // Stopped at a busy record: if its owner died, it becomes padding (counted abandoned) and
+        // the next read goes on past it. It cannot be recycled meanwhile: a busy record blocks that.
+        if snapshot.committed, snapshot.problem == nil, snapshot.end < snapshot.head,
+           recoverAbandoned(ring: ring, at: snapshot.end, head: snapshot.head, thread: snapshot.endThread, cursor: &cursor) {
+            outcome.abandoned &+= 1
+        }
+        return outcome
+    }
+
+    /// Visits the events of a committed snapshot copy.
+    ///
+    /// ## Safety
+    /// - `scratch` must hold the copy `snapshot` describes, untouched until this returns.
+    @unsafe
+    private func deliverSnapshot(_ snapshot: Snapshot, scratch: UnsafeMutableRawBufferPointer, outcome: inout Outcome,
+                                 batch: inout RecordBatch, _ visit: Visit) {
+        guard snapshot.committed, snapshot.end > snapshot.start, let base = scratch.baseAddress else { return }
         let start = snapshot.start
         _ = RecordWalk.run(layout: layout, from: start, to: snapshot.end, thread: snapshot.startThread,
                            maximumLost: maximumBeginLost, word: { position in
@@ -329,7 +363,81 @@ package struct RingReader {
         })
         // SAFETY: the copy is untouched until this delivery returns.
         unsafe batch.flush(visit)
-        return outcome
+    }
+
+    // MARK: - Records whose producer died
+
+    /// A live read of lock-free ring `ring` stopped at the incomplete sub-buffer starting at
+    /// `subStart` (slot `slot`), reading from `position` up to `end` (docs/BufferProtocol.md §5.6).
+    /// Walks its committed records in place up to the first that is not (the sub-buffer cannot be
+    /// recycled while incomplete); when that is a busy record whose owner is certainly dead
+    /// (`recoverAbandoned`), completes the slot's commit counter with the bytes the dead
+    /// reservation would have committed (its extent, plus the begin record when it is the opener's
+    /// thread record) and returns true. A word not written yet (stale) is never recovered.
+    func recoverLockFree(ring: RingView, from position: UInt64, end: UInt64, subStart: UInt64, slot: Int,
+                         known: (position: UInt64, identity: UInt64)?, cursor: inout Cursor) -> Bool {
+        let walk = RecordWalk.run(layout: layout, from: position, to: end,
+                                  thread: thread(at: position, ring: ring, known: known), maximumLost: maximumBeginLost,
+                                  word: { ring.loadWord(at: $0, ordering: .acquiring) }, visit: { _, _, _ in })
+        guard walk.end < end else {
+            cursor.stalled = nil
+            return false
+        }
+        let busy = RecordWord(rawValue: ring.loadWord(at: walk.end, ordering: .acquiring))
+        guard recoverAbandoned(ring: ring, at: walk.end, head: end, thread: walk.thread, cursor: &cursor) else { return false }
+        let opener = busy.kind == .thread && walk.end == subStart &+ UInt64(TraceLayout.beginRecordSize)
+        let bytes = UInt64(busy.size) &+ (opener ? UInt64(TraceLayout.beginRecordSize) : 0)
+        ring.atomicAdd(.commitCounter(slot: slot), bytes, ordering: .releasing)
+        return true
+    }
+
+    /// A live read stopped at the busy record at `position` (its read position; `thread` is the
+    /// thread record in effect there, `head` a head loaded before the walk). Returns true when the
+    /// record's owner is certainly dead and this call replaced the busy word with a committed
+    /// padding word of the same extent and lap (compare-and-swap on that word: the owner's commit
+    /// is one store of it, so a commit is never lost or doubled); the caller counts it abandoned.
+    ///
+    /// The owner is looked up only once the word has stayed unchanged for `abandonmentDelay`, then
+    /// at most once per delay while it is alive. A busy event's owner is the thread record in
+    /// effect before it (its writer needed none: it wrote the record before, §2.1); a busy lead's
+    /// is its body, read only once the lead carries `ownerKnown`. Death is decided by
+    /// `ThreadLiveness`: a stopped, preempted or traced thread is alive; when unsure, it is alive.
+    package func recoverAbandoned(ring: RingView, at position: UInt64, head: UInt64, thread: UInt64,
+                                  cursor: inout Cursor) -> Bool {
+        let raw = ring.loadWord(at: position, ordering: .acquiring)
+        let word = RecordWord(rawValue: raw)
+        let subEnd = (position | UInt64(layout.subbufferSize &- 1)) &+ 1
+        guard word.isBusy, word.hasValidReservedBits, word.lap == layout.lap(of: position),
+              let kind = word.kind, kind == .event || kind == .thread,
+              word.length >= (kind == .event ? TraceLayout.recordHeaderSize
+                                             : TraceLayout.threadRecordSize &+ TraceLayout.recordHeaderSize),
+              position &+ UInt64(word.size) <= head, position &+ UInt64(word.size) <= subEnd else {
+            cursor.stalled = nil
+            return false
+        }
+        let now = ContinuousClock.now
+        guard let stalled = cursor.stalled, stalled.position == position, stalled.word == raw else {
+            cursor.stalled = (position, raw, now)
+            return false
+        }
+        guard stalled.since.duration(to: now) >= abandonmentDelay else { return false }
+        cursor.stalled = (position, raw, now)
+        let owner: UInt64
+        if kind == .thread {
+            // Without `ownerKnown` the body may not be written yet: never recovered live.
+            guard word.isOwnerKnown else { return false }
+            // Written before the `ownerKnown` store, which the acquiring load above saw.
+            owner = ring.loadWord(at: position &+ 16, ordering: .relaxed)
+        } else {
+            owner = thread
+        }
+        guard owner != 0,
+              ThreadLiveness.of(pid: Int32(truncatingIfNeeded: owner >> 32), tid: Int32(truncatingIfNeeded: owner)) == .dead,
+              ring.compareExchangeWord(at: position, expected: raw, desired: word.abandonedPadding.rawValue) else {
+            return false
+        }
+        cursor.stalled = nil
+        return true
     }
 
     struct Snapshot {
@@ -522,7 +630,15 @@ package struct RingReader {
             if !complete {
                 // Overwrite mode: the slot already holds its next content; the head moved on.
                 if overwrite && counter > generationBase &+ p { continue }
-                guard quiescent else { break }
+                guard quiescent else {
+                    // A record of a producer that died may be what keeps it incomplete.
+                    if recoverLockFree(ring: ring, from: position, end: end, subStart: subStart, slot: slot,
+                                       known: known, cursor: &cursor) {
+                        outcome.abandoned &+= 1
+                        continue
+                    }
+                    break
+                }
             }
             var walkEnd = position
             var problem: RecordWalk.Problem?
@@ -691,7 +807,8 @@ package enum RecordWalk {
             // Each sub-buffer names the writers of its events anew.
             if position & (subSize &- 1) == 0 { thread = 0 }
             let word = RecordWord(rawValue: load(position))
-            if word.isBusy && (word.kind == .event || word.kind == .thread) && word.lap == layout.lap(of: position) {
+            if word.isBusy && (word.kind == .event || word.kind == .thread) && word.hasValidReservedBits
+                && word.lap == layout.lap(of: position) {
                 let minimum = word.kind == .event ? TraceLayout.recordHeaderSize
                     : TraceLayout.threadRecordSize &+ TraceLayout.recordHeaderSize
                 guard abandonBusy, word.length >= minimum, position &+ UInt64(word.size) <= to,

@@ -166,6 +166,15 @@ package struct RingView: ~Escapable, @unchecked Sendable {
         }
     }
 
+    /// Compare-and-swap of the record word at `position` (sequentially consistent): a consumer
+    /// replacing a busy record whose owner died (docs/BufferProtocol.md §4.6). The owner's commit
+    /// is a single store of the same word, so exactly one of the two takes effect.
+    package func compareExchangeWord(at position: UInt64, expected: UInt64, desired: UInt64) -> Bool {
+        // SAFETY: see `atomicWord(at:)`.
+        unsafe atomicWord(at: position).pointee.compareExchange(expected: expected, desired: desired,
+                                                                ordering: .sequentiallyConsistent).exchanged
+    }
+
     /// Copies `count` bytes starting at `position`; `false` (nothing copied) when the range would
     /// cross the end of the ring or overflow `destination`.
     package func copyBytes(from position: UInt64, count: Int, into destination: UnsafeMutableRawBufferPointer) -> Bool {

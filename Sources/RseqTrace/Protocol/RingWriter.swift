@@ -373,6 +373,10 @@ package struct RingWriter: @unchecked Sendable {
         ring.storeWord(at: lead &+ 16, rseqtrace_thread_process_and_id(), ordering: .relaxed)
         ring.storeWord(at: record &+ 8, ring.loadWord(at: lead &+ 8, ordering: .relaxed), ordering: .relaxed)
         ring.storeWord(at: record, word.rawValue, ordering: .relaxed)
+        // The owner is now readable: a consumer that acquires the lead with `ownerKnown` sees the
+        // body (docs/BufferProtocol.md §2.1). Only this thread writes the lead until its commit.
+        ring.storeWord(at: lead, RecordWord.lead(length: length, lap: layout.lap(of: lead)).withOwnerKnown.rawValue,
+                       ordering: .releasing)
         // SAFETY: the sequence reserved the thread record at `lead` and the record after it for this thread.
         return unsafe ReservedSlot(record: ring.pointer(at: record), committedWord: word.committed.rawValue,
                                    afterThreadRecord: true)
@@ -598,12 +602,14 @@ package struct RingWriter: @unchecked Sendable {
 
     /// Writes a reserved thread record of the lock-free protocol at `lead`: stamp, the calling
     /// thread's pid and tid, and its busy lead word covering the event record of `length` bytes
-    /// after it (the commit replaces it with the final thread record word).
+    /// after it, with `ownerKnown` (the body is written before it; releasing, so a consumer that
+    /// acquires the lead reads its owner). The commit replaces it with the final thread record word.
     @usableFromInline
     func writeThreadRecord(ring: RingView, at lead: UInt64, stamp: UInt64, length: Int) {
         ring.storeWord(at: lead &+ 8, stamp, ordering: .relaxed)
         ring.storeWord(at: lead &+ 16, rseqtrace_thread_process_and_id(), ordering: .relaxed)
-        ring.storeWord(at: lead, RecordWord.lead(length: length, lap: layout.lap(of: lead)).rawValue, ordering: .relaxed)
+        ring.storeWord(at: lead, RecordWord.lead(length: length, lap: layout.lap(of: lead)).withOwnerKnown.rawValue,
+                       ordering: .releasing)
     }
 
     /// Makes sure the memory of the sub-buffer that opening at `head` fills is populated — and, for
@@ -729,7 +735,7 @@ package struct ReservedSlot {
     }
 
     /// Marks a committed word whose record follows a thread record reserved with it: one of the
-    /// reserved bits 29...31, which no valid record word has, so it is never stored.
+    /// reserved bit 29, which no valid record word has, so it is never stored.
     @inlinable package static var afterThreadRecordBit: UInt64 { 1 << 29 }
 
     /// ## Safety

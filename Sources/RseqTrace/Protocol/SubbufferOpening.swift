@@ -123,7 +123,7 @@ package enum RecordChain {
         var count: UInt64 = 0
         while position < to {
             let word = RecordWord(rawValue: ring.loadWord(at: position, ordering: .acquiring))
-            guard let kind = word.kind, word.hasReservedBitsClear, word.lap == layout.lap(of: position),
+            guard let kind = word.kind, word.hasValidReservedBits, word.lap == layout.lap(of: position),
                   word.length >= 8, position &+ UInt64(word.size) <= to else {
                 return nil
             }

@@ -117,9 +117,23 @@ struct LiveRelaydTests {
             if session == nil { SystemClock.sleep(milliseconds: 250) }
         }
         let listed = try #require(session, "the live listing never showed the session")
-        #expect(listed.line.contains("timer = 0"), "\(listed.line)")
+        #expect(listed.line.contains(" (timer = 0, "), "\(listed.line)")
+        // rseqtrace view --live lists the sessions as babeltrace2 does (it runs it).
+        let viewed = try HelperProcess.runRseqtrace(["view", "--live", "net://127.0.0.1:\(relay.livePort)"], timeout: .seconds(30))
+        #expect(viewed.exitCode == 0, "\(viewed)")
+        #expect(viewed.stdoutLines.contains { $0 == listed.line }, "\(viewed)")
         let run = recorder.wait(timeout: .seconds(60))
         #expect(run.exitCode == 0, "\(run)")
+    }
+
+    @Test("view --live takes a net:// URL and neither a trace directory nor an event selection")
+    func viewLiveValidation() throws {
+        for arguments in [["--live", "http://h"], ["--live", "net://h", "trace"], ["--live", "net://h", "--limit", "3"],
+                          ["--live", "net://h", "--event", "x"]] {
+            let run = try HelperProcess.runRseqtrace(["view"] + arguments, timeout: .seconds(30))
+            #expect(run.exitCode == 64, "\(arguments): \(run)")
+            #expect(run.stderr.contains("--live"), "\(arguments): \(run)")
+        }
     }
 
     @Test("--live-timer-ms accepts 0 or 100...60000")

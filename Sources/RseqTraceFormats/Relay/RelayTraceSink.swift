@@ -51,6 +51,8 @@ public final class RelayTraceSink: CTFPacketSink {
     private var pendingMetadata: String?
     private var sentMetadata: [UInt8] = []
     private var metadataVersion: UInt64 = 0
+    /// When the last packet was sent.
+    private var lastPacketSent = ContinuousClock.now
 
     /// Connects to the relay daemon at `endpoint`, creates session `sessionName` for `hostname`
     /// and its streams (the metadata and rings `0...ringCount`).
@@ -193,6 +195,7 @@ public final class RelayTraceSink: CTFPacketSink {
             try connection.sendPacket(handle: stream.handle, sequence: stream.next, bytes)
             try connection.sendIndex(handle: stream.handle, sequence: stream.next, entry)
             streams[ring].next += 1
+            lastPacketSent = ContinuousClock.now
         }
         if sent {
             deliveredPackets += 1
@@ -215,7 +218,7 @@ public final class RelayTraceSink: CTFPacketSink {
 
     /// Sends the last metadata, waits until the relay has written every packet to its files (at
     /// most the timeout), and closes every stream. A live session's streams close two live timer
-    /// periods (at most the timeout) after that: a live viewer that asks the relay for new streams
+    /// periods (at most the timeout) after the last packet was sent: a live viewer that asks the relay for new streams
     /// once every stream is closed ends the session there, whatever it has not read yet, so the
     /// viewers that keep up read the last packets first.
     package func close() throws(TraceError) {
@@ -232,8 +235,8 @@ public final class RelayTraceSink: CTFPacketSink {
                     _ = unsafe nanosleep(&pause, nil)
                 }
             }
-            if isLive {
-                let linger = min(liveTimer * 2, timeout)
+            let linger = lastPacketSent + min(liveTimer * 2, timeout) - ContinuousClock.now
+            if isLive && linger > .zero {
                 var pause = timespec(tv_sec: Int(linger.components.seconds),
                                      tv_nsec: Int(linger.components.attoseconds / 1_000_000_000))
                 // SAFETY: nanosleep reads `pause` during the call (no remainder wanted).

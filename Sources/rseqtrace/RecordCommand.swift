@@ -311,6 +311,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
     /// The options of `record` that take a value (as a separate word unless written `--name=value`).
     static let optionsWithValue: Set<String> = [
         "--output", "-o", "--mode", "--buffer-size", "--subbuffer-size", "--interval-ms", "--enable", "--disable", "--backend",
+        "--relayd", "--relayd-timeout-ms", "--live-timer-ms",
     ]
 
     /// The words after `record` in `arguments` (argv) that are neither options nor their values, up to

@@ -136,6 +136,14 @@ struct LiveRelaydTests {
         }
     }
 
+    @Test("a program written without -- after the relay options is named in the error, without their values")
+    func programWithoutTerminator() throws {
+        let run = try HelperProcess.runRseqtrace(["record", "--relayd", "net://127.0.0.1", "--relayd-timeout-ms", "500",
+                                                  "--live-timer-ms", "200", "./my-program", "1"], timeout: .seconds(30))
+        #expect(run.exitCode == 64, "\(run)")
+        #expect(run.stderr.contains("put the program after `--`: rseqtrace record [options] -- ./my-program 1"), "\(run)")
+    }
+
     @Test("--live-timer-ms accepts 0 or 100...60000")
     func liveTimerValidation() throws {
         for bad in ["-1", "50", "60001", "x"] {

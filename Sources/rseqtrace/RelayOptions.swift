@@ -36,15 +36,19 @@ struct RelayOptions: ParsableArguments {
     }
 
     /// A relay session named `sessionName` for a trace of `ringCount` CPU rings, or nil without
-    /// --relayd. With --relayd-optional, a relay that cannot be reached is reported on stderr
+    /// --relayd. A live session's URL for live viewers is printed on stderr. With --relayd-optional, a relay that cannot be reached is reported on stderr
     /// (naming `fallback`, where the trace goes instead) and gives nil.
     /// - Throws: the connection's error, saying how to record locally instead.
     func connect(sessionName: String, ringCount: Int, fallback: String) throws(TraceError) -> RelayTraceSink? {
         guard let relayd else { return nil }
         let endpoint = try RelayEndpoint(parsing: relayd)
         do throws(TraceError) {
-            return try RelayTraceSink(endpoint: endpoint, sessionName: sessionName, hostname: TraceRecorder.hostname(),
+            let relay = try RelayTraceSink(endpoint: endpoint, sessionName: sessionName, hostname: TraceRecorder.hostname(),
                                       ringCount: ringCount, liveTimer: .milliseconds(liveTimerMilliseconds), timeout: .milliseconds(relaydTimeoutMilliseconds))
+            if let url = relay.liveURL() {
+                printError("rseqtrace: live viewing: rseqtrace view --live \(url) (or babeltrace2 -i lttng-live; \(RelayTraceSink.defaultLivePort) is lttng-relayd's default live port)")
+            }
+            return relay
         } catch {
             guard relaydOptional else {
                 throw TraceError(error.code, "\(error); use --relayd-optional to record locally when the relay cannot be reached")

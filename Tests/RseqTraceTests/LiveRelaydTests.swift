@@ -88,6 +88,10 @@ struct LiveRelaydTests {
         #expect(seenWhileRunning > 0, "the viewer printed nothing while the program ran")
         let run = recorder.wait(timeout: .seconds(90))
         #expect(run.exitCode == 0, "\(run)")
+        // record named the session's live URL (at lttng-relayd's default live port).
+        let printedURL = listed.url.replacing(":\(relay.livePort)/", with: ":5344/")
+        #expect(run.stderr.contains("rseqtrace: live viewing: rseqtrace view --live \(printedURL) (or babeltrace2 -i lttng-live; 5344 is lttng-relayd's default live port)"),
+                "\(run)")
         let summary = try #require(run.stdoutLines.last.flatMap(RecordSummary.init), "\(run)")
         let recorded = try #require(summary.number("recorded"), "\(run)")
         #expect(recorded > 0 && summary.number("lost") == 0, "\(run)")
@@ -124,6 +128,7 @@ struct LiveRelaydTests {
         #expect(viewed.stdoutLines.contains { $0 == listed.line }, "\(viewed)")
         let run = recorder.wait(timeout: .seconds(60))
         #expect(run.exitCode == 0, "\(run)")
+        #expect(!run.stderr.contains("live viewing"), "\(run)")
     }
 
     @Test("view --live takes a net:// URL and neither a trace directory nor an event selection")

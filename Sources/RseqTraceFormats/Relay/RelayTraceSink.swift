@@ -42,6 +42,17 @@ public final class RelayTraceSink: CTFPacketSink {
     /// Whether live viewers can read the session while it is recorded.
     public var isLive: Bool { liveTimer > .zero }
 
+    /// LTTng's default live viewer port (`lttng-relayd -L`).
+    public static let defaultLivePort: UInt16 = 5344
+
+    /// Where live viewers read the session, `net://HOST:PORT/host/HOSTNAME/SESSION` (the relay's
+    /// host, its live port `livePort`); nil when the session is not live.
+    public func liveURL(livePort: UInt16 = RelayTraceSink.defaultLivePort) -> String? {
+        guard isLive else { return nil }
+        let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
+        return "net://\(host):\(livePort)/host/\(hostname)/\(sessionName)"
+    }
+
     private let connection: RelayConnection
     private let timeout: Duration
     private let metadataHandle: UInt64

@@ -1,6 +1,6 @@
 import Glibc
 import RseqTrace
-import RseqTraceFormats
+@testable import RseqTraceFormats
 import RseqTraceSupport
 import Testing
 
@@ -159,17 +159,38 @@ struct LiveRelaydTests {
         }
     }
 
-    @Test("a live session's metadata grows by additions that open with the CTF signature: the event declarations it lacks")
+    @Test("a live session's metadata grows by additions that open with the CTF signature: new env entries, then new event declarations")
     func liveMetadataAdditions() {
         let event = { (name: String, id: Int) in "event {\n\tname = \"\(name)\";\n\tid = \(id);\n\tfields := struct {\n\t};\n};\n" }
         let sent = Array(("/* CTF 1.8 */\n\nenv {\n\tvpid = 1;\n};\n\n" + event("a", 1) + "\n" + event("b", 3) + "\n").utf8)
-        let changed = Array(("/* CTF 1.8 */\n\nenv {\n\tvpid = 1;\n\tthread_name_7 = \"w\";\n};\n\n" + event("a", 1) + "\n" + event("c", 2)
+        let changed = Array(("/* CTF 1.8 */\n\nenv {\n\tvpid = 2;\n\tthread_name_7 = \"w\";\n};\n\n" + event("a", 1) + "\n" + event("c", 2)
                              + "\n" + event("b", 3) + "\n" + event("d", 4) + "\n").utf8)
         let addition = RelayTraceSink.liveAddition(sent: sent, changed)
-        #expect(String(decoding: addition, as: UTF8.self) == "/* CTF 1.8 */\n\n" + event("c", 2) + "\n" + event("d", 4) + "\n")
+        #expect(String(decoding: addition, as: UTF8.self)
+                == "/* CTF 1.8 */\n\nenv {\n\tthread_name_7 = \"w\";\n};\n\n" + event("c", 2) + "\n" + event("d", 4) + "\n")
         #expect(RelayTraceSink.liveAddition(sent: sent + addition, changed) == [])
         #expect(RelayTraceSink.liveAddition(sent: sent, sent) == [])
         #expect(RelayTraceSink.eventDeclarations(sent + addition).map { String(decoding: $0, as: UTF8.self) }
                 == [event("a", 1), event("b", 3), event("c", 2), event("d", 4)])
+    }
+
+    @Test("a live session's metadata with its additions reads as the whole text: thread names, schemas, the first env values")
+    func liveMetadataReads() throws {
+        let clock = CycleClock(frequency: 1_000_000_000, cycleReference: 0, monotonicReference: 5_000_000_000,
+                               realtimeReference: 1_700_000_000_123_456_789)
+        var description = CTFTraceDescription(
+            uuid: Array(0..<16), clock: clock, bootID: Array(repeating: 0xAB, count: 16), hostname: "h",
+            traceName: "t", procname: "first", pid: 77, cpuRingCount: 1,
+            schemas: [3: EventSchema(name: "t:a", fields: [EventField("x", .uint32)])])
+        let first = Array(CTFMetadata.text(description, unknownIDs: []).utf8)
+        description.procname = "second"
+        description.threadNames = [78: "worker \"1\"", 79: "w2"]
+        description.schemas[2] = EventSchema(name: "t:b", fields: [EventField("y", .uint64)])
+        let grown = first + RelayTraceSink.liveAddition(sent: first, Array(CTFMetadata.text(description, unknownIDs: [5]).utf8))
+        let metadata = try CTFMetadataParser.parse(grown, path: "memory")
+        #expect(metadata.threadNames == [78: "worker \"1\"", 79: "w2"])
+        #expect(metadata.environmentValue("procname")?.description == "first")
+        #expect(metadata.events.keys.sorted() == [2, 3, 5])
+        #expect(metadata.events[2]?.name == "t:b")
     }
 }

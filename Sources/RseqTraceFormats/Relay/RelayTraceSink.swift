@@ -18,9 +18,8 @@ import RseqTrace
 /// closes a packet of every stream at least once per live timer period (`CTFTraceWriter`'s
 /// `checkpoint()`), and the sink sends a beacon (`sendBeacon(ring:timestampEnd:)`) for each
 /// stream that had no packet during the period. The relay does not take a metadata text changed
-/// in place for a live session: such a sink appends only the event declarations the text gains,
-/// and keeps the `env` block it sent first (a thread first seen after the first packet is named
-/// in the local trace only).
+/// in place for a live session: such a sink appends only what the text gains (`liveAddition`):
+/// new `env` entries (thread names) in an `env` block of their own, and new event declarations.
 public final class RelayTraceSink: CTFPacketSink {
     /// The relay daemon.
     public let endpoint: RelayEndpoint
@@ -150,19 +149,46 @@ public final class RelayTraceSink: CTFPacketSink {
     }
 
     /// What a live session's metadata gains when its text becomes `text`, the relay having `sent`:
-    /// each `event` declaration of `text` that `sent` lacks, after the CTF signature line (a TSDL
-    /// comment: a live viewer reads each addition as a text of its own and wants it to open with
-    /// the signature); empty when there is none. The relay takes only additions for a live
-    /// session, so whatever else changed (the `env` block) stays as first sent.
+    /// after the CTF signature line (a TSDL comment: a live viewer reads each addition as a text of
+    /// its own and wants it to open with the signature), an `env` block of the entries of `text`
+    /// whose names `sent` lacks (babeltrace2 adds a later env block's entries to the trace's), then
+    /// each `event` declaration of `text` that `sent` lacks; empty when there is none. The relay
+    /// takes only additions for a live session, so an entry whose value changed keeps the value
+    /// first sent.
     package static func liveAddition(sent: [UInt8], _ text: [UInt8]) -> [UInt8] {
         let sentBlocks = Set(eventDeclarations(sent))
         var addition: [UInt8] = []
+        let sentNames = Set(environmentEntries(sent).map(\.name))
+        let entries = environmentEntries(text).filter { !sentNames.contains($0.name) }
+        if !entries.isEmpty {
+            addition.append(contentsOf: "env {\n".utf8)
+            for entry in entries { addition.append(contentsOf: (entry.line + "\n").utf8) }
+            addition.append(contentsOf: "};\n\n".utf8)
+        }
         for block in eventDeclarations(text) where !sentBlocks.contains(block) {
             addition.append(contentsOf: block)
             addition.append(contentsOf: "\n".utf8)
         }
         guard !addition.isEmpty else { return [] }
         return Array((CTFMetadata.signature + "\n\n").utf8) + addition
+    }
+
+    /// The entries of the `env` blocks of a metadata text, each a line `\tname = value;` of its
+    /// own (`CTFMetadata.text`'s layout), in order.
+    package static func environmentEntries(_ text: [UInt8]) -> [(name: String, line: String)] {
+        var entries: [(name: String, line: String)] = []
+        var inBlock = false
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+            if !inBlock {
+                inBlock = line == "env {"
+            } else if line == "};" {
+                inBlock = false
+            } else if let equals = line.firstRange(of: " = ") {
+                let name = line[..<equals.lowerBound].drop { $0 == "\t" || $0 == " " }
+                entries.append((String(name), String(line)))
+            }
+        }
+        return entries
     }
 
     /// The `event { ... };` declarations of a metadata text, each from its `event {` line to its

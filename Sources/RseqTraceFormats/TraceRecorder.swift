@@ -15,7 +15,8 @@ public final class TraceRecorder {
     /// The CTF writer, when recording to a directory or a relay daemon.
     public private(set) var writer: CTFTraceWriter?
     /// The longest time a drained record waits in the writer before it reaches its stream file
-    /// (`CTFTraceWriter.checkpoint()`): what a recorder killed without warning can lose.
+    /// (`CTFTraceWriter.checkpoint()`): what a recorder killed without warning can lose. With a
+    /// live relay session, at most its live timer (what a live viewer waits for a record).
     public var checkpointInterval: Duration = .seconds(1)
     private var lastCheckpoint = ContinuousClock.now
     /// When set, a round reads only the sub-buffers producers have left (discard mode; see
@@ -55,6 +56,7 @@ public final class TraceRecorder {
             // A producer registers an event before publishing its first record, so a record of an
             // id without a schema yet means the registry has grown since the writer read it. A
             // damaged registry is noted, not thrown: the event is written without its schema.
+            if let relay, relay.isLive { checkpointInterval = min(checkpointInterval, relay.liveTimer) }
             writer?.schemaSource = { [weak self] () throws(TraceError) in
                 do throws(TraceError) {
                     return try buffer.registeredEvents()

@@ -61,7 +61,11 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
             too, the trace is also written locally. A relay that cannot be reached is an error before \
             the program starts (with --relayd-optional, the trace is written locally instead). A \
             connection lost while recording is reported after the summary; recording goes on locally \
-            when there is a local trace, and rseqtrace exits with status 1 when nothing kept the trace.
+            when there is a local trace, and rseqtrace exits with status 1 when nothing kept the trace. \
+            The relay session is live (--live-timer-ms, 1000 by default; 0: not live): while the \
+            program runs, babeltrace2 -i lttng-live net://HOST:5344 lists it and \
+            babeltrace2 -i lttng-live net://HOST:5344/host/<hostname>/rseqtrace-<program>-<pid> shows \
+            its events (rseqtrace view --live URL runs that babeltrace2 command).
             """)
 
     @Option(name: [.customShort("o"), .long], help: """
@@ -307,6 +311,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
     /// The options of `record` that take a value (as a separate word unless written `--name=value`).
     static let optionsWithValue: Set<String> = [
         "--output", "-o", "--mode", "--buffer-size", "--subbuffer-size", "--interval-ms", "--enable", "--disable", "--backend",
+        "--relayd", "--relayd-timeout-ms", "--live-timer-ms",
     ]
 
     /// The words after `record` in `arguments` (argv) that are neither options nor their values, up to

@@ -16,11 +16,19 @@ struct RelayOptions: ParsableArguments {
     @Option(name: .customLong("relayd-timeout-ms"), help: "Longest wait for the relay daemon to connect or to take a message (100-60000).")
     var relaydTimeoutMilliseconds: Int = 5000
 
+    @Option(name: .customLong("live-timer-ms"), help: ArgumentHelp(
+        "Live timer of the relay session: live viewers (babeltrace2 -i lttng-live) see events at most about twice this late; 0: a session live viewers cannot attach to (0 or 100-60000).",
+        valueName: "ms"))
+    var liveTimerMilliseconds: Int = 1000
+
     func validate() throws {
         if let relayd {
             do { _ = try RelayEndpoint(parsing: relayd) } catch { throw ValidationError(error.message) }
         } else if relaydOptional {
             throw ValidationError("--relayd-optional needs --relayd URL")
+        }
+        guard liveTimerMilliseconds == 0 || (100...60_000).contains(liveTimerMilliseconds) else {
+            throw ValidationError("--live-timer-ms must be 0 (not live) or between 100 and 60000, got \(liveTimerMilliseconds)")
         }
         guard (100...60_000).contains(relaydTimeoutMilliseconds) else {
             throw ValidationError("--relayd-timeout-ms must be between 100 and 60000, got \(relaydTimeoutMilliseconds)")
@@ -28,15 +36,19 @@ struct RelayOptions: ParsableArguments {
     }
 
     /// A relay session named `sessionName` for a trace of `ringCount` CPU rings, or nil without
-    /// --relayd. With --relayd-optional, a relay that cannot be reached is reported on stderr
+    /// --relayd. A live session's URL for live viewers is printed on stderr. With --relayd-optional, a relay that cannot be reached is reported on stderr
     /// (naming `fallback`, where the trace goes instead) and gives nil.
     /// - Throws: the connection's error, saying how to record locally instead.
     func connect(sessionName: String, ringCount: Int, fallback: String) throws(TraceError) -> RelayTraceSink? {
         guard let relayd else { return nil }
         let endpoint = try RelayEndpoint(parsing: relayd)
         do throws(TraceError) {
-            return try RelayTraceSink(endpoint: endpoint, sessionName: sessionName, hostname: TraceRecorder.hostname(),
-                                      ringCount: ringCount, timeout: .milliseconds(relaydTimeoutMilliseconds))
+            let relay = try RelayTraceSink(endpoint: endpoint, sessionName: sessionName, hostname: TraceRecorder.hostname(),
+                                      ringCount: ringCount, liveTimer: .milliseconds(liveTimerMilliseconds), timeout: .milliseconds(relaydTimeoutMilliseconds))
+            if let url = relay.liveURL() {
+                printError("rseqtrace: live viewing: rseqtrace view --live \(url) (or babeltrace2 -i lttng-live; \(RelayTraceSink.defaultLivePort) is lttng-relayd's default live port)")
+            }
+            return relay
         } catch {
             guard relaydOptional else {
                 throw TraceError(error.code, "\(error); use --relayd-optional to record locally when the relay cannot be reached")

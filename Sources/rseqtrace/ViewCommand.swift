@@ -22,6 +22,11 @@ struct ViewCommand: ParsableCommand {
             --event, --filter, --cpu, --pid, --tid, --from and --to select events (--cpu, --pid, --from and \
             --to also losses); --limit stops after N events. A directory that is not a trace but holds \
             exactly one below it (e.g. an lttng session's output) is read in its place.
+
+            --live net://HOST[:PORT]/host/HOSTNAME/SESSION follows a live session of an LTTng relay \
+            daemon (record --relayd; port 5344 by default) as it is recorded, until the session \
+            ends, by running babeltrace2 -i lttng-live URL (babeltrace2's text, no event selection); \
+            --live net://HOST[:PORT] lists the relay's sessions.
             """)
 
     @Argument(help: """
@@ -35,11 +40,37 @@ struct ViewCommand: ParsableCommand {
     @Option(help: "Print at most this many events.")
     var limit: Int?
 
+    @Option(name: .customLong("live"), help: ArgumentHelp(
+        "Follow a live relay session (net://HOST[:PORT]/host/HOSTNAME/SESSION) with babeltrace2, or list the relay's sessions (net://HOST[:PORT]).",
+        valueName: "URL"))
+    var live: String?
+
     func validate() throws {
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
+        if let live {
+            guard live.hasPrefix("net://") || live.hasPrefix("net6://") else {
+                throw ValidationError("--live URL must be net://HOST[:PORT]/host/HOSTNAME/SESSION or net://HOST[:PORT], got \(live)")
+            }
+            guard directory == nil, limit == nil, selection.events.isEmpty, selection.cpus.isEmpty, selection.pids.isEmpty,
+                  selection.tids.isEmpty, selection.filters.isEmpty, selection.from == nil, selection.to == nil else {
+                throw ValidationError("--live takes no trace directory and no event selection (babeltrace2 prints every event)")
+            }
+        }
     }
 
     func run() throws {
+        if let live {
+            do {
+                let viewer = try ChildProcess.spawn(["babeltrace2", "-i", "lttng-live", live], searchPath: true,
+                                                    stdin: .inherit, stdout: .inherit, stderr: .inherit)
+                let status = viewer.waitForExit(milliseconds: -1)?.status ?? 1
+                if status != 0 { throw ExitCode(status) }
+                return
+            } catch let error as TraceError {
+                printError("error: cannot run babeltrace2 for --live: \(error); install babeltrace2 (with its lttng-live plugin)")
+                throw ExitCode.failure
+            }
+        }
         let set = try TraceText.open(TraceText.directory(directory))
         for warning in selection.missingWarnings(set) { printError(warning) }
         var matcher = try EventSelection.Matcher(selection)

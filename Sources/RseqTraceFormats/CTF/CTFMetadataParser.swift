@@ -130,7 +130,9 @@ struct CTFMetadataParser: TSDLValueParsing {
             case "trace":
                 uuid = try parseTrace()
             case "env":
-                environment = try parseEnvironment()
+                // A later env block adds entries (a live relay session's metadata grows so); for a
+                // key given twice, the first value counts.
+                environment += try parseEnvironment()
             case "clock":
                 guard clock == nil else { throw fail(keyword, "a second clock block: only one clock is supported") }
                 clock = try parseClock()

@@ -416,13 +416,42 @@ public final class CTFTraceWriter {
 
     /// Writes the pending packets of every ring (and the metadata first, if it changed), so that
     /// the directory holds every event appended so far as a readable trace.
+    ///
+    /// With a live relay session, call it at least once per live timer period: it also opens
+    /// every stream that has no packet yet with an empty one, and sends a live beacon for each
+    /// stream that had no packet since the previous checkpoint, saying that it holds no event
+    /// before that checkpoint (a record drained later with an earlier timestamp is written at
+    /// that time, as the writer already keeps each stream's clock from going back).
     public func checkpoint() throws(TraceError) {
         precondition(!state.finished, "checkpoint after finish")
         for ring in state.streams.indices {
             let stream = state.streams[ring]
             if stream.eventBytes > 0 || stream.lostPending != stream.lostReported { try flush(ring) }
         }
+        if let relay, relay.isLive { try liveCheckpoint(relay) }
         try syncMetadata()
+    }
+
+    /// When the previous checkpoint of a live session ran (trace clock nanoseconds), and the
+    /// packet count of each stream then.
+    private var previousLiveCheckpoint: (time: UInt64, sequences: [UInt64])?
+
+    /// The live part of `checkpoint()`: a live viewer reads the streams in time order, waiting for
+    /// a stream until it has a packet or a beacon for the time it wants.
+    private func liveCheckpoint(_ relay: RelayTraceSink) throws(TraceError) {
+        let now = conversion.monotonicNanoseconds(CycleClock.now())
+        // The relay ignores a beacon for a stream without a packet.
+        for ring in state.streams.indices where state.streams[ring].sequence == 0 { try flush(ring) }
+        if let previous = previousLiveCheckpoint {
+            for ring in state.streams.indices where state.streams[ring].sequence == previous.sequences[ring] {
+                // Each stream's beacon a nanosecond earlier than the previous stream's: babeltrace2
+                // warns about the order of inactivity messages with the same time.
+                let end = max(previous.time &- UInt64(ring), state.streams[ring].end)
+                state.streams[ring].end = end
+                relay.sendBeacon(ring: ring, timestampEnd: end)
+            }
+        }
+        previousLiveCheckpoint = (now, state.streams.map(\.sequence))
     }
 
     /// Writes the remaining packets and the final metadata file.

@@ -213,6 +213,20 @@ final class RelayConnection {
         try checkedCommand(.sendIndex, message, what: "a packet index")
     }
 
+    /// Sends a live beacon for stream `handle`: an index entry without a packet (its packet size
+    /// 0) saying that the stream holds no event before `timestampEnd` other than those already
+    /// sent, so that a live viewer reading every stream in time order need not wait for this one.
+    /// The relay takes it only once the stream has a packet; `lastSequence` is that of the last
+    /// packet sent.
+    func sendBeacon(handle: UInt64, lastSequence: UInt64, timestampEnd: UInt64) throws(TraceError) {
+        var message: [UInt8] = []
+        message.reserveCapacity(80)
+        for value in [handle, lastSequence, 0, 0, 0, timestampEnd, 0, 0, 0, 0] as [UInt64] {
+            message.appendBigEndian(value)
+        }
+        try checkedCommand(.sendIndex, message, what: "a live beacon")
+    }
+
     /// Whether the relay has not yet written packet `lastSequence` of stream `handle` (and every
     /// packet and index entry before it) to its files.
     func dataPending(handle: UInt64, lastSequence: UInt64) throws(TraceError) -> Bool {

@@ -7,19 +7,24 @@
 // Rows: a typed emit of the fields of a log message; Logger.info through RseqTraceLogHandler
 // (logger metadata only, and with metadata of its own), a filtered-out debug, the event disabled;
 // Logger.info through swift-log's StreamLogHandler writing to /dev/null and through
-// SwiftLogNoOpLogHandler; withSpan through RseqTraceTracer and through NoOpTracer. Each row prints
-// the median over the repetitions of nanoseconds per call. The buffer holds every event of the run
+// SwiftLogNoOpLogHandler; withSpan through RseqTraceTracer and through NoOpTracer; swift-metrics'
+// Counter.increment() through RseqTraceMetricsFactory (a per-CPU counter) on 1 thread and on 2 threads
+// pinned on 2 CPUs, next to an Atomic<Int> shared by the same threads (the throughput ratio 2 threads
+// / 1 thread of each). Each row prints the median over the repetitions of nanoseconds per call. The buffer holds every event of the run
 // (discard mode, preallocated), so nothing is dropped; the recorded and lost counts are printed.
 #if canImport(Glibc)
 import Glibc
 #endif
+import CoreMetrics
 import CRseqTraceBench
 import Logging
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceLogging
+import RseqTraceMetrics
 import RseqTraceSupport
 import RseqTraceTracing
+import Synchronization
 import Tracing
 
 /// What a `Logger.info` through RseqTraceLogHandler records, written directly by a typed tracepoint.
@@ -81,6 +86,10 @@ extension String {
         let tenths = Int((value * 10).rounded())
         self = "\(tenths / 10).\(tenths % 10)"
     }
+    init(format2 value: Double) {
+        let hundredths = Int((value * 100).rounded())
+        self = "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+    }
 }
 
 print("rseqtrace-ecosystem-bench: \(iterations) calls x \(repetitions) repetitions, median ns per call, mode \(RseqRuntime.mode.rawValue), cpu \(cpu)")
@@ -113,6 +122,65 @@ row("withSpan + 1 attribute, RseqTraceTracer") { i in tracer.withSpan("op") { $0
 let noOpTracer = NoOpTracer()
 row("withSpan, NoOpTracer") { _ in noOpTracer.withSpan("op") { _ in } }
 
+// Counters: the per-CPU counter against one Atomic<Int> that every thread adds to.
+final class SharedAtomic: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+/// What the threads of one parallel run share: the start barrier and the longest thread's time.
+final class ParallelRun: Sendable {
+    let ready = Atomic<Int>(0)
+    let go = Atomic<Bool>(false)
+    let elapsed = Atomic<UInt64>(0)
+}
+
+/// Median nanoseconds per call per thread of `body` run `iterations` times on each of `cpus.count`
+/// threads, each pinned on its CPU and started together, over `repetitions` runs.
+func measureParallel(_ cpus: [Int32], _ iterations: Int, _ repetitions: Int, _ body: @escaping @Sendable (Int) -> Void) -> Double {
+    var samples: [Double] = []
+    for _ in 0...repetitions {
+        let run = ParallelRun()
+        let workers = WorkerThreads(count: cpus.count) { index in
+            _ = bench_pin_to_cpu(cpus[index])
+            run.ready.wrappingAdd(1, ordering: .releasing)
+            while !run.go.load(ordering: .acquiring) {}
+            let start = SystemClock.monotonic()
+            for i in 0..<iterations { body(i) }
+            _ = run.elapsed.max(SystemClock.monotonic() - start, ordering: .relaxed)
+        }
+        while run.ready.load(ordering: .acquiring) < cpus.count {}
+        run.go.store(true, ordering: .releasing)
+        workers.join()
+        samples.append(Double(run.elapsed.load(ordering: .relaxed)) / Double(iterations))
+    }
+    samples.removeFirst()   // the untimed warm-up
+    samples.sort()
+    return samples[samples.count / 2]
+}
+
+let metricsFactory = RseqTraceMetricsFactory(buffer: buffer)
+let counter = Counter(label: "bench.requests", factory: metricsFactory)
+row("Counter.increment(), RseqTraceMetricsFactory") { _ in counter.increment() }
+let atomic = SharedAtomic()
+row("Atomic<Int>.wrappingAdd, one thread") { _ in atomic.value.wrappingAdd(1, ordering: .relaxed) }
+let online = Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+if online >= 2 {
+    let counterIterations = iterations * 50
+    let one = measureParallel([0], counterIterations, repetitions) { _ in counter.increment() }
+    let two = measureParallel([0, 1], counterIterations, repetitions) { _ in counter.increment() }
+    let atomicOne = measureParallel([0], counterIterations, repetitions) { _ in atomic.value.wrappingAdd(1, ordering: .relaxed) }
+    let atomicTwo = measureParallel([0, 1], counterIterations, repetitions) { _ in atomic.value.wrappingAdd(1, ordering: .relaxed) }
+    print("\("Counter.increment(), 1 thread pinned on cpu 0".padding(52)) \(String(format1: one)) ns")
+    print("\("Counter.increment(), 2 threads pinned on cpus 0, 1".padding(52)) \(String(format1: two)) ns per thread")
+    print("\("Atomic<Int> shared, 1 thread pinned on cpu 0".padding(52)) \(String(format1: atomicOne)) ns")
+    print("\("Atomic<Int> shared, 2 threads pinned on cpus 0, 1".padding(52)) \(String(format1: atomicTwo)) ns per thread")
+    // Throughput ratio: increments per second with 2 threads over increments per second with 1.
+    print("throughput 2 threads / 1 thread: per-CPU counter \(String(format2: 2 * one / two))x, Atomic<Int> \(String(format2: 2 * atomicOne / atomicTwo))x")
+    let expected = Int64(min(iterations, 1000) + iterations * repetitions)
+        + Int64(counterIterations) * Int64(repetitions + 1) * 3
+    print("counter bench.requests=\(counter.value(in: buffer)) expected=\(expected)")
+}
+
 do {
     try TraceRuntime.disable("log:*")
     try TraceRuntime.disable("rseqtrace:*")
@@ -128,3 +196,10 @@ let drainer = TraceDrainer(buffer: buffer)
 buffer.markFinished()
 _ = try? drainer.drainOnce(quiescent: true) { _ in }
 print("recorded=\(drainer.totals.recorded) lost=\(drainer.totals.lost) problems=\(TraceRuntime.problems.count)")
+
+extension Counter {
+    /// The value of the per-CPU counter this Counter's label names in `buffer`.
+    func value(in buffer: SharedTraceBuffer) -> Int64 {
+        buffer.counterValues().first { $0.name == label }?.value ?? -1
+    }
+}

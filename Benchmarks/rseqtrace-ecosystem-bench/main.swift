@@ -127,17 +127,29 @@ final class SharedAtomic: Sendable {
     let value = Atomic<Int>(0)
 }
 
-/// What the threads of one parallel run share: the start barrier and the longest thread's time.
+/// What the threads of one parallel run share: the start barrier and each thread's times.
 final class ParallelRun: Sendable {
     let ready = Atomic<Int>(0)
     let go = Atomic<Bool>(false)
-    let elapsed = Atomic<UInt64>(0)
+    let wall = Atomic<UInt64>(0)
+    let cpu = Atomic<UInt64>(0)
 }
 
-/// Median nanoseconds per call per thread of `body` run `iterations` times on each of `cpus.count`
-/// threads, each pinned on its CPU and started together, over `repetitions` runs.
-func measureParallel(_ cpus: [Int32], _ iterations: Int, _ repetitions: Int, _ body: @escaping @Sendable (Int) -> Void) -> Double {
-    var samples: [Double] = []
+/// What the threads of a parallel run do: increment the swift-metrics Counter, or the shared atomic.
+enum ParallelWork: Sendable {
+    case counter(Counter)
+    case atomic(SharedAtomic)
+}
+
+/// Nanoseconds per increment per thread, with `cpus.count` threads each pinned on its CPU, started
+/// together, each making `iterations` increments: the median over `repetitions` runs (after one
+/// untimed run) of the slowest thread's wall time and of the mean thread CPU time. On a machine
+/// shared with other work, the CPU time is what the increments cost (cache-line transfers stall
+/// the thread and count as its CPU time); the wall time includes time other processes took.
+func measureParallel(_ cpus: [Int32], _ iterations: Int, _ repetitions: Int, _ work: ParallelWork)
+    -> (wall: Double, cpu: Double) {
+    var walls: [Double] = []
+    var cpuTimes: [Double] = []
     for _ in 0...repetitions {
         let run = ParallelRun()
         let workers = WorkerThreads(count: cpus.count) { index in
@@ -145,37 +157,52 @@ func measureParallel(_ cpus: [Int32], _ iterations: Int, _ repetitions: Int, _ b
             run.ready.wrappingAdd(1, ordering: .releasing)
             while !run.go.load(ordering: .acquiring) {}
             let start = SystemClock.monotonic()
-            for i in 0..<iterations { body(i) }
-            _ = run.elapsed.max(SystemClock.monotonic() - start, ordering: .relaxed)
+            let cpuStart = SystemClock.threadCPUTime()
+            switch work {
+            case .counter(let counter): for _ in 0..<iterations { counter.increment() }
+            case .atomic(let atomic): for _ in 0..<iterations { atomic.value.wrappingAdd(1, ordering: .relaxed) }
+            }
+            run.cpu.wrappingAdd(SystemClock.threadCPUTime() - cpuStart, ordering: .relaxed)
+            _ = run.wall.max(SystemClock.monotonic() - start, ordering: .relaxed)
         }
         while run.ready.load(ordering: .acquiring) < cpus.count {}
         run.go.store(true, ordering: .releasing)
         workers.join()
-        samples.append(Double(run.elapsed.load(ordering: .relaxed)) / Double(iterations))
+        walls.append(Double(run.wall.load(ordering: .relaxed)) / Double(iterations))
+        cpuTimes.append(Double(run.cpu.load(ordering: .relaxed)) / Double(cpus.count * iterations))
     }
-    samples.removeFirst()   // the untimed warm-up
-    samples.sort()
-    return samples[samples.count / 2]
+    walls.removeFirst()   // the untimed warm-up
+    cpuTimes.removeFirst()
+    walls.sort()
+    cpuTimes.sort()
+    return (walls[walls.count / 2], cpuTimes[cpuTimes.count / 2])
 }
 
 let metricsFactory = RseqTraceMetricsFactory(buffer: buffer)
 let counter = Counter(label: "bench.requests", factory: metricsFactory)
+let traceCounter = (metricsFactory.makeCounter(label: "bench.raw", dimensions: []) as? RseqTraceCounterHandler)?.counter
 row("Counter.increment(), RseqTraceMetricsFactory") { _ in counter.increment() }
+if let traceCounter { row("TraceCounter.increment() (the per-CPU add alone)") { _ in traceCounter.increment() } }
 let atomic = SharedAtomic()
 row("Atomic<Int>.wrappingAdd, one thread") { _ in atomic.value.wrappingAdd(1, ordering: .relaxed) }
 let online = Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 if online >= 2 {
     let counterIterations = iterations * 50
-    let one = measureParallel([0], counterIterations, repetitions) { _ in counter.increment() }
-    let two = measureParallel([0, 1], counterIterations, repetitions) { _ in counter.increment() }
-    let atomicOne = measureParallel([0], counterIterations, repetitions) { _ in atomic.value.wrappingAdd(1, ordering: .relaxed) }
-    let atomicTwo = measureParallel([0, 1], counterIterations, repetitions) { _ in atomic.value.wrappingAdd(1, ordering: .relaxed) }
-    print("\("Counter.increment(), 1 thread pinned on cpu 0".padding(52)) \(String(format1: one)) ns")
-    print("\("Counter.increment(), 2 threads pinned on cpus 0, 1".padding(52)) \(String(format1: two)) ns per thread")
-    print("\("Atomic<Int> shared, 1 thread pinned on cpu 0".padding(52)) \(String(format1: atomicOne)) ns")
-    print("\("Atomic<Int> shared, 2 threads pinned on cpus 0, 1".padding(52)) \(String(format1: atomicTwo)) ns per thread")
+    func report(_ name: String, _ result: (wall: Double, cpu: Double)) {
+        print("\(name.padding(52)) \(String(format1: result.cpu)) ns CPU, \(String(format1: result.wall)) ns wall per thread")
+    }
+    let one = measureParallel([0], counterIterations, repetitions, .counter(counter))
+    let two = measureParallel([0, 1], counterIterations, repetitions, .counter(counter))
+    let atomicOne = measureParallel([0], counterIterations, repetitions, .atomic(atomic))
+    let atomicTwo = measureParallel([0, 1], counterIterations, repetitions, .atomic(atomic))
+    report("Counter.increment(), 1 thread on cpu 0", one)
+    report("Counter.increment(), 2 threads on cpus 0, 1", two)
+    report("Atomic<Int> shared, 1 thread on cpu 0", atomicOne)
+    report("Atomic<Int> shared, 2 threads on cpus 0, 1", atomicTwo)
     // Throughput ratio: increments per second with 2 threads over increments per second with 1.
-    print("throughput 2 threads / 1 thread: per-CPU counter \(String(format2: 2 * one / two))x, Atomic<Int> \(String(format2: 2 * atomicOne / atomicTwo))x")
+    print("throughput 2 threads / 1 thread (CPU time): per-CPU counter \(String(format2: 2 * one.cpu / two.cpu))x, "
+          + "Atomic<Int> \(String(format2: 2 * atomicOne.cpu / atomicTwo.cpu))x; (wall time): per-CPU counter "
+          + "\(String(format2: 2 * one.wall / two.wall))x, Atomic<Int> \(String(format2: 2 * atomicOne.wall / atomicTwo.wall))x")
     let expected = Int64(min(iterations, 1000) + iterations * repetitions)
         + Int64(counterIterations) * Int64(repetitions + 1) * 3
     print("counter bench.requests=\(counter.value(in: buffer)) expected=\(expected)")

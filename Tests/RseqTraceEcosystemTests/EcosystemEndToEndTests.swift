@@ -292,6 +292,32 @@ struct EcosystemEndToEndTests {
         #expect(timers == [1500, 2500])
         let samples = events.filter { $0.name == "metrics:counter" }.count
 
+        // stats lists each counter with its last sample; the exports draw one counter track each.
+        let rseqtrace = RecordedTrace.buildDirectory + "/rseqtrace"
+        let stats = try RecordedTrace.run(rseqtrace, ["stats", output])
+        #expect(stats.exitCode == 0, "\(stats)")
+        let rows = stats.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        for (name, value) in expectedCounters {
+            #expect(rows.contains { $0.count == 3 && $0[0] == name && $0[1] == "\(value)" }, "\(name): \(stats.stdout)")
+        }
+        #expect(stats.stdout.contains("counters: count=3"), "\(stats.stdout)")
+        let perfetto = output + ".perfetto-trace"
+        defer { RecordedTrace.removeTree(perfetto) }
+        let export = try RecordedTrace.run(rseqtrace, ["export", "--format", "perfetto", output, "--output", perfetto])
+        #expect(export.exitCode == 0, "\(export)")
+        // The independent decoder needs protoc (its Python modules are checked by the decoder itself).
+        if RecordedTrace.isExecutable("/usr/bin/protoc") {
+            let decoded = try RecordedTrace.run(RecordedTrace.python, [RecordedTrace.packageRoot + "/Tools/python/check_perfetto.py", perfetto])
+            #expect(decoded.exitCode == 0, "\(decoded)")
+            let summary = try #require(RecordedTrace.fields(decoded.stdout, "perfetto:"), "\(decoded)")
+            #expect(summary["counters"] == "\(samples)" && summary["counter_tracks"] == "3" && summary["unknown_tracks"] == "0"
+                    && summary["unresolved"] == "0", "\(decoded.stdout)")
+        }
+        let chrome = output + ".json"
+        defer { RecordedTrace.removeTree(chrome) }
+        let chromeExport = try RecordedTrace.run(rseqtrace, ["export", output, "--output", chrome])
+        #expect(chromeExport.exitCode == 0, "\(chromeExport)")
+
         if Self.hasBabeltrace {
             let counts = try RecordedTrace.babeltraceCounts(output)
             #expect(counts == ["metrics:counter": samples, "metrics:fp_counter": 4, "metrics:recorder": 4, "metrics:meter": 3,

@@ -21,10 +21,11 @@ let package = Package(
         .library(name: "RseqTraceMacros", targets: ["RseqTraceMacros"]),
         // Forwards typed events to LTTng-UST; links liblttng-ust only with `--traits LTTng`.
         .library(name: "RseqTraceLTTng", targets: ["RseqTraceLTTng"]),
-        // Opt-in backends for the Swift server ecosystem's APIs (swift-log, swift-distributed-tracing),
+        // Opt-in backends for the Swift server ecosystem's APIs (swift-log, swift-distributed-tracing, swift-metrics),
         // and one bootstrap for all of them. Only targets that import them build those packages.
         .library(name: "RseqTraceLogging", targets: ["RseqTraceLogging"]),
         .library(name: "RseqTraceTracing", targets: ["RseqTraceTracing"]),
+        .library(name: "RseqTraceMetrics", targets: ["RseqTraceMetrics"]),
         .library(name: "RseqTraceEcosystem", targets: ["RseqTraceEcosystem"]),
         .executable(name: "rseqtrace-example-server", targets: ["rseqtrace-example-server"]),
     ],
@@ -41,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     ],
     targets: [
         // MARK: C — only the rseq ABI, the asm critical sections and the syscalls Swift cannot call.
@@ -156,8 +158,9 @@ let package = Package(
         ),
 
         // MARK: Swift server ecosystem backends (opt-in products)
-        // A swift-log LogHandler, a swift-distributed-tracing Tracer, and the bootstrap of both. The
-        // RseqTrace product itself never depends on these packages.
+        // A swift-log LogHandler, a swift-distributed-tracing Tracer, a swift-metrics MetricsFactory
+        // (per-CPU counters), and the bootstrap of all three. The RseqTrace product itself never
+        // depends on these packages.
         .target(
             name: "RseqTraceLogging",
             dependencies: ["RseqTrace", .product(name: "Logging", package: "swift-log")],
@@ -169,11 +172,17 @@ let package = Package(
             swiftSettings: auditedUnsafe
         ),
         .target(
+            name: "RseqTraceMetrics",
+            dependencies: ["RseqTrace", .product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: auditedUnsafe
+        ),
+        .target(
             name: "RseqTraceEcosystem",
             dependencies: [
-                "RseqTraceLogging", "RseqTraceTracing",
+                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: auditedUnsafe
         ),
@@ -184,6 +193,7 @@ let package = Package(
                 "RseqTraceEcosystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: auditedUnsafe
         ),
@@ -215,10 +225,11 @@ let package = Package(
         .executableTarget(
             name: "rseqtrace-ecosystem-bench",
             dependencies: [
-                "RseqTrace", "RseqTraceConsumer", "RseqTraceLogging", "RseqTraceTracing", "RseqTraceSupport",
-                "CRseqTraceBench",
+                "RseqTrace", "RseqTraceConsumer", "RseqTraceLogging", "RseqTraceTracing", "RseqTraceMetrics",
+                "RseqTraceSupport", "CRseqTraceBench",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "Benchmarks/rseqtrace-ecosystem-bench",
             swiftSettings: auditedUnsafe
@@ -265,9 +276,10 @@ let package = Package(
         .executableTarget(
             name: "rseqtrace-ecosystem-testhelper",
             dependencies: [
-                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceEcosystem",
+                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceMetrics", "RseqTraceEcosystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "Tests/rseqtrace-ecosystem-testhelper",
             swiftSettings: auditedUnsafe
@@ -275,9 +287,12 @@ let package = Package(
         .testTarget(
             name: "RseqTraceEcosystemTests",
             dependencies: [
-                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceEcosystem", "RseqTraceFormats", "RseqTraceSupport",
+                "RseqTraceLogging", "RseqTraceTracing", "RseqTraceMetrics", "RseqTraceEcosystem", "RseqTraceFormats",
+                "RseqTraceSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "RseqTrace", "rseqtrace", "rseqtrace-example-server", "rseqtrace-ecosystem-testhelper",
             ],
             swiftSettings: auditedUnsafe

@@ -1,5 +1,7 @@
 @_exported import RseqTraceLogging
+@_exported import RseqTraceMetrics
 @_exported import RseqTraceTracing
+import CoreMetrics
 import Logging
 import Tracing
 
@@ -12,15 +14,16 @@ import Tracing
 /// RseqTraceBootstrap.bootstrap(logLevel: .info)
 /// ```
 ///
-/// swift-log's `LoggingSystem` then makes ``RseqTraceLogHandler``s, and swift-distributed-tracing's
-/// `InstrumentationSystem` uses ``RseqTraceTracer``. Both systems can be bootstrapped only once per
+/// swift-log's `LoggingSystem` then makes ``RseqTraceLogHandler``s, swift-distributed-tracing's
+/// `InstrumentationSystem` uses ``RseqTraceTracer``, and swift-metrics' `MetricsSystem` uses
+/// ``RseqTraceMetricsFactory`` (per-CPU counters). Each system can be bootstrapped only once per
 /// process (they stop the program on a second bootstrap), so call this once, instead of bootstrapping
 /// them yourself.
 ///
 /// The program records into the trace buffer of `rseqtrace record` (or of `rseqtrace attach`) when
 /// it runs under it; otherwise every event stays disabled and each call costs one load.
 public enum RseqTraceBootstrap {
-    /// Bootstraps swift-log and swift-distributed-tracing.
+    /// Bootstraps swift-log, swift-distributed-tracing and (unless `metrics` is false) swift-metrics.
     /// - Parameters:
     ///   - logLevel: the level of every logger's handler (a logger can change its own).
     ///   - metadataProvider: metadata added to every message (swift-log's global provider).
@@ -30,10 +33,13 @@ public enum RseqTraceBootstrap {
     ///   - alsoLogTo: makes a second handler for each label (for example
     ///     `{ label, provider in StreamLogHandler.standardError(label: label, metadataProvider: provider) }`);
     ///     it gets the same level, and messages go to both through swift-log's `MultiplexLogHandler`.
+    ///   - metrics: bootstraps swift-metrics' `MetricsSystem` with an ``RseqTraceMetricsFactory``
+    ///     (false: leave it to the program, e.g. to multiplex it with another backend).
     public static func bootstrap(
         logLevel: Logger.Level = .info,
         metadataProvider: Logger.MetadataProvider? = nil,
         spanIDsInLogs: Bool = false,
+        metrics: Bool = true,
         alsoLogTo: (@Sendable (_ label: String, _ metadataProvider: Logger.MetadataProvider?) -> any LogHandler)? = nil
     ) {
         var providers: [Logger.MetadataProvider] = []
@@ -43,6 +49,7 @@ public enum RseqTraceBootstrap {
             makeLogHandler(label: label, logLevel: logLevel, metadataProvider: provider, alsoLogTo: alsoLogTo)
         }, metadataProvider: providers.isEmpty ? nil : .multiplex(providers))
         InstrumentationSystem.bootstrap(RseqTraceTracer())
+        if metrics { MetricsSystem.bootstrap(RseqTraceMetricsFactory()) }
     }
 
     /// The handler `bootstrap` installs for `label`.

@@ -36,6 +36,14 @@ public final class TraceRecorder {
     /// The rings quarantined so far, with the errors naming them (`TraceDrainer.quarantinedRings`).
     /// `round` does not throw for them: the other rings keep being recorded.
     public var quarantinedRings: [Int: TraceError] { drainer.quarantinedRings }
+    /// The process id counter samples are attributed to (the traced program's).
+    private let processID: Int32
+    /// Counter names by slot, read once each (names never change).
+    private var counterNames: [String] = []
+    /// The value of each counter at its latest sample, by slot.
+    private var sampledCounterValues: [Int64] = []
+    /// The event id of `metrics:counter`, once known.
+    private var counterSampleID: UInt16?
 
     /// - Parameters:
     ///   - output: a directory prepared with `CTFTraceWriter.prepareDirectory`, or nil.
@@ -45,6 +53,7 @@ public final class TraceRecorder {
                 procname: String, pid: Int32, hostname: String? = nil) throws(TraceError) {
         self.buffer = buffer
         self.drainer = TraceDrainer(buffer: buffer)
+        self.processID = pid
         if output != nil || relay != nil {
             var schemas: [UInt16: EventSchema] = [:]
             do { schemas = try buffer.registeredEvents() } catch { registryProblem = error }
@@ -102,6 +111,8 @@ public final class TraceRecorder {
         var failure: TraceError?
         var count = 0
         let writer = self.writer
+        // Counters are read before the records: a sample is stamped when its values were read.
+        let counters = writer == nil ? nil : readCounters()
         var wholeSubbuffers = false
         if let partialSubbufferInterval, !quiescent {
             let now = ContinuousClock.now
@@ -168,6 +179,7 @@ public final class TraceRecorder {
         }
         if let failure { throw failure }
         guard let writer else { return count }
+        if let counters { try writeCounterSamples(counters, all: false, to: writer) }
         for (ring, statistics) in drainer.statistics.enumerated() {
             try writer.noteLost(ring: ring, total: statistics.lost)
         }
@@ -179,9 +191,51 @@ public final class TraceRecorder {
         return count
     }
 
-    /// Writes the remaining packets and the metadata.
+    /// Writes the value of every counter (a final `metrics:counter` sample each), the remaining
+    /// packets and the metadata.
     public func finish() throws(TraceError) -> CTFTraceWriter.Summary? {
-        try writer?.finish()
+        guard let writer else { return nil }
+        try writeCounterSamples(readCounters(), all: true, to: writer)
+        return try writer.finish()
+    }
+
+    /// The buffer's counters now: the cycle counter, then each registered counter's value by slot.
+    private func readCounters() -> (cycles: UInt64, values: [Int64]) {
+        let cycles = CycleClock.now()
+        let count = buffer.registeredCounterCount
+        while counterNames.count < count { counterNames.append(buffer.counterName(slot: counterNames.count)) }
+        return (cycles, (0..<count).map { buffer.counterValue(slot: $0) })
+    }
+
+    /// Writes a `metrics:counter` event for each counter whose value changed since its latest
+    /// sample (every counter when `all`), into the slow lane's stream (docs/BufferProtocol.md §8).
+    private func writeCounterSamples(_ counters: (cycles: UInt64, values: [Int64]), all: Bool,
+                                     to writer: CTFTraceWriter) throws(TraceError) {
+        guard !counters.values.isEmpty else { return }
+        let id: UInt16
+        if let counterSampleID {
+            id = counterSampleID
+        } else {
+            let schema = SharedTraceBuffer.counterSampleSchema
+            let registered = (try? buffer.registeredEvents())?.first(where: { $0.value == schema })?.key
+            if let registered { id = registered } else { id = try buffer.registerEvent(schema) }
+            writer.updateSchemas([id: schema])
+            counterSampleID = id
+        }
+        for (slot, value) in counters.values.enumerated() {
+            let isNew = slot >= sampledCounterValues.count
+            guard all || isNew || sampledCounterValues[slot] != value else { continue }
+            if isNew { sampledCounterValues.append(value) } else { sampledCounterValues[slot] = value }
+            var payload: [UInt8] = []
+            payload.reserveCapacity(10 + counterNames[slot].utf8.count)
+            for shift in stride(from: 0, to: 64, by: 8) { payload.append(UInt8(truncatingIfNeeded: value >> Int64(shift))) }
+            let name = Array(counterNames[slot].utf8.prefix(TraceLayout.maximumCounterNameSize))
+            payload.append(UInt8(truncatingIfNeeded: name.count))
+            payload.append(UInt8(truncatingIfNeeded: name.count >> 8))
+            payload.append(contentsOf: name)
+            try writer.append(ring: buffer.layout.slowLaneRing, eventID: id, cycles: counters.cycles,
+                              processID: processID, threadID: 0, payload: payload)
+        }
     }
 
     /// This machine's host name, or `localhost`.

@@ -40,10 +40,13 @@ package struct TraceTimeline {
         case span(pid: Int64, id: UInt64)
         /// The running count of discarded events of one CPU.
         case discardedCounter(pid: Int64, cpu: UInt32)
+        /// A per-CPU counter's values (its `metrics:counter` samples).
+        case metricCounter(pid: Int64, name: String)
 
         package var pid: Int64 {
             switch self {
-            case .thread(let pid, _), .cpu(let pid, _), .span(let pid, _), .discardedCounter(let pid, _): return pid
+            case .thread(let pid, _), .cpu(let pid, _), .span(let pid, _), .discardedCounter(let pid, _),
+                 .metricCounter(let pid, _): return pid
             }
         }
 
@@ -55,6 +58,9 @@ package struct TraceTimeline {
             case .cpu(let pid, let cpu): hasher.add(2); hasher.add(UInt64(bitPattern: pid)); hasher.add(UInt64(cpu))
             case .span(let pid, let id): hasher.add(3); hasher.add(UInt64(bitPattern: pid)); hasher.add(id)
             case .discardedCounter(let pid, let cpu): hasher.add(4); hasher.add(UInt64(bitPattern: pid)); hasher.add(UInt64(cpu))
+            case .metricCounter(let pid, let name):
+                hasher.add(5); hasher.add(UInt64(bitPattern: pid))
+                for byte in name.utf8 { hasher.add(UInt64(byte)) }
             }
             return hasher.value
         }
@@ -153,6 +159,14 @@ package struct TraceTimeline {
         }
         switch record {
         case .event(let event):
+            if event.name == SharedTraceBuffer.counterSampleSchema.name, case .signed(let value)? = event[field: "value"],
+               case .string(let name)? = event[field: "name"] {
+                // A per-CPU counter's value: a point of the counter's track, not an instant.
+                let counter = Track.metricCounter(pid: process.pid, name: name)
+                announce(counter, in: process, &items)
+                items.append(.counter(counter, at: event.timestamp, value: value))
+                return items
+            }
             let track: Track
             if let thread = Self.thread(of: event) {
                 track = .thread(pid: process.pid, tid: thread.tid)
@@ -235,6 +249,7 @@ package struct TraceTimeline {
         case .cpu(_, let cpu): title = "cpu \(cpu)"
         case .span(_, let id): title = "\(name ?? "span") (id \(id))"
         case .discardedCounter(_, let cpu): title = "discarded events, cpu \(cpu)"
+        case .metricCounter(_, let name): title = name
         }
         items.append(.track(TrackInfo(track: track, name: title)))
     }

@@ -1,5 +1,6 @@
 // rseqtrace-example-server: a small server-like program that uses only the Swift server
-// ecosystem's APIs (swift-log, swift-distributed-tracing); one bootstrap call routes them to RseqTrace.
+// ecosystem's APIs (swift-log, swift-distributed-tracing, swift-metrics); one bootstrap call routes them
+// to RseqTrace.
 //
 //   swift build --product rseqtrace-example-server
 //   rseqtrace record -o /tmp/server -- .build/debug/rseqtrace-example-server 200
@@ -8,11 +9,14 @@
 // Arguments: [requests] [--concurrency N] [--fail-every K]. Each request is a client span that injects
 // a W3C traceparent into its headers, and a server span that extracts it (so both are in one trace),
 // with a database span inside; every K-th request's query fails (404). It logs at info, warning and
-// debug (the logger's level is info, so debug messages are filtered out).
+// debug (the logger's level is info, so debug messages are filtered out). It counts requests and
+// failures with swift-metrics counters (per-CPU counters in the trace: `metrics:counter` events) and
+// times each query with a swift-metrics timer (`metrics:timer` events).
 #if canImport(Glibc)
 import Glibc
 #endif
 import Logging
+import Metrics
 import RseqTraceEcosystem
 import Tracing
 
@@ -34,6 +38,9 @@ struct HeaderExtractor: Extractor {
 struct ItemServer {
     var logger: Logger
     var failEvery: Int
+    let requests = Counter(label: "items.requests")
+    let failures = Counter(label: "items.requests", dimensions: [("status", "404")])
+    let queryTime = Metrics.Timer(label: "items.query")
 
     func handle(path: String, id: Int, headers: [String: String]) async -> Int {
         var context = ServiceContext.topLevel
@@ -41,6 +48,7 @@ struct ItemServer {
         return await withSpan("GET /items", context: context, ofKind: .server) { span in
             span.attributes["http.method"] = "GET"
             span.attributes["http.target"] = path
+            requests.increment()
             logger.info("request received", metadata: ["request": "\(id)"])
             logger.debug("headers: \(headers)")
             do {
@@ -51,6 +59,7 @@ struct ItemServer {
                 logger.info("request handled", metadata: ["request": "\(id)", "status": "200"])
                 return 200
             } catch {
+                failures.increment()
                 span.attributes["http.status_code"] = 404
                 span.recordError(error)
                 span.setStatus(SpanStatus(code: .error, message: "not found"))
@@ -61,7 +70,9 @@ struct ItemServer {
     }
 
     func query(id: Int) async throws -> Int {
-        try await withSpan("db.query", ofKind: .client) { span in
+        let start = ContinuousClock.now
+        defer { queryTime.record(duration: ContinuousClock.now - start) }
+        return try await withSpan("db.query", ofKind: .client) { span in
             span.attributes["db.statement"] = "SELECT * FROM items WHERE id = ?"
             span.attributes["db.id"] = id
             await Task.yield()

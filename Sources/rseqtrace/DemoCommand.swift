@@ -59,6 +59,11 @@ struct DemoCommand: ParsableCommand {
     @Flag(name: .customLong("no-output"), help: "Do not write a trace.")
     var noOutput = false
 
+    @Flag(name: .customLong("counter"), help: """
+        Also increment the per-CPU counter demo:events once per event (its value is written into         the trace as metrics:counter events, and checked at the end).
+        """)
+    var counter = false
+
     @Option(name: .customLong("expected-events"), help: """
         Also write every event the run emits, with its field values and text rendering, as JSON \
         lines to this file (Tools/check-lttng compares LTTng-UST traces with it).
@@ -100,7 +105,7 @@ struct DemoCommand: ParsableCommand {
             }
         }
         let workload = DemoWorkload(threads: threads, eventsPerThread: events, configuration: configuration, output: output,
-                                    backend: backend)
+                                    backend: backend, counts: counter)
         let result: DemoResult
         let traceBuffer: SharedTraceBuffer
         let summary: CTFTraceWriter.Summary?
@@ -125,6 +130,9 @@ struct DemoCommand: ParsableCommand {
         let layout = traceBuffer.layout
         print("rseqtrace demo: \(threads) threads x \(events) events, \(buffer.mode) mode, \(formatBytes(layout.ringSize)) ring per CPU (\(formatBytes(layout.subbufferSize)) sub-buffers), \(layout.cpuRingCount) CPU rings")
         print("producer mode: \(status)\(status.mode.usesRseq ? " (rseq area feature size \(status.featureSize))" : "")")
+        if let value = result.counterValue {
+            print("counter demo:events = \(value), expected \(threads * events)\(value == Int64(threads * events) ? "" : ": WRONG")")
+        }
         print("")
         print("ring          emitted    recorded        lost   (dropped / overwritten / too-large / abandoned)")
         for (index, ring) in result.perRing.enumerated() {

@@ -52,6 +52,8 @@ struct DemoResult {
     var duplicates: UInt64 = 0
     var timestampRegressions: UInt64 = 0
     var cpuNanoseconds: UInt64 = 0
+    /// The value of the per-CPU counter `demo:events` at the end (`--counter`), or nil.
+    var counterValue: Int64?
     var wallNanoseconds: UInt64 = 0
     var perRing: [TraceDrainer.RingStatistics] = []
     var drainRounds = 0
@@ -68,6 +70,8 @@ struct DemoWorkload {
     /// Where typed events go. With LTTng (`lttng`, `both`) every event goes through the typed
     /// tracepoints, since copy-commit and reserve/commit write to the buffer only.
     var backend: TraceBackend = .buffer
+    /// Whether each event also increments the per-CPU counter `demo:events`.
+    var counts = false
 
     func run() throws(TraceError) -> (DemoResult, SharedTraceBuffer, CTFTraceWriter.Summary?) {
         let buffer = try SharedTraceBuffer.create(configuration)
@@ -77,6 +81,7 @@ struct DemoWorkload {
         let tick = try buffer.registerEvent(DemoTick.schema)
         precondition(tick == DemoEvent.tick, "demo:tick is the first event registered")
         let producer = buffer.makeProducer()
+        let counter = counts ? try buffer.makeCounter(named: "demo:events") : nil
         // Typed tracepoints (demo:tick's third API, demo:types) write through the runtime.
         try TraceRuntime.attach(buffer)
         try backend.activate()
@@ -144,6 +149,7 @@ struct DemoWorkload {
                 default: fastPathProbeTypedEmit(thread, sequence)
                 }
                 fastPathProbeDisabled(thread, sequence)
+                if let counter { fastPathProbeCounterIncrement(counter, 1) }
                 if sequence % typesInterval == 0 { fastPathProbeTypedText("disabled text probe", sequence) }
                 if sequence % typesInterval == typesInterval - 1 {
                     DemoTypes(thread: thread, sequence: sequence).emit()
@@ -178,6 +184,7 @@ struct DemoWorkload {
         result.lost = totals.lost
         result.cpuNanoseconds = cpuTime.load(ordering: .relaxed)
         result.perRing = recorder.drainer.statistics
+        result.counterValue = counter?.value
         return (result, buffer, summary)
     }
 }

@@ -40,3 +40,9 @@ func fastPathProbeDisabled(_ thread: UInt32, _ sequence: UInt64) {
 func fastPathProbeTypedText(_ text: String, _ sequence: UInt64) {
     demoTextTracepoint.emit(sequence, TraceString(text))
 }
+
+/// A per-CPU counter increment: one restartable add on the running CPU's slot.
+@inline(never)
+func fastPathProbeCounterIncrement(_ counter: TraceCounter, _ amount: Int64) {
+    counter.increment(by: amount)
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RseqTrace
 import RseqTraceFormats
 import RseqTraceSupport
 
@@ -15,7 +16,8 @@ struct StatsCommand: ParsableCommand {
             is left out (from where it is damaged on), with a warning on stderr. --field NAME adds the distribution of a numeric field \
             over the selected events that have it, with a machine-readable line:
               field: name=<name> count=<n> min=<x> p50=<x> p90=<x> p99=<x> max=<x> mean=<x>
-            (percentiles by nearest rank). --spans adds the spans of the trace (rseqtrace:span_begin / \
+            (percentiles by nearest rank). Per-CPU counters (metrics:counter samples) are listed \
+            with the value of their last sample. --spans adds the spans of the trace (rseqtrace:span_begin / \
             span_end pairs): per-name count and duration percentiles, the longest spans, begins without \
             an end, with a machine-readable line:
               spans: spans=<n> names=<n> unmatched_begins=<n> orphan_ends=<n>
@@ -56,6 +58,8 @@ struct StatsCommand: ParsableCommand {
         var last: CTFEvent?
         var distributions = fields.map { FieldDistribution(name: $0) }
         var spanTable = SpanTable()
+        // Per-CPU counters: the last `metrics:counter` sample of each (process and) name.
+        var counters: [String: (value: Int64, samples: Int)] = [:]
         let pids = set.members.map(\.process.pid)
         // Span ids are unique within a process: a set's spans pair up within their process.
         let spanProcesses = set.members.map { set.isSet ? $0.process.label : nil }
@@ -83,6 +87,11 @@ struct StatsCommand: ParsableCommand {
                     last = event
                     for index in distributions.indices { distributions[index].add(event) }
                     if spans { spanTable.add(event, process: spanProcesses[element.member]) }
+                    if event.name == SharedTraceBuffer.counterSampleSchema.name,
+                       case .signed(let value)? = event[field: "value"], case .string(let name)? = event[field: "name"] {
+                        let key = (spanProcesses[element.member].map { $0 + " " } ?? "") + name
+                        counters[key] = (value, (counters[key]?.samples ?? 0) + 1)
+                    }
                 case .discarded(let loss):
                     discarded &+= loss.count
                     perCPU[loss.cpuID, default: (0, 0)].discarded &+= loss.count
@@ -154,6 +163,15 @@ struct StatsCommand: ParsableCommand {
             }
             if threads.count > 50 { print("(\(threads.count - 50) more threads)") }
             print("threads: count=\(threads.count)")
+        }
+        if !counters.isEmpty {
+            // Each counter's value at its last sample (the final value of a complete recording).
+            print("")
+            print(pad("counter", 40) + pad("value", 20, right: true) + pad("samples", 10, right: true))
+            for (name, entry) in counters.sorted(by: { $0.key < $1.key }) {
+                print(pad(name, 40) + pad("\(entry.value)", 20, right: true) + pad("\(entry.samples)", 10, right: true))
+            }
+            print("counters: count=\(counters.count)")
         }
         print("")
         if let first, let last {

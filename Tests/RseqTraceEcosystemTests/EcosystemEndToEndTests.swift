@@ -240,6 +240,99 @@ struct EcosystemEndToEndTests {
         let printed = outcome.stdout.split(separator: "\n").filter { $0.contains("test.bootstrap") }
         #expect(printed.count == 2 && printed[0].hasSuffix("outside") && printed[1].hasSuffix("inside")
                 && printed[1].contains("span_id=\(span)"), "\(printed)")
+        // The bootstrapped MetricsSystem: a per-CPU counter whose final sample is in the trace.
+        #expect(Self.finalCounterValues(events) == ["test.bootstrap": 7], "\(events.map(\.name))")
+    }
+
+    /// The value of each counter's last `metrics:counter` sample.
+    static func finalCounterValues(_ events: [CTFEvent]) -> [String: Int64] {
+        var values: [String: Int64] = [:]
+        for event in events where event.name == "metrics:counter" {
+            if case .signed(let value)? = event[field: "value"] { values[event.text("name")] = value }
+        }
+        return values
+    }
+
+    @Test("metrics: per-CPU counters exact in the trace (final samples, never decreasing), the other metrics as events",
+          .timeLimit(.minutes(2)))
+    func metricsScenario() throws {
+        let output = RecordedTrace.directory("metrics")
+        defer { RecordedTrace.removeTree(output) }
+        let (outcome, events) = try RecordedTrace.record(Self.helper, ["metrics"], output: output)
+        #expect(outcome.exitCode == 0, "\(outcome)")
+        let said = try #require(RecordedTrace.fields(outcome.stdout, "ecosystem:"), "\(outcome)")
+        #expect(said["ok"] == "1" && said["problems"] == "0" && said["requests_handler"] == "percpu:slot", "\(said)")
+        let expectedCounters: [String: Int64] = ["test.requests": 40000, "test.bytes{kind=body}": 35, "test.reset": 3]
+        #expect(Self.finalCounterValues(events) == expectedCounters)
+        // Samples of one counter never decrease (test.reset excepted: it was reset).
+        var last: [String: Int64] = [:]
+        for event in events where event.name == "metrics:counter" {
+            guard case .signed(let value)? = event[field: "value"] else { Issue.record("\(event)"); continue }
+            let name = event.text("name")
+            if name != "test.reset", let previous = last[name] { #expect(value >= previous, "\(name): \(previous) then \(value)") }
+            last[name] = value
+        }
+        func doubles(_ name: String, _ field: String) -> [Double] {
+            events.filter { $0.name == name }.compactMap {
+                if case .float64(let value)? = $0[field: field] { return value }
+                return nil
+            }
+        }
+        #expect(doubles("metrics:fp_counter", "amount") == [0.5, 0.5, 0.5, 0.5])
+        #expect(events.filter { $0.name == "metrics:fp_counter" }.allSatisfy { $0.text("name") == "test.fp" })
+        #expect(doubles("metrics:recorder", "value") == [42.5, 7, 3, 4.25])
+        #expect(events.filter { $0.name == "metrics:recorder" }.map { $0.text("name") }
+                == ["test.gauge", "test.gauge", "test.recorder", "test.recorder"])
+        #expect(doubles("metrics:meter", "value") == [10, 2.5, 1])
+        #expect(events.filter { $0.name == "metrics:meter" }.compactMap { $0.label("change") } == ["set", "increment", "decrement"])
+        let timers = events.filter { $0.name == "metrics:timer" }.compactMap { event -> Int64? in
+            if case .signed(let value)? = event[field: "duration_ns"] { return value }
+            return nil
+        }
+        #expect(timers == [1500, 2500])
+        let samples = events.filter { $0.name == "metrics:counter" }.count
+
+        // stats lists each counter with its last sample; the exports draw one counter track each.
+        let rseqtrace = RecordedTrace.buildDirectory + "/rseqtrace"
+        let stats = try RecordedTrace.run(rseqtrace, ["stats", output])
+        #expect(stats.exitCode == 0, "\(stats)")
+        let rows = stats.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        for (name, value) in expectedCounters {
+            #expect(rows.contains { $0.count == 3 && $0[0] == name && $0[1] == "\(value)" }, "\(name): \(stats.stdout)")
+        }
+        #expect(stats.stdout.contains("counters: count=3"), "\(stats.stdout)")
+        let perfetto = output + ".perfetto-trace"
+        defer { RecordedTrace.removeTree(perfetto) }
+        let export = try RecordedTrace.run(rseqtrace, ["export", "--format", "perfetto", output, "--output", perfetto])
+        #expect(export.exitCode == 0, "\(export)")
+        // The independent decoder needs protoc (its Python modules are checked by the decoder itself).
+        if RecordedTrace.isExecutable("/usr/bin/protoc") {
+            let decoded = try RecordedTrace.run(RecordedTrace.python, [RecordedTrace.packageRoot + "/Tools/python/check_perfetto.py", perfetto])
+            #expect(decoded.exitCode == 0, "\(decoded)")
+            let summary = try #require(RecordedTrace.fields(decoded.stdout, "perfetto:"), "\(decoded)")
+            #expect(summary["counters"] == "\(samples)" && summary["counter_tracks"] == "3" && summary["unknown_tracks"] == "0"
+                    && summary["unresolved"] == "0", "\(decoded.stdout)")
+        }
+        let chrome = output + ".json"
+        defer { RecordedTrace.removeTree(chrome) }
+        let chromeExport = try RecordedTrace.run(rseqtrace, ["export", output, "--output", chrome])
+        #expect(chromeExport.exitCode == 0, "\(chromeExport)")
+
+        if Self.hasBabeltrace {
+            let counts = try RecordedTrace.babeltraceCounts(output)
+            #expect(counts == ["metrics:counter": samples, "metrics:fp_counter": 4, "metrics:recorder": 4, "metrics:meter": 3,
+                               "metrics:timer": 2], "\(counts)")
+            let script = RecordedTrace.packageRoot + "/Tools/python/check_metrics_trace.py"
+            let bt2Run = try RecordedTrace.run(RecordedTrace.python, [script, output])
+            #expect(bt2Run.exitCode == 0, "\(bt2Run)")
+            let bt2 = try #require(RecordedTrace.fields(bt2Run.stdout, "bt2:"), "\(bt2Run)")
+            #expect(bt2["samples"] == "\(samples)" && bt2["fp_counter"] == "4" && bt2["recorder"] == "4"
+                    && bt2["meter"] == "3" && bt2["timer"] == "2" && bt2["timer_ns"] == "4000" && bt2["discarded"] == "0", "\(bt2)")
+            let counters = bt2Run.stdout.split(separator: "\n").filter { $0.hasPrefix("bt2-counter: ") }
+                .map { $0.dropFirst("bt2-counter: ".count).split(separator: " ", maxSplits: 1) }
+            #expect(Dictionary(uniqueKeysWithValues: counters.map { (String($0.last ?? ""), Int64($0.first ?? "") ?? -1) })
+                    == expectedCounters, "\(bt2Run.stdout)")
+        }
     }
 
     @Test("example server: every request's three spans, parent links across the injected traceparent, and every log message",
@@ -257,8 +350,13 @@ struct EcosystemEndToEndTests {
         // Per request: 3 spans of 4 events, 1 span event, 2 messages; a failure adds 2 span errors.
         // Plus the start and stop messages.
         let total = requests * (3 * 4 + 1 + 2) + 2 * failures.count + 2
-        #expect(outcome.stdout.contains("recorded \(total) events, lost 0"), "\(outcome.stdout)")
-        #expect(events.count == total)
+        // Each query is timed (a metrics:timer event); the counters are samples the recorder writes.
+        #expect(outcome.stdout.contains("recorded \(total + requests) events, lost 0"), "\(outcome.stdout)")
+        let samples = events.filter { $0.name == "metrics:counter" }.count
+        #expect(events.filter { $0.name == "metrics:timer" }.count == requests)
+        #expect(events.count == total + requests + samples)
+        #expect(Self.finalCounterValues(events) == ["items.requests": Int64(requests),
+                                                   "items.requests{status=404}": Int64(failures.count)])
 
         // Every message, by request.
         let messages = events.filter { $0.name == "log:message" }
@@ -330,9 +428,10 @@ struct EcosystemEndToEndTests {
             #expect(counts == ["log:message": 2 * requests + 2, "rseqtrace:span_begin": 3 * requests,
                                "rseqtrace:span_end": 3 * requests, "tracing:span_start": 3 * requests,
                                "tracing:span_end": 3 * requests, "tracing:span_event": requests,
-                               "tracing:span_error": 2 * failures.count], "\(counts)")
+                               "tracing:span_error": 2 * failures.count, "metrics:timer": requests,
+                               "metrics:counter": samples], "\(counts)")
             let bt2 = try RecordedTrace.bt2Summary(output)
-            #expect(bt2["events"] == "\(total)" && bt2["unmatched"] == "0" && bt2["name_mismatch"] == "0"
+            #expect(bt2["events"] == "\(total + requests + samples)" && bt2["unmatched"] == "0" && bt2["name_mismatch"] == "0"
                     && bt2["bad_parent"] == "0" && bt2["bad_trace"] == "0" && bt2["duration_mismatch"] == "0"
                     && bt2["discarded"] == "0", "\(bt2)")
         }

@@ -2,15 +2,18 @@
 // The test suite compiles these; ReadmeSnippetTests.swift runs them.
 
 import Logging
+import Metrics
 import RseqTraceEcosystem
 import Tracing
 
-// README.md, section "Swift server ecosystem: swift-log and swift-distributed-tracing"
+// README.md, section "Swift server ecosystem: swift-log, swift-distributed-tracing and swift-metrics"
 func ecosystemSnippet() async throws {
-    RseqTraceBootstrap.bootstrap(logLevel: .info)   // LoggingSystem and InstrumentationSystem, once per process
+    RseqTraceBootstrap.bootstrap(logLevel: .info)   // LoggingSystem, InstrumentationSystem, MetricsSystem: once per process
 
     let logger = Logger(label: "server")
+    let requests = Counter(label: "http.requests")   // a per-CPU counter
     try await withSpan("GET /items", ofKind: .server) { span in
+        requests.increment()
         span.attributes["http.status_code"] = 200
         logger.info("handled", metadata: ["items": "3"])
     }

@@ -102,7 +102,7 @@ struct BufferMemoryTests {
         let file = try FileDescriptor.open(FilePath(directory + "/trace"), .readWrite,
                                            options: [.create, .exclusiveCreate, .closeOnExec], permissions: [.ownerReadWrite])
         defer { try? file.close() }
-        // The header, registry and lines (68 KiB) fit; one ring's control block and eleven of its
+        // The header, registry, lines and counter names (132 KiB) fit; one ring's control block and seven of its
         // sub-buffers fill the rest, well before the ring (256 KiB) is full.
         let buffer = try SharedTraceBuffer.create(
             TraceConfiguration(name: "small-tmpfs", ringSize: 256 << 10, subbufferSize: 16 << 10, cpuRingCount: 2), in: file)

@@ -244,12 +244,12 @@ struct CLIRecordSignalTests {
         #expect(run.stdout.contains(" demo:types records intact, 0 damaged, 0 duplicated"), "\(run)")
     }
 
-    @Test("a /dev/shm too small for the buffer's header, registry and lines is reported as memory that could not be allocated, with what to do (private mount namespace)",
+    @Test("a /dev/shm too small for the buffer's header, registry, lines and counter names is reported as memory that could not be allocated, with what to do (private mount namespace)",
           .enabled(if: geteuid() == 0 && HelperProcess.isExecutable("/usr/bin/unshare"), "needs root and unshare for a private tmpfs"),
           .timeLimit(.minutes(1)))
     func tooSmallSharedMemory() throws {
-        // 64 KiB: less than the header, registry and lines table (68 KiB), which are populated at
-        // creation (the rings are populated as producers first open their sub-buffers).
+        // 64 KiB: less than the header, registry, lines table and counter names (132 KiB), which are
+        // populated at creation (the rings are populated as producers first open their sub-buffers).
         let script = "mount -t tmpfs -o size=64k tmpfs /dev/shm || exit 77; exec \(HelperProcess.rseqtracePath) demo --no-output --threads 1 --events 10"
         let run = try HelperProcess.run("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script],
                                         environment: HelperProcess.environment(), timeout: .seconds(50))

@@ -449,7 +449,7 @@ struct SharedObjectUnitTests {
     }
 
     @Test("a header with another version fails with .unsupportedVersion and says to use a matching tool",
-          arguments: [UInt32(0), 1, 2, 3, 5, 0xFFFF_FFFF])
+          arguments: [UInt32(0), 1, 2, 3, 4, 6, 0xFFFF_FFFF])
     func openOtherVersion(version: UInt32) throws {
         let name = UnitTrace.name("version")
         let buffer = try SharedTraceBuffer.create(configuration(name))
@@ -457,7 +457,7 @@ struct SharedObjectUnitTests {
         #expect(patchFile(path, offset: HeaderField.version.rawValue, uint32: version))
         let error = try #require(traceError { () throws(TraceError) in try SharedTraceBuffer.open(name: name) })
         #expect(error.code == .unsupportedVersion)
-        #expect(error.message == "\(path) has layout version \(version); this build reads version 4: use a matching rseqtrace")
+        #expect(error.message == "\(path) has layout version \(version); this build reads version 5: use a matching rseqtrace")
         withExtendedLifetime(buffer) {}
     }
 
@@ -497,7 +497,7 @@ struct SharedObjectUnitTests {
     @Test("other damaged header fields fail with .corrupted",
           arguments: [(HeaderField.headerSize.rawValue, 4, UInt64(8192), "header field headerSize (offset 12) is 8192, expected 4096;"),
                       (HeaderField.controlSize.rawValue, 8, 0, "header field controlSize (offset 64) is 0, expected 8192;"),
-                      (HeaderField.ringsOffset.rawValue, 8, 0, "header field ringsOffset (offset 40) is 0, expected 69632 (registry and lines table of"),
+                      (HeaderField.ringsOffset.rawValue, 8, 0, "header field ringsOffset (offset 40) is 0, expected 147456 (registry, lines table and counters of"),
                       (HeaderField.cpuRingCount.rawValue, 4, 0, "header field cpuRingCount (offset 24) is 0, expected 1...4096;"),
                       (HeaderField.lazyPopulation.rawValue, 4, 2, "header field lazyPopulation (offset 176) is 2, expected 0 or 1;"),
                       (HeaderField.subbufferSize.rawValue, 8, 768,

@@ -1,15 +1,17 @@
 // rseqtrace-ecosystem-testhelper: scenarios for RseqTraceEcosystemTests, run under `rseqtrace record`.
-// Each scenario uses only the swift-log / swift-distributed-tracing APIs on RseqTrace's backends and
+// Each scenario uses only the swift-log / swift-distributed-tracing / swift-metrics APIs on RseqTrace's backends and
 // prints one line `ecosystem: scenario=NAME ok=1 ...` with what the test needs to find in the trace
 // (span ids, counts); the test reads the trace and checks every event.
 //
-//   rseqtrace-ecosystem-testhelper logging | tracing | bootstrap
+//   rseqtrace-ecosystem-testhelper logging | tracing | bootstrap | metrics
 #if canImport(Glibc)
 import Glibc
 #endif
+import CoreMetrics
 import Logging
 import RseqTraceEcosystem
 import RseqTraceLogging
+import RseqTraceMetrics
 import RseqTraceTracing
 import Synchronization
 import Tracing
@@ -154,17 +156,62 @@ func bootstrap() {
         logger.info("inside")
     }
     logger.trace("below the level")
+    Counter(label: "test.bootstrap").increment(by: 7)
+}
+
+/// Every kind of swift-metrics metric through RseqTraceMetricsFactory. Counters: `test.requests`
+/// incremented 5000 times by each of 8 tasks (40000), `test.bytes{kind=body}` 7 times by 5 (35),
+/// `test.reset` incremented by 10, reset, then by 3 (3), and the same `test.requests` made twice.
+/// Events: 4 `metrics:fp_counter` of 0.5, a gauge and a recorder (`metrics:recorder`: 42.5, 7, 3,
+/// 4.25), a meter (`metrics:meter`: set 10, increment 2.5, decrement 1), a timer
+/// (`metrics:timer`: 1500 and 2500 ns).
+func metrics() async {
+    let factory = RseqTraceMetricsFactory()
+    MetricsSystem.bootstrap(factory)
+    await withTaskGroup(of: Void.self) { group in
+        for _ in 0..<8 {
+            group.addTask {
+                let counter = Counter(label: "test.requests")
+                for _ in 0..<5000 { counter.increment() }
+            }
+        }
+    }
+    let bytes = Counter(label: "test.bytes", dimensions: [("kind", "body")])
+    for _ in 0..<7 { bytes.increment(by: 5) }
+    let reset = Counter(label: "test.reset")
+    reset.increment(by: 10)
+    reset.reset()
+    reset.increment(by: 3)
+    let fp = FloatingPointCounter(label: "test.fp")
+    for _ in 0..<4 { fp.increment(by: 0.5) }
+    let gauge = Gauge(label: "test.gauge")
+    gauge.record(42.5)
+    gauge.record(7)
+    let recorder = Recorder(label: "test.recorder")
+    recorder.record(3)
+    recorder.record(4.25)
+    let meter = Meter(label: "test.meter")
+    meter.set(10)
+    meter.increment(by: 2.5)
+    meter.decrement(by: 1)
+    let timer = CoreMetrics.Timer(label: "test.timer")
+    timer.recordNanoseconds(1500)
+    timer.recordNanoseconds(2500)
+    say("problems", factory.problems.count)
+    let handler = factory.makeCounter(label: "test.requests", dimensions: []) as? RseqTraceCounterHandler
+    say("requests_handler", handler?.counter.map { "percpu:slot\($0.value == 40000 ? "" : "-wrong")" } ?? "none")
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let scenario = arguments.first else {
-    print("usage: rseqtrace-ecosystem-testhelper logging | tracing | bootstrap")
+    print("usage: rseqtrace-ecosystem-testhelper logging | tracing | bootstrap | metrics")
     exit(64)
 }
 switch scenario {
 case "logging": logging()
 case "tracing": await tracing()
 case "bootstrap": bootstrap()
+case "metrics": await metrics()
 default:
     print("rseqtrace-ecosystem-testhelper: unknown scenario '\(scenario)'")
     exit(64)

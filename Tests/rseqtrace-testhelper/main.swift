@@ -22,6 +22,7 @@ let usage = """
       \(FallbackWriteCommand.usage)
       \(EmitUntilSignalCommand.usage)
       \(ForkWriteCommand.usage)
+      \(CountersCommand.usage)
       mode
     """
 
@@ -46,6 +47,7 @@ do {
     case "fallback-write": finish(try FallbackWriteCommand.run(rest))
     case "emit-until-signal": finish(try EmitUntilSignalCommand.run(rest))
     case "fork-write": finish(try ForkWriteCommand.run(rest))
+    case "counters": finish(try CountersCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

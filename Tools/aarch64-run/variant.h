@@ -140,6 +140,25 @@ static void V(op_add_store)(uint64_t seq)
 	me->added += add;
 }
 
+static void V(op_cbgeu_addv)(uint64_t seq)
+{
+	/* Per-CPU counter add: the section reads the index itself and adds to that index's ring
+	 * count (base + index * stride); a limit of 0 has no block for any index (must not commit). */
+	uint64_t add = 1 + seq % 3;
+	uint32_t idx;
+	for (;;) {
+		struct ring *r = V(ring_for)(&idx);
+		if (!r) return;
+		if ((seq & 15) == 0)
+			V(must_not_commit)(V(rseqtrace_load_cbgeu_addv)(&rings[0].count, sizeof(struct ring), 0, add), 0,
+					   "a limit of 0");
+		if (V(tally)(V(rseqtrace_load_cbgeu_addv)(&rings[0].count, sizeof(struct ring), MAX_INDEX, add)))
+			break;
+	}
+	me->commits++;
+	me->added += add;
+}
+
 static void V(op_trystore_store)(uint64_t seq)
 {
 	uint64_t word = record_word(T_PLAIN, 0, seq);
@@ -234,6 +253,7 @@ static const struct op V(ops)[] = {
 	{ "rseqtrace_load_cbne_load_cbne_stamp_trystores_store", V(op_stamp_trystores_store), KIND_RECORDS },
 	{ "rseqtrace_load_cbne_stamp_memcpy_trystore_store", V(op_stamp_memcpy_trystore_store), KIND_RECORDS },
 	{ "rseqtrace_load_add_store", V(op_add_store), KIND_COUNT },
+	{ "rseqtrace_load_cbgeu_addv", V(op_cbgeu_addv), KIND_COUNT },
 	{ "rseqtrace_load_cbne_trystore_store", V(op_trystore_store), KIND_RECORDS },
 	{ "rseqtrace_load_cbne_load_cbne_store", V(op_load_cbne_store), KIND_HEAD },
 	{ "rseqtrace_load_cbne_load_cbgtu_store", V(op_load_cbgtu_store), KIND_HEAD },

@@ -195,6 +195,38 @@ abort:
 	return -1;
 }
 
+/* rseqtrace_load_cbgeu_addv: see the x86_64 file. ldr/add/str; the str is the commit (a plain
+ * store: a counter publishes nothing else, readers load it relaxed). */
+RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbgeu_addv)(
+	uint64_t *base, uint64_t stride, uint32_t limit, uint64_t count)
+{
+	__asm__ __volatile__ goto (
+		RSEQTRACE_ASM_DEFINE_TABLE(3, 1f, 2f, 4f)
+		RSEQTRACE_ASM_DEFINE_EXIT_POINT(1f, %l[ne])
+		RSEQTRACE_ASM_STORE_RSEQ_CS(1, 3b)
+		"ldr w16, [%[abi], #" RSEQTRACE_STR(RSEQTRACE_T_INDEX) "]\n\t"
+		"cmp w16, %w[limit]\n\t"
+		"b.hs %l[ne]\n\t"
+		RSEQTRACE_INJECT_ASM
+		"madd x16, x16, %[stride], %[base]\n\t"
+		"ldr x17, [x16]\n\t"
+		"add x17, x17, %[count]\n\t"
+		"str x17, [x16]\n\t"
+		"2:\n\t"
+		RSEQTRACE_ASM_DEFINE_ABORT(4, abort)
+		: /* no outputs */
+		: [abi] "r" (rseqtrace_abi()), [base] "r" (base), [stride] "r" (stride),
+		  [limit] "r" (limit), [count] "r" (count)
+		  RSEQTRACE_INJECT_INPUT
+		: "memory", "cc", "x16", "x17"
+		: abort, ne);
+	return 0;
+abort:
+	return -1;
+ne:
+	return 1;
+}
+
 /* rseqtrace_load_cbne_trystore_store: see the x86_64 file. */
 RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbne_trystore_store)(
 	uint32_t index, uint64_t *v, uint64_t expect, uint64_t *slot, uint64_t word, uint64_t newv)

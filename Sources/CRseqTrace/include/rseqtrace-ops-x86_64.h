@@ -250,6 +250,44 @@ abort:
 }
 
 /*
+ * rseqtrace_load_cbgeu_addv(base, stride, limit, count)
+ *
+ * Per-CPU counter add (docs/BufferProtocol.md §8): the index is read inside the sequence, so the
+ * block it selects is the running CPU's until the commit; no atomic read-modify-write.
+ * Pseudo-code:
+ *   load(i, index_field); cbgeu(i, limit, ne)      (unregistered thread, or no block for i)
+ *   v = base + i * stride
+ *   load(r1, [v]); r1 += count; store(r1, [v])     (one `addq` to memory: the commit)
+ */
+RSEQTRACE_INLINE int RSEQTRACE_T(rseqtrace_load_cbgeu_addv)(
+	uint64_t *base, uint64_t stride, uint32_t limit, uint64_t count)
+{
+	__asm__ __volatile__ goto (
+		RSEQTRACE_ASM_DEFINE_TABLE(3, 1f, 2f, 4f)
+		RSEQTRACE_ASM_DEFINE_EXIT_POINT(1f, %l[ne])
+		RSEQTRACE_ASM_STORE_RSEQ_CS(1, 3b)
+		"movl %%fs:" RSEQTRACE_STR(RSEQTRACE_T_INDEX) "(%[abi]), %%ecx\n\t"
+		"cmpl %[limit], %%ecx\n\t"
+		"jae %l[ne]\n\t"
+		RSEQTRACE_INJECT_ASM
+		"imulq %[stride], %%rcx\n\t"
+		"addq %[count], (%[base], %%rcx)\n\t"
+		"2:\n\t"
+		RSEQTRACE_ASM_DEFINE_ABORT(4, abort)
+		: /* no outputs */
+		: [abi] "r" (rseqtrace_rseq_offset), [base] "r" (base), [stride] "r" (stride),
+		  [limit] "r" (limit), [count] "r" (count)
+		  RSEQTRACE_INJECT_INPUT
+		: "memory", "cc", "rax", "rcx"
+		: abort, ne);
+	return 0;
+abort:
+	return -1;
+ne:
+	return 1;
+}
+
+/*
  * rseqtrace_load_cbne_trystore_store(index, v, expect, slot, word, newv)
  *
  * Seal: close the current sub-buffer with a padding record (consumer side, run on the CPU).

@@ -209,12 +209,13 @@ public final class SharedTraceBuffer: @unchecked Sendable {
                     UInt(layout.ringStride), Int32(node))
             }
         }
-        // Populate the header, the registry and the lines table now (a /dev/shm too small then fails
-        // here with a clear error). The rings are populated sub-buffer by sub-buffer by the
-        // producers that first open them (RingWriter.populateBeforeOpening), which report a page
-        // that cannot be allocated as a dropped record instead of taking SIGBUS.
+        // Populate the header, the registry, the lines table and the counter names now (a /dev/shm
+        // too small then fails here with a clear error). The rings are populated sub-buffer by
+        // sub-buffer by the producers that first open them (RingWriter.populateBeforeOpening), which
+        // report a page that cannot be allocated as a dropped record instead of taking SIGBUS; a
+        // group of counter values by the registration of its first counter (`registerCounter`).
         // SAFETY: the range is the start of our mapping.
-        let populated = unsafe rseqtrace_populate_write(base, configuration.preallocates ? layout.totalSize : layout.ringsOffset)
+        let populated = unsafe rseqtrace_populate_write(base, configuration.preallocates ? layout.totalSize : layout.counterValuesOffset)
         let lazy = populated == 0 && !configuration.preallocates
         if populated != 0 {
             let errno = Errno(rawValue: populated)
@@ -527,7 +528,7 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         let ringsOffset = header.get(HeaderField.ringsOffset, as: UInt64.self)
         guard ringsOffset == UInt64(layout.ringsOffset) else {
             throw badField("ringsOffset", HeaderField.ringsOffset, ringsOffset,
-                           expected: "\(layout.ringsOffset) (registry and lines table of \(layout.ringCount) rings)")
+                           expected: "\(layout.ringsOffset) (registry, lines table and counters of \(layout.ringCount) rings)")
         }
         let lazyPopulation = header.get(HeaderField.lazyPopulation, as: UInt32.self)
         guard lazyPopulation <= 1 else {

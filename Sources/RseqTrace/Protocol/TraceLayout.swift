@@ -9,7 +9,11 @@
 /// | ring lines           |  256 bytes per ring: producer line (head, stamp, counters, last
 /// |                      |  writer), consumer
 /// |                      |  line (consumed); rounded up to whole pages
-/// +----------------------+  ringsOffset = linesOffset + linesSize
+/// +----------------------+  countersOffset = linesOffset + linesSize
+/// | counter names        |  64 KiB: 512 entries of 128 bytes (slot -> name)
+/// | counter values       |  32 groups of 16 slots; per group one 128-byte line per CPU block
+/// |                      |  (cpuRingCount blocks, then the atomic block); whole pages
+/// +----------------------+  ringsOffset = countersOffset + countersSize
 /// | ring 0 control       |  8 KiB: recycle markers (rseq rings), commit counters and read
 /// |                      |  accounting (lock-free rings)
 /// | ring 0 data          |  ringSize bytes, split into sub-buffers of subbufferSize bytes
@@ -25,7 +29,8 @@
 /// sub-buffer starts with a `subbufferBegin` record, and its events are preceded, within it, by
 /// `thread` records naming their writer. See docs/BufferProtocol.md.
 ///
-/// Header, registry and lines are populated at creation; a ring's control block and data pages
+/// Header, registry, lines and counter names are populated at creation, a group of counter values
+/// when its first counter is registered; a ring's control block and data pages
 /// are populated by the producer that first opens each of its sub-buffers (BufferProtocol.md §1),
 /// so memory grows with what is written, not with the number of possible CPUs.
 @frozen
@@ -33,7 +38,7 @@ public struct TraceLayout: Hashable, Sendable {
     /// "RSEQTRC" followed by a format byte 0x01, little-endian.
     @usableFromInline package static let magic: UInt64 = 0x0143_5254_5145_5352
     /// Version of everything described here. Readers reject other versions.
-    @usableFromInline package static let version: UInt32 = 4
+    @usableFromInline package static let version: UInt32 = 5
     @usableFromInline package static let headerSize = 4096
     /// The event registry follows the header.
     @usableFromInline package static let registryOffset = 4096
@@ -56,9 +61,22 @@ public struct TraceLayout: Hashable, Sendable {
     @usableFromInline package static let maximumSubbuffersPerRing = 256
     /// Most rings indexed by CPU (or concurrency id); a CPU at or beyond the ring count writes to the slow lane.
     @usableFromInline package static let maximumCPURingCount = 4096
+    /// Counter slots of a trace object (docs/BufferProtocol.md §8).
+    @usableFromInline package static let counterSlotCount = 512
+    /// Bytes of a counter's entry in the name table: a `UInt64` name length (0: free), then the
+    /// name's UTF-8 bytes.
+    @usableFromInline package static let counterNameEntrySize = 128
+    /// Longest counter name, in UTF-8 bytes.
+    @usableFromInline package static let maximumCounterNameSize = counterNameEntrySize - 8
+    @usableFromInline package static let counterNamesSize = counterSlotCount * counterNameEntrySize
+    /// Bytes of one block's line in a counter group: 16 slots of 8 bytes, two cache lines, so that
+    /// no two CPUs' counters share a line (nor an adjacent-line prefetch pair).
+    @usableFromInline package static let counterLineSize = 128
+    @usableFromInline package static let countersPerLine = counterLineSize / 8
     /// Size of the largest object a valid geometry describes (every bound at its maximum).
     @usableFromInline package static let maximumTotalSize =
-        registryOffset + registrySize + (maximumCPURingCount + 1) * (lineStride + controlSize + maximumRingSize)
+        registryOffset + registrySize + counterNamesSize + (maximumCPURingCount + 1) * (lineStride + controlSize + maximumRingSize)
+            + (counterSlotCount / countersPerLine) * (maximumCPURingCount + 1) * counterLineSize + 2 * pageSize
 
     /// Number of per-CPU rings (indexed by CPU, or by concurrency id); the slow-lane ring follows them.
     public let cpuRingCount: Int
@@ -80,7 +98,31 @@ public struct TraceLayout: Hashable, Sendable {
     @inlinable package var linesSize: Int {
         (ringCount &* TraceLayout.lineStride &+ TraceLayout.pageSize &- 1) & ~(TraceLayout.pageSize &- 1)
     }
-    @inlinable package var ringsOffset: Int { linesOffset &+ linesSize }
+    /// Where the counter area starts (the counter name table, then the values).
+    @inlinable package var countersOffset: Int { linesOffset &+ linesSize }
+    /// Where the counter values start (after the name table).
+    @inlinable package var counterValuesOffset: Int { countersOffset &+ TraceLayout.counterNamesSize }
+    /// Blocks of counter values: one per CPU ring index, then the block updated with atomic adds.
+    @inlinable package var counterBlockCount: Int { cpuRingCount &+ 1 }
+    /// Index of the block updated with atomic adds (producers without rseq).
+    @inlinable package var atomicCounterBlock: Int { cpuRingCount }
+    /// Bytes of one group of 16 counter slots: one line per block.
+    @inlinable package var counterGroupSize: Int { counterBlockCount &* TraceLayout.counterLineSize }
+    /// Bytes of the counter area (names and values), rounded up to whole pages.
+    @inlinable package var countersSize: Int {
+        let values = (TraceLayout.counterSlotCount / TraceLayout.countersPerLine) &* counterGroupSize
+        return (TraceLayout.counterNamesSize &+ values &+ TraceLayout.pageSize &- 1) & ~(TraceLayout.pageSize &- 1)
+    }
+    /// Offset of counter `slot`'s word in `block` (docs/BufferProtocol.md §8).
+    @inlinable package func counterOffset(slot: Int, block: Int) -> Int {
+        counterValuesOffset &+ (slot / TraceLayout.countersPerLine) &* counterGroupSize
+            &+ block &* TraceLayout.counterLineSize &+ (slot % TraceLayout.countersPerLine) &* 8
+    }
+    /// Offset of counter `slot`'s entry in the name table.
+    @inlinable package func counterNameOffset(slot: Int) -> Int {
+        countersOffset &+ slot &* TraceLayout.counterNameEntrySize
+    }
+    @inlinable package var ringsOffset: Int { countersOffset &+ countersSize }
     /// Size in bytes of the whole trace object (header, registry and rings).
     @inlinable public var totalSize: Int { ringsOffset + ringCount * ringStride }
     /// Number of sub-buffers in each ring.
@@ -203,6 +245,9 @@ package struct HeaderField: RawRepresentable, Hashable, Sendable {
     @inlinable package static var memoryExhausted: HeaderField { HeaderField(rawValue: 180) }
     /// 64 bytes: process-shared robust mutex of the registry.
     @inlinable package static var registryMutex: HeaderField { HeaderField(rawValue: 192) }
+    /// `UInt32` (atomic): counter slots registered (names published), at most
+    /// `TraceLayout.counterSlotCount`; stored with release after the name (docs/BufferProtocol.md §8).
+    @inlinable package static var counterCount: HeaderField { HeaderField(rawValue: 256) }
 }
 
 /// Byte offset of a ring's shared word: below ``ControlField/lineLimit``, in the ring's entry of

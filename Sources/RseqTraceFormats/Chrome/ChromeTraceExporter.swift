@@ -98,7 +98,7 @@ public struct ChromeTraceExporter {
         switch track {
         case .thread(_, let tid): return tid
         case .cpu(_, let cpu), .discardedCounter(_, let cpu): return (1 << 22) + Int64(cpu)
-        case .span: return 0
+        case .span, .metricCounter: return 0
         }
     }
 
@@ -111,7 +111,7 @@ public struct ChromeTraceExporter {
             switch info.track {
             case .thread(let pid, _), .cpu(let pid, _):
                 return ["{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":\(Self.chromeThreadID(info.track)),\"args\":{\"name\":\(quoted(info.name))}}"]
-            case .span, .discardedCounter:
+            case .span, .discardedCounter, .metricCounter:
                 return []   // async spans and counters are named by their events
             }
         case .instant(let track, let event):
@@ -142,6 +142,9 @@ public struct ChromeTraceExporter {
             let duration = loss.end >= loss.begin ? loss.end - loss.begin : 0
             return ["{\"name\":\"discarded events\",\"cat\":\"rseqtrace\",\"ph\":\"X\",\"ts\":\(microseconds(loss.begin)),\"dur\":\(microseconds(duration)),\"pid\":\(track.pid),\"tid\":\(Self.chromeThreadID(track)),\"args\":{\"count\":\(loss.count)}}"]
         case .counter(let track, let at, let value):
+            if case .metricCounter(_, let name) = track {
+                return ["{\"name\":\(quoted(name)),\"cat\":\"metrics\",\"ph\":\"C\",\"ts\":\(microseconds(at)),\"pid\":\(track.pid),\"args\":{\"value\":\(value)}}"]
+            }
             guard case .discardedCounter(_, let cpu) = track else { return [] }
             return ["{\"name\":\"discarded events, cpu \(cpu)\",\"cat\":\"rseqtrace\",\"ph\":\"C\",\"ts\":\(microseconds(at)),\"pid\":\(track.pid),\"args\":{\"discarded\":\(value)}}"]
         }

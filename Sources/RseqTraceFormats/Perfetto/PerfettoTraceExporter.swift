@@ -187,7 +187,7 @@ public struct PerfettoTraceExporter {
                             descriptor.signed(Field.tid, tid)
                             descriptor.string(Field.threadName, info.name)
                         }
-                    case .discardedCounter:
+                    case .discardedCounter, .metricCounter:
                         track.string(Field.name, info.name)
                         track.message(Field.counter) { _ in }
                     case .cpu, .span:

@@ -6,6 +6,7 @@ import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceSupport
+import Synchronization
 
 /// A producer process that dies between reserve and commit must not stall a live drain: once its
 /// thread is certainly gone, the drain replaces its busy record with padding, counts it abandoned
@@ -258,5 +259,26 @@ struct AbandonedRecordTests {
         let outcome = process.wait(timeout: .seconds(10))
         #expect(outcome.stdout.contains("die-mid-record: thread-exited"), "\(outcome)")
         #expect(drainer.totals.recorded + drainer.totals.lost == UInt64(helperEvents + 2), "\(drainer.totals)")
+    }
+
+    @Test("ThreadLiveness: this thread is alive, a joined thread is dead once the kernel released it, impossible ids are unknown",
+          .timeLimit(.minutes(1)))
+    func livenessOfThreads() {
+        #expect(ThreadLiveness.of(pid: getpid(), tid: WorkerThreads.currentThreadID) == .alive)
+        let box = Mutex<Int32>(0)
+        WorkerThreads.run(count: 1) { _ in box.withLock { $0 = WorkerThreads.currentThreadID } }
+        let tid = box.withLock { $0 }
+        guard ThreadLiveness.visibilityProblem() == nil else {
+            // Not in the initial pid namespace (a container): never certain, never dead.
+            #expect(ThreadLiveness.of(pid: getpid(), tid: tid) != .dead)
+            return
+        }
+        // pthread_join returns when the thread's tid is cleared, slightly before the kernel
+        // removes it from /proc.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while ThreadLiveness.of(pid: getpid(), tid: tid) != .dead && ContinuousClock.now < deadline { usleep(1000) }
+        #expect(ThreadLiveness.of(pid: getpid(), tid: tid) == .dead)
+        #expect(ThreadLiveness.of(pid: 0, tid: 1) != .dead)
+        #expect(ThreadLiveness.of(pid: getpid(), tid: -1) != .dead)
     }
 }

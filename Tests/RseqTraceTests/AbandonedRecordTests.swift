@@ -6,6 +6,7 @@ import CRseqTraceTestSupport
 import RseqTrace
 import RseqTraceConsumer
 import RseqTraceSupport
+import Synchronization
 
 /// A producer process that dies between reserve and commit must not stall a live drain: once its
 /// thread is certainly gone, the drain replaces its busy record with padding, counts it abandoned
@@ -258,5 +259,84 @@ struct AbandonedRecordTests {
         let outcome = process.wait(timeout: .seconds(10))
         #expect(outcome.stdout.contains("die-mid-record: thread-exited"), "\(outcome)")
         #expect(drainer.totals.recorded + drainer.totals.lost == UInt64(helperEvents + 2), "\(drainer.totals)")
+    }
+
+    @Test("ThreadLiveness: this thread is alive, a joined thread is dead once the kernel released it, impossible ids are unknown",
+          .timeLimit(.minutes(1)))
+    func livenessOfThreads() {
+        #expect(ThreadLiveness.of(pid: getpid(), tid: WorkerThreads.currentThreadID) == .alive)
+        let box = Mutex<Int32>(0)
+        WorkerThreads.run(count: 1) { _ in box.withLock { $0 = WorkerThreads.currentThreadID } }
+        let tid = box.withLock { $0 }
+        guard ThreadLiveness.visibilityProblem() == nil else {
+            // Not in the initial pid namespace (a container): never certain, never dead.
+            #expect(ThreadLiveness.of(pid: getpid(), tid: tid) != .dead)
+            return
+        }
+        // pthread_join returns when the thread's tid is cleared, slightly before the kernel
+        // removes it from /proc.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while ThreadLiveness.of(pid: getpid(), tid: tid) != .dead && ContinuousClock.now < deadline { usleep(1000) }
+        #expect(ThreadLiveness.of(pid: getpid(), tid: tid) == .dead)
+        #expect(ThreadLiveness.of(pid: 0, tid: 1) != .dead)
+        #expect(ThreadLiveness.of(pid: getpid(), tid: -1) != .dead)
+    }
+
+    /// What a live drain does with a busy record laid out by hand at position 48 of ring 0 (after a
+    /// begin record and a thread record naming `threadOwner`), given to it in two live rounds with
+    /// no delay: the abandoned count and what the word became.
+    static func liveVerdict(threadOwner: UInt64, busy: RecordWord, body: UInt64?) throws -> (abandoned: UInt64, word: RecordWord) {
+        let name = "rseqtrace-test-owner-rules-\(getpid())"
+        let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name, ringSize: 1 << 16, subbufferSize: 4096))
+        let ring = buffer.ring(0)
+        ring.storeWord(at: 8, 1, ordering: .relaxed)
+        ring.storeWord(at: 16, 0, ordering: .relaxed)
+        ring.storeWord(at: 0, RecordWord(length: 24, kind: .subbufferBegin, eventID: 0, lap: 0, busy: false).rawValue,
+                       ordering: .relaxed)
+        ring.storeWord(at: 32, 1, ordering: .relaxed)
+        ring.storeWord(at: 40, threadOwner, ordering: .relaxed)
+        ring.storeWord(at: 24, RecordWord.threadRecord(lap: 0).rawValue, ordering: .relaxed)
+        if let body { ring.storeWord(at: 64, body, ordering: .relaxed) }
+        ring.storeWord(at: 48, busy.rawValue, ordering: .releasing)
+        ring.store(.head, 48 + UInt64(busy.size), ordering: .releasing)
+        let drainer = TraceDrainer(buffer: buffer)
+        drainer.abandonmentDelay = .zero
+        for _ in 0..<3 { try drainer.drainOnce { _ in } }
+        #expect(drainer.quarantinedRings.isEmpty)
+        return (drainer.totals.abandoned, RecordWord(rawValue: ring.loadWord(at: 48, ordering: .acquiring)))
+    }
+
+    @Test("owner rules: a busy event's owner is the thread record before it, a busy lead's its body only with the owner-known bit; only a dead owner's record becomes padding",
+          .timeLimit(.minutes(1)))
+    func ownerRules() throws {
+        try #require(ThreadLiveness.visibilityProblem() == nil, "needs the initial pid namespace")
+        let box = Mutex<Int32>(0)
+        WorkerThreads.run(count: 1) { _ in box.withLock { $0 = WorkerThreads.currentThreadID } }
+        let deadTID = box.withLock { $0 }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while ThreadLiveness.of(pid: getpid(), tid: deadTID) != .dead && ContinuousClock.now < deadline { usleep(1000) }
+        let pid = UInt64(UInt32(getpid()))
+        let dead = pid << 32 | UInt64(UInt32(deadTID))
+        let alive = pid << 32 | UInt64(UInt32(WorkerThreads.currentThreadID))
+        let event = RecordWord(length: 24, kind: .event, eventID: 5, lap: 0, busy: true)
+        let lead = RecordWord.lead(length: 24, lap: 0)
+
+        // A busy event after the dead thread's thread record: recovered, as padding of its extent.
+        let deadEvent = try Self.liveVerdict(threadOwner: dead, busy: event, body: nil)
+        #expect(deadEvent.abandoned == 1)
+        #expect(deadEvent.word == RecordWord(length: 24, kind: .padding, eventID: 0, lap: 0, busy: false))
+        // After a live thread's thread record: waited for.
+        let liveEvent = try Self.liveVerdict(threadOwner: alive, busy: event, body: nil)
+        #expect(liveEvent.abandoned == 0 && liveEvent.word == event)
+        // A lead naming the dead thread with the owner-known bit: recovered, thread record and event.
+        let knownLead = try Self.liveVerdict(threadOwner: alive, busy: lead.withOwnerKnown, body: dead)
+        #expect(knownLead.abandoned == 1)
+        #expect(knownLead.word == RecordWord(length: 48, kind: .padding, eventID: 0, lap: 0, busy: false))
+        // The same lead without it: its body may be stale, so it is never recovered live.
+        let unknownLead = try Self.liveVerdict(threadOwner: alive, busy: lead, body: dead)
+        #expect(unknownLead.abandoned == 0 && unknownLead.word == lead)
+        // A lead naming a live thread: waited for.
+        let liveLead = try Self.liveVerdict(threadOwner: dead, busy: lead.withOwnerKnown, body: alive)
+        #expect(liveLead.abandoned == 0 && liveLead.word == lead.withOwnerKnown)
     }
 }

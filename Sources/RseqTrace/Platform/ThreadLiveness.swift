@@ -24,6 +24,9 @@ package enum ThreadLiveness: Equatable, Sendable {
     package static func of(pid: Int32, tid: Int32) -> ThreadLiveness {
         guard pid > 0, tid > 0 else { return .unknown("the record names pid \(pid), tid \(tid)") }
         if let reason = visibilityProblem() { return .unknown(reason) }
+        // A thread of these numbers in this (the initial) namespace: alive, whether or not it is the
+        // writer (the safe side), without listing every process.
+        if threadCanRun("/proc/\(pid)/task/\(tid)/stat") != false { return .alive }
         guard let entries = SystemInfo.directoryEntries("/proc") else { return .unknown("/proc cannot be listed") }
         // Every process whose innermost pid (its own namespace's, what it wrote) is `pid`.
         for name in entries {
@@ -44,7 +47,7 @@ package enum ThreadLiveness: Equatable, Sendable {
     }
 
     /// Why this process cannot see every thread of the system in `/proc`, or nil when it can.
-    static func visibilityProblem() -> String? {
+    package static func visibilityProblem() -> String? {
         guard let namespace = readLink("/proc/self/ns/pid") else { return "/proc/self/ns/pid cannot be read" }
         guard namespace == initialPIDNamespace else {
             return "this consumer runs in pid namespace \(namespace), not the initial one: threads of other namespaces are not visible to it"

@@ -89,6 +89,29 @@ struct CLITests {
         if !arguments.contains("overwrite") { #expect(summary.lost == 0) }
     }
 
+    @Test("demo --counter: every event counted once in the per-CPU counter, whose final value is the last metrics:counter sample of the trace, in each producer mode",
+          arguments: [[:], ["GLIBC_TUNABLES": "glibc.pthread.rseq=0"], ["RSEQTRACE_FORCE_FALLBACK": "1"]])
+    func demoCounter(setting: [String: String]) throws {
+        let output = CTFEndToEndTests.temporaryDirectory("demo-counter-\(setting.keys.first ?? "rseq")")
+        CTFEndToEndTests.removeTree(output)
+        defer { CTFEndToEndTests.removeTree(output) }
+        let run = try HelperProcess.runRseqtrace(["demo", "--counter", "--threads", "2", "--events", "30000", "--output", output],
+                                                 setting: setting)
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.stdout.contains("counter demo:events = 60000, expected 60000\n"), "\(run)")
+        let stats = try HelperProcess.runRseqtrace(["stats", output])
+        #expect(stats.exitCode == 0, "\(stats)")
+        let row = stats.stdoutLines.first { $0.hasPrefix("demo:events ") }.map { $0.split(separator: " ") }
+        #expect(row?.count == 3 && row?[1] == "60000", "\(stats)")
+        #expect(stats.stdout.contains("counters: count=1"), "\(stats)")
+        let samples = try HelperProcess.runRseqtrace(["view", output, "--event", "metrics:counter"])
+        let lines = samples.stdoutLines.filter { $0.contains(" metrics:counter: ") }
+        #expect(lines.last?.hasSuffix("{ value = 60000, name = \"demo:events\" }") == true, "\(lines.suffix(3))")
+        // Samples are written when the value changed (and once at the end): values never decrease.
+        let values = lines.compactMap { line in line.split(separator: "value = ").last?.split(separator: ",").first.flatMap { Int($0) } }
+        #expect(values.count == lines.count && zip(values, values.dropFirst()).allSatisfy { $0 <= $1 }, "\(values)")
+    }
+
     @Test("bad input exits 64 with a single error line (followed only by the usage)",
           arguments: [
             (["demo", "--threads", "0"], "Error: --threads must be between 1 and 1024, got 0"),

@@ -197,9 +197,19 @@ struct TraceLayoutUnitTests {
             #expect(layout.linesOffset == 65_536)
             let lines = ((c.cpus + 1) * 256 + 4095) / 4096 * 4096
             #expect(layout.linesSize == lines)
-            #expect(layout.ringsOffset == 65_536 + lines)
+            // The counter area (§8): 512 names of 128 bytes, then 32 groups of one 128-byte line per
+            // block (CPU blocks and the atomic block), rounded up to whole pages.
+            #expect(layout.countersOffset == 65_536 + lines)
+            #expect(layout.counterValuesOffset == layout.countersOffset + 65_536)
+            let counters = (65_536 + 32 * (c.cpus + 1) * 128 + 4095) / 4096 * 4096
+            #expect(layout.countersSize == counters)
+            #expect(layout.ringsOffset == 65_536 + lines + counters)
             #expect(layout.ringsOffset % 4096 == 0)
-            #expect(layout.totalSize == 65_536 + lines + (c.cpus + 1) * (8192 + c.ring))
+            #expect(layout.totalSize == 65_536 + lines + counters + (c.cpus + 1) * (8192 + c.ring))
+            // Slot s of block b: group s / 16, line b, word s % 16; the last word ends inside the area.
+            #expect(layout.counterOffset(slot: 17, block: 1) == layout.counterValuesOffset + (c.cpus + 1) * 128 + 128 + 8)
+            #expect(layout.counterOffset(slot: 511, block: c.cpus) + 8 <= layout.ringsOffset)
+            #expect(layout.counterNameOffset(slot: 511) + 128 == layout.counterValuesOffset)
             #expect(layout.subbuffersPerRing == c.ring / c.sub)
             #expect(layout.subbuffersPerRing >= 2 && layout.subbuffersPerRing <= TraceLayout.maximumSubbuffersPerRing)
             #expect(1 << layout.ringShift == c.ring)
@@ -287,7 +297,10 @@ struct TraceLayoutUnitTests {
     func constants() {
         let bytes = (0..<8).map { UInt8(truncatingIfNeeded: TraceLayout.magic >> (8 * UInt64($0))) }
         #expect(bytes == Array("RSEQTRC".utf8) + [1])
-        #expect(TraceLayout.version == 4)
+        #expect(TraceLayout.version == 5)
+        #expect(TraceLayout.counterSlotCount == 512 && TraceLayout.counterNameEntrySize == 128)
+        #expect(TraceLayout.counterLineSize == 128 && TraceLayout.countersPerLine == 16)
+        #expect(HeaderField.counterCount.rawValue == 256)
         #expect(TraceLayout.lineStride == 256)
         #expect(ControlField.lineLimit == 256)
         #expect(ControlField.head.rawValue < ControlField.lineLimit && ControlField.consumed.rawValue < ControlField.lineLimit)

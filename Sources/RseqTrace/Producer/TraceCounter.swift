@@ -144,7 +144,7 @@ extension SharedTraceBuffer {
         // SAFETY: as above.
         let rc = unsafe rseqtrace_mutex_lock(mutex, 5_000_000_000)
         guard rc == 0 else {
-            throw TraceError(.systemCallFailed, "cannot lock the registry of '\(name)' to register counter '\(name)'",
+            throw TraceError(.systemCallFailed, "cannot lock the registry of '\(self.name)' to register counter '\(name)'",
                              errno: Errno(rawValue: rc))
         }
         // SAFETY: locked just above.

@@ -6,7 +6,8 @@
  * Every worker calls one critical section directly (so it is inlined as in the Swift producer),
  * retries after an abort (-1) or a changed head (1), and every 16th iteration also makes a call
  * that must not commit: a wrong expected value (must return 1 or -1) and a wrong index (must
- * return -1). A call that commits where it must not is a test failure.
+ * return -1); the per-CPU add, which reads its index itself, gets a limit of 0 instead (must
+ * return 1 or -1). A call that commits where it must not is a test failure.
  */
 
 /* Reads the current index; returns a ring or NULL when the index is outside the test's rings. */

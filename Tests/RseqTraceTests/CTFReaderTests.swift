@@ -517,8 +517,9 @@ struct CTFReaderCorruptionTests {
         #expect(try CTFReaderCorruptionTests.readEverything(dir) > 0, "restored")
     }
 
+    // 40 s measured with the whole suite running beside other builds on 2 cores.
     @Test("fuzz: 3000 seeded mutations of metadata and streams either read or throw .corrupted naming the file",
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(3)))
     func fuzz() throws {
         let (dir, files) = try CTFReaderCorruptionTests.fixture("fuzz", events: 400)
         defer { ReaderFiles.removeTree(dir) }

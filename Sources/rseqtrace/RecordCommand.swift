@@ -180,8 +180,10 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
         }
         let recorder = try TraceRecorder(buffer: buffer, output: output, relay: relay, traceName: "rseqtrace-record",
                                          procname: procname, pid: getpid())
-        // While the program runs: sub-buffers as producers leave them, everything every interval.
-        recorder.partialSubbufferInterval = .milliseconds(intervalMilliseconds)
+        // While the program runs: sub-buffers as producers leave them, everything every interval
+        // (at least once per live timer period of a live relay session).
+        let interval = relayOptions.roundIntervalMilliseconds(intervalMilliseconds, live: relay?.isLive == true)
+        recorder.partialSubbufferInterval = .milliseconds(interval)
         started = recorder
         // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
         signal(SIGINT, SIG_IGN)
@@ -208,7 +210,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
                     printError("rseqtrace: \(Self.signalName(signal)) received: forwarded to \(command[0]); finishing the trace once it exits (at most \(Self.gracePeriod.components.seconds) s)")
                 }
             }
-            var wait = intervalMilliseconds
+            var wait = interval
             if let received {
                 let left = Self.gracePeriod - (ContinuousClock.now - received.at)
                 if left <= .zero {
@@ -236,7 +238,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
             idleRounds = drained == 0 ? idleRounds + 1 : 0
             if received == nil, let signal = signals.next() { received = (signal, .now) }
             if let received, ContinuousClock.now - max(drainStart, received.at) >= Self.gracePeriod { break }
-            if drained == 0 { SystemClock.sleep(milliseconds: min(intervalMilliseconds, Self.settleMilliseconds)) }
+            if drained == 0 { SystemClock.sleep(milliseconds: min(interval, Self.settleMilliseconds)) }
         }
         buffer.markFinished()
         try recorder.round(quiescent: true)

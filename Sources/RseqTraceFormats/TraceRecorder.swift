@@ -228,10 +228,9 @@ public final class TraceRecorder {
             if isNew { sampledCounterValues.append(value) } else { sampledCounterValues[slot] = value }
             var payload: [UInt8] = []
             payload.reserveCapacity(10 + counterNames[slot].utf8.count)
-            for shift in stride(from: 0, to: 64, by: 8) { payload.append(UInt8(truncatingIfNeeded: value >> Int64(shift))) }
+            payload.appendLittleEndian(value)
             let name = Array(counterNames[slot].utf8.prefix(TraceLayout.maximumCounterNameSize))
-            payload.append(UInt8(truncatingIfNeeded: name.count))
-            payload.append(UInt8(truncatingIfNeeded: name.count >> 8))
+            payload.appendLittleEndian(UInt16(name.count))
             payload.append(contentsOf: name)
             try writer.append(ring: buffer.layout.slowLaneRing, eventID: id, cycles: counters.cycles,
                               processID: processID, threadID: 0, payload: payload)

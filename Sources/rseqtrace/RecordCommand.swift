@@ -64,7 +64,8 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
             when there is a local trace, and rseqtrace exits with status 1 when nothing kept the trace. \
             The relay session is live (--live-timer-ms, 1000 by default; 0: not live): while the \
             program runs, babeltrace2 -i lttng-live net://HOST:5344 lists it and \
-            babeltrace2 -i lttng-live net://HOST:5344/host/<hostname>/rseqtrace-<program>-<pid> shows \
+            babeltrace2 -i lttng-live net://HOST:5344/host/<hostname>/rseqtrace-<program>-<pid> (the pid \
+            of rseqtrace, which prints this URL when it starts) shows \
             its events (rseqtrace view --live URL runs that babeltrace2 command).
             """)
 

@@ -63,6 +63,7 @@ struct LiveRelaydTests {
                                                         "/bin/sh", "-c", script, RelaydTests.example, marker])
         var viewer: ChildProcess?
         defer {
+            _ = Self.touch(marker)   // the program's shell stops waiting (it outlives a killed record)
             recorder.signal(SIGKILL)
             _ = recorder.wait(timeout: .seconds(10))
             viewer?.signal(SIGKILL)
@@ -82,6 +83,7 @@ struct LiveRelaydTests {
         // The listing counts the viewer once it has attached (at most 30 s).
         var attached = false
         for _ in 0..<120 where !attached {
+            viewer?.pump()   // its stderr pipe is read while it runs, so that warnings cannot fill it
             attached = try Self.listedSession(relay, program: "sh", recorderPID: recorder.pid)?.line.contains(" 1 client(s) connected)") == true
             if !attached { SystemClock.sleep(milliseconds: 250) }
         }
@@ -92,6 +94,7 @@ struct LiveRelaydTests {
         var seenWhileRunning = 0
         while seenWhileRunning == 0 {
             recorder.pump(milliseconds: 50)
+            viewer?.pump()
             let lines = Self.lineCount(printed)
             guard !recorder.hasExited else { break }
             seenWhileRunning = lines

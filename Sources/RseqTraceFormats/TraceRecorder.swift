@@ -30,8 +30,8 @@ public final class TraceRecorder {
     private var knownThreads = Set<UInt64>()
     private var lastThread: UInt64 = 0
     /// The first error reading the buffer's event registry (`.corrupted` when another process
-    /// damaged it), or nil. Recording goes on: events whose id has no schema are written as
-    /// `rseqtrace:unknown_<id>`.
+    /// damaged it) or registering `metrics:counter` in it, or nil. Recording goes on: events whose
+    /// id has no schema are written as `rseqtrace:unknown_<id>`, and counters are not sampled.
     public private(set) var registryProblem: TraceError?
     /// The rings quarantined so far, with the errors naming them (`TraceDrainer.quarantinedRings`).
     /// `round` does not throw for them: the other rings keep being recorded.
@@ -218,7 +218,17 @@ public final class TraceRecorder {
         } else {
             let schema = SharedTraceBuffer.counterSampleSchema
             let registered = (try? buffer.registeredEvents())?.first(where: { $0.value == schema })?.key
-            if let registered { id = registered } else { id = try buffer.registerEvent(schema) }
+            if let registered {
+                id = registered
+            } else {
+                do throws(TraceError) {
+                    id = try buffer.registerEvent(schema)
+                } catch {
+                    // A full or damaged registry costs the counter samples, not the recording.
+                    if registryProblem == nil { registryProblem = error }
+                    return
+                }
+            }
             writer.updateSchemas([id: schema])
             counterSampleID = id
         }
@@ -228,10 +238,9 @@ public final class TraceRecorder {
             if isNew { sampledCounterValues.append(value) } else { sampledCounterValues[slot] = value }
             var payload: [UInt8] = []
             payload.reserveCapacity(10 + counterNames[slot].utf8.count)
-            for shift in stride(from: 0, to: 64, by: 8) { payload.append(UInt8(truncatingIfNeeded: value >> Int64(shift))) }
+            payload.appendLittleEndian(value)
             let name = Array(counterNames[slot].utf8.prefix(TraceLayout.maximumCounterNameSize))
-            payload.append(UInt8(truncatingIfNeeded: name.count))
-            payload.append(UInt8(truncatingIfNeeded: name.count >> 8))
+            payload.appendLittleEndian(UInt16(name.count))
             payload.append(contentsOf: name)
             try writer.append(ring: buffer.layout.slowLaneRing, eventID: id, cycles: counters.cycles,
                               processID: processID, threadID: 0, payload: payload)

@@ -142,6 +142,9 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
         var output: String? = relayOptions.relayd == nil ? fallback : self.output
         var createdDirectory = try output.map { (path) throws(TraceError) in try CTFTraceWriter.prepareDirectory(path) } ?? false
         var targets: [Target] = []
+        // The longest pause between drain rounds: shorter than --interval-ms when a live relay
+        // session's timer is.
+        var interval = intervalMilliseconds
         var complete = false
         defer {
             if !complete {
@@ -176,7 +179,9 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
             let recorder = try TraceRecorder(buffer: buffer, output: directory, relay: relay, traceName: "rseqtrace-attach",
                                              procname: command, pid: client.pid)
             if let relay { printError("rseqtrace: process \(client.pid) is sent to \(relay.endpoint) as \(relay.path) (under the relay's output directory)") }
-            recorder.partialSubbufferInterval = .milliseconds(intervalMilliseconds)
+            let recorderInterval = relayOptions.roundIntervalMilliseconds(intervalMilliseconds, live: relay?.isLive == true)
+            interval = min(interval, recorderInterval)
+            recorder.partialSubbufferInterval = .milliseconds(recorderInterval)
             targets.append(Target(client: client, command: command, recorder: recorder, directory: directory,
                                   isFlightRecorder: status["flight_recorder"] != nil))
             printError("rseqtrace: attached to process \(client.pid) (\(command)), \(buffer.mode) buffer\(status["flight_recorder"] != nil ? " (its flight recorder)" : "")")
@@ -199,7 +204,7 @@ struct AttachCommand: ParsableCommand, EventRuleOptions {
                 drained += count
             }
             if drained == 0 {
-                var wait = intervalMilliseconds
+                var wait = interval
                 if let deadline {
                     let left = deadline - ContinuousClock.now
                     wait = max(0, min(wait, Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000) + 1))

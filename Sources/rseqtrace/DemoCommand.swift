@@ -60,7 +60,8 @@ struct DemoCommand: ParsableCommand {
     var noOutput = false
 
     @Flag(name: .customLong("counter"), help: """
-        Also increment the per-CPU counter demo:events once per event (its value is written into         the trace as metrics:counter events, and checked at the end).
+        Also increment the per-CPU counter demo:events once per event (its value is written into \
+        the trace as metrics:counter events; a final value other than threads x events fails the run).
         """)
     var counter = false
 
@@ -157,6 +158,10 @@ struct DemoCommand: ParsableCommand {
             let ticks = UInt64(threads) * UInt64(self.events)
             print("lttng: forwarded \(result.forwarded) events to LTTng-UST (demo:tick=\(ticks) demo:types=\(result.forwarded - ticks)); read them from the lttng session's trace")
             for problem in TraceBackend.lttngProblems { printError("lttng: \(problem)") }
+        }
+        if let value = result.counterValue, value != Int64(threads * self.events) {
+            printError("error: verification failed: the per-CPU counter demo:events is \(value) at the end, expected \(threads * self.events) (one increment per event)")
+            throw ExitCode.failure
         }
         if backend == .lttng {
             print("summary: mode=\(status.mode) backend=lttng forwarded=\(result.forwarded) ns_per_event=\(format(nsPerEvent))")

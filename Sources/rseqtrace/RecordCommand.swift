@@ -64,7 +64,8 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
             when there is a local trace, and rseqtrace exits with status 1 when nothing kept the trace. \
             The relay session is live (--live-timer-ms, 1000 by default; 0: not live): while the \
             program runs, babeltrace2 -i lttng-live net://HOST:5344 lists it and \
-            babeltrace2 -i lttng-live net://HOST:5344/host/<hostname>/rseqtrace-<program>-<pid> shows \
+            babeltrace2 -i lttng-live net://HOST:5344/host/<hostname>/rseqtrace-<program>-<pid> (the pid \
+            of rseqtrace, which prints this URL when it starts) shows \
             its events (rseqtrace view --live URL runs that babeltrace2 command).
             """)
 
@@ -180,8 +181,10 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
         }
         let recorder = try TraceRecorder(buffer: buffer, output: output, relay: relay, traceName: "rseqtrace-record",
                                          procname: procname, pid: getpid())
-        // While the program runs: sub-buffers as producers leave them, everything every interval.
-        recorder.partialSubbufferInterval = .milliseconds(intervalMilliseconds)
+        // While the program runs: sub-buffers as producers leave them, everything every interval
+        // (at least once per live timer period of a live relay session).
+        let interval = relayOptions.roundIntervalMilliseconds(intervalMilliseconds, live: relay?.isLive == true)
+        recorder.partialSubbufferInterval = .milliseconds(interval)
         started = recorder
         // The terminal's Ctrl-C reaches the program; rseqtrace keeps draining until it exits.
         signal(SIGINT, SIG_IGN)
@@ -208,7 +211,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
                     printError("rseqtrace: \(Self.signalName(signal)) received: forwarded to \(command[0]); finishing the trace once it exits (at most \(Self.gracePeriod.components.seconds) s)")
                 }
             }
-            var wait = intervalMilliseconds
+            var wait = interval
             if let received {
                 let left = Self.gracePeriod - (ContinuousClock.now - received.at)
                 if left <= .zero {
@@ -236,7 +239,7 @@ struct RecordCommand: ParsableCommand, EventRuleOptions {
             idleRounds = drained == 0 ? idleRounds + 1 : 0
             if received == nil, let signal = signals.next() { received = (signal, .now) }
             if let received, ContinuousClock.now - max(drainStart, received.at) >= Self.gracePeriod { break }
-            if drained == 0 { SystemClock.sleep(milliseconds: min(intervalMilliseconds, Self.settleMilliseconds)) }
+            if drained == 0 { SystemClock.sleep(milliseconds: min(interval, Self.settleMilliseconds)) }
         }
         buffer.markFinished()
         try recorder.round(quiescent: true)

@@ -57,4 +57,11 @@ struct RelayOptions: ParsableArguments {
             return nil
         }
     }
+
+    /// The longest pause between drain rounds (milliseconds): `intervalMilliseconds`, or the live
+    /// timer when a live relay session is recorded (`live`) and its timer is shorter, since its
+    /// viewers wait for what no round has read yet.
+    func roundIntervalMilliseconds(_ intervalMilliseconds: Int, live: Bool) -> Int {
+        live && liveTimerMilliseconds > 0 ? min(intervalMilliseconds, liveTimerMilliseconds) : intervalMilliseconds
+    }
 }

@@ -26,6 +26,20 @@ struct LiveRelaydTests {
         return nil
     }
 
+    /// Creates the empty file at `path`; whether it could.
+    static func touch(_ path: String) -> Bool {
+        // SAFETY: creat takes the path by value; the descriptor is closed at once.
+        let made = unsafe creat(path, 0o644)
+        if made >= 0 { close(made) }
+        return made >= 0
+    }
+
+    /// `sh -c` script that waits (at most 60 s) for the file named by its first argument, then runs
+    /// `rseqtrace-example` (`$0`) with `arguments`.
+    static func startScript(_ arguments: String) -> String {
+        "i=0; while [ ! -e \"$1\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; exec \"$0\" \(arguments)"
+    }
+
     /// Lines in the file at `path` (0 when it cannot be read).
     static func lineCount(_ path: String) -> Int {
         (SystemInfo.readSmallFile(path, limit: 64 << 20) ?? "").utf8.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
@@ -44,11 +58,12 @@ struct LiveRelaydTests {
         // A viewer attached to a live session reads from the packets the relay has then on: the
         // program starts emitting (two workers, 300 events per second each for 3 s) once the test
         // has seen the viewer attached (the marker file; at most 60 s).
-        let script = "i=0; while [ ! -e \"$1\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; exec \"$0\" 2 --duration 3 --rate 300"
+        let script = Self.startScript("2 --duration 3 --rate 300")
         let recorder = try HelperProcess.startRseqtrace(["record", "--relayd", relay.url, "--live-timer-ms", "200", "--",
                                                         "/bin/sh", "-c", script, RelaydTests.example, marker])
         var viewer: ChildProcess?
         defer {
+            _ = Self.touch(marker)   // the program's shell stops waiting (it outlives a killed record)
             recorder.signal(SIGKILL)
             _ = recorder.wait(timeout: .seconds(10))
             viewer?.signal(SIGKILL)
@@ -68,19 +83,18 @@ struct LiveRelaydTests {
         // The listing counts the viewer once it has attached (at most 30 s).
         var attached = false
         for _ in 0..<120 where !attached {
+            viewer?.pump()   // its stderr pipe is read while it runs, so that warnings cannot fill it
             attached = try Self.listedSession(relay, program: "sh", recorderPID: recorder.pid)?.line.contains(" 1 client(s) connected)") == true
             if !attached { SystemClock.sleep(milliseconds: 250) }
         }
         #expect(attached, "the listing never showed the viewer attached")
-        // SAFETY: creat takes the path by value; the descriptor is closed at once.
-        let made = unsafe creat(marker, 0o644)
-        #expect(made >= 0)
-        if made >= 0 { close(made) }
+        #expect(Self.touch(marker))
         // Events printed while record (and so the program) still runs: the viewer does not wait
         // for the end of the recording.
         var seenWhileRunning = 0
         while seenWhileRunning == 0 {
             recorder.pump(milliseconds: 50)
+            viewer?.pump()
             let lines = Self.lineCount(printed)
             guard !recorder.hasExited else { break }
             seenWhileRunning = lines
@@ -109,15 +123,22 @@ struct LiveRelaydTests {
     @Test("a session recorded with --live-timer-ms 0 is listed with live timer 0 (not live)", .timeLimit(.minutes(2)))
     func notLive() throws {
         let relay = try RelayDaemon(tag: "not-live")
+        let marker = CTFEndToEndTests.temporaryDirectory("relayd-not-live-listed")
+        CTFEndToEndTests.removeTree(marker)
+        defer { CTFEndToEndTests.removeTree(marker) }
+        // The program starts (and the recording can end) only once both listings below are done
+        // (the marker file; at most 60 s), however slowly babeltrace2 starts on a loaded machine.
         let recorder = try HelperProcess.startRseqtrace(["record", "--relayd", relay.url, "--live-timer-ms", "0", "--",
-                                                        RelaydTests.example, "1", "--duration", "2", "--rate", "100"])
+                                                        "/bin/sh", "-c", Self.startScript("1 --duration 1 --rate 100"),
+                                                        RelaydTests.example, marker])
         defer {
+            _ = Self.touch(marker)
             recorder.signal(SIGKILL)
             _ = recorder.wait(timeout: .seconds(10))
         }
         var session: (url: String, line: String)?
-        for _ in 0..<40 where session == nil && !recorder.hasExited {
-            session = try Self.listedSession(relay, program: "rseqtrace-example", recorderPID: recorder.pid)
+        for _ in 0..<60 where session == nil && !recorder.hasExited {
+            session = try Self.listedSession(relay, program: "sh", recorderPID: recorder.pid)
             if session == nil { SystemClock.sleep(milliseconds: 250) }
         }
         let listed = try #require(session, "the live listing never showed the session")
@@ -126,6 +147,7 @@ struct LiveRelaydTests {
         let viewed = try HelperProcess.runRseqtrace(["view", "--live", "net://127.0.0.1:\(relay.livePort)"], timeout: .seconds(30))
         #expect(viewed.exitCode == 0, "\(viewed)")
         #expect(viewed.stdoutLines.contains { $0 == listed.line }, "\(viewed)")
+        #expect(Self.touch(marker))
         let run = recorder.wait(timeout: .seconds(60))
         #expect(run.exitCode == 0, "\(run)")
         #expect(!run.stderr.contains("live viewing"), "\(run)")

@@ -42,10 +42,16 @@ def free_ports(count):
             s.close()
 
 
-def own_cpu_ns_at_exit(process):
-    """utime + stime of `process` itself, read while it is a zombie (exited, not reaped)."""
+def own_cpu_ns_at_exit(process, timeout=300):
+    """utime + stime of `process` itself, read while it is a zombie (exited, not reaped); None
+    when it has not exited within `timeout` seconds (it is then killed)."""
     last = None
+    deadline = time.monotonic() + timeout
     while True:
+        if time.monotonic() > deadline:
+            sys.stderr.write(f'bench_relay: pid {process.pid} still runs {timeout} s after it started: killed\n')
+            process.kill()
+            return None
         try:
             with open(f'/proc/{process.pid}/stat') as f:
                 fields = f.read().rsplit(')', 1)[1].split()
@@ -62,9 +68,15 @@ def run_once(rseqtrace, example, workload, extra, workdir):
     output = os.path.join(workdir, 'local')
     shutil.rmtree(output, ignore_errors=True)
     arguments = [rseqtrace, 'record'] + extra(output) + ['--', example] + workload
-    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cpu = own_cpu_ns_at_exit(process)
-    out, err = process.communicate(timeout=300)
+    # Output to files, not pipes: nobody reads a pipe while the recorder runs, and a full one would
+    # block it before it exits.
+    with open(os.path.join(workdir, 'stdout'), 'w+') as out_file, open(os.path.join(workdir, 'stderr'), 'w+') as err_file:
+        process = subprocess.Popen(arguments, stdout=out_file, stderr=err_file, text=True)
+        cpu = own_cpu_ns_at_exit(process)
+        process.wait(timeout=60)
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     summary = re.search(r'summary: recorded=(\d+) lost=(\d+)', out)
     if process.returncode != 0 or not summary or cpu is None:
         sys.stderr.write(f'bench_relay: {" ".join(arguments)} failed (status {process.returncode}):\n{out}{err}\n')

@@ -428,7 +428,9 @@ public final class CTFTraceWriter {
             let stream = state.streams[ring]
             if stream.eventBytes > 0 || stream.lostPending != stream.lostReported { try flush(ring) }
         }
-        if let relay, relay.isLive { try liveCheckpoint(relay) }
+        // Not once the relay connection is lost: a beacon moves its stream's clock forward, which
+        // would then only shift the local copy's late records for nobody.
+        if let relay, relay.isLive, relay.failure == nil { try liveCheckpoint(relay) }
         try syncMetadata()
     }
 

@@ -72,10 +72,11 @@ public final class RelayTraceSink: CTFPacketSink {
     /// - Throws: `TraceError` saying what failed (unreachable, refused, incompatible relay).
     public init(endpoint: RelayEndpoint, sessionName: String, hostname: String, ringCount: Int,
                 liveTimer: Duration = .zero, timeout: Duration = .seconds(5)) throws(TraceError) {
-        let liveMicroseconds = liveTimer.components.seconds * 1_000_000 + liveTimer.components.attoseconds / 1_000_000_000_000
-        guard liveMicroseconds >= 0, liveMicroseconds <= Int64(UInt32.max) else {
+        // Compared before it is converted: a huge duration would overflow the microseconds.
+        guard liveTimer >= .zero, liveTimer <= .microseconds(Int64(UInt32.max)) else {
             throw TraceError(.invalidConfiguration, "live timer \(liveTimer) for the relay daemon at \(endpoint) must be between 0 and 4294 s")
         }
+        let liveMicroseconds = liveTimer.components.seconds * 1_000_000 + liveTimer.components.attoseconds / 1_000_000_000_000
         self.liveTimer = liveTimer
         self.endpoint = endpoint
         self.sessionName = RelayTraceSink.pathSafe(sessionName)

@@ -13,19 +13,28 @@ struct RelayOptions: ParsableArguments {
     @Flag(name: .customLong("relayd-optional"), help: "When the relay daemon cannot be reached at start, write the trace locally instead of failing.")
     var relaydOptional = false
 
-    @Option(name: .customLong("relayd-timeout-ms"), help: "Longest wait for the relay daemon to connect or to take a message (100-60000).")
-    var relaydTimeoutMilliseconds: Int = 5000
+    @Option(name: .customLong("relayd-timeout-ms"), help: "Longest wait for the relay daemon to connect or to take a message (100-60000; default 5000).")
+    var relaydTimeoutOption: Int?
 
     @Option(name: .customLong("live-timer-ms"), help: ArgumentHelp(
-        "Live timer of the relay session: live viewers (babeltrace2 -i lttng-live) see events at most about twice this late; 0: a session live viewers cannot attach to (0 or 100-60000).",
+        "Live timer of the relay session: live viewers (babeltrace2 -i lttng-live) see events at most about twice this late; 0: a session live viewers cannot attach to (0 or 100-60000; default 1000).",
         valueName: "ms"))
-    var liveTimerMilliseconds: Int = 1000
+    var liveTimerOption: Int?
+
+    /// `--live-timer-ms`, 1000 when not given.
+    var liveTimerMilliseconds: Int { liveTimerOption ?? 1000 }
+    /// `--relayd-timeout-ms`, 5000 when not given.
+    var relaydTimeoutMilliseconds: Int { relaydTimeoutOption ?? 5000 }
 
     func validate() throws {
         if let relayd {
             do { _ = try RelayEndpoint(parsing: relayd) } catch { throw ValidationError(error.message) }
-        } else if relaydOptional {
-            throw ValidationError("--relayd-optional needs --relayd URL")
+        } else {
+            // Relay settings without a relay would be ignored without a word: refuse them.
+            for (given, flag) in [(relaydOptional, "--relayd-optional"), (liveTimerOption != nil, "--live-timer-ms"),
+                                  (relaydTimeoutOption != nil, "--relayd-timeout-ms")] where given {
+                throw ValidationError("\(flag) needs --relayd URL")
+            }
         }
         guard liveTimerMilliseconds == 0 || (100...60_000).contains(liveTimerMilliseconds) else {
             throw ValidationError("--live-timer-ms must be 0 (not live) or between 100 and 60000, got \(liveTimerMilliseconds)")

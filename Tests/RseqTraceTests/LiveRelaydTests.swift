@@ -181,6 +181,19 @@ struct LiveRelaydTests {
         }
     }
 
+    @Test("relay settings without --relayd are refused before the program starts, naming the flag",
+          arguments: [["--live-timer-ms", "200"], ["--relayd-timeout-ms", "1000"], ["--relayd-optional"]])
+    func relaySettingsNeedARelay(_ flag: [String]) throws {
+        let marker = "/tmp/rseqtrace-relay-flag-\(getpid())-\(flag[0].dropFirst(2))"
+        for command in [["record"] + flag + ["--", "/usr/bin/touch", marker], ["attach", "1"] + flag] {
+            let run = try HelperProcess.runRseqtrace(command, timeout: .seconds(30))
+            #expect(run.exitCode == 64, "\(command): \(run)")
+            #expect(run.stderr.contains("\(flag[0]) needs --relayd URL"), "\(command): \(run)")
+        }
+        // SAFETY: access reads the NUL-terminated copy of the path Swift passes for the call.
+        #expect(unsafe access(marker, F_OK) != 0, "the program must not have run")
+    }
+
     @Test("a live session's metadata grows by additions that open with the CTF signature: new env entries, then new event declarations")
     func liveMetadataAdditions() {
         let event = { (name: String, id: Int) in "event {\n\tname = \"\(name)\";\n\tid = \(id);\n\tfields := struct {\n\t};\n};\n" }

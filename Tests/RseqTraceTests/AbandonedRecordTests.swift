@@ -278,6 +278,32 @@ struct AbandonedRecordTests {
         let deadline = ContinuousClock.now.advanced(by: .seconds(10))
         while ThreadLiveness.of(pid: getpid(), tid: tid) != .dead && ContinuousClock.now < deadline { usleep(1000) }
         #expect(ThreadLiveness.of(pid: getpid(), tid: tid) == .dead)
+        // A live thread that started well after the time its ids' owner is known to have run
+        // reused the ids: not the owner, so the owner is dead. Without that time: alive.
+        var now = timespec()
+        // SAFETY: clock_gettime writes the local timespec.
+        _ = unsafe clock_gettime(CLOCK_MONOTONIC, &now)
+        let before = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        usleep(300_000)
+        let release = Atomic<Bool>(false)
+        let started = Mutex<Int32>(0)
+        let later = WorkerThreads(count: 1) { _ in
+            started.withLock { $0 = WorkerThreads.currentThreadID }
+            while !release.load(ordering: .acquiring) { usleep(1000) }
+        }
+        var laterTID: Int32 = 0
+        while laterTID == 0 {
+            laterTID = started.withLock { $0 }
+            usleep(1000)
+        }
+        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID) == .alive)
+        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID, existedBy: before) == .dead)
+        // The thread itself ran after it started: alive for a time after its start.
+        _ = unsafe clock_gettime(CLOCK_MONOTONIC, &now)  // SAFETY: as above
+        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID,
+                                  existedBy: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)) == .alive)
+        release.store(true, ordering: .releasing)
+        later.join()
         #expect(ThreadLiveness.of(pid: 0, tid: 1) != .dead)
         #expect(ThreadLiveness.of(pid: getpid(), tid: -1) != .dead)
     }

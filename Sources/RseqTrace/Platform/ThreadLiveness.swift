@@ -9,7 +9,9 @@ import Glibc
 /// its own `/proc` (so every thread of the system, in every pid namespace, is visible in it),
 /// `/proc` hides no process from it, and no thread anywhere whose innermost ids are `pid` and
 /// `tid` exists except as a zombie. A thread that is stopped (`SIGSTOP`, a debugger), preempted
-/// or blocked exists, so it is `.alive`; so is a new thread that reused the ids (the safe side).
+/// or blocked exists, so it is `.alive`; so is a new thread that reused the ids (the safe side),
+/// unless the caller says by when the owner existed (`existedBy`) and the thread certainly started
+/// later than that: then it is another thread, not the owner.
 /// Anything the consumer cannot see for sure gives `.unknown`, and the caller waits as if the
 /// owner were alive.
 package enum ThreadLiveness: Equatable, Sendable {
@@ -20,13 +22,23 @@ package enum ThreadLiveness: Equatable, Sendable {
     /// The inode of the initial pid namespace (`PROC_PID_INIT_INO` of the kernel).
     static let initialPIDNamespace = "pid:[4026531836]"
 
+    /// How much later than `existedBy` a thread must have started to be certainly not the owner:
+    /// covers the conversion of a record's cycle-counter timestamp to CLOCK_MONOTONIC.
+    static let startMargin: UInt64 = 50_000_000
+
     /// Decides for the thread `tid` of process `pid` (ids of the writer's pid namespace).
-    package static func of(pid: Int32, tid: Int32) -> ThreadLiveness {
+    /// - Parameter existedBy: a CLOCK_MONOTONIC time (ns) at which the owner certainly ran (the
+    ///   timestamp of the record it reserved), or nil: a thread of those ids that started more than
+    ///   `startMargin` after it (its `/proc` start time, in clock ticks of CLOCK_BOOTTIME, is
+    ///   taken back to CLOCK_MONOTONIC by subtracting all the suspended time so far, which can only
+    ///   make it earlier) reused the ids and is not the owner.
+    package static func of(pid: Int32, tid: Int32, existedBy: UInt64? = nil) -> ThreadLiveness {
         guard pid > 0, tid > 0 else { return .unknown("the record names pid \(pid), tid \(tid)") }
         if let reason = visibilityProblem() { return .unknown(reason) }
-        // A thread of these numbers in this (the initial) namespace: alive, whether or not it is the
-        // writer (the safe side), without listing every process.
-        if threadCanRun("/proc/\(pid)/task/\(tid)/stat") != false { return .alive }
+        let startedAfter = existedBy.flatMap(latestPossibleOwnerStart)
+        // A thread of these numbers in this (the initial) namespace that may be the owner: alive,
+        // whether or not it is the writer (the safe side), without listing every process.
+        if threadCanRun("/proc/\(pid)/task/\(tid)/stat", startedAfter: startedAfter) != false { return .alive }
         guard let entries = SystemInfo.directoryEntries("/proc") else { return .unknown("/proc cannot be listed") }
         // Every process whose innermost pid (its own namespace's, what it wrote) is `pid`.
         for name in entries {
@@ -37,7 +49,7 @@ package enum ThreadLiveness: Equatable, Sendable {
                 continue
             }
             guard ids.last == pid else { continue }
-            switch threadState(process: outer, nested: ids.count > 1, tid: tid) {
+            switch threadState(process: outer, nested: ids.count > 1, tid: tid, startedAfter: startedAfter) {
             case .some(true): return .alive
             case .some(false): continue
             case .none: return .unknown("the threads of process \(outer) cannot be read")
@@ -82,9 +94,9 @@ package enum ThreadLiveness: Equatable, Sendable {
 
     /// Whether process `process` (a pid of this namespace) has a thread whose innermost tid is
     /// `tid` that is not a zombie: true, false, or nil when its threads cannot be read.
-    static func threadState(process: Int32, nested: Bool, tid: Int32) -> Bool? {
+    static func threadState(process: Int32, nested: Bool, tid: Int32, startedAfter: UInt64?) -> Bool? {
         if !nested {
-            return threadCanRun("/proc/\(process)/task/\(tid)/stat")
+            return threadCanRun("/proc/\(process)/task/\(tid)/stat", startedAfter: startedAfter)
         }
         guard let threads = SystemInfo.directoryEntries("/proc/\(process)/task") else {
             return SystemInfo.processStartTime(process) == nil ? false : nil
@@ -92,21 +104,48 @@ package enum ThreadLiveness: Equatable, Sendable {
         for name in threads {
             guard let ids = namespacePIDs("/proc/\(process)/task/\(name)/status") else { continue }
             if ids.last == tid {
-                return threadCanRun("/proc/\(process)/task/\(name)/stat")
+                return threadCanRun("/proc/\(process)/task/\(name)/stat", startedAfter: startedAfter)
             }
         }
         return false
     }
 
-    /// Whether the thread of a `/proc/.../stat` path exists and is not a zombie (state `Z` or `X`);
-    /// nil when it exists but cannot be read.
-    static func threadCanRun(_ statPath: String) -> Bool? {
+    /// Whether the thread of a `/proc/.../stat` path exists, is not a zombie (state `Z` or `X`) and
+    /// may be the owner: false too when its start time, in clock ticks after boot (field 22), is
+    /// later than `startedAfter` (boot-time ticks, see `latestPossibleOwnerStart`). nil when it
+    /// exists but cannot be read.
+    static func threadCanRun(_ statPath: String, startedAfter: UInt64? = nil) -> Bool? {
         guard let stat = SystemInfo.readSmallFile(statPath), let close = stat.lastIndex(of: ")") else {
             // SAFETY: access reads the NUL-terminated copy of the path Swift passes for the call.
             return unsafe access(statPath, F_OK) == 0 ? nil : false
         }
-        let state = stat[stat.index(after: close)...].split(separator: " ").first
-        return state != "Z" && state != "X"
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard let state = fields.first, state != "Z", state != "X" else { return false }
+        if let startedAfter, fields.count > 19, let start = UInt64(fields[19]), start > startedAfter {
+            return false
+        }
+        return true
+    }
+
+    /// The latest start time, in clock ticks after boot (as `/proc` reports it), a thread that ran
+    /// at CLOCK_MONOTONIC time `existedBy` can have: `existedBy` plus the time suspended so far
+    /// (CLOCK_BOOTTIME counts it, CLOCK_MONOTONIC does not; the owner started no later than it
+    /// ran) plus `startMargin`, in ticks, rounded up. nil when the clocks cannot be read or
+    /// `existedBy` is not a time that has passed.
+    static func latestPossibleOwnerStart(_ existedBy: UInt64) -> UInt64? {
+        var monotonic = timespec()
+        var boot = timespec()
+        // SAFETY: clock_gettime writes the local timespecs.
+        guard unsafe clock_gettime(CLOCK_MONOTONIC, &monotonic) == 0, unsafe clock_gettime(CLOCK_BOOTTIME, &boot) == 0 else {
+            return nil
+        }
+        let monotonicNow = UInt64(monotonic.tv_sec) &* 1_000_000_000 &+ UInt64(monotonic.tv_nsec)
+        let bootNow = UInt64(boot.tv_sec) &* 1_000_000_000 &+ UInt64(boot.tv_nsec)
+        let ticks = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        guard existedBy > 0, existedBy <= monotonicNow, bootNow >= monotonicNow else { return nil }
+        let latest = existedBy &+ (bootNow &- monotonicNow) &+ startMargin
+        let tick = 1_000_000_000 / ticks
+        return (latest &+ tick &- 1) / tick
     }
 
     /// The target of a symbolic link, or nil.

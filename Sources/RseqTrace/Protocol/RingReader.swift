@@ -431,8 +431,13 @@ package struct RingReader {
         } else {
             owner = thread
         }
+        // The reservation's stamp (stored by its reserving sequence or before its word): the owner
+        // ran then, so a thread of its ids that started later reused them.
+        let reservedAt = buffer.clock.monotonicNanoseconds(ring.loadWord(at: position &+ 8, ordering: .relaxed))
+        let existedBy = reservedAt >= buffer.clock.monotonicReference ? reservedAt : nil
         guard owner != 0,
-              ThreadLiveness.of(pid: Int32(truncatingIfNeeded: owner >> 32), tid: Int32(truncatingIfNeeded: owner)) == .dead,
+              ThreadLiveness.of(pid: Int32(truncatingIfNeeded: owner >> 32), tid: Int32(truncatingIfNeeded: owner),
+                                existedBy: existedBy) == .dead,
               ring.compareExchangeWord(at: position, expected: raw, desired: word.abandonedPadding.rawValue) else {
             return false
         }

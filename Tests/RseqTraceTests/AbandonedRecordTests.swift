@@ -280,10 +280,7 @@ struct AbandonedRecordTests {
         #expect(ThreadLiveness.of(pid: getpid(), tid: tid) == .dead)
         // A live thread that started well after the time its ids' owner is known to have run
         // reused the ids: not the owner, so the owner is dead. Without that time: alive.
-        var now = timespec()
-        // SAFETY: clock_gettime writes the local timespec.
-        _ = unsafe clock_gettime(CLOCK_MONOTONIC, &now)
-        let before = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let before = ThreadLiveness.bootTimeNow()
         usleep(300_000)
         let release = Atomic<Bool>(false)
         let started = Mutex<Int32>(0)
@@ -298,10 +295,8 @@ struct AbandonedRecordTests {
         }
         #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID) == .alive)
         #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID, existedBy: before) == .dead)
-        // The thread itself ran after it started: alive for a time after its start.
-        _ = unsafe clock_gettime(CLOCK_MONOTONIC, &now)  // SAFETY: as above
-        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID,
-                                  existedBy: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)) == .alive)
+        // Known to exist now (after it started): alive.
+        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID, existedBy: ThreadLiveness.bootTimeNow()) == .alive)
         release.store(true, ordering: .releasing)
         later.join()
         #expect(ThreadLiveness.of(pid: 0, tid: 1) != .dead)

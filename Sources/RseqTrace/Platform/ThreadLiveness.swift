@@ -23,19 +23,18 @@ package enum ThreadLiveness: Equatable, Sendable {
     static let initialPIDNamespace = "pid:[4026531836]"
 
     /// How much later than `existedBy` a thread must have started to be certainly not the owner:
-    /// covers the conversion of a record's cycle-counter timestamp to CLOCK_MONOTONIC.
+    /// more than the clock-tick resolution of `/proc` start times.
     static let startMargin: UInt64 = 50_000_000
 
     /// Decides for the thread `tid` of process `pid` (ids of the writer's pid namespace).
-    /// - Parameter existedBy: a CLOCK_MONOTONIC time (ns) at which the owner certainly ran (the
-    ///   timestamp of the record it reserved), or nil: a thread of those ids that started more than
-    ///   `startMargin` after it (its `/proc` start time, in clock ticks of CLOCK_BOOTTIME, is
-    ///   taken back to CLOCK_MONOTONIC by subtracting all the suspended time so far, which can only
-    ///   make it earlier) reused the ids and is not the owner.
+    /// - Parameter existedBy: a CLOCK_BOOTTIME time (ns, `bootTimeNow()`) by which the owner
+    ///   certainly existed (when the consumer first saw the word it stored), or nil: a thread of
+    ///   those ids whose `/proc` start time (clock ticks of CLOCK_BOOTTIME) is more than
+    ///   `startMargin` later reused the ids and is not the owner.
     package static func of(pid: Int32, tid: Int32, existedBy: UInt64? = nil) -> ThreadLiveness {
         guard pid > 0, tid > 0 else { return .unknown("the record names pid \(pid), tid \(tid)") }
         if let reason = visibilityProblem() { return .unknown(reason) }
-        let startedAfter = existedBy.flatMap(latestPossibleOwnerStart)
+        let startedAfter = existedBy.map(latestPossibleOwnerStart)
         // A thread of these numbers in this (the initial) namespace that may be the owner: alive,
         // whether or not it is the writer (the safe side), without listing every process.
         if threadCanRun("/proc/\(pid)/task/\(tid)/stat", startedAfter: startedAfter) != false { return .alive }
@@ -127,25 +126,21 @@ package enum ThreadLiveness: Equatable, Sendable {
         return true
     }
 
-    /// The latest start time, in clock ticks after boot (as `/proc` reports it), a thread that ran
-    /// at CLOCK_MONOTONIC time `existedBy` can have: `existedBy` plus the time suspended so far
-    /// (CLOCK_BOOTTIME counts it, CLOCK_MONOTONIC does not; the owner started no later than it
-    /// ran) plus `startMargin`, in ticks, rounded up. nil when the clocks cannot be read or
-    /// `existedBy` is not a time that has passed.
-    static func latestPossibleOwnerStart(_ existedBy: UInt64) -> UInt64? {
-        var monotonic = timespec()
-        var boot = timespec()
-        // SAFETY: clock_gettime writes the local timespecs.
-        guard unsafe clock_gettime(CLOCK_MONOTONIC, &monotonic) == 0, unsafe clock_gettime(CLOCK_BOOTTIME, &boot) == 0 else {
-            return nil
-        }
-        let monotonicNow = UInt64(monotonic.tv_sec) &* 1_000_000_000 &+ UInt64(monotonic.tv_nsec)
-        let bootNow = UInt64(boot.tv_sec) &* 1_000_000_000 &+ UInt64(boot.tv_nsec)
-        let ticks = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
-        guard existedBy > 0, existedBy <= monotonicNow, bootNow >= monotonicNow else { return nil }
-        let latest = existedBy &+ (bootNow &- monotonicNow) &+ startMargin
-        let tick = 1_000_000_000 / ticks
-        return (latest &+ tick &- 1) / tick
+    /// The latest start time, in clock ticks after boot (as `/proc` reports it), that the owner of
+    /// ids that existed at CLOCK_BOOTTIME `existedBy` can have: `existedBy + startMargin` in
+    /// ticks, rounded up.
+    static func latestPossibleOwnerStart(_ existedBy: UInt64) -> UInt64 {
+        let tick = 1_000_000_000 / UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        return (existedBy &+ startMargin &+ tick &- 1) / tick
+    }
+
+    /// CLOCK_BOOTTIME now, in nanoseconds (the clock of `/proc` start times); 0 if unreadable,
+    /// which makes every thread of the owner's ids count as the owner.
+    package static func bootTimeNow() -> UInt64 {
+        var now = timespec()
+        // SAFETY: clock_gettime writes the local timespec.
+        guard unsafe clock_gettime(CLOCK_BOOTTIME, &now) == 0 else { return 0 }
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// The target of a symbolic link, or nil.

@@ -278,6 +278,27 @@ struct AbandonedRecordTests {
         let deadline = ContinuousClock.now.advanced(by: .seconds(10))
         while ThreadLiveness.of(pid: getpid(), tid: tid) != .dead && ContinuousClock.now < deadline { usleep(1000) }
         #expect(ThreadLiveness.of(pid: getpid(), tid: tid) == .dead)
+        // A live thread that started well after the time its ids' owner is known to have run
+        // reused the ids: not the owner, so the owner is dead. Without that time: alive.
+        let before = ThreadLiveness.bootTimeNow()
+        usleep(300_000)
+        let release = Atomic<Bool>(false)
+        let started = Mutex<Int32>(0)
+        let later = WorkerThreads(count: 1) { _ in
+            started.withLock { $0 = WorkerThreads.currentThreadID }
+            while !release.load(ordering: .acquiring) { usleep(1000) }
+        }
+        var laterTID: Int32 = 0
+        while laterTID == 0 {
+            laterTID = started.withLock { $0 }
+            usleep(1000)
+        }
+        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID) == .alive)
+        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID, existedBy: before) == .dead)
+        // Known to exist now (after it started): alive.
+        #expect(ThreadLiveness.of(pid: getpid(), tid: laterTID, existedBy: ThreadLiveness.bootTimeNow()) == .alive)
+        release.store(true, ordering: .releasing)
+        later.join()
         #expect(ThreadLiveness.of(pid: 0, tid: 1) != .dead)
         #expect(ThreadLiveness.of(pid: getpid(), tid: -1) != .dead)
     }

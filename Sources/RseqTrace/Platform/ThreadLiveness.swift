@@ -9,7 +9,9 @@ import Glibc
 /// its own `/proc` (so every thread of the system, in every pid namespace, is visible in it),
 /// `/proc` hides no process from it, and no thread anywhere whose innermost ids are `pid` and
 /// `tid` exists except as a zombie. A thread that is stopped (`SIGSTOP`, a debugger), preempted
-/// or blocked exists, so it is `.alive`; so is a new thread that reused the ids (the safe side).
+/// or blocked exists, so it is `.alive`; so is a new thread that reused the ids (the safe side),
+/// unless the caller says by when the owner existed (`existedBy`) and the thread certainly started
+/// later than that: then it is another thread, not the owner.
 /// Anything the consumer cannot see for sure gives `.unknown`, and the caller waits as if the
 /// owner were alive.
 package enum ThreadLiveness: Equatable, Sendable {
@@ -20,13 +22,22 @@ package enum ThreadLiveness: Equatable, Sendable {
     /// The inode of the initial pid namespace (`PROC_PID_INIT_INO` of the kernel).
     static let initialPIDNamespace = "pid:[4026531836]"
 
+    /// How much later than `existedBy` a thread must have started to be certainly not the owner:
+    /// more than the clock-tick resolution of `/proc` start times.
+    static let startMargin: UInt64 = 50_000_000
+
     /// Decides for the thread `tid` of process `pid` (ids of the writer's pid namespace).
-    package static func of(pid: Int32, tid: Int32) -> ThreadLiveness {
+    /// - Parameter existedBy: a CLOCK_BOOTTIME time (ns, `bootTimeNow()`) by which the owner
+    ///   certainly existed (when the consumer first saw the word it stored), or nil: a thread of
+    ///   those ids whose `/proc` start time (clock ticks of CLOCK_BOOTTIME) is more than
+    ///   `startMargin` later reused the ids and is not the owner.
+    package static func of(pid: Int32, tid: Int32, existedBy: UInt64? = nil) -> ThreadLiveness {
         guard pid > 0, tid > 0 else { return .unknown("the record names pid \(pid), tid \(tid)") }
         if let reason = visibilityProblem() { return .unknown(reason) }
-        // A thread of these numbers in this (the initial) namespace: alive, whether or not it is the
-        // writer (the safe side), without listing every process.
-        if threadCanRun("/proc/\(pid)/task/\(tid)/stat") != false { return .alive }
+        let startedAfter = existedBy.map(latestPossibleOwnerStart)
+        // A thread of these numbers in this (the initial) namespace that may be the owner: alive,
+        // whether or not it is the writer (the safe side), without listing every process.
+        if threadCanRun("/proc/\(pid)/task/\(tid)/stat", startedAfter: startedAfter) != false { return .alive }
         guard let entries = SystemInfo.directoryEntries("/proc") else { return .unknown("/proc cannot be listed") }
         // Every process whose innermost pid (its own namespace's, what it wrote) is `pid`.
         for name in entries {
@@ -37,7 +48,7 @@ package enum ThreadLiveness: Equatable, Sendable {
                 continue
             }
             guard ids.last == pid else { continue }
-            switch threadState(process: outer, nested: ids.count > 1, tid: tid) {
+            switch threadState(process: outer, nested: ids.count > 1, tid: tid, startedAfter: startedAfter) {
             case .some(true): return .alive
             case .some(false): continue
             case .none: return .unknown("the threads of process \(outer) cannot be read")
@@ -82,9 +93,9 @@ package enum ThreadLiveness: Equatable, Sendable {
 
     /// Whether process `process` (a pid of this namespace) has a thread whose innermost tid is
     /// `tid` that is not a zombie: true, false, or nil when its threads cannot be read.
-    static func threadState(process: Int32, nested: Bool, tid: Int32) -> Bool? {
+    static func threadState(process: Int32, nested: Bool, tid: Int32, startedAfter: UInt64?) -> Bool? {
         if !nested {
-            return threadCanRun("/proc/\(process)/task/\(tid)/stat")
+            return threadCanRun("/proc/\(process)/task/\(tid)/stat", startedAfter: startedAfter)
         }
         guard let threads = SystemInfo.directoryEntries("/proc/\(process)/task") else {
             return SystemInfo.processStartTime(process) == nil ? false : nil
@@ -92,21 +103,44 @@ package enum ThreadLiveness: Equatable, Sendable {
         for name in threads {
             guard let ids = namespacePIDs("/proc/\(process)/task/\(name)/status") else { continue }
             if ids.last == tid {
-                return threadCanRun("/proc/\(process)/task/\(name)/stat")
+                return threadCanRun("/proc/\(process)/task/\(name)/stat", startedAfter: startedAfter)
             }
         }
         return false
     }
 
-    /// Whether the thread of a `/proc/.../stat` path exists and is not a zombie (state `Z` or `X`);
-    /// nil when it exists but cannot be read.
-    static func threadCanRun(_ statPath: String) -> Bool? {
+    /// Whether the thread of a `/proc/.../stat` path exists, is not a zombie (state `Z` or `X`) and
+    /// may be the owner: false too when its start time, in clock ticks after boot (field 22), is
+    /// later than `startedAfter` (boot-time ticks, see `latestPossibleOwnerStart`). nil when it
+    /// exists but cannot be read.
+    static func threadCanRun(_ statPath: String, startedAfter: UInt64? = nil) -> Bool? {
         guard let stat = SystemInfo.readSmallFile(statPath), let close = stat.lastIndex(of: ")") else {
             // SAFETY: access reads the NUL-terminated copy of the path Swift passes for the call.
             return unsafe access(statPath, F_OK) == 0 ? nil : false
         }
-        let state = stat[stat.index(after: close)...].split(separator: " ").first
-        return state != "Z" && state != "X"
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard let state = fields.first, state != "Z", state != "X" else { return false }
+        if let startedAfter, fields.count > 19, let start = UInt64(fields[19]), start > startedAfter {
+            return false
+        }
+        return true
+    }
+
+    /// The latest start time, in clock ticks after boot (as `/proc` reports it), that the owner of
+    /// ids that existed at CLOCK_BOOTTIME `existedBy` can have: `existedBy + startMargin` in
+    /// ticks, rounded up.
+    static func latestPossibleOwnerStart(_ existedBy: UInt64) -> UInt64 {
+        let tick = 1_000_000_000 / UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        return (existedBy &+ startMargin &+ tick &- 1) / tick
+    }
+
+    /// CLOCK_BOOTTIME now, in nanoseconds (the clock of `/proc` start times); 0 if unreadable,
+    /// which makes every thread of the owner's ids count as the owner.
+    package static func bootTimeNow() -> UInt64 {
+        var now = timespec()
+        // SAFETY: clock_gettime writes the local timespec.
+        guard unsafe clock_gettime(CLOCK_BOOTTIME, &now) == 0 else { return 0 }
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// The target of a symbolic link, or nil.

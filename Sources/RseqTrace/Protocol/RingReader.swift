@@ -44,9 +44,10 @@ package struct RingReader {
         /// 0 when none precedes it in its sub-buffer), so that the next read starting there
         /// attributes its events without walking the sub-buffer from its start again.
         package var thread: (position: UInt64, identity: UInt64)?
-        /// A busy record a live read stopped at: its position, its word, and since when it is
-        /// known unchanged (or since its owner was last found alive), for `recoverAbandoned`.
-        package var stalled: (position: UInt64, word: UInt64, since: ContinuousClock.Instant)?
+        /// A busy record a live read stopped at: its position, its word, since when it is known
+        /// unchanged (or since its owner was last found alive), and when this consumer first saw
+        /// it (CLOCK_BOOTTIME ns; its owner ran before), for `recoverAbandoned`.
+        package var stalled: (position: UInt64, word: UInt64, since: ContinuousClock.Instant, firstSeen: UInt64)?
         package init() {}
     }
 
@@ -417,11 +418,11 @@ package struct RingReader {
         }
         let now = ContinuousClock.now
         guard let stalled = cursor.stalled, stalled.position == position, stalled.word == raw else {
-            cursor.stalled = (position, raw, now)
+            cursor.stalled = (position, raw, now, ThreadLiveness.bootTimeNow())
             return false
         }
         guard stalled.since.duration(to: now) >= abandonmentDelay else { return false }
-        cursor.stalled = (position, raw, now)
+        cursor.stalled = (position, raw, now, stalled.firstSeen)
         let owner: UInt64
         if kind == .thread {
             // Without `ownerKnown` the body may not be written yet: never recovered live.
@@ -431,8 +432,11 @@ package struct RingReader {
         } else {
             owner = thread
         }
+        // The owner stored this word before this consumer first saw it, so it existed then: a
+        // thread of its ids that started later reused them.
         guard owner != 0,
-              ThreadLiveness.of(pid: Int32(truncatingIfNeeded: owner >> 32), tid: Int32(truncatingIfNeeded: owner)) == .dead,
+              ThreadLiveness.of(pid: Int32(truncatingIfNeeded: owner >> 32), tid: Int32(truncatingIfNeeded: owner),
+                                existedBy: stalled.firstSeen) == .dead,
               ring.compareExchangeWord(at: position, expected: raw, desired: word.abandonedPadding.rawValue) else {
             return false
         }

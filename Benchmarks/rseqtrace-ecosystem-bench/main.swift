@@ -75,10 +75,16 @@ do {
     exit(1)
 }
 
-func row(_ name: String, _ body: (Int) -> Void) {
+/// Prints the row `name`: the median ns per call of `body`, which it returns.
+@discardableResult
+func row(_ name: String, _ body: (Int) -> Void) -> Double {
     let nanoseconds = measure(iterations, repetitions, body)
     print("\(name.padding(52)) \(String(format1: nanoseconds)) ns")
+    return nanoseconds
 }
+
+/// The goal verdicts printed at the end: (met, text).
+var goals: [(met: Bool, text: String)] = []
 
 extension String {
     func padding(_ width: Int) -> String { self + String(repeating: " ", count: Swift.max(0, width - count)) }
@@ -94,13 +100,16 @@ extension String {
 
 print("rseqtrace-ecosystem-bench: \(iterations) calls x \(repetitions) repetitions, median ns per call, mode \(RseqRuntime.mode.rawValue), cpu \(cpu)")
 
-row("typed emit of a log message's fields (bench:log)") { i in
+let typedEmit = row("typed emit of a log message's fields (bench:log)") { i in
     benchLog.emit(.info, "bench", "request handled", "service=items", "bench", "bench/main.swift", "row()", UInt32(truncatingIfNeeded: i))
 }
 
 var rseqLogger = Logger(label: "bench") { RseqTraceLogHandler(label: $0, logLevel: .info, metadataProvider: nil) }
 rseqLogger[metadataKey: "service"] = "items"
-row("Logger.info, RseqTraceLogHandler") { _ in rseqLogger.info("request handled") }
+let loggerInfo = row("Logger.info, RseqTraceLogHandler") { _ in rseqLogger.info("request handled") }
+goals.append((loggerInfo <= 5 * typedEmit,
+              "Logger.info ≤ 5 × a typed emit of the same fields: \(String(format2: loggerInfo / typedEmit))× "
+                  + "(\(String(format1: loggerInfo)) vs \(String(format1: typedEmit)) ns)"))
 row("Logger.info + message metadata, RseqTraceLogHandler") { i in
     rseqLogger.info("request handled", metadata: ["request": "\(i)"])
 }
@@ -181,7 +190,8 @@ func measureParallel(_ cpus: [Int32], _ iterations: Int, _ repetitions: Int, _ w
 let metricsFactory = RseqTraceMetricsFactory(buffer: buffer)
 let counter = Counter(label: "bench.requests", factory: metricsFactory)
 let traceCounter = (metricsFactory.makeCounter(label: "bench.raw", dimensions: []) as? RseqTraceCounterHandler)?.counter
-row("Counter.increment(), RseqTraceMetricsFactory") { _ in counter.increment() }
+let increment = row("Counter.increment(), RseqTraceMetricsFactory") { _ in counter.increment() }
+goals.append((increment <= 3, "Counter.increment() ≤ 3 ns: \(String(format1: increment)) ns"))
 if let traceCounter { row("TraceCounter.increment() (the per-CPU add alone)") { _ in traceCounter.increment() } }
 let atomic = SharedAtomic()
 row("Atomic<Int>.wrappingAdd, one thread") { _ in atomic.value.wrappingAdd(1, ordering: .relaxed) }
@@ -203,6 +213,8 @@ if online >= 2 {
     print("throughput 2 threads / 1 thread (CPU time): per-CPU counter \(String(format2: 2 * one.cpu / two.cpu))x, "
           + "Atomic<Int> \(String(format2: 2 * atomicOne.cpu / atomicTwo.cpu))x; (wall time): per-CPU counter "
           + "\(String(format2: 2 * one.wall / two.wall))x, Atomic<Int> \(String(format2: 2 * atomicOne.wall / atomicTwo.wall))x")
+    let scaling = 2 * one.cpu / two.cpu
+    goals.append((scaling >= 1.8, "Counter.increment() on 2 threads ≥ 1.8 × 1 thread's throughput (CPU time): \(String(format2: scaling))×"))
     let expected = Int64(min(iterations, 1000) + iterations * repetitions)
         + Int64(counterIterations) * Int64(repetitions + 1) * 3
     print("counter bench.requests=\(counter.value(in: buffer)) expected=\(expected)")
@@ -223,6 +235,8 @@ let drainer = TraceDrainer(buffer: buffer)
 buffer.markFinished()
 _ = try? drainer.drainOnce(quiescent: true) { _ in }
 print("recorded=\(drainer.totals.recorded) lost=\(drainer.totals.lost) problems=\(TraceRuntime.problems.count)")
+print("goals:")
+for goal in goals { print("  \(goal.met ? "PASS" : "FAIL") \(goal.text)") }
 
 extension Counter {
     /// The value of the per-CPU counter this Counter's label names in `buffer`.

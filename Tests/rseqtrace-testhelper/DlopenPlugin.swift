@@ -11,9 +11,10 @@ let mainProgramEvent = Tracepoint2<UInt64, UInt64>("main:event", fields: "tid se
 
 /// `dlopen-plugin`: emits `--events` `main:event` events, loads the shared object at `--library`
 /// (RseqTraceTestPlugin) with `dlopen`, calls its `rseqtrace_test_plugin_emit(events)` from 2
-/// threads at once, then emits `--events` `main:event` events again. Prints
-/// `dlopen-plugin: loaded=1 main_tid=<tid> plugin_tids=<t1>,<t2> plugin_attached=<0|1>,<0|1>
-/// main_attached=<0|1>`, or, when `dlopen` fails, `dlopen-plugin: loaded=0` on stdout and
+/// threads at once, then from the main thread (which so writes through both copies of the runtime),
+/// then emits `--events` `main:event` events again. Prints `dlopen-plugin: loaded=1 main_tid=<tid>
+/// plugin_tids=<t1>,<t2> plugin_attached=<0|1>,<0|1>,<0|1> main_attached=<0|1>` (the main
+/// thread's plugin call last), or, when `dlopen` fails, `dlopen-plugin: loaded=0` on stdout and
 /// `error: dlopen <path>: <dlerror text>` on stderr (exit status 3).
 enum DlopenPluginCommand {
     static let usage = "dlopen-plugin --library PATH [--events N]"
@@ -49,10 +50,11 @@ enum DlopenPluginCommand {
             let attached = emit(events)
             results.set(index, tid: UInt64(rtts_gettid()), attached: attached)
         }
+        let mainThreadAttached = emit(events)
         for sequence in UInt64(events)..<UInt64(2 * events) { mainProgramEvent.emit(mainTID, sequence) }
         let slots = results.values
         print("dlopen-plugin: loaded=1 main_tid=\(mainTID) plugin_tids=\(slots.map { "\($0.tid)" }.joined(separator: ","))"
-              + " plugin_attached=\(slots.map { "\($0.attached)" }.joined(separator: ","))"
+              + " plugin_attached=\((slots.map(\.attached) + [mainThreadAttached]).map { "\($0)" }.joined(separator: ","))"
               + " main_attached=\(TraceRuntime.attachedBuffer != nil ? 1 : 0)")
         return 0
     }

@@ -28,6 +28,8 @@ let package = Package(
         .library(name: "RseqTraceMetrics", targets: ["RseqTraceMetrics"]),
         .library(name: "RseqTraceEcosystem", targets: ["RseqTraceEcosystem"]),
         .executable(name: "rseqtrace-example-server", targets: ["rseqtrace-example-server"]),
+        // Test support: a shared object with tracepoints that rseqtrace-testhelper loads with dlopen.
+        .library(name: "RseqTraceTestPlugin", type: .dynamic, targets: ["RseqTraceTestPlugin"]),
     ],
     traits: [
         .trait(
@@ -245,6 +247,13 @@ let package = Package(
             name: "RseqTraceTestPayloads",
             dependencies: ["RseqTrace", "RseqTraceConsumer", "RseqTraceSupport", "CRseqTraceTestSupport"],
             path: "Tests/RseqTraceTestPayloads",
+            swiftSettings: auditedUnsafe
+        ),
+        // Loaded with dlopen by rseqtrace-testhelper (never linked into it): its own copy of RseqTrace.
+        .target(
+            name: "RseqTraceTestPlugin",
+            dependencies: ["RseqTrace", "CRseqTraceTestSupport"],
+            path: "Tests/RseqTraceTestPlugin",
             swiftSettings: auditedUnsafe
         ),
         .executableTarget(

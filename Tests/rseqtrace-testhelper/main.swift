@@ -23,6 +23,7 @@ let usage = """
       \(EmitUntilSignalCommand.usage)
       \(ForkWriteCommand.usage)
       \(CountersCommand.usage)
+      \(DlopenPluginCommand.usage)
       mode
     """
 
@@ -48,6 +49,7 @@ do {
     case "emit-until-signal": finish(try EmitUntilSignalCommand.run(rest))
     case "fork-write": finish(try ForkWriteCommand.run(rest))
     case "counters": finish(try CountersCommand.run(rest))
+    case "dlopen-plugin": finish(try DlopenPluginCommand.run(rest))
     case "mode": finish(ModeCommand.run())
     case "help", "--help", "-h":
         print(usage)

@@ -14,6 +14,7 @@ by this script on free loopback ports with its own output directory, and stopped
 
 Prints one line per variant:
   relay_bench: variant=<name> consumer_ns_per_event=<median> recorded=<median> lost=<median> runs=<R>
+then the goal verdict: each relay variant's figure at most 1.2 x the local one.
 Exit status 1 when a run failed.
 """
 import os
@@ -85,6 +86,13 @@ def run_once(rseqtrace, example, workload, extra, workdir):
     return cpu, int(summary.group(1)), int(summary.group(2))
 
 
+def rate_events(options, events):
+    """Events one worker emits in a run: --rate x --duration, or --events."""
+    if '--rate' in options:
+        return int(float(options['--rate']) * float(options.get('--duration', '3')))
+    return events
+
+
 def main():
     if len(sys.argv) < 3:
         sys.stderr.write(__doc__)
@@ -118,6 +126,7 @@ def main():
             ('relayd_live_1000ms', lambda output: ['--relayd', url, '--live-timer-ms', '1000']),
             ('relayd_live_200ms', lambda output: ['--relayd', url, '--live-timer-ms', '200']),
         ]
+        figures = {}
         for name, extra in variants:
             results = []
             for _ in range(runs):
@@ -129,9 +138,19 @@ def main():
             if not results:
                 continue
             per_event = statistics.median(cpu / max(1, recorded) for cpu, recorded, _ in results)
+            figures[name] = per_event
             print(f'relay_bench: variant={name} consumer_ns_per_event={per_event:.1f} '
                   f'recorded={int(statistics.median(r for _, r, _ in results))} '
                   f'lost={int(statistics.median(l for _, _, l in results))} runs={len(results)}', flush=True)
+        local = figures.get('local')
+        if local:
+            ratios = {name: figures[name] / local for name in figures if name != 'local'}
+            if ratios:
+                worst = max(ratios.values())
+                listed = ', '.join(f'{name} {ratio:.2f}x' for name, ratio in ratios.items())
+                print(f"goal: sending to lttng-relayd costs record at most 1.2 x its CPU per event writing locally "
+                      f"({listed}; local {local:.1f} ns; one clock tick is {TICK_NS / max(1, threads * rate_events(options, events)):.1f} ns "
+                      f"per event): {'met' if worst <= 1.2 else 'not met'}", flush=True)
     finally:
         relayd.terminate()
         try:

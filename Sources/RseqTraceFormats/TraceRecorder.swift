@@ -42,8 +42,15 @@ public final class TraceRecorder {
     private var counterNames: [String] = []
     /// The value of each counter at its latest sample, by slot.
     private var sampledCounterValues: [Int64] = []
-    /// The event id of `metrics:counter`, once known.
-    private var counterSampleID: UInt16?
+    /// The event id of `metrics:counter`: `.unknown` until the first sample, `.unavailable` once
+    /// the registry refused it (the samples are then skipped, not asked for again every round).
+    private var counterSampleEvent: CounterSampleEvent = .unknown
+
+    private enum CounterSampleEvent {
+        case unknown
+        case registered(UInt16)
+        case unavailable
+    }
 
     /// - Parameters:
     ///   - output: a directory prepared with `CTFTraceWriter.prepareDirectory`, or nil.
@@ -213,12 +220,14 @@ public final class TraceRecorder {
                                      to writer: CTFTraceWriter) throws(TraceError) {
         guard !counters.values.isEmpty else { return }
         let id: UInt16
-        if let counterSampleID {
-            id = counterSampleID
-        } else {
+        switch counterSampleEvent {
+        case .registered(let registered):
+            id = registered
+        case .unavailable:
+            return
+        case .unknown:
             let schema = SharedTraceBuffer.counterSampleSchema
-            let registered = (try? buffer.registeredEvents())?.first(where: { $0.value == schema })?.key
-            if let registered {
+            if let registered = (try? buffer.registeredEvents())?.first(where: { $0.value == schema })?.key {
                 id = registered
             } else {
                 do throws(TraceError) {
@@ -226,11 +235,12 @@ public final class TraceRecorder {
                 } catch {
                     // A full or damaged registry costs the counter samples, not the recording.
                     if registryProblem == nil { registryProblem = error }
+                    counterSampleEvent = .unavailable
                     return
                 }
             }
             writer.updateSchemas([id: schema])
-            counterSampleID = id
+            counterSampleEvent = .registered(id)
         }
         for (slot, value) in counters.values.enumerated() {
             let isNew = slot >= sampledCounterValues.count

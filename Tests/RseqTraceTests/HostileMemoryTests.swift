@@ -376,6 +376,40 @@ struct HostileMemoryTests {
         let summary = try #require(try recorder.finish())
         #expect(summary.events == 3)
     }
+
+    @Test("a damaged registry that cannot take metrics:counter costs the counter samples, in every round, not the recording")
+    func counterSamplesWithoutARegistry() throws {
+        let fixture = try UnitTraceFixture("hostile-regcounter")
+        let buffer = fixture.buffer
+        let id = try buffer.registerEvent(EventSchema(name: "h:e", fields: [EventField("v", .uint64)]))
+        // A counter registered without its sample event (a producer that stopped between the two).
+        let slot = try buffer.registerCounter(named: "requests")
+        // SAFETY: `slot` was registered just above.
+        let counter = unsafe TraceCounter(name: "requests", slot: slot, buffer: buffer)
+        let scribble = Self.registryScribbles[0]
+        for (i, byte) in scribble.bytes.enumerated() {
+            // SAFETY: inside the mapped registry region (offsets below 8 of its first entry).
+            unsafe buffer.base.storeBytes(of: byte, toByteOffset: TraceLayout.registryOffset + scribble.offset + i, as: UInt8.self)
+        }
+        let output = CTFEndToEndTests.temporaryDirectory("hostile-regcounter")
+        CTFEndToEndTests.removeTree(output)
+        defer { CTFEndToEndTests.removeTree(output) }
+        try CTFTraceWriter.prepareDirectory(output)
+        let recorder = try TraceRecorder(buffer: buffer, output: output, traceName: "hostile", procname: "hostile", pid: getpid())
+        var recorded = 0
+        for round in UInt64(0)..<3 {
+            counter.increment(by: 5)
+            try UnitTrace.onCPU(Hostile.good) { () throws(TraceError) in
+                #expect(fixture.producer.write(eventID: id, value: round))
+            }
+            recorded += try recorder.round()
+        }
+        #expect(recorded == 3)
+        #expect(recorder.registryProblem?.code == .corrupted)
+        let summary = try #require(try recorder.finish())
+        #expect(summary.events == 3, "no metrics:counter sample among the events")
+        #expect(counter.value == 15)
+    }
 }
 
 @Suite("Hostile shared memory: rseqtrace record",

@@ -28,10 +28,7 @@ enum DieMidRecordCommand {
         var cpu: Int32 = -1
         if options.values["cpu"] != nil {
             cpu = Int32(try options.int("cpu", in: 0...4095))
-            guard rtts_set_thread_affinity(rtts_gettid(), cpu) == 0 else {
-                printError("error: cannot pin to CPU \(cpu)")
-                return 3
-            }
+            guard pinCurrentThread(to: cpu) else { return 3 }
         }
         guard let buffer = attachAsProducer(name: options.values["name"]) else { return 3 }
         let producer = buffer.makeProducer()
@@ -109,10 +106,7 @@ enum KeepWritingCommand {
         let events = try options.int("events", in: 0...10_000_000)
         let tag = UInt64(try options.int("tag", default: 0, in: 0...65535))
         let pause = try options.int("pause-us", default: 0, in: 0...1_000_000)
-        guard rtts_set_thread_affinity(rtts_gettid(), Int32(cpu)) == 0 else {
-            printError("error: cannot pin to CPU \(cpu)")
-            return 3
-        }
+        guard pinCurrentThread(to: Int32(cpu)) else { return 3 }
         guard let buffer = attachAsProducer(name: name) else { return 3 }
         let producer = buffer.makeProducer()
         var stored = 0
@@ -147,10 +141,7 @@ enum SpawnWriteCommand {
         let events = try options.int("events", in: 1...1_000_000)
         let how = try options.string("how")
         guard how == "spawn" || how == "exec" else { throw UsageError("--how must be spawn or exec") }
-        guard rtts_set_thread_affinity(rtts_gettid(), Int32(cpu)) == 0 else {
-            printError("error: cannot pin to CPU \(cpu)")
-            return 3
-        }
+        guard pinCurrentThread(to: Int32(cpu)) else { return 3 }
         guard let buffer = attachAsProducer(name: name) else { return 3 }
         let producer = buffer.makeProducer()
         var stored = 0
@@ -192,6 +183,15 @@ enum SpawnWriteCommand {
         guard length > 0, length < bytes.count else { return nil }
         return String(decoding: bytes[..<length], as: UTF8.self)
     }
+}
+
+/// Pins the calling thread to `cpu`; prints the error and returns false when it cannot.
+func pinCurrentThread(to cpu: Int32) -> Bool {
+    guard rtts_set_thread_affinity(rtts_gettid(), cpu) == 0 else {
+        printError("error: cannot pin to CPU \(cpu)")
+        return false
+    }
+    return true
 }
 
 /// Attaches to an existing buffer as an extra producer process: by name, or through

@@ -19,10 +19,7 @@ enum ForkWriteCommand {
         let name = try options.string("name")
         let cpu = try options.int("cpu", in: 0...4095)
         let events = try options.int("events", in: 1...100_000)
-        guard rtts_set_thread_affinity(rtts_gettid(), Int32(cpu)) == 0 else {
-            printError("error: cannot pin to CPU \(cpu)")
-            return 3
-        }
+        guard pinCurrentThread(to: Int32(cpu)) else { return 3 }
         guard let buffer = attachAsProducer(name: name) else { return 3 }
         let producer = buffer.makeProducer()
         let before = write(producer, phase: 0, events: events)

@@ -254,10 +254,7 @@ enum StuckCommand {
         // Every thread on one CPU: every record goes to one ring.
         _ = rtts_affinity_snapshot()
         let cpu = rtts_allowed_cpu(0)
-        guard rtts_set_thread_affinity(rtts_gettid(), cpu) == 0 else {
-            printError("error: cannot pin to CPU \(cpu)")
-            return 3
-        }
+        guard pinCurrentThread(to: cpu) else { return 3 }
         guard let buffer = makeHelperBuffer("stuck", ringSize: ringSize, subbufferSize: subbufferSize, mode: mode) else {
             return 3
         }

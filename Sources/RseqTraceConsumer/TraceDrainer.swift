@@ -19,7 +19,7 @@ import RseqTrace
 ///   its producer thread certainly no longer exists (docs/BufferProtocol.md §4.6), the drain
 ///   replaces it with padding, counts it `abandoned` and goes on. A producer that is only slow
 ///   (preempted, stopped, traced) still exists, and one the drainer cannot see for sure (another
-///   pid namespace) counts as alive: that ring waits, as before, for the producer or the final
+///   pid namespace) counts as alive: that ring waits for the producer or the final
 ///   quiescent drain.
 ///
 /// Lost records are counted exactly: `dropped` and `tooLarge` counters per ring, plus the

@@ -710,6 +710,8 @@ struct CTFStream {
     /// event of a fixed-size id with a matching payload, without a call per event. A payload is
     /// copied in 8-byte words: a record occupies its length rounded up to 8 bytes, so the last
     /// word stays inside the record, and the buffer keeps `maximumEventOverhead + 8` bytes of room.
+    /// The id and length of the last record that qualified are kept, so a run of records of one
+    /// event (the common case) looks its encoding up once.
     @unsafe
     mutating func appendFixedSize(_ records: UnsafeBufferPointer<VisitedRecord>, from start: Int,
                                   decisions: UnsafeBufferPointer<EventEncoding>, conversion: CycleConversion,
@@ -718,32 +720,36 @@ struct CTFStream {
         var index = start
         var eventBytes = self.eventBytes
         var last = self.last
-        var count: UInt64 = 0
         // SAFETY: every store below is checked against the buffer's count first.
         unsafe buffer.withUnsafeMutableBytes { out in
             guard let base = out.baseAddress else { return }
-            let capacity = out.count
+            // An event of `size` payload bytes fits when `eventBytes + size <= room` (its header,
+            // context and the last word of its payload copy included).
+            let room = out.count &- headerSize &- CTFStream.maximumEventOverhead &- 8
+            // The id and length bits of the record word whose encoding was last checked.
+            let keyMask: UInt64 = 0x0000_FFFF_00FF_FFFF
+            var checkedKey = UInt64.max
+            if eventBytes == 0 && index < records.count {
+                // SAFETY: index < records.count.
+                begin = max(conversion.monotonicNanoseconds(unsafe records[index].timestamp), end)
+                last = begin
+            }
             while index < records.count && eventBytes < packetCapacity {
                 // SAFETY: index < records.count.
                 let record = unsafe records[index]
-                let id = record.word.eventID
-                // SAFETY: one entry per 16-bit id.
-                let encoding = unsafe decisions[Int(id)]
-                let size = record.word.length &- TraceLayout.recordHeaderSize
-                guard encoding.kind == .fixed, size == Int(encoding.value),
-                      headerSize &+ eventBytes &+ CTFStream.maximumEventOverhead &+ size &+ 8 <= capacity else { break }
-                let timestamp = conversion.monotonicNanoseconds(record.timestamp)
-                let previous: UInt64
-                if eventBytes == 0 {
-                    begin = max(timestamp, end)
-                    previous = begin
-                } else {
-                    previous = last
+                let word = record.word.rawValue
+                let size = Int(truncatingIfNeeded: word & 0xFF_FFFF) &- TraceLayout.recordHeaderSize
+                if word & keyMask != checkedKey {
+                    // SAFETY: one entry per 16-bit id.
+                    let encoding = unsafe decisions[Int(record.word.eventID)]
+                    guard encoding.kind == .fixed, size == Int(encoding.value) else { break }
+                    checkedKey = word & keyMask
                 }
-                let stamp = max(timestamp, previous)   // a stream's clock never goes back
+                guard eventBytes &+ size <= room else { break }
+                let stamp = max(conversion.monotonicNanoseconds(record.timestamp), last)   // never goes back
                 // SAFETY: room checked above.
-                let header = unsafe CTFStream.storeHeader(id: UInt32(id), stamp: stamp, previous: previous, to: base,
-                                                          at: headerSize &+ eventBytes)
+                let header = unsafe CTFStream.storeHeader(id: UInt32(record.word.eventID), stamp: stamp, previous: last,
+                                                          to: base, at: headerSize &+ eventBytes)
                 // SAFETY: room checked above (maximumEventOverhead counts the context).
                 unsafe base.storeBytes(of: CTFStream.contextWord(record.thread), toByteOffset: header, as: UInt64.self)
                 let at = header &+ CTFLayout.eventContextSize
@@ -751,20 +757,19 @@ struct CTFStream {
                 while copied < size {
                     // SAFETY: within the record's occupied size (a multiple of 8 from its start), which
                     // is readable; the store is within the room checked above.
-                    let word = unsafe record.payload.loadUnaligned(fromByteOffset: copied, as: UInt64.self)
+                    let payloadWord = unsafe record.payload.loadUnaligned(fromByteOffset: copied, as: UInt64.self)
                     // SAFETY: as above.
-                    unsafe base.storeBytes(of: word, toByteOffset: at &+ copied, as: UInt64.self)
+                    unsafe base.storeBytes(of: payloadWord, toByteOffset: at &+ copied, as: UInt64.self)
                     copied &+= 8
                 }
                 eventBytes = at &+ size &- headerSize
                 last = stamp
-                count &+= 1
                 index &+= 1
             }
         }
+        eventCount &+= UInt64(index &- start)
         self.eventBytes = eventBytes
         self.last = last
-        eventCount &+= count
         return index
     }
 

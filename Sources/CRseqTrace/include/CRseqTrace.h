@@ -133,6 +133,14 @@ static inline __attribute__((always_inline)) uintptr_t rseqtrace_load_producer_t
 }
 void rseqtrace_publish_producer_table(uintptr_t address);
 
+/* A hint that `address` will be read soon (no fault, no effect on memory). A consumer walking a
+ * ring prefetches a few cache lines ahead: the hardware's stream prefetcher stops at each 4 KiB
+ * page of the shared mapping. Swift has no prefetch of its own. */
+RSEQTRACE_INLINE void rseqtrace_prefetch_read(const void *address)
+{
+	__builtin_prefetch(address, 0, 3);
+}
+
 /* 1 when `address` lies in a loaded executable or shared object (its static data: where global and
  * static variables live), 0 otherwise (stack, heap). Uses dladdr. */
 int rseqtrace_is_static_storage(const void *address);

@@ -45,6 +45,10 @@ package struct RecordWord: Hashable, Sendable {
     @usableFromInline static let busyBit: UInt64 = 1 << 28
     /// Set on a busy lead word once the thread record's body names its owner.
     @usableFromInline static let ownerKnownBit: UInt64 = 1 << 30
+    /// The lap (bits 48-63) and the kind, busy and reserved bits (24-31) of a word.
+    @usableFromInline package static let lapAndFlagsMask: UInt64 = 0xFFFF_0000_FF00_0000
+    /// Those bits of a committed event word of lap 0 (kind event, not busy, reserved bits clear).
+    @usableFromInline package static let committedEventBits = UInt64(Kind.event.rawValue) << 24
 
     @inlinable
     package init(length: Int, kind: Kind, eventID: UInt16, lap: UInt16, busy: Bool) {

@@ -272,13 +272,21 @@ package struct RingReader {
         return outcome
     }
 
+    /// How far ahead of its position a walk in place prefetches the ring: a few cache lines, so
+    /// that the next 4 KiB page of the mapping is on its way before the walk reaches it.
+    static let prefetchDistance: UInt64 = 512
+
     /// The walk of `readInPlace` over `[start, head)`, visiting each committed event in place. A
     /// function of its own, small enough that the walk and its closures are inlined into it.
     private func walkInPlace(ring: RingView, from start: UInt64, to head: UInt64, thread: UInt64, quiescent: Bool,
                              outcome: inout Outcome, batch: inout RecordBatch, _ visit: Visit) -> RecordWalk.Result {
         RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent, thread: thread,
                        maximumLost: maximumBeginLost,
-                       word: { ring.loadWord(at: $0, ordering: .acquiring) },
+                       word: { position in
+            // SAFETY: a hint only (no fault, no read): the address is masked into the ring.
+            unsafe rseqtrace_prefetch_read(ring.pointer(at: position &+ RingReader.prefetchDistance))
+            return ring.loadWord(at: position, ordering: .acquiring)
+        },
                        visit: { position, word, thread in
             if word.isBusy {
                 outcome.abandoned &+= 1   // its producer died between reserve and commit
@@ -811,6 +819,19 @@ package enum RecordWalk {
             // Each sub-buffer names the writers of its events anew.
             if position & (subSize &- 1) == 0 { thread = 0 }
             let word = RecordWord(rawValue: load(position))
+            // The common record in one comparison: a committed event of this lap (kind, busy and
+            // reserved bits, and lap, compared at once), with a thread record before it, lying inside
+            // its sub-buffer and the range. Anything else takes the checks below, which accept
+            // exactly the same events.
+            if word.rawValue & RecordWord.lapAndFlagsMask == UInt64(layout.lap(of: position)) << 48 | RecordWord.committedEventBits,
+               thread != 0, word.length >= TraceLayout.recordHeaderSize {
+                let end = position &+ UInt64(word.size)
+                if end <= to && end <= (position | (subSize &- 1)) &+ 1 {
+                    visit(position, word, thread)
+                    position = end
+                    continue
+                }
+            }
             if word.isBusy && (word.kind == .event || word.kind == .thread) && word.hasValidReservedBits
                 && word.lap == layout.lap(of: position) {
                 let minimum = word.kind == .event ? TraceLayout.recordHeaderSize

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import CRseqTrace
 import CRseqTraceBench
 import RseqTrace
 import RseqTraceLTTng
@@ -180,7 +181,8 @@ struct WorkerCommand: ParsableCommand {
 
     /// Thread CPU nanoseconds that writing `bytes` bytes costs by themselves: a file next to the
     /// trace written with 256 KiB `write`s (the CTF writer's packet size) from a buffer already in
-    /// cache, then removed. What any consumer storing those bytes through the page cache pays.
+    /// cache, its blocks reserved ahead in the steps the trace's stream files use, then removed.
+    /// What any consumer storing those bytes through the page cache pays.
     func writeFloor(bytes: UInt64, beside trace: String) -> UInt64? {
         let path = trace + "-write-floor"
         // SAFETY: open takes the path by value (a temporary C string).
@@ -194,8 +196,15 @@ struct WorkerCommand: ParsableCommand {
         let chunk = [UInt8](repeating: 0x5A, count: 256 << 10)
         let start = bench_thread_cpu_ns()
         var left = bytes
+        var reserved: UInt64 = 0
         while left > 0 {
             let count = Int(min(left, UInt64(chunk.count)))
+            let offset = bytes - left
+            if offset + UInt64(count) > reserved {
+                let step = CTFTraceWriter.streamReserveStep
+                _ = rseqtrace_preallocate_beyond_end(fd, reserved, step)
+                reserved += step
+            }
             // SAFETY: the array's own bytes, `count` <= its count.
             let written = unsafe chunk.withUnsafeBytes { unsafe write(fd, $0.baseAddress, count) }
             guard written > 0 else { return nil }

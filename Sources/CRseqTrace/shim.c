@@ -10,6 +10,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -373,12 +374,22 @@ void rseqtrace_set_stall_event_id(uint32_t id)
 #define MADV_POPULATE_WRITE 23
 #endif
 _Static_assert(MADV_POPULATE_WRITE == 23, "MADV_POPULATE_WRITE is 23 in the kernel's ABI");
+_Static_assert(sizeof(off_t) == 8, "fallocate takes 64-bit offsets");
 
 int rseqtrace_populate_write(void *address, size_t length)
 {
 	int rc;
 	do {
 		rc = madvise(address, length, MADV_POPULATE_WRITE);
+	} while (rc != 0 && errno == EINTR);
+	return rc == 0 ? 0 : errno;
+}
+
+int rseqtrace_preallocate_beyond_end(int fd, uint64_t offset, uint64_t length)
+{
+	int rc;
+	do {
+		rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 	} while (rc != 0 && errno == EINTR);
 	return rc == 0 ? 0 : errno;
 }

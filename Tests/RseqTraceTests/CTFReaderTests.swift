@@ -1,3 +1,4 @@
+import CRseqTrace
 import RseqTraceTestPayloads
 import Testing
 #if canImport(Glibc)
@@ -322,6 +323,53 @@ struct CTFReaderTests {
         }
         let totalLost = merged.reduce(UInt64(0)) { if case .discarded(let d) = $1 { return $0 + d.count } else { return $0 } }
         #expect(totalLost == builder.lost.reduce(0, +))
+    }
+
+    @Test("a stream file reserves blocks ahead of its packets while written, without changing its size, and gives the reserve back at finish")
+    func streamFileReserve() throws {
+        let dir = ReaderFiles.temporaryDirectory("reserve")
+        defer { ReaderFiles.removeTree(dir) }
+        var builder = try TraceBuilder(directory: dir, rings: 1)
+        let events = 1000   // 20 bytes each with their headers: several 4 KiB packets
+        for i in 0..<events {
+            try builder.append(ring: 0, id: 30, advance: 1, payload: (0..<8).map { UInt8(truncatingIfNeeded: i >> ($0 * 8)) })
+        }
+        let path = dir + "/channel0_0"
+        let writing = try #require(fileStatus(path))
+        #expect(writing.st_size > 0, "packets written so far: \(writing.st_size) bytes")
+        if fileSystemReserves(directory: dir) {
+            #expect(Int(writing.st_blocks) * 512 >= 8 << 20, "reserved \(Int(writing.st_blocks) * 512) bytes")
+        }
+        try builder.finish()
+        let finished = try #require(fileStatus(path))
+        #expect(finished.st_size > writing.st_size)
+        // Only the blocks the packets use remain (allocated in file-system blocks of at most 64 KiB).
+        #expect(Int(finished.st_blocks) * 512 < Int(finished.st_size) + 65536,
+                "\(Int(finished.st_blocks) * 512) bytes allocated for \(finished.st_size)")
+        let records = try CTFTraceReader(directory: dir).readAll()
+        #expect(records.map(expectation) == builder.expected[0])
+        #expect(records.count == events)
+    }
+
+    private func fileStatus(_ path: String) -> stat? {
+        var status = stat()
+        // SAFETY: stat writes the caller's value only; the path is a temporary C string.
+        return unsafe stat(path, &status) == 0 ? status : nil
+    }
+
+    /// Whether the file system of `directory` reserves blocks past a file's end (ext4, xfs, btrfs,
+    /// tmpfs do), tried on a file of its own.
+    private func fileSystemReserves(directory: String) -> Bool {
+        let probe = directory + "/reserve-probe"
+        // SAFETY: the path string is passed as a temporary NUL-terminated C string.
+        let fd = unsafe open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer {
+            close(fd)
+            // SAFETY: as above.
+            unsafe unlink(probe)
+        }
+        return rseqtrace_preallocate_beyond_end(fd, 0, 1 << 20) == 0
     }
 
     @Test("a loss noted before any event is reported between an empty leading packet (counter 0) and the first events")

@@ -121,6 +121,10 @@ void rseqtrace_leave_fifo(int saved_policy, int saved_priority);
  * the range for writing, reporting a page that cannot be allocated as an error (where a store
  * would raise SIGBUS). Returns 0 or an errno value (EINVAL: the kernel lacks it). */
 int rseqtrace_populate_write(void *address, size_t length);
+/* fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length): reserves the file's blocks in that range
+ * without changing its size, so later writes there skip the file system's block reservation.
+ * Returns 0 or an errno value (EOPNOTSUPP: the file system cannot). */
+int rseqtrace_preallocate_beyond_end(int fd, uint64_t offset, uint64_t length);
 /* sched_getcpu(), or -1. */
 int rseqtrace_getcpu(void);
 /* The address of TraceRuntime's immortal producer table (0 until the first attach). A C global so

@@ -35,6 +35,9 @@ public final class CTFTraceWriter {
     public private(set) var description: CTFTraceDescription
     /// Bytes at which a packet closes.
     package let packetCapacity: Int
+    /// Bytes of blocks a stream file of a trace directory reserves ahead of its packets at a time
+    /// (`fallocate` keeping the file's size; given back when the trace is finished).
+    package static let streamReserveStep: UInt64 = 8 << 20
 
     /// What was written.
     public struct Summary: Sendable {

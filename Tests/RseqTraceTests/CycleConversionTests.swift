@@ -28,7 +28,10 @@ struct CycleConversionTests {
                                    monotonicReference: base, realtimeReference: 0)
             let conversion = CycleConversion(clock)
             var samples: [UInt64] = [0, 1, reference, reference &+ 1, reference &- 1, UInt64.max, UInt64.max - 1,
-                                     reference &+ frequency, reference &+ frequency &- 1, reference &+ 18_446_744_073]
+                                     reference &+ frequency, reference &+ frequency &- 1, reference &+ 18_446_744_073,
+                                     // Both sides of the end of the unchecked path.
+                                     reference &+ conversion.forwardSpan, reference &+ conversion.forwardSpan &- 1,
+                                     reference &+ conversion.forwardSpan &+ 1]
             for shift in stride(from: 0, to: 64, by: 3) {
                 let bits = random.next()
                 samples.append(bits >> shift)

@@ -102,23 +102,36 @@ package struct CycleConversion: Sendable {
     @usableFromInline let clock: CycleClock
     @usableFromInline let integerPart: UInt64
     @usableFromInline let fraction: UInt64
+    /// Cycle counts `cycleReference + d` with `d < forwardSpan` convert without saturating: for
+    /// them `monotonicNanoseconds` is the sum, with no overflow check, of `monotonicReference`,
+    /// `d * integerPart` and `high64(d * fraction)` (`high64(d * fraction) < d`, and
+    /// `d * (integerPart + 1) <= UInt64.max - monotonicReference`). 0 when the frequency is unknown.
+    @usableFromInline let forwardSpan: UInt64
 
     package init(_ clock: CycleClock) {
         self.clock = clock
         guard clock.frequency > 0 else {
             integerPart = 0
             fraction = 0
+            forwardSpan = 0
             return
         }
         integerPart = 1_000_000_000 / clock.frequency
         let remainder = 1_000_000_000 % clock.frequency
         // remainder < frequency, so the quotient of (remainder * 2^64) / frequency fits 64 bits.
         fraction = clock.frequency.dividingFullWidth((high: remainder, low: 0)).quotient
+        forwardSpan = min(UInt64.max &- clock.cycleReference,
+                          (UInt64.max &- clock.monotonicReference) / (integerPart &+ 1))
     }
 
     /// The timestamp in CLOCK_MONOTONIC nanoseconds (see `CycleClock.monotonicNanoseconds`).
     @inlinable @inline(__always)
     package func monotonicNanoseconds(_ cycles: UInt64) -> UInt64 {
+        let delta = cycles &- clock.cycleReference
+        if cycles >= clock.cycleReference && delta < forwardSpan {
+            // No sum below can overflow (see `forwardSpan`): the same value as the checked path.
+            return clock.monotonicReference &+ delta &* integerPart &+ delta.multipliedFullWidth(by: fraction).high
+        }
         guard clock.frequency > 0 else { return clock.monotonicReference }
         let forward = cycles >= clock.cycleReference
         let ns = quotient(forward ? cycles &- clock.cycleReference : clock.cycleReference &- cycles)

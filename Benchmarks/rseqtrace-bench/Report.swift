@@ -180,7 +180,8 @@ struct Report {
         }
         if let floor = writeFloorNanoseconds {
             Swift.print("consumer CPU, writing the same bytes alone: \(format(floor, 2)) ns per event "
-                + "(plain 256 KiB write()s of the trace's stream bytes to a file beside it, through the page cache)")
+                + "(256 KiB write()s of the trace's stream bytes to a file beside it, through the page cache, "
+                + "blocks reserved ahead as the trace's stream files do, after the trace's own pages were written back)")
         }
         if let lttng = consumers.lttng?.consumerNanosecondsPerMillion {
             Swift.print("consumer CPU, LTTng-UST: \(format(lttng / 1e6, 1)) ms per million events "

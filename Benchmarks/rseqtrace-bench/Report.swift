@@ -176,18 +176,20 @@ struct Report {
         // Consumer CPU.
         if let rseq = consumers.rseqtrace?.consumerNanosecondsPerMillion {
             Swift.print("consumer CPU, RseqTrace: \(format(rseq / 1e6, 1)) ms per million events "
-                + "(draining a finished buffer of \(consumers.rseqtrace?.recorded ?? 0) events and writing CTF to disk, one thread)")
+                + "(draining a finished buffer of \(consumers.rseqtrace?.recorded ?? 0) events and writing CTF to disk, one thread; "
+                + "the median of \(ConsumerCensus.runs) runs)")
         }
         if let floor = writeFloorNanoseconds {
             Swift.print("consumer CPU, writing the same bytes alone: \(format(floor, 2)) ns per event "
                 + "(256 KiB write()s of the trace's stream bytes to a file beside it, through the page cache, "
-                + "blocks reserved ahead as the trace's stream files do, after the trace's own pages were written back)")
+                + "blocks reserved ahead as the trace's stream files do, after the trace's own pages were written back; "
+                + "in the median run)")
         }
         if let lttng = consumers.lttng?.consumerNanosecondsPerMillion {
             Swift.print("consumer CPU, LTTng-UST: \(format(lttng / 1e6, 1)) ms per million events "
                 + "(lttng-consumerd from the start of the timed loop of a run of \(consumers.lttng?.recorded ?? 0) events "
                 + "to the end of `lttng stop`, /proc/<pid>/task/*/schedstat; it copies finished packets to disk without "
-                + "decoding them)")
+                + "decoding them; the median of \(ConsumerCensus.runs) runs)")
         }
         // Sustained.
         if let sustained {

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import ArgumentParser
-import CRseqTrace
 import CRseqTraceBench
 import RseqTrace
 import RseqTraceLTTng
@@ -199,15 +198,10 @@ struct WorkerCommand: ParsableCommand {
         sync()
         let start = bench_thread_cpu_ns()
         var left = bytes
-        var reserved: UInt64 = 0
+        var reserve = BlockReserve()
         while left > 0 {
             let count = Int(min(left, UInt64(chunk.count)))
-            let offset = bytes - left
-            if offset + UInt64(count) > reserved {
-                let step = CTFTraceWriter.streamReserveStep
-                _ = rseqtrace_preallocate_beyond_end(fd, reserved, step)
-                reserved += step
-            }
+            _ = reserve.extend(fd, through: bytes - left + UInt64(count))
             // SAFETY: the array's own bytes, `count` <= its count.
             let written = unsafe chunk.withUnsafeBytes { unsafe write(fd, $0.baseAddress, count) }
             guard written > 0 else { return nil }

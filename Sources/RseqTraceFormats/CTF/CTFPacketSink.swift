@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CRseqTrace
 import RseqTrace
 import SystemPackage
 
@@ -51,21 +50,18 @@ package protocol CTFPacketSink: AnyObject {
 /// complete with its header before the stream file receives a packet; an entry appended after its
 /// packet).
 ///
-/// A stream file's blocks are reserved `preallocationStep` bytes ahead of its packets
-/// (`fallocate` with `FALLOC_FL_KEEP_SIZE`: the file's size stays that of its packets, so a reader
-/// never sees the reserve): a write into reserved blocks skips the file system's block reservation
-/// for each page, about a fifth of what writing through the page cache costs here. `close()` (and
-/// deinit) gives the unused reserve back; the stream files of a process killed while writing keep
-/// at most one step each of reserved blocks past their end, until they are removed or truncated.
+/// A stream file's blocks are reserved ahead of its packets (`BlockReserve`: the file's size stays
+/// that of its packets, so a reader never sees the reserve): a write into reserved blocks skips the
+/// file system's block reservation for each page, about a fifth of what writing through the page
+/// cache costs here. `close()` (and deinit) gives the unused reserve back; the stream files of a
+/// process killed while writing keep at most one step each of reserved blocks past their end, until
+/// they are removed or truncated.
 /// A file system that cannot reserve (or a full one) is written without.
 final class CTFDirectorySink: CTFPacketSink {
     let directory: String
     private var streams: [Stream] = []
     /// Whether stream files are still given reserves (false after the file system refused one).
     private var preallocates = true
-
-    /// Bytes of blocks a stream file reserves ahead of its packets at a time.
-    static var preallocationStep: UInt64 { CTFTraceWriter.streamReserveStep }
 
     private struct Stream {
         let fd: FileDescriptor
@@ -74,8 +70,7 @@ final class CTFDirectorySink: CTFPacketSink {
         let indexPath: String
         /// Bytes of packets written to the stream file.
         var written: UInt64 = 0
-        /// The file's blocks are reserved up to this offset.
-        var reserved: UInt64 = 0
+        var reserve = BlockReserve()
     }
 
     /// Writes `metadata`, then creates the `index` directory and the stream and index files of
@@ -107,30 +102,16 @@ final class CTFDirectorySink: CTFPacketSink {
         for s in streams { try? s.fd.close(); try? s.index.close() }
     }
 
-    /// Truncates each stream file to its size, which frees the blocks reserved past its end.
+    /// Gives back the blocks each stream file reserved past its end.
     private func releaseReserves() {
-        for index in streams.indices where streams[index].reserved > streams[index].written {
-            let stream = streams[index]
-            var status = stat()
-            // SAFETY: fstat writes the caller's stat value only.
-            guard unsafe fstat(stream.fd.rawValue, &status) == 0 else { continue }
-            // The same size: only the reserve past the end goes.
-            _ = ftruncate(stream.fd.rawValue, status.st_size)
-            streams[index].reserved = streams[index].written
-        }
+        for index in streams.indices { streams[index].reserve.release(streams[index].fd.rawValue) }
     }
 
-    /// Reserves blocks for the stream file of `ring` up to at least `end`, a step at a time.
+    /// Reserves blocks for the stream file of `ring` up to at least `end`.
     private func reserve(_ ring: Int, through end: UInt64) {
-        let from = streams[ring].reserved
-        guard preallocates, end > from else { return }
-        let step = CTFDirectorySink.preallocationStep
-        let length = (end &- from &+ step &- 1) / step * step
-        guard rseqtrace_preallocate_beyond_end(streams[ring].fd.rawValue, from, length) == 0 else {
-            preallocates = false   // unsupported here, or no room: plain writes from now on
-            return
-        }
-        streams[ring].reserved = from &+ length
+        guard preallocates else { return }
+        // Unsupported here, or no room: plain writes from now on.
+        if !streams[ring].reserve.extend(streams[ring].fd.rawValue, through: end) { preallocates = false }
     }
 
     func writeMetadata(_ text: String) throws(TraceError) {

@@ -20,7 +20,7 @@ Exit status 0 when it could read the trace, 2 otherwise.
 import collections
 import sys
 
-import bt2
+from bt2_events import TraceEvents
 
 
 def main() -> int:
@@ -28,18 +28,12 @@ def main() -> int:
         print(__doc__, file=sys.stderr)
         return 2
     counts = collections.Counter()
-    discarded = 0
     begins = collections.defaultdict(list)
     starts = collections.defaultdict(list)
     ends = collections.defaultdict(list)
     slice_ends = collections.defaultdict(list)
-    for message in bt2.TraceCollectionMessageIterator(sys.argv[1]):
-        if type(message) is bt2._DiscardedEventsMessageConst:
-            discarded += message.count
-            continue
-        if type(message) is not bt2._EventMessageConst:
-            continue
-        event = message.event
+    trace = TraceEvents(sys.argv[1])
+    for event in trace:
         payload = event.payload_field
         counts[event.name] += 1
         if event.name == "rseqtrace:span_begin":
@@ -74,7 +68,7 @@ def main() -> int:
         ("span_events", counts["tracing:span_event"]), ("errors", counts["tracing:span_error"]),
         ("links", counts["tracing:span_link"]), ("unmatched", unmatched), ("name_mismatch", name_mismatch),
         ("bad_parent", bad_parent), ("bad_trace", bad_trace), ("duration_mismatch", duration_mismatch),
-        ("discarded", discarded)]))
+        ("discarded", trace.discarded)]))
     return 0
 
 

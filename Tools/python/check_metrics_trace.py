@@ -18,7 +18,7 @@ Exit status 0 when it could read the trace, 2 otherwise.
 import collections
 import sys
 
-import bt2
+from bt2_events import TraceEvents
 
 
 def main() -> int:
@@ -28,15 +28,9 @@ def main() -> int:
     counts = collections.Counter()
     last = {}
     decreasing = 0
-    discarded = 0
     timer_ns = 0
-    for message in bt2.TraceCollectionMessageIterator(sys.argv[1]):
-        if type(message) is bt2._DiscardedEventsMessageConst:
-            discarded += message.count or 0
-            continue
-        if type(message) is not bt2._EventMessageConst:
-            continue
-        event = message.event
+    trace = TraceEvents(sys.argv[1])
+    for event in trace:
         name = event.name
         payload = event.payload_field
         if name == "metrics:counter":
@@ -52,7 +46,7 @@ def main() -> int:
                 timer_ns += int(payload["duration_ns"])
     fields = [f"samples={counts['samples']}", f"decreasing={decreasing}"]
     fields += [f"{kind}={counts[kind]}" for kind in ("fp_counter", "meter", "recorder", "timer")]
-    fields += [f"timer_ns={timer_ns}", f"discarded={discarded}"]
+    fields += [f"timer_ns={timer_ns}", f"discarded={trace.discarded}"]
     print("bt2: " + " ".join(fields))
     for counter, value in sorted(last.items()):
         print(f"bt2-counter: {value} {counter}")

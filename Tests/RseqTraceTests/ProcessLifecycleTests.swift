@@ -29,28 +29,36 @@ struct ProcessLifecycleTests {
         }
     }
 
+    /// Runs the helper's `spawn-write --how how` on the first allowed CPU (`events` records per
+    /// image), then drains every record of event 8 from the buffer it wrote, quiescently: none may
+    /// be lost, no ring quarantined.
+    static func spawnWrite(how: String, events: Int) throws -> (cpu: Int32, outcome: HelperProcess.Outcome, records: [Written]) {
+        #expect(rtts_affinity_snapshot() >= 1)
+        let cpu = rtts_allowed_cpu(0)
+        let name = "rseqtrace-test-\(how)-\(getpid())"
+        let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name))
+        let outcome = try HelperProcess.runHelper(["spawn-write", "--name", name, "--cpu", "\(cpu)", "--events", "\(events)",
+                                                   "--how", how], timeout: .seconds(60))
+        #expect(outcome.exitedCleanly, "\(outcome)")
+        var records: [Written] = []
+        let drainer = TraceDrainer(buffer: buffer)
+        try collect(drainer, quiescent: true, into: &records)
+        #expect(drainer.totals.lost == 0)
+        #expect(drainer.quarantinedRings.isEmpty)
+        return (cpu, outcome, records)
+    }
+
     @Test("a program started with posix_spawn names itself; the parent's records after it name the parent again",
           .timeLimit(.minutes(1)))
     func spawnedProgramNamesItself() throws {
-        #expect(rtts_affinity_snapshot() >= 1)
-        let cpu = rtts_allowed_cpu(0)
-        let name = "rseqtrace-test-spawn-\(getpid())"
-        let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name))
         let events = 1000
-        let outcome = try HelperProcess.runHelper(["spawn-write", "--name", name, "--cpu", "\(cpu)", "--events", "\(events)",
-                                                   "--how", "spawn"], timeout: .seconds(60))
-        #expect(outcome.exitedCleanly, "\(outcome)")
+        let (cpu, outcome, records) = try Self.spawnWrite(how: "spawn", events: events)
         let parent = try #require(outcome.fields(of: "spawn-write:"), "\(outcome)")
         let child = try #require(outcome.fields(of: "keep-writing:"), "\(outcome)")
         let parentPID = try #require(parent["pid"].flatMap { Int32($0) })
         let childPID = try #require(child["pid"].flatMap { Int32($0) })
         #expect(parent["child"] == child["pid"])
         #expect(childPID != parentPID)
-        var records: [Written] = []
-        let drainer = TraceDrainer(buffer: buffer)
-        try Self.collect(drainer, quiescent: true, into: &records)
-        #expect(drainer.totals.lost == 0)
-        #expect(drainer.quarantinedRings.isEmpty)
         // In ring order on one ring: the parent's first records, the child's, the parent's again.
         let expected = (0..<UInt64(events)).map { Written(tag: 1, sequence: $0, ring: Int(cpu), processID: parentPID, threadID: parentPID) }
             + (0..<UInt64(events)).map { Written(tag: 2, sequence: $0, ring: Int(cpu), processID: childPID, threadID: childPID) }
@@ -63,22 +71,11 @@ struct ProcessLifecycleTests {
     @Test("a program that replaces itself with execv: the new image writes with the same pid, every record attributed",
           .timeLimit(.minutes(1)))
     func execedImageKeepsItsPID() throws {
-        #expect(rtts_affinity_snapshot() >= 1)
-        let cpu = rtts_allowed_cpu(0)
-        let name = "rseqtrace-test-exec-\(getpid())"
-        let buffer = try SharedTraceBuffer.create(TraceConfiguration(name: name))
         let events = 1000
-        let outcome = try HelperProcess.runHelper(["spawn-write", "--name", name, "--cpu", "\(cpu)", "--events", "\(events)",
-                                                   "--how", "exec"], timeout: .seconds(60))
-        #expect(outcome.exitedCleanly, "\(outcome)")
+        let (cpu, outcome, records) = try Self.spawnWrite(how: "exec", events: events)
         let image = try #require(outcome.fields(of: "keep-writing:"), "\(outcome)")
         #expect(image["pid"] == "\(outcome.pid)")
         #expect(image["stored"] == "\(events)")
-        var records: [Written] = []
-        let drainer = TraceDrainer(buffer: buffer)
-        try Self.collect(drainer, quiescent: true, into: &records)
-        #expect(drainer.totals.lost == 0)
-        #expect(drainer.quarantinedRings.isEmpty)
         let pid = outcome.pid
         let expected = (0..<UInt64(events)).map { Written(tag: 1, sequence: $0, ring: Int(cpu), processID: pid, threadID: pid) }
             + (0..<UInt64(events)).map { Written(tag: 2, sequence: $0, ring: Int(cpu), processID: pid, threadID: pid) }

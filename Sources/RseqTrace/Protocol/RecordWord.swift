@@ -76,6 +76,19 @@ package struct RecordWord: Hashable, Sendable {
         let reserved = rawValue & (0b111 << 29)
         return reserved == 0 || (reserved == RecordWord.ownerKnownBit && isBusy && kind == .thread)
     }
+    /// Whether this is the busy word of a reservation in flight at ring position `position`: a busy
+    /// event or lead (thread) word of the position's lap, with valid reserved bits.
+    @inlinable package func isReservation(at position: UInt64, layout: TraceLayout) -> Bool {
+        isBusy && (kind == .event || kind == .thread) && hasValidReservedBits && lap == layout.lap(of: position)
+    }
+    /// Whether such a reservation's extent is whole: at least its header (a lead's, the thread record
+    /// and an event header), inside its sub-buffer and ending at or below `limit`.
+    @inlinable package func reservationFits(at position: UInt64, limit: UInt64, layout: TraceLayout) -> Bool {
+        let minimum = kind == .event ? TraceLayout.recordHeaderSize
+            : TraceLayout.threadRecordSize &+ TraceLayout.recordHeaderSize
+        let end = position &+ UInt64(size)
+        return length >= minimum && end <= limit && end <= (position | UInt64(layout.subbufferSize &- 1)) &+ 1
+    }
     /// The same lead word with `ownerKnown` set (what the reserving thread stores once the thread
     /// record's body is written).
     @inlinable package var withOwnerKnown: RecordWord { RecordWord(rawValue: rawValue | RecordWord.ownerKnownBit) }

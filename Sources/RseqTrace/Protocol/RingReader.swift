@@ -415,12 +415,8 @@ package struct RingReader {
                                   cursor: inout Cursor) -> Bool {
         let raw = ring.loadWord(at: position, ordering: .acquiring)
         let word = RecordWord(rawValue: raw)
-        let subEnd = (position | UInt64(layout.subbufferSize &- 1)) &+ 1
-        guard word.isBusy, word.hasValidReservedBits, word.lap == layout.lap(of: position),
-              let kind = word.kind, kind == .event || kind == .thread,
-              word.length >= (kind == .event ? TraceLayout.recordHeaderSize
-                                             : TraceLayout.threadRecordSize &+ TraceLayout.recordHeaderSize),
-              position &+ UInt64(word.size) <= head, position &+ UInt64(word.size) <= subEnd else {
+        guard word.isReservation(at: position, layout: layout), word.reservationFits(at: position, limit: head, layout: layout),
+              let kind = word.kind else {
             cursor.stalled = nil
             return false
         }
@@ -832,12 +828,8 @@ package enum RecordWalk {
                     continue
                 }
             }
-            if word.isBusy && (word.kind == .event || word.kind == .thread) && word.hasValidReservedBits
-                && word.lap == layout.lap(of: position) {
-                let minimum = word.kind == .event ? TraceLayout.recordHeaderSize
-                    : TraceLayout.threadRecordSize &+ TraceLayout.recordHeaderSize
-                guard abandonBusy, word.length >= minimum, position &+ UInt64(word.size) <= to,
-                      position &+ UInt64(word.size) <= (position | (subSize &- 1)) &+ 1 else {
+            if word.isReservation(at: position, layout: layout) {
+                guard abandonBusy, word.reservationFits(at: position, limit: to, layout: layout) else {
                     return Result(end: position, thread: thread)   // still being written
                 }
                 visit(position, word, thread)

@@ -51,6 +51,13 @@ public final class TraceDrainer {
         set { reader.abandonmentDelay = newValue }
     }
 
+    /// Test injection point: overwrite-mode snapshots copied backward word by word, calling this
+    /// before each word (`RingReader.snapshotCopyInterleave`); nil copies with `memcpy`.
+    package var snapshotCopyInterleave: ((_ position: UInt64) -> Void)? {
+        get { reader.snapshotCopyInterleave }
+        set { reader.snapshotCopyInterleave = newValue }
+    }
+
     /// Per-ring totals since this drainer was created.
     public struct RingStatistics: Sendable, Hashable {
         /// Zero counts.

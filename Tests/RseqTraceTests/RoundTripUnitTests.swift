@@ -1027,6 +1027,66 @@ struct OverwriteUnitTests {
         #expect(drained.map(\.sequence) == Array(acceptedSequence.suffix(drained.count)))
     }
 
+    @Test("a record committed while a live overwrite read copies the ring is delivered later, intact: never with payload bytes from before its commit")
+    func commitDuringSnapshotCopy() throws {
+        let fixture = try UnitTraceFixture("owtorn", mode: .overwrite)
+        let payloadSize = 200   // several cache lines
+        // A writer of its own, whose reservation (unlike a Reservation) a closure can commit.
+        let state = UnsafeMutablePointer<RingWriter.State>.allocate(capacity: 1)
+        // SAFETY: the fixture's buffer outlives the writer and its reservation (both end in this test).
+        unsafe state.initialize(to: fixture.buffer.makeWriterState())
+        defer {
+            // SAFETY: initialized above; nothing uses the state after this test.
+            unsafe state.deinitialize(count: 1)
+            // SAFETY: allocated above, deinitialized on the line before.
+            unsafe state.deallocate()
+        }
+        // SAFETY: as above.
+        let writer = unsafe RingWriter(state: state)
+        var firstRound: [UnitDrainedRecord] = []
+        var secondRound: [UnitDrainedRecord] = []
+        var committedDuringCopy = false
+        try UnitTrace.onCPU(0) { () throws(TraceError) in
+            for seq in 0..<5 {
+                #expect(UnitWriteAPI.bytesSpan.write(fixture.producer, eventID: UInt16(seq), UnitTrace.pattern(seq, count: payloadSize)))
+            }
+            guard let slot = writer.reserve(eventID: 5, payloadSize: payloadSize) else {
+                Issue.record("reserve refused")
+                return
+            }
+            // The event's word: the record ends at the head (a thread record, if any, is before it).
+            let position = fixture.head(0) - UInt64(TraceLayout.recordSize(payloadSize: payloadSize))
+            let final = UnitTrace.pattern(5, count: payloadSize)
+            // SAFETY: the reserved payload has payloadSize bytes.
+            unsafe slot.payload.initializeMemory(as: UInt8.self, repeating: 0xEE, count: payloadSize)
+            let fill = {
+                // SAFETY: as above; the record is committed right after, by this thread only.
+                unsafe final.withUnsafeBytes { unsafe slot.payload.copyMemory(from: $0.baseAddress!, byteCount: payloadSize) }
+                slot.commit()
+            }
+            // The copy runs backward, as a memcpy may: a record's payload is copied before its word.
+            // Its producer fills and commits it right before the copy loads its word.
+            fixture.drainer.snapshotCopyInterleave = { wordPosition in
+                if wordPosition == position && !committedDuringCopy {
+                    committedDuringCopy = true
+                    fill()
+                }
+            }
+            firstRound = try fixture.drain(quiescent: false)
+            fixture.drainer.snapshotCopyInterleave = nil
+            if !committedDuringCopy { fill() }
+            secondRound = try fixture.drain(quiescent: false)
+        }
+        // The read copies only the records committed before it (the busy one ends its range), so
+        // the commit made during the copy is seen by the next read.
+        #expect(firstRound.map(\.eventID) == [0, 1, 2, 3, 4])
+        #expect(secondRound.map(\.eventID) == [5])
+        for record in firstRound + secondRound {
+            #expect(record.bytes == UnitTrace.pattern(Int(record.eventID), count: payloadSize), "record \(record.eventID)")
+        }
+        #expect(fixture.drainer.totals.recorded == 6)
+    }
+
     @Test("a slot declared recycled by a producer that stopped before opening the sub-buffer: its loss is counted exactly once",
           arguments: [true, false])
     func pendingRecycleIsCountedOnce(quiescent: Bool) throws {

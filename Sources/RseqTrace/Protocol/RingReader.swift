@@ -55,6 +55,12 @@ package struct RingReader {
     /// looked up, and then between two look-ups while the owner is alive (docs/BufferProtocol.md §4.6).
     package var abandonmentDelay: Duration = .milliseconds(50)
 
+    /// Test injection point: when set, overwrite-mode reads copy ring bytes into their snapshot
+    /// word by word from the last to the first — an order a `memcpy` may use — calling this with
+    /// each word's position before loading it, so that a test can store into the ring in the
+    /// middle of a copy. nil in production (the copy is a `memcpy`).
+    package var snapshotCopyInterleave: ((_ position: UInt64) -> Void)?
+
     /// No producer reaches this position (2^62 bytes is a century at 1 GB/s): a larger `head` was
     /// written by something else, and positions below it leave room for any arithmetic on them.
     package static let maximumPosition: UInt64 = 1 << 62
@@ -480,7 +486,8 @@ package struct RingReader {
         -> Snapshot {
         let p = UInt64(layout.subbufferSize)
         let lapSpan = UInt64(layout.ringSize)
-        guard scratch.count >= layout.ringSize, let base = scratch.baseAddress else {
+        // SAFETY: only compares the base address with nil.
+        guard scratch.count >= layout.ringSize, unsafe scratch.baseAddress != nil else {
             return Snapshot(problem: RecordWalk.Problem(position: 0, reason: "the scratch buffer cannot hold a whole ring"))
         }
         var last = Snapshot()
@@ -506,27 +513,41 @@ package struct RingReader {
             // Read from the ring before the commit: if the sub-buffer of `start` is recycled
             // meanwhile, its marker changes and the commit fails.
             let startThread = thread(at: start, ring: ring, known: cursor.thread)
-            // Copy [start, head) — at most one ring — in up to two pieces around the ring end.
-            let count = Int(truncatingIfNeeded: head - start)
+            // The committed prefix first, walked in place with each record's word acquired: a
+            // committed record is complete and stays as it is until its sub-buffer is recycled,
+            // which the commit below rules out. Copying [start, head) and walking the copy would
+            // not do: a copy orders none of its loads (string instructions; vector loops that load
+            // the tail first), so a record committed during the copy could come with its committed
+            // word and payload bytes from before the commit (docs/BufferProtocol.md §4.6).
+            let walk = RecordWalk.run(layout: layout, from: start, to: head, thread: startThread,
+                                      maximumLost: maximumBeginLost, word: { position in
+                // SAFETY: a hint only (no fault, no read): the address is masked into the ring.
+                unsafe rseqtrace_prefetch_read(ring.pointer(at: position &+ RingReader.prefetchDistance))
+                return ring.loadWord(at: position, ordering: .acquiring)
+            }, visit: { _, _, _ in })
+            // Copy [start, walk.end) — at most one ring — in up to two pieces around the ring end.
+            let count = Int(truncatingIfNeeded: walk.end - start)
             var copied = 0
             while copied < count {
                 let position = start &+ UInt64(copied)
                 let untilEnd = layout.ringSize - Int(truncatingIfNeeded: position & (lapSpan - 1))
                 let piece = min(count - copied, untilEnd)
                 // SAFETY: `scratch` has ringSize bytes and copied + piece <= count <= ringSize.
-                let fits = unsafe ring.copyBytes(from: position, count: piece,
-                               into: unsafe UnsafeMutableRawBufferPointer(rebasing: scratch[copied..<(copied + piece)]))
+                let destination = unsafe UnsafeMutableRawBufferPointer(rebasing: scratch[copied..<(copied + piece)])
+                let fits: Bool
+                if let interleave = snapshotCopyInterleave {
+                    // SAFETY: as for copyBytes: `destination` has `piece` bytes.
+                    fits = unsafe Self.copyBackward(ring: ring, from: position, count: piece, into: destination, before: interleave)
+                } else {
+                    // SAFETY: `destination` has `piece` bytes; copyBytes checks the ring range.
+                    fits = unsafe ring.copyBytes(from: position, count: piece, into: destination)
+                }
                 guard fits else {
                     return Snapshot(problem: RecordWalk.Problem(position: position, reason: "copy of \(piece) bytes crosses the ring end"),
                                     hidden: UInt64(count))
                 }
                 copied += piece
             }
-            let walk = RecordWalk.run(layout: layout, from: start, to: head, thread: startThread,
-                                      maximumLost: maximumBeginLost, word: { position in
-                // SAFETY: position - start < count <= scratch.count, 8-aligned.
-                unsafe base.load(fromByteOffset: Int(truncatingIfNeeded: position &- start), as: UInt64.self)
-            }, visit: { _, _, _ in })
             // Nothing copied from sub-buffer start/P on may have been recycled meanwhile.
             let limit = (start / p &+ UInt64(layout.subbuffersPerRing)) &* p
             if commit(markerField, marker, limit, walk.end) {
@@ -540,6 +561,27 @@ package struct RingReader {
         // Producers kept recycling under us: report nothing this round (or the damage the last
         // copy showed); losses stay counted in begin records the next round will read.
         return last
+    }
+
+    /// `RingView.copyBytes` word by word from the last word to the first, calling `before` with
+    /// each word's position first (`snapshotCopyInterleave`). `count` is a multiple of 8.
+    ///
+    /// ## Safety
+    /// - `destination` must have at least `count` bytes.
+    @unsafe
+    private static func copyBackward(ring: RingView, from position: UInt64, count: Int,
+                                     into destination: UnsafeMutableRawBufferPointer, before: (UInt64) -> Void) -> Bool {
+        let offset = Int(truncatingIfNeeded: position & UInt64(ring.ringSize &- 1))
+        guard count >= 0, count % 8 == 0, count <= ring.ringSize &- offset, count <= destination.count else { return false }
+        var k = count
+        while k > 0 {
+            k -= 8
+            let wordPosition = position &+ UInt64(k)
+            before(wordPosition)
+            // SAFETY: k + 8 <= count <= destination.count (caller's contract and the guard above).
+            unsafe destination.storeBytes(of: ring.loadWord(at: wordPosition, ordering: .relaxed), toByteOffset: k, as: UInt64.self)
+        }
+        return true
     }
 
     /// Where reading may start in overwrite mode: after `consumed`, after recycled sub-buffers, and

@@ -62,6 +62,20 @@ public enum Payloads {
         }
         return id
     }
+
+    /// For a damaged record whose first word still names a valid id: the offset of its first
+    /// byte that differs from the payload of that id (nil when the id or size is wrong too).
+    public static func firstWrongByte<Source: PayloadSource & ~Copyable>(_ record: borrowing Source) -> Int? {
+        guard record.payloadSize >= 16 else { return nil }
+        let id = record.word(at: 0)
+        let size = Int(rtts_payload_size(id))
+        guard record.payloadSize == size, record.eventID == rtts_payload_event(id) else { return nil }
+        for offset in 8..<size {
+            let expected = UInt8(truncatingIfNeeded: rtts_payload_word(id, UInt32(size), UInt32(offset / 8)) >> UInt64(8 * (offset % 8)))
+            if record.byte(at: offset) != expected { return offset }
+        }
+        return nil
+    }
 }
 
 /// Checks every drained record: its payload is intact (every byte is a function of its id, so a
@@ -167,7 +181,8 @@ public struct RecordVerifier {
         }
         guard let id = verified else {
             damaged += 1
-            note("ring \(ring) position \(record.position): damaged record (event \(record.eventID), \(record.payloadSize) bytes)")
+            let wrong = Payloads.firstWrongByte(record).map { ", first wrong byte at offset \($0)" } ?? ""
+            note("ring \(ring) position \(record.position): damaged record (event \(record.eventID), \(record.payloadSize) bytes\(wrong))")
             return
         }
         let thread = rtts_payload_thread(id)

@@ -22,8 +22,8 @@ final class Watch: Sendable {
                     let child = self.childPID.load(ordering: .relaxed)
                     if child > 0 { kill(child, SIGKILL) }
                     print(report())
-                    // SAFETY: fflush(NULL) flushes every C stream (stdout here) before _exit, which would not.
-                    unsafe fflush(nil)
+                    // fflush(NULL) flushes every C stream (stdout here) before _exit, which would not.
+                    fflush(nil)
                     _exit(4)
                 }
                 SystemClock.sleep(milliseconds: 20)

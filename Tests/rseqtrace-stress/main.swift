@@ -117,8 +117,8 @@ case "matrix":
         if outcome.verdict == .fail, !outcome.diagnostics.isEmpty {
             print(outcome.diagnostics.split(separator: "\n").prefix(5).map { "      | \($0)" }.joined(separator: "\n"))
         }
-        // SAFETY: fflush(NULL) flushes every C stream, so that progress shows line by line.
-        unsafe fflush(nil)
+        // fflush(NULL) flushes every C stream, so that progress shows line by line.
+        fflush(nil)
     }
     let (wall, _) = (ContinuousClock.now - start).components
     print("matrix: cells=\(cells.count) pass=\(counts[.pass] ?? 0) fail=\(counts[.fail] ?? 0) xfail=\(counts[.expectedFailure] ?? 0) xpass=\(counts[.unexpectedPass] ?? 0) seconds=\(wall)")

@@ -418,8 +418,8 @@ public final class SharedTraceBuffer: @unchecked Sendable {
         }
         // The header is validated from a private copy: a process truncating or rewriting the file
         // meanwhile can neither make validation fault (SIGBUS) nor show it two values of one field.
-        // SAFETY: a fresh allocation, freed on every path out of this function.
-        let snapshot = unsafe UnsafeMutableRawPointer.allocate(byteCount: TraceLayout.headerSize, alignment: 64)
+        // A fresh allocation, freed on every path out of this function.
+        let snapshot = UnsafeMutableRawPointer.allocate(byteCount: TraceLayout.headerSize, alignment: 64)
         // SAFETY: allocated just above, not used after this function.
         defer { unsafe snapshot.deallocate() }
         // SAFETY: pread writes at most headerSize bytes into the allocation of that size.

@@ -282,17 +282,22 @@ package struct RingReader {
     /// that the next 4 KiB page of the mapping is on its way before the walk reaches it.
     static let prefetchDistance: UInt64 = 512
 
+    /// The record word at `position` for a walk in place (acquiring: a committed word's record is
+    /// complete), with the ring prefetched `prefetchDistance` ahead.
+    @inline(__always)
+    static func wordInPlace(_ ring: RingView, at position: UInt64) -> UInt64 {
+        // SAFETY: a hint only (no fault, no read): the address is masked into the ring.
+        unsafe rseqtrace_prefetch_read(ring.pointer(at: position &+ prefetchDistance))
+        return ring.loadWord(at: position, ordering: .acquiring)
+    }
+
     /// The walk of `readInPlace` over `[start, head)`, visiting each committed event in place. A
     /// function of its own, small enough that the walk and its closures are inlined into it.
     private func walkInPlace(ring: RingView, from start: UInt64, to head: UInt64, thread: UInt64, quiescent: Bool,
                              outcome: inout Outcome, batch: inout RecordBatch, _ visit: Visit) -> RecordWalk.Result {
         RecordWalk.run(layout: layout, from: start, to: head, abandonBusy: quiescent, thread: thread,
                        maximumLost: maximumBeginLost,
-                       word: { position in
-            // SAFETY: a hint only (no fault, no read): the address is masked into the ring.
-            unsafe rseqtrace_prefetch_read(ring.pointer(at: position &+ RingReader.prefetchDistance))
-            return ring.loadWord(at: position, ordering: .acquiring)
-        },
+                       word: { RingReader.wordInPlace(ring, at: $0) },
                        visit: { position, word, thread in
             if word.isBusy {
                 outcome.abandoned &+= 1   // its producer died between reserve and commit
@@ -520,11 +525,8 @@ package struct RingReader {
             // the tail first), so a record committed during the copy could come with its committed
             // word and payload bytes from before the commit (docs/BufferProtocol.md §4.6).
             let walk = RecordWalk.run(layout: layout, from: start, to: head, thread: startThread,
-                                      maximumLost: maximumBeginLost, word: { position in
-                // SAFETY: a hint only (no fault, no read): the address is masked into the ring.
-                unsafe rseqtrace_prefetch_read(ring.pointer(at: position &+ RingReader.prefetchDistance))
-                return ring.loadWord(at: position, ordering: .acquiring)
-            }, visit: { _, _, _ in })
+                                      maximumLost: maximumBeginLost, word: { RingReader.wordInPlace(ring, at: $0) },
+                                      visit: { _, _, _ in })
             // Copy [start, walk.end) — at most one ring — in up to two pieces around the ring end.
             let count = Int(truncatingIfNeeded: walk.end - start)
             var copied = 0

@@ -45,34 +45,40 @@ public struct CopiedPayload: PayloadSource {
 public enum Payloads {
     /// The id of an intact record, or nil when its size, event id or any payload byte is wrong.
     public static func verifiedID<Source: PayloadSource & ~Copyable>(_ record: borrowing Source) -> UInt64? {
+        guard let id = namedID(record), firstDifference(record, id: id) == nil else { return nil }
+        return id
+    }
+
+    /// For a damaged record whose id word still names its size and event id: the offset of its
+    /// first byte that differs from the payload of that id (nil when intact or when it does not).
+    public static func firstWrongByte<Source: PayloadSource & ~Copyable>(_ record: borrowing Source) -> Int? {
+        guard let id = namedID(record) else { return nil }
+        return firstDifference(record, id: id)
+    }
+
+    /// The id in the record's first word, when the record has the size and event id it names.
+    private static func namedID<Source: PayloadSource & ~Copyable>(_ record: borrowing Source) -> UInt64? {
         guard record.payloadSize >= 16 else { return nil }
         let id = record.word(at: 0)
-        let size = Int(rtts_payload_size(id))
-        guard record.payloadSize == size, record.eventID == rtts_payload_event(id) else { return nil }
+        guard record.payloadSize == Int(rtts_payload_size(id)), record.eventID == rtts_payload_event(id) else { return nil }
+        return id
+    }
+
+    /// The offset of the first payload byte that differs from the payload of `id`, or nil.
+    private static func firstDifference<Source: PayloadSource & ~Copyable>(_ record: borrowing Source, id: UInt64) -> Int? {
+        let size = record.payloadSize
         let size32 = UInt32(size)
         let full = size / 8
-        for k in 0..<full where record.word(at: k * 8) != rtts_payload_word(id, size32, UInt32(k)) {
-            return nil
+        for k in 0..<full {
+            let difference = record.word(at: k * 8) ^ rtts_payload_word(id, size32, UInt32(k))
+            // Little-endian words: the lowest differing byte comes first.
+            if difference != 0 { return k * 8 + difference.trailingZeroBitCount / 8 }
         }
         if size % 8 != 0 {
             let last = rtts_payload_word(id, size32, UInt32(full))
             for j in 0..<(size % 8) where record.byte(at: full * 8 + j) != UInt8(truncatingIfNeeded: last >> UInt64(8 * j)) {
-                return nil
+                return full * 8 + j
             }
-        }
-        return id
-    }
-
-    /// For a damaged record whose first word still names a valid id: the offset of its first
-    /// byte that differs from the payload of that id (nil when the id or size is wrong too).
-    public static func firstWrongByte<Source: PayloadSource & ~Copyable>(_ record: borrowing Source) -> Int? {
-        guard record.payloadSize >= 16 else { return nil }
-        let id = record.word(at: 0)
-        let size = Int(rtts_payload_size(id))
-        guard record.payloadSize == size, record.eventID == rtts_payload_event(id) else { return nil }
-        for offset in 8..<size {
-            let expected = UInt8(truncatingIfNeeded: rtts_payload_word(id, UInt32(size), UInt32(offset / 8)) >> UInt64(8 * (offset % 8)))
-            if record.byte(at: offset) != expected { return offset }
         }
         return nil
     }
@@ -171,17 +177,18 @@ public struct RecordVerifier {
             note("ring \(ring) position \(record.position): timestamp \(timestamp) < previous \(lastStamp[ring])")
         }
         lastStamp[ring] = max(lastStamp[ring], timestamp)
-        let verified: UInt64?
+        // The payload checked: the record's own, or a tampered copy of it.
+        var tampered: CopiedPayload?
         if tampering && tamper == .payload {
             var copy = CopiedPayload(eventID: record.eventID, bytes: record.bytes)
             copy.bytes[copy.bytes.count / 2] ^= 0x10
-            verified = Payloads.verifiedID(copy)
-        } else {
-            verified = Payloads.verifiedID(record)
+            tampered = copy
         }
+        let verified = if let tampered { Payloads.verifiedID(tampered) } else { Payloads.verifiedID(record) }
         guard let id = verified else {
             damaged += 1
-            let wrong = Payloads.firstWrongByte(record).map { ", first wrong byte at offset \($0)" } ?? ""
+            let wrongByte = if let tampered { Payloads.firstWrongByte(tampered) } else { Payloads.firstWrongByte(record) }
+            let wrong = wrongByte.map { ", first wrong byte at offset \($0)" } ?? ""
             note("ring \(ring) position \(record.position): damaged record (event \(record.eventID), \(record.payloadSize) bytes\(wrong))")
             return
         }
